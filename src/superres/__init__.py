@@ -1,0 +1,2 @@
+"""superres: image super-resolution with EDSR."""
+from superres.resize import imresize

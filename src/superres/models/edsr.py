@@ -1,0 +1,159 @@
+"""EDSR (Lim et al., CVPR-W 2017), laid out so that state-dict keys equal the official EDSR-PyTorch ones.
+
+Read top to bottom: the mean shift, the residual block, the upsampler, the config, the model.
+
+    x (N, C, H, W), 0..rgb_range
+      -> sub_mean -> head.0 (conv C->F)
+      -> body.0 .. body.{B-1} (ResBlocks) -> body.{B} (conv F->F)  + global skip
+      -> tail.0 (upsampler: conv F->4F + PixelShuffle(2), repeated; or conv F->9F + PixelShuffle(3))
+      -> tail.1 (conv F->C) -> add_mean
+    y (N, C, H*s, W*s), 0..rgb_range (not clipped)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# DIV2K's RGB mean, as in EDSR-PyTorch (fraction of the range).
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+# The same mean seen through BT.601 luma weights, used for one-channel (grayscale) models.
+DIV2K_GRAY_MEAN = (round(0.299 * 0.4488 + 0.587 * 0.4371 + 0.114 * 0.4040, 4),)
+
+SUPPORTED_SCALES = (2, 3, 4, 8)
+
+
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=True)
+
+
+class MeanShift(nn.Module):
+    """Adds (sign=+1) or subtracts (sign=-1) rgb_range * mean per channel.
+
+    Kept as a frozen 1x1 convolution with buffers `weight` and `bias`, as in EDSR-PyTorch, so the
+    keys `sub_mean.weight/bias` and `add_mean.weight/bias` load unchanged. Buffers are not
+    parameters: they never train and do not count in parameter totals.
+    """
+
+    def __init__(self, rgb_range: float, mean: tuple[float, ...], sign: int) -> None:
+        super().__init__()
+        n = len(mean)
+        self.register_buffer("weight", torch.eye(n).view(n, n, 1, 1))
+        self.register_buffer("bias", sign * rgb_range * torch.tensor(mean, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
+
+
+class ResBlock(nn.Module):
+    """conv-ReLU-conv without batch norm; the branch is scaled by res_scale before the add."""
+
+    def __init__(self, n_feats: int, res_scale: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv3x3(n_feats, n_feats), nn.ReLU(inplace=True), conv3x3(n_feats, n_feats))
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        res = self.body(x)
+        if self.res_scale != 1:
+            res = res * self.res_scale
+        return res + x
+
+
+class Upsampler(nn.Sequential):
+    """Sub-pixel upsampling: x2^k as k times (conv F->4F, PixelShuffle(2)); x3 as conv F->9F, PixelShuffle(3)."""
+
+    def __init__(self, scale: int, n_feats: int) -> None:
+        layers: list[nn.Module] = []
+        if scale == 3:
+            layers += [conv3x3(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
+        elif scale in (2, 4, 8):
+            for _ in range(int(math.log2(scale))):
+                layers += [conv3x3(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
+        else:
+            raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale}")
+        super().__init__(*layers)
+
+
+@dataclass(frozen=True)
+class EDSRConfig:
+    scale: int = 2
+    n_feats: int = 64
+    n_resblocks: int = 16
+    # 0.1 for the wide (256-feature) EDSR: without it training that model is unstable (paper, sec. 3.1).
+    res_scale: float = 1.0
+    n_colors: int = 3
+    # Pixel values the network sees run 0..rgb_range; the official models use 255.
+    rgb_range: float = 255.0
+    # Per-channel mean as a fraction of rgb_range; None means DIV2K's (or its luma for n_colors=1).
+    rgb_mean: tuple[float, ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        from superres.errors import ConfigError  # local: keep the model file free of other imports
+
+        if self.scale not in SUPPORTED_SCALES:
+            raise ConfigError(f"scale must be one of {', '.join(map(str, SUPPORTED_SCALES))}, got {self.scale}")
+        if self.n_feats < 1 or self.n_resblocks < 0:
+            raise ConfigError(f"n_feats must be >= 1 and n_resblocks >= 0, got {self.n_feats} and {self.n_resblocks}")
+        if self.n_colors not in (1, 3):
+            raise ConfigError(f"n_colors must be 1 (grayscale) or 3 (RGB), got {self.n_colors}")
+        if not self.res_scale > 0:
+            raise ConfigError(f"res_scale must be > 0, got {self.res_scale}")
+        if self.rgb_mean is None:
+            object.__setattr__(self, "rgb_mean", DIV2K_RGB_MEAN if self.n_colors == 3 else DIV2K_GRAY_MEAN)
+        object.__setattr__(self, "rgb_mean", tuple(float(m) for m in self.rgb_mean))
+        if len(self.rgb_mean) != self.n_colors:
+            raise ConfigError(f"rgb_mean needs {self.n_colors} values, got {len(self.rgb_mean)}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["rgb_mean"] = list(self.rgb_mean)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EDSRConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if known.get("rgb_mean") is not None:
+            known["rgb_mean"] = tuple(known["rgb_mean"])
+        return cls(**known)
+
+
+class EDSR(nn.Module):
+    """Enhanced Deep Residual Network for single-image super-resolution.
+
+    Input and output are float tensors (N, n_colors, H, W) in 0..rgb_range; the output is H*scale x W*scale
+    and is not clipped.
+    """
+
+    def __init__(self, config: EDSRConfig | None = None, **kwargs) -> None:
+        super().__init__()
+        config = config if config is not None else EDSRConfig(**kwargs)
+        self.config = config
+        c, f = config.n_colors, config.n_feats
+        self.sub_mean = MeanShift(config.rgb_range, config.rgb_mean, sign=-1)
+        self.head = nn.Sequential(conv3x3(c, f))
+        self.body = nn.Sequential(
+            *[ResBlock(f, config.res_scale) for _ in range(config.n_resblocks)], conv3x3(f, f)
+        )
+        self.tail = nn.Sequential(Upsampler(config.scale, f), conv3x3(f, c))
+        self.add_mean = MeanShift(config.rgb_range, config.rgb_mean, sign=+1)
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.sub_mean(x)
+        x = self.head(x)  # (N, F, H, W)
+        x = self.body(x) + x  # global skip
+        x = self.tail(x)  # (N, C, H*s, W*s)
+        return self.add_mean(x)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters; the mean shifts are buffers and are not counted (as in the paper)."""
+    return sum(p.numel() for p in model.parameters())
