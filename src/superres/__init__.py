@@ -1,2 +1,22 @@
-"""superres: image super-resolution with EDSR."""
+"""superres: image super-resolution with EDSR.
+
+    import superres
+    model = superres.load_model("path/to/weights.safetensors")
+    big = superres.upscale(image, model=model)           # numpy array or PIL image in, same out
+    lr = superres.imresize(image, 1 / 4)                  # MATLAB-exact bicubic
+"""
+
+from superres.api import upscale
+from superres.errors import CheckpointError, ConfigError, ImageError, SuperresError, UnknownModelError
+from superres.imageio import Picture, read_image, write_image
+from superres.metrics import psnr, rgb_to_y
+from superres.models import EDSR, EDSRConfig, create_model, init_from_x2, list_models, load_model, save_weights
 from superres.resize import imresize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EDSR", "EDSRConfig", "CheckpointError", "ConfigError", "ImageError", "Picture", "SuperresError",
+    "UnknownModelError", "create_model", "imresize", "init_from_x2", "list_models", "load_model", "psnr",
+    "read_image", "rgb_to_y", "save_weights", "upscale", "write_image",
+]

@@ -114,10 +114,12 @@ def imresize(image, scale: float | None = None, output_shape: tuple[int, int] | 
     from PIL import Image  # local: resize is useful without PIL, but accepts PIL images
 
     if isinstance(image, Image.Image):
-        from superres.imageio import from_pil, to_pil  # noqa: PLC0415
+        from superres.imageio import Picture, from_pil, to_pil  # noqa: PLC0415
 
-        arr, info = from_pil(image)
-        return to_pil(imresize(arr, scale, output_shape, method, antialiasing), info)
+        pic = from_pil(image)
+        out = imresize(pic.pixels, scale, output_shape, method, antialiasing)
+        alpha = None if pic.alpha is None else imresize(pic.alpha, output_shape=out.shape[:2], method=method)
+        return to_pil(Picture(out, alpha, pic.icc_profile))
     img = np.asarray(image)
     if img.ndim not in (2, 3) or img.shape[0] == 0 or img.shape[1] == 0:
         raise ConfigError(f"imresize needs an (H, W) or (H, W, C) image, got shape {img.shape}")

@@ -1,0 +1,240 @@
+"""Command line: a thin layer over the Python API. The only module that prints for users.
+
+Exit codes: 0 success, 1 some inputs failed (the others were still done), 2 usage or setup error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from superres.errors import SuperresError
+
+log = logging.getLogger("superres")
+
+
+def _scale(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scale must be an integer (2, 3 or 4), got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"scale must be >= 1, got {value}")
+    return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 720x1280 (HxW), got '{text}'") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got '{text}'")
+    return h, w
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from superres.resize import METHODS
+
+    parser = argparse.ArgumentParser(prog="superres", description="Image super-resolution with EDSR.")
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks and debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("upscale", help="upscale images with a model or an interpolation method")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("--scale", "-s", type=_scale, help="upscaling factor (default: the model's)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--model", "-m", help="bundled model name, preset, or weights file (.safetensors/.pt/.pth)")
+    how.add_argument("--method", choices=sorted(METHODS), help="interpolation instead of a model")
+    p.add_argument("-o", "--output", help="output file (one input) or folder (default: beside each input)")
+    p.add_argument("--suffix", default=None, help="added to output names (default: _x<scale>, or none with -o FOLDER)")
+    p.add_argument("--format", dest="out_format", help="output extension, e.g. png (default: the input's)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--max-pixels", type=int, default=None, help="largest input accepted, in pixels (default 200M)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("degrade", help="make LR images with the MATLAB bicubic (EDSR benchmark naming)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--scale", "-s", type=_scale, required=True)
+    p.add_argument("-o", "--output", required=True, help="output folder; writes <stem>x<scale>.png")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", "-q", action="store_true")
+
+    p = sub.add_parser("info", help="the layers of a model: output shapes, parameters, multiply-adds")
+    p.add_argument("model", help="bundled model name, preset, or weights file")
+    p.add_argument("--scale", "-s", type=_scale, default=None, help="scale for a preset (default 2)")
+    p.add_argument("--input-size", type=_size, default=(100, 100), metavar="HxW", help="LR input size (default 100x100)")
+
+    sub.add_parser("models", help="list presets and bundled models")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
+        return int(e.code or 0)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    try:
+        return COMMANDS[args.command](args)
+    except SuperresError as e:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """Files from paths, folders (their images, sorted) and glob patterns; plus one error per input that matched nothing."""
+    from superres.imageio import READ_SUFFIXES
+
+    files: list[Path] = []
+    errors: list[str] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READ_SUFFIXES)
+            if not found:
+                errors.append(f"{path}: folder holds no images")
+            files += found
+        elif path.exists():
+            files.append(path)
+        elif any(ch in text for ch in "*?["):
+            found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not found:
+                errors.append(f"{text}: no file matches")
+            files += found
+        else:
+            errors.append(f"{path}: no such file")
+    unique = list(dict.fromkeys(files))
+    return unique, errors
+
+
+def _progress(items: list, quiet: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="img", disable=quiet or not sys.stderr.isatty() or len(items) < 2)
+
+
+def _report(errors: list[str]) -> None:
+    for msg in errors:
+        print(f"error: {msg}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from superres.imageio import WRITE_FORMATS, read_image, write_image
+    from superres.inference import upscale_picture
+    from superres.models.checkpoints import load_model
+    from superres.models.registry import default_model_name
+
+    files, errors = expand_inputs(args.inputs)
+    model = None
+    if args.method is None:
+        if args.model is None and args.scale is not None and default_model_name(args.scale) is None:
+            raise SuperresError(f"no bundled model for x{args.scale} yet; use --model FILE or --method bicubic")
+        model = load_model(args.model, scale=args.scale)
+    elif args.scale is None:
+        raise SuperresError("--method needs --scale")
+    scale = args.scale or model.scale
+    out_format = f".{args.out_format.lstrip('.').lower()}" if args.out_format else None
+    if out_format and out_format not in WRITE_FORMATS:
+        raise SuperresError(f"cannot write '{out_format}'; choose from {', '.join(sorted(WRITE_FORMATS))}")
+    single_file = args.output is not None and len(args.inputs) == 1 and len(files) == 1 \
+        and Path(args.output).suffix.lower() in WRITE_FORMATS and not Path(args.output).is_dir()
+    if args.output is not None and not single_file and len(files) > 1 and Path(args.output).suffix.lower() in WRITE_FORMATS:
+        raise SuperresError(f"-o {args.output} names a file, but there are {len(files)} inputs; give a folder")
+    suffix = args.suffix if args.suffix is not None else ("" if args.output and not single_file else f"_x{scale}")
+    inputs = {p.resolve() for p in files}
+    done = 0
+    for path in _progress(files, args.quiet, "upscale"):
+        if single_file:
+            target = Path(args.output)
+        else:
+            folder = Path(args.output) if args.output else path.parent
+            target = folder / f"{path.stem}{suffix}{out_format or path.suffix}"
+        try:
+            if target.resolve() in inputs:
+                raise SuperresError(f"{target}: is an input; refusing to overwrite it (use another -o or --suffix)")
+            if target.exists() and not args.overwrite:
+                raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
+            kwargs = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+            picture = read_image(path, **kwargs)
+            result = upscale_picture(picture, scale, model=model, method=args.method)
+            write_image(target, result, overwrite=args.overwrite)
+            done += 1
+            log.info("%s -> %s", path, target)
+        except SuperresError as e:
+            errors.append(str(e))
+        except MemoryError:
+            errors.append(f"{path}: out of memory")
+    _report(errors)
+    if not args.quiet and (files or errors):
+        print(f"upscaled {done} of {done + len(errors)} image(s) x{scale}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_degrade(args: argparse.Namespace) -> int:
+    from superres.imageio import Picture, read_image, write_image
+    from superres.resize import imresize
+
+    files, errors = expand_inputs(args.inputs)
+    s = args.scale
+    for path in _progress(files, args.quiet, "degrade"):
+        target = Path(args.output) / f"{path.stem}x{s}.png"
+        try:
+            pic = read_image(path)
+            h, w = pic.size[0] // s * s, pic.size[1] // s * s  # modcrop, as the benchmarks do
+            if h == 0 or w == 0:
+                raise SuperresError(f"{path}: {pic.size[1]}x{pic.size[0]} is smaller than the scale {s}")
+            lr = imresize(pic.pixels[:h, :w], 1 / s, method="bicubic")
+            alpha = None if pic.alpha is None else imresize(pic.alpha[:h, :w], 1 / s, method="bicubic")
+            write_image(target, Picture(lr, alpha, pic.icc_profile), overwrite=args.overwrite)
+        except SuperresError as e:
+            errors.append(str(e))
+    _report(errors)
+    return 1 if errors else 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from superres.models.checkpoints import load_model
+    from superres.models.edsr import count_parameters
+    from superres.models.summary import format_summary, summarize
+
+    model = load_model(args.model, scale=args.scale)
+    c = model.config
+    title = (f"{args.model}: EDSR x{c.scale}, {c.n_resblocks} blocks x {c.n_feats} features, res_scale {c.res_scale}, "
+             f"{c.n_colors} colour(s), {count_parameters(model):,} parameters; input {args.input_size[0]}x{args.input_size[1]}")
+    print(format_summary(summarize(model, args.input_size), title))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from superres.models.edsr import count_parameters
+    from superres.models.registry import PRESETS, PRETRAINED, create_model
+
+    print(f"{'preset':<16} {'blocks':>6} {'feats':>6} {'res_scale':>9} {'params x2':>11}")
+    for name, p in sorted(PRESETS.items()):
+        print(f"{name:<16} {p['n_resblocks']:>6} {p['n_feats']:>6} {p['res_scale']:>9} "
+              f"{count_parameters(create_model(name, scale=2)):>11,}")
+    print()
+    if not PRETRAINED:
+        print("bundled models: none yet")
+    for entry in PRETRAINED.values():
+        print(f"{entry.name:<24} x{entry.scale} {'(default) ' if entry.default else ''}{entry.description}")
+    return 0
+
+
+COMMANDS = {"upscale": cmd_upscale, "degrade": cmd_degrade, "info": cmd_info, "models": cmd_models}

@@ -1,0 +1,281 @@
+"""Reading and writing images without losing what the user had: bit depth, grayscale, alpha, ICC profile.
+
+Pixels are numpy arrays: (H, W) for grayscale or (H, W, 3) for colour, uint8 or uint16; alpha is kept
+apart as (H, W) of the same type. Pillow does the work, except for 16-bit colour PNG/TIFF, which Pillow
+cannot hold and OpenCV reads and writes. EXIF orientation is applied on reading. Writes go to a
+temporary file that is renamed into place, so an interrupted write never leaves a partial image.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from superres.errors import ImageError
+
+DEFAULT_MAX_PIXELS = 200_000_000  # refuse larger images (decompression bombs) unless asked
+READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
+                 ".tiff": "TIFF", ".webp": "WEBP", ".gif": "GIF"}
+
+
+@dataclass
+class Picture:
+    """An image as read from disk: pixels, optional alpha, and what must be carried to the output."""
+
+    pixels: np.ndarray  # (H, W) or (H, W, 3), uint8 or uint16
+    alpha: np.ndarray | None = None  # (H, W), same dtype as pixels
+    icc_profile: bytes | None = None
+
+    @property
+    def is_gray(self) -> bool:
+        return self.pixels.ndim == 2
+
+    @property
+    def peak(self) -> int:
+        return 65535 if self.pixels.dtype == np.uint16 else 255
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)"""
+        return self.pixels.shape[0], self.pixels.shape[1]
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
+    """Read any image Pillow opens (first frame of animations), keeping 16-bit and grayscale as they are."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                _check_size(path, im.size, max_pixels)
+                if _is_16bit_colour(im):
+                    return _read_16bit_colour(path, im)
+                orientation = im.getexif().get(0x0112, 1)
+                icc = im.info.get("icc_profile") or None
+                if getattr(im, "n_frames", 1) > 1:
+                    im.seek(0)
+                im.load()
+                picture = from_pil(im)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: image is too large ({e}); raise the pixel limit to read it") from e
+    except UnidentifiedImageError as e:
+        raise ImageError(f"{path}: not an image, or a format that cannot be read") from e
+    except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
+        raise ImageError(f"{path}: cannot be read, the file may be truncated or corrupt ({e})") from e
+    if icc and picture.pixels.ndim == 3 and getattr(im, "mode", "") == "CMYK":
+        icc = None  # a CMYK profile does not describe the RGB pixels we now hold
+    picture.icc_profile = icc
+    return apply_orientation(picture, orientation)
+
+
+def _check_size(path: Path, size: tuple[int, int], max_pixels: int | None) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{path}: image has no pixels ({w}x{h})")
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageError(f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+                         f"(a decompression bomb?); raise the limit (--max-pixels) if the image is genuine")
+
+
+def _is_16bit_colour(im: Image.Image) -> bool:
+    if im.format == "PNG":
+        with open(im.filename, "rb") as f:  # IHDR: bit depth at byte 24, colour type at 25
+            head = f.read(26)
+        return len(head) == 26 and head[24] == 16 and head[25] in (2, 6)
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258)
+        return isinstance(bits, tuple) and len(bits) >= 3 and bits[0] == 16
+    return False
+
+
+def _read_16bit_colour(path: Path, im: Image.Image) -> Picture:
+    import cv2  # noqa: PLC0415 - only for what Pillow cannot hold
+
+    orientation = im.getexif().get(0x0112, 1)
+    icc = im.info.get("icc_profile") or None
+    data = np.fromfile(path, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    if arr is None or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ImageError(f"{path}: cannot decode this 16-bit colour image")
+    arr = arr.astype(np.uint16, copy=False)
+    rgb = np.ascontiguousarray(arr[..., 2::-1])  # OpenCV is BGR(A)
+    alpha = np.ascontiguousarray(arr[..., 3]) if arr.shape[2] == 4 else None
+    return apply_orientation(Picture(rgb, alpha, icc), orientation)
+
+
+def from_pil(im: Image.Image) -> Picture:
+    """A PIL image's pixels as a Picture: palette and CMYK become RGB, transparency becomes alpha."""
+    mode = im.mode
+    alpha = None
+    if mode in ("1", "L", "I;16", "I;16L", "I;16B", "I;16N"):
+        pixels = np.asarray(im.convert("L") if mode == "1" else im)
+        pixels = pixels.astype(np.uint16) if mode.startswith("I;16") else pixels
+    elif mode == "I":  # 32-bit integer: Pillow's mode for some 16-bit files
+        raw = np.asarray(im)
+        pixels = np.clip(raw, 0, 65535).astype(np.uint16) if raw.max(initial=0) > 255 else raw.astype(np.uint8)
+    elif mode == "LA" or mode == "La":
+        arr = np.asarray(im.convert("LA"))
+        pixels, alpha = arr[..., 0].copy(), arr[..., 1].copy()
+    elif mode == "P":
+        has_alpha = "transparency" in im.info or im.palette.mode == "RGBA"
+        arr = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
+        pixels = arr[..., :3].copy() if has_alpha else arr
+        alpha = arr[..., 3].copy() if has_alpha else None
+    elif mode in ("RGBA", "RGBa", "PA"):
+        arr = np.asarray(im.convert("RGBA"))
+        pixels, alpha = arr[..., :3].copy(), arr[..., 3].copy()
+    elif mode in ("RGB", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        pixels = np.asarray(im.convert("RGB"))
+    elif mode == "F":
+        raise ImageError("floating-point images are not supported; convert to 8 or 16 bit first")
+    else:
+        pixels = np.asarray(im.convert("RGB"))
+    return Picture(np.ascontiguousarray(pixels), alpha, im.info.get("icc_profile") or None)
+
+
+def to_pil(picture_or_pixels: Picture | np.ndarray) -> Image.Image:
+    """A PIL image from a Picture (or bare pixels); 16-bit colour is not representable in PIL."""
+    picture = picture_or_pixels if isinstance(picture_or_pixels, Picture) else Picture(np.asarray(picture_or_pixels))
+    px = picture.pixels
+    if px.dtype == np.uint16:
+        if px.ndim == 3:
+            raise ImageError("Pillow cannot hold 16-bit colour; use numpy arrays for 16-bit colour images")
+        return Image.fromarray(px)  # mode I;16
+    if picture.alpha is not None:
+        im = Image.fromarray(np.dstack([px, picture.alpha]), "RGBA" if px.ndim == 3 else "LA")
+    else:
+        im = Image.fromarray(px)
+    if picture.icc_profile:
+        im.info["icc_profile"] = picture.icc_profile
+    return im
+
+
+def apply_orientation(picture: Picture, orientation: int) -> Picture:
+    """Rotate/flip pixels (and alpha) as the EXIF orientation tag (1-8) says, so that 'up' is up."""
+
+    def fix(a: np.ndarray | None) -> np.ndarray | None:
+        if a is None or orientation in (None, 1) or orientation not in range(2, 9):
+            return a
+        ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
+               5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1),
+               7: lambda x: np.swapaxes(x[::-1, ::-1], 0, 1),
+               8: lambda x: np.rot90(x, 1)}
+        return np.ascontiguousarray(ops[orientation](a))
+
+    return replace(picture, pixels=fix(picture.pixels), alpha=fix(picture.alpha))
+
+
+def read_rgb(path: str | os.PathLike, n_colors: int = 3) -> np.ndarray:
+    """uint8 (H, W, 3) RGB (or (H, W) gray for n_colors=1) from any readable image, e.g. for training."""
+    picture = read_image(path)
+    px = picture.pixels
+    if px.dtype == np.uint16:
+        px = np.clip(np.floor(px / 257.0 + 0.5), 0, 255).astype(np.uint8)
+    if n_colors == 1:
+        if px.ndim == 3:
+            from superres.metrics import rgb_to_y  # noqa: PLC0415
+
+            px = np.clip(np.floor(rgb_to_y(px) + 0.5), 0, 255).astype(np.uint8)
+        return px
+    return np.repeat(px[..., None], 3, axis=2) if px.ndim == 2 else px
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+def write_image(path: str | os.PathLike, picture: Picture, overwrite: bool = False, quality: int = 95) -> Path:
+    """Write atomically in the format the extension names; refuses to replace a file unless overwrite."""
+    path = Path(path)
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: cannot write '{path.suffix}' files; use one of {', '.join(sorted(WRITE_FORMATS))}")
+    if path.exists() and not overwrite:
+        raise ImageError(f"{path}: already exists (use --overwrite to replace it)")
+    data = encode_image(picture, fmt, quality)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def encode_image(picture: Picture, fmt: str, quality: int = 95) -> bytes:
+    """The bytes of a file in format `fmt` ('PNG', 'JPEG', ...); depth and alpha reduced where the format must."""
+    px, alpha = picture.pixels, picture.alpha
+    if px.dtype == np.uint16 and fmt not in ("PNG", "TIFF"):
+        picture = to_8bit(picture)  # JPEG, BMP, WebP, GIF hold 8 bits
+        px, alpha = picture.pixels, picture.alpha
+    if px.dtype == np.uint16 and (px.ndim == 3 or alpha is not None):
+        return _encode_16bit_colour(picture, fmt)
+    if alpha is not None and fmt == "JPEG":
+        alpha = None  # JPEG has no alpha
+    im = to_pil(Picture(px, alpha))
+    if fmt == "GIF" and im.mode != "L":
+        im = im.convert("RGBA").quantize() if alpha is not None else im.quantize()
+    kwargs: dict = {}
+    if picture.icc_profile and fmt in ("PNG", "JPEG", "TIFF", "WEBP"):
+        kwargs["icc_profile"] = picture.icc_profile
+    if fmt in ("JPEG", "WEBP"):
+        kwargs["quality"] = quality
+    if fmt == "WEBP" and quality >= 100:
+        kwargs["lossless"] = True
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def _encode_16bit_colour(picture: Picture, fmt: str) -> bytes:
+    import cv2  # noqa: PLC0415
+
+    px = picture.pixels if picture.pixels.ndim == 3 else np.repeat(picture.pixels[..., None], 3, axis=2)
+    bgr = px[..., ::-1]
+    if picture.alpha is not None:
+        bgr = np.dstack([bgr, picture.alpha])
+    ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tiff", np.ascontiguousarray(bgr))
+    if not ok:
+        raise ImageError(f"could not encode a 16-bit {fmt}")
+    data = buf.tobytes()
+    if fmt == "PNG" and picture.icc_profile:
+        data = _png_with_icc(data, picture.icc_profile)
+    return data
+
+
+def _png_with_icc(png: bytes, icc: bytes) -> bytes:
+    """Insert an iCCP chunk right after IHDR (PNG signature 8 bytes + IHDR chunk 25 bytes)."""
+    body = b"ICC Profile\0\0" + zlib.compress(icc)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    return png[:33] + chunk + png[33:]
+
+
+def to_8bit(picture: Picture) -> Picture:
+    def down(a: np.ndarray | None) -> np.ndarray | None:
+        if a is None or a.dtype == np.uint8:
+            return a
+        return np.floor(a / 257.0 + 0.5).astype(np.uint8)
+
+    return replace(picture, pixels=down(picture.pixels), alpha=down(picture.alpha))
