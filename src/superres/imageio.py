@@ -61,9 +61,11 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         raise ImageError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: empty file")
+    pil_limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = None  # our own limit is checked below, from the header alone
             with Image.open(path) as im:
                 _check_size(path, im.size, max_pixels)
                 if _is_16bit_colour(im):
@@ -82,6 +84,8 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         raise ImageError(f"{path}: not an image, or a format that cannot be read") from e
     except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
         raise ImageError(f"{path}: cannot be read, the file may be truncated or corrupt ({e})") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_limit
     if icc and picture.pixels.ndim == 3 and getattr(im, "mode", "") == "CMYK":
         icc = None  # a CMYK profile does not describe the RGB pixels we now hold
     picture.icc_profile = icc

@@ -82,17 +82,25 @@ def contributions(in_length: int, out_length: int, scale: float, kernel: Kernel,
 def _resize_axis(img: np.ndarray, axis: int, out_length: int, scale: float, kernel: Kernel, width: float,
                  antialiasing: bool, out_dtype: np.dtype) -> np.ndarray:
     weights, indices = contributions(img.shape[axis], out_length, scale, kernel, width, antialiasing)
-    src = np.moveaxis(img, axis, 0).astype(np.float64, copy=False)
-    acc = np.zeros((out_length,) + src.shape[1:], dtype=np.float64)
-    extra = (1,) * (src.ndim - 1)
-    for k in range(weights.shape[1]):  # one tap at a time: memory stays one output image
-        acc += weights[:, k].reshape((-1,) + extra) * src[indices[:, k]]
-    if np.issubdtype(out_dtype, np.integer):
-        info = np.iinfo(out_dtype)
-        acc = np.clip(np.floor(acc + 0.5), info.min, info.max).astype(out_dtype)  # MATLAB rounds half up here
-    else:
-        acc = acc.astype(out_dtype, copy=False)
-    return np.moveaxis(acc, 0, axis)
+    src = np.moveaxis(img, axis, 0)
+    rest = src.shape[1:]
+    src = src.reshape(src.shape[0], -1)  # (in_length, everything else)
+    out = np.empty((out_length, src.shape[1]), dtype=out_dtype)
+    integer = np.issubdtype(out_dtype, np.integer)
+    # Work on column blocks small enough to stay in cache; within a block, taps are summed in order
+    # (as MATLAB does), so results do not depend on the block size.
+    step = max(1, (1 << 17) // out_length)
+    for c0 in range(0, src.shape[1], step):
+        block = src[:, c0:c0 + step].astype(np.float64)
+        acc = weights[:, :1] * block[indices[:, 0]]
+        for k in range(1, weights.shape[1]):
+            acc += weights[:, k:k + 1] * block[indices[:, k]]
+        if integer:  # MATLAB rounds half away from zero and saturates after each pass
+            info = np.iinfo(out_dtype)
+            np.floor(acc + 0.5, out=acc)
+            np.clip(acc, info.min, info.max, out=acc)
+        out[:, c0:c0 + step] = acc
+    return np.moveaxis(out.reshape((out_length,) + rest), 0, axis)
 
 
 def output_shape_for(shape: tuple[int, int], scale: float) -> tuple[int, int]:

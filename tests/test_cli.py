@@ -1,0 +1,135 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from superres.cli import main
+from superres.imageio import Picture, read_image, write_image
+from superres.models import EDSR, EDSRConfig, save_weights
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    torch.manual_seed(0)
+    return save_weights(EDSR(EDSRConfig(scale=2, n_feats=8, n_resblocks=1)), tmp_path / "m.safetensors")
+
+
+@pytest.fixture
+def images(tmp_path, photo):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "a.png", Picture(photo))
+    write_image(folder / "b.jpg", Picture(photo[:40, :50]))
+    return folder
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_upscale_one_file_with_method(tmp_path, images, capsys, photo):
+    code, _, err = run(capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "3", "-o", tmp_path / "big.png")
+    assert code == 0, err
+    assert read_image(tmp_path / "big.png").pixels.shape == (192, 240, 3)
+
+
+def test_upscale_folder_with_model_file(tmp_path, images, model_file, capsys):
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "upscale", images, "--model", model_file, "-o", out)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]
+    assert read_image(out / "b.jpg").pixels.shape == (80, 100, 3)
+
+
+def test_default_output_beside_input_with_suffix(images, capsys):
+    code, _, _ = run(capsys, "upscale", images / "a.png", "--method", "bilinear", "-s", "2")
+    assert code == 0 and (images / "a_x2.png").exists()
+    code, _, _ = run(capsys, "upscale", str(images / "*.png"), "--method", "nearest", "-s", "2", "--suffix", "_big",
+                     "--format", "bmp")
+    assert code == 0 and (images / "a_big.bmp").exists() and (images / "a_x2_big.bmp").exists()
+
+
+def test_batch_with_bad_files_reports_each_and_continues(tmp_path, images, capsys):
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (images / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "upscale", images, tmp_path / "missing.png", "--method", "bicubic", "-s", "2", "-o", out)
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3
+    assert any("broken.png" in e for e in errors) and any("empty.jpg" in e for e in errors)
+    assert any("missing.png: no such file" in e for e in errors)
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]  # the good ones, nothing partial
+
+
+def test_never_overwrites_without_flag_and_never_clobbers_input(tmp_path, images, capsys):
+    target = tmp_path / "o.png"
+    target.write_bytes(b"precious")
+    code, _, err = run(capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "2", "-o", target)
+    assert code == 1 and "already exists" in err and target.read_bytes() == b"precious"
+    code, _, _ = run(capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "2", "-o", target, "--overwrite")
+    assert code == 0 and read_image(target).pixels.shape == (128, 160, 3)
+    before = (images / "a.png").read_bytes()
+    code, _, err = run(capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "2", "-o", images / "a.png",
+                       "--overwrite")
+    assert code == 1 and "is an input" in err and (images / "a.png").read_bytes() == before
+
+
+def test_grayscale_16bit_and_alpha_survive(tmp_path, model_file, capsys, rng):
+    gray16 = rng.integers(0, 65536, size=(12, 10), dtype=np.int64).astype(np.uint16)
+    write_image(tmp_path / "g.png", Picture(gray16))
+    rgba = rng.integers(0, 256, size=(12, 10, 3), dtype=np.uint8)
+    write_image(tmp_path / "t.png", Picture(rgba, np.full((12, 10), 128, np.uint8)))
+    code, _, err = run(capsys, "upscale", tmp_path / "g.png", tmp_path / "t.png", "--model", model_file,
+                       "-o", tmp_path / "out")
+    assert code == 0, err
+    g = read_image(tmp_path / "out" / "g.png")
+    assert g.pixels.dtype == np.uint16 and g.pixels.shape == (24, 20)
+    t = read_image(tmp_path / "out" / "t.png")
+    assert t.alpha is not None and t.alpha.shape == (24, 20) and np.all(t.alpha == 128)
+
+
+def test_usage_errors_exit_2(tmp_path, images, capsys):
+    assert run(capsys, "upscale", images / "a.png", "--method", "bicubic")[0] == 2  # no scale
+    assert run(capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "two")[0] == 2
+    assert run(capsys, "upscale", images / "a.png", "-s", "2", "--model", "no-such-model")[0] == 2
+    code, _, err = run(capsys, "upscale", images, "--method", "bicubic", "-s", "2", "-o", tmp_path / "one.png")
+    assert code == 2 and "give a folder" in err
+    assert run(capsys, "frobnicate")[0] == 2
+
+
+def test_bad_model_file_is_one_line(tmp_path, images, capsys):
+    (tmp_path / "bad.safetensors").write_bytes(b"nope")
+    code, _, err = run(capsys, "upscale", images / "a.png", "--model", tmp_path / "bad.safetensors")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+
+
+def test_degrade_writes_benchmark_names(tmp_path, images, capsys, photo):
+    code, _, _ = run(capsys, "degrade", images / "a.png", "--scale", "3", "-o", tmp_path / "lr")
+    assert code == 0
+    from superres import imresize
+
+    lr = read_image(tmp_path / "lr" / "ax3.png").pixels
+    hr = photo[:63, :78]
+    assert np.array_equal(lr, imresize(hr, 1 / 3))
+
+
+def test_info_and_models(capsys, model_file):
+    code, out, _ = run(capsys, "info", "edsr-baseline", "--scale", "4", "--input-size", "24x32")
+    assert code == 0 and "1,517,571" in out and "(3, 96, 128)" in out
+    code, out, _ = run(capsys, "info", model_file)
+    assert code == 0 and "EDSR x2" in out
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and "edsr-baseline" in out
+
+
+def test_python_module_entry_point(tmp_path, images):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "superres", "upscale", str(images / "nope.png"), "--method", "bicubic",
+                           "-s", "2"], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr

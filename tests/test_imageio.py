@@ -1,0 +1,187 @@
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageOps
+
+from superres.errors import ImageError
+from superres.imageio import Picture, read_image, write_image
+
+
+def save(im: Image.Image, path, **kw):
+    im.save(path, **kw)
+    return path
+
+
+@pytest.mark.parametrize("mode,shape,dtype,has_alpha", [
+    ("L", (20, 30), np.uint8, False),
+    ("LA", (20, 30), np.uint8, True),
+    ("RGB", (20, 30, 3), np.uint8, False),
+    ("RGBA", (20, 30, 3), np.uint8, True),
+    ("I;16", (20, 30), np.uint16, False),
+])
+def test_png_modes_round_trip(tmp_path, rng, mode, shape, dtype, has_alpha):
+    peak = 65535 if dtype == np.uint16 else 255
+    px = rng.integers(0, peak + 1, size=shape, dtype=np.int64).astype(dtype)
+    alpha = rng.integers(0, 256, size=shape[:2], dtype=np.uint8) if has_alpha else None
+    path = write_image(tmp_path / "a.png", Picture(px, alpha))
+    assert Image.open(path).mode == mode
+    back = read_image(path)
+    assert back.pixels.dtype == dtype and np.array_equal(back.pixels, px)
+    assert (back.alpha is None) == (alpha is None)
+    if alpha is not None:
+        assert np.array_equal(back.alpha, alpha)
+
+
+@pytest.mark.parametrize("with_alpha", [False, True])
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16bit_colour_round_trip(tmp_path, rng, with_alpha, suffix):
+    px = rng.integers(0, 65536, size=(9, 11, 3), dtype=np.int64).astype(np.uint16)
+    alpha = rng.integers(0, 65536, size=(9, 11), dtype=np.int64).astype(np.uint16) if with_alpha else None
+    back = read_image(write_image(tmp_path / f"c{suffix}", Picture(px, alpha)))
+    assert back.pixels.dtype == np.uint16 and np.array_equal(back.pixels, px)
+    if with_alpha:
+        assert np.array_equal(back.alpha, alpha)
+
+
+def test_palette_cmyk_and_bilevel(tmp_path, photo):
+    rgb = Image.fromarray(photo)
+    p = rgb.quantize(16)
+    back = read_image(save(p, tmp_path / "p.png"))
+    assert back.pixels.shape == photo.shape and back.alpha is None
+    assert np.array_equal(back.pixels, np.asarray(p.convert("RGB")))
+    pt = p.copy()
+    pt.info["transparency"] = 0
+    back = read_image(save(pt, tmp_path / "pt.png", transparency=0))
+    assert back.alpha is not None and set(np.unique(back.alpha)) <= {0, 255}
+    cmyk = rgb.convert("CMYK")
+    back = read_image(save(cmyk, tmp_path / "c.jpg"))
+    assert back.pixels.ndim == 3 and back.pixels.shape[2] == 3
+    one = rgb.convert("1")
+    back = read_image(save(one, tmp_path / "b.png"))
+    assert back.pixels.ndim == 2 and set(np.unique(back.pixels)) <= {0, 255}
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".bmp", ".webp", ".tif", ".gif"])
+def test_other_formats(tmp_path, photo, suffix):
+    path = write_image(tmp_path / f"x{suffix}", Picture(photo))
+    back = read_image(path)
+    assert back.pixels.shape == photo.shape and back.pixels.dtype == np.uint8
+    if suffix in (".bmp", ".tif"):
+        assert np.array_equal(back.pixels, photo)
+    elif suffix == ".gif":  # 256-colour palette
+        assert np.abs(back.pixels.astype(int) - photo).mean() < 8
+    else:
+        assert np.abs(back.pixels.astype(int) - photo).mean() < 4
+
+
+def test_gif_first_frame(tmp_path):
+    frames = [Image.new("RGB", (8, 6), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    back = read_image(tmp_path / "anim.gif")
+    assert tuple(back.pixels[0, 0]) == (255, 0, 0)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_applied(tmp_path, rng, orientation):
+    px = rng.integers(0, 256, size=(6, 9, 3), dtype=np.uint8)
+    im = Image.fromarray(px)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    path = save(im, tmp_path / "o.png", exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    assert np.array_equal(read_image(path).pixels, expected)
+
+
+def test_icc_profile_carried(tmp_path, photo):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = save(Image.fromarray(photo), tmp_path / "in.png", icc_profile=icc)
+    pic = read_image(src)
+    assert pic.icc_profile == icc
+    for suffix in (".png", ".jpg", ".webp", ".tif"):
+        assert Image.open(write_image(tmp_path / f"out{suffix}", pic)).info.get("icc_profile") == icc
+    px16 = Picture(photo.astype(np.uint16) * 257, None, icc)
+    assert read_image(write_image(tmp_path / "out16.png", px16)).icc_profile == icc
+
+
+def test_16bit_to_8bit_formats(tmp_path):
+    px = np.full((4, 5, 3), 65535, dtype=np.uint16)
+    back = read_image(write_image(tmp_path / "x.jpg", Picture(px)))
+    assert back.pixels.dtype == np.uint8 and back.pixels.min() >= 254
+
+
+# ------------------------------------------------------------------------------ bad input
+
+def test_missing_empty_and_non_image(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        read_image(tmp_path / "absent.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError, match="empty file"):
+        read_image(tmp_path / "empty.png")
+    (tmp_path / "notes.png").write_text("hello, I am text")
+    with pytest.raises(ImageError, match="not an image"):
+        read_image(tmp_path / "notes.png")
+    with pytest.raises(ImageError, match="folder"):
+        read_image(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_truncated_file(tmp_path, photo, suffix):
+    data = (tmp_path / f"full{suffix}")
+    write_image(data, Picture(np.tile(photo, (4, 4, 1))))
+    raw = data.read_bytes()
+    (tmp_path / f"cut{suffix}").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        read_image(tmp_path / f"cut{suffix}")
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims a huge size (with valid CRCs) and whose data is tiny."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_refused_and_limit_option(tmp_path, photo):
+    (tmp_path / "bomb.png").write_bytes(png_claiming(60_000, 60_000))
+    with pytest.raises(ImageError, match="over the limit"):
+        read_image(tmp_path / "bomb.png")
+    path = write_image(tmp_path / "ok.png", Picture(photo))
+    with pytest.raises(ImageError, match="over the limit"):
+        read_image(path, max_pixels=100)
+    assert read_image(path, max_pixels=64 * 80).pixels.shape == photo.shape
+
+
+# ------------------------------------------------------------------------------ writing
+
+def test_write_is_atomic_and_never_clobbers(tmp_path, photo):
+    path = write_image(tmp_path / "o.png", Picture(photo))
+    before = path.read_bytes()
+    with pytest.raises(ImageError, match="already exists"):
+        write_image(path, Picture(photo[::2]))
+    assert path.read_bytes() == before
+    write_image(path, Picture(photo[::2]), overwrite=True)
+    assert read_image(path).pixels.shape[0] == 32
+    assert [p.name for p in tmp_path.iterdir()] == ["o.png"]  # no temporary files left
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch, photo):
+    import superres.imageio as imageio
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(imageio, "encode_image", lambda *a, **k: b"x" * 10)
+    monkeypatch.setattr(imageio.os, "replace", boom)
+    with pytest.raises(OSError):
+        write_image(tmp_path / "o.png", Picture(photo))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_output_extension(tmp_path, photo):
+    with pytest.raises(ImageError, match="cannot write '.xyz'"):
+        write_image(tmp_path / "o.xyz", Picture(photo))

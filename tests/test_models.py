@@ -1,0 +1,241 @@
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import superres
+from superres.errors import CheckpointError, ConfigError, UnknownModelError
+from superres.models import (EDSR, EDSRConfig, count_parameters, create_model, format_summary, init_from_x2,
+                             list_models, load_model, load_weights, save_weights, summarize)
+
+
+def tiny(scale=2, n_colors=3, **kw) -> EDSR:
+    torch.manual_seed(0)
+    cfg = dict(scale=scale, n_feats=8, n_resblocks=2, n_colors=n_colors)
+    cfg.update(kw)
+    model = EDSR(EDSRConfig(**cfg)).eval()
+    with torch.no_grad():  # give the mean shift something non-default to carry
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    return model
+
+
+def same_output(a: EDSR, b: EDSR, colors=3) -> bool:
+    x = torch.rand(1, colors, 9, 7) * 255
+    with torch.no_grad():
+        return torch.allclose(a(x), b(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("scale,expected", [(2, 1_369_859), (3, 1_554_499), (4, 1_517_571)])
+def test_baseline_parameter_counts_match_official(scale, expected):
+    assert count_parameters(create_model("edsr-baseline", scale=scale)) == expected
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, 8])
+@pytest.mark.parametrize("n_colors", [1, 3])
+def test_output_shape_every_scale_and_colour(scale, n_colors):
+    model = tiny(scale, n_colors)
+    with torch.no_grad():
+        y = model(torch.rand(2, n_colors, 5, 7) * 255)
+    assert y.shape == (2, n_colors, 5 * scale, 7 * scale)
+
+
+def test_state_dict_keys_are_official():
+    keys = set(tiny(scale=4).state_dict())
+    expected = {"sub_mean.weight", "sub_mean.bias", "add_mean.weight", "add_mean.bias", "head.0.weight", "head.0.bias",
+                "body.2.weight", "body.2.bias", "tail.0.0.weight", "tail.0.0.bias", "tail.0.2.weight", "tail.0.2.bias",
+                "tail.1.weight", "tail.1.bias"}
+    expected |= {f"body.{i}.body.{j}.{p}" for i in range(2) for j in (0, 2) for p in ("weight", "bias")}
+    assert keys == expected
+    assert set(tiny(scale=3).state_dict()) - expected == {"tail.0.0.weight", "tail.0.0.bias"} - expected
+
+
+def test_residual_scaling_and_global_skip():
+    model = tiny(res_scale=0.1)
+    assert model.body[0].res_scale == 0.1
+    x = torch.rand(1, 8, 4, 4)
+    block = model.body[0]
+    with torch.no_grad():
+        assert torch.allclose(block(x), x + 0.1 * block.body(x))
+
+
+def test_mean_shift_is_not_trainable_and_matches_div2k_mean():
+    model = EDSR(EDSRConfig(scale=2, n_feats=4, n_resblocks=0))
+    names = {n for n, _ in model.named_parameters()}
+    assert not any(n.startswith(("sub_mean", "add_mean")) for n in names)
+    np.testing.assert_allclose(model.sub_mean.bias.numpy(), -255 * np.array([0.4488, 0.4371, 0.4040]), rtol=1e-6)
+
+
+def test_presets_listed_and_unknown_name_suggests():
+    assert {"edsr", "edsr-baseline", "edsr-small"} <= set(list_models())
+    with pytest.raises(UnknownModelError, match="did you mean 'edsr-baseline'"):
+        create_model("edsr-basline")
+
+
+def test_bad_config_values():
+    with pytest.raises(ConfigError, match="scale"):
+        EDSRConfig(scale=5)
+    with pytest.raises(ConfigError, match="n_colors"):
+        EDSRConfig(n_colors=2)
+
+
+# --------------------------------------------------------------------------------- checkpoints
+
+def test_safetensors_round_trip_keeps_config_and_outputs(tmp_path):
+    model = tiny(scale=3, res_scale=0.5)
+    path = save_weights(model, tmp_path / "m.safetensors", {"note": "hello"})
+    loaded = load_model(path)
+    assert loaded.config == model.config
+    assert loaded.metadata["note"] == "hello"
+    assert same_output(model, loaded)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("with_mean", [True, False])
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_official_pt_layout(tmp_path, with_mean, prefix):
+    model = tiny(scale=4)
+    state = {prefix + k: v for k, v in model.state_dict().items() if with_mean or "mean" not in k}
+    torch.save(state, tmp_path / "edsr.pt")
+    loaded = load_weights(tmp_path / "edsr.pt")
+    assert loaded.config.scale == 4 and loaded.config.n_feats == 8 and loaded.config.n_resblocks == 2
+    assert same_output(model, loaded)
+
+
+def to_basicsr(state: dict) -> dict:
+    out = {}
+    n = max(int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.body", k))) + 1
+    for k, v in state.items():
+        if "mean" in k:
+            continue  # BasicSR keeps its mean outside the state dict
+        k = re.sub(r"^head\.0\.", "conv_first.", k)
+        k = re.sub(r"^body\.(\d+)\.body\.0\.", r"body.\1.conv1.", k)
+        k = re.sub(r"^body\.(\d+)\.body\.2\.", r"body.\1.conv2.", k)
+        k = re.sub(rf"^body\.{n}\.", "conv_after_body.", k)
+        k = re.sub(r"^tail\.0\.", "upsample.", k)
+        k = re.sub(r"^tail\.1\.", "conv_last.", k)
+        out[k] = v
+    return out
+
+
+@pytest.mark.parametrize("wrapper", [None, "params", "params_ema"])
+@pytest.mark.parametrize("scale", [2, 3])
+def test_basicsr_layout(tmp_path, wrapper, scale):
+    model = tiny(scale=scale)
+    state = to_basicsr(model.state_dict())
+    assert "conv_after_body.weight" in state and "body.1.conv2.weight" in state
+    torch.save(state if wrapper is None else {wrapper: state}, tmp_path / "basicsr.pth")
+    loaded = load_model(tmp_path / "basicsr.pth", scale=scale)
+    assert same_output(model, loaded)
+
+
+def test_grayscale_model_round_trip(tmp_path):
+    model = tiny(n_colors=1)
+    loaded = load_model(save_weights(model, tmp_path / "g.safetensors"))
+    assert loaded.config.n_colors == 1 and same_output(model, loaded, colors=1)
+
+
+def test_res_scale_inferred_for_wide_models(tmp_path):
+    wide = EDSR(EDSRConfig(scale=2, n_feats=256, n_resblocks=0))
+    torch.save(wide.state_dict(), tmp_path / "wide.pt")
+    assert load_weights(tmp_path / "wide.pt").config.res_scale == 0.1
+    torch.save(tiny().state_dict(), tmp_path / "narrow.pt")
+    assert load_weights(tmp_path / "narrow.pt").config.res_scale == 1.0
+
+
+def test_strict_load_names_the_mismatch(tmp_path):
+    model = tiny()
+    state = model.state_dict()
+    missing = {k: v for k, v in state.items() if k != "tail.1.bias"}
+    torch.save(missing, tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match=r"missing 1 key\(s\): tail\.1\.bias"):
+        load_weights(tmp_path / "missing.pt")
+    torch.save({**state, "extra.weight": torch.zeros(1)}, tmp_path / "extra.pt")
+    with pytest.raises(CheckpointError, match=r"unexpected 1 key\(s\): extra\.weight"):
+        load_weights(tmp_path / "extra.pt")
+    with pytest.raises(CheckpointError) as info:
+        load_weights(tmp_path / "missing.pt")
+    assert "\n" not in str(info.value) and "missing.pt" in str(info.value)
+
+
+def test_shape_mismatch_is_named():
+    from superres.models.checkpoints import load_state_strict
+
+    gray = EDSR(EDSRConfig(scale=2, n_feats=8, n_resblocks=2, n_colors=1))
+    with pytest.raises(CheckpointError, match=r"shape mismatch: .*head\.0\.weight \(8, 3, 3, 3\) vs \(8, 1, 3, 3\)"):
+        load_state_strict(gray, tiny().state_dict())
+
+
+def test_scale_mismatch_and_unknown_names(tmp_path):
+    path = save_weights(tiny(scale=2), tmp_path / "x2.safetensors")
+    with pytest.raises(CheckpointError, match="x2, not x4"):
+        load_model(path, scale=4)
+    with pytest.raises(UnknownModelError, match="unknown model"):
+        load_model("no-such-model")
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_model(tmp_path / "absent.safetensors")
+
+
+def test_unreadable_and_foreign_files(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a pickle at all")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_weights(tmp_path / "junk.pt")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError, match="safetensors"):
+        load_weights(tmp_path / "junk.safetensors")
+    torch.save({"conv.weight": torch.zeros(3, 3, 3, 3)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not an EDSR state dict"):
+        load_weights(tmp_path / "other.pt")
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.makedirs, ("/tmp/superres-pwned-by-pickle",))
+
+
+def test_loading_never_runs_code_from_the_file(tmp_path):
+    import os
+    import pickle
+
+    marker = "/tmp/superres-pwned-by-pickle"
+    if os.path.exists(marker):
+        os.rmdir(marker)
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"head.0.weight": _Evil()}, f)
+    with pytest.raises(CheckpointError):
+        load_weights(tmp_path / "evil.pt")
+    assert not os.path.exists(marker)
+
+
+def test_init_from_x2_copies_all_but_the_upsampler():
+    x2 = tiny(scale=2)
+    for scale in (3, 4):
+        model = init_from_x2(x2, scale)
+        assert model.scale == scale
+        src, dst = x2.state_dict(), model.state_dict()
+        for k, v in dst.items():
+            if k.startswith("tail.0."):
+                continue
+            assert torch.equal(v, src[k]), k
+        assert any(k.startswith("tail.0.") for k in dst)
+
+
+# --------------------------------------------------------------------------------- summary
+
+def test_summary_totals_and_conv_macs():
+    model = create_model("edsr-baseline", scale=2)
+    rows = summarize(model, (10, 20))
+    assert sum(r.params for r in rows) == 1_369_859
+    head = next(r for r in rows if r.name == "head.0")
+    assert head.output_shape == (64, 10, 20) and head.macs == 64 * 10 * 20 * 3 * 9
+    assert rows[-1].name == "add_mean" and rows[-1].output_shape == (3, 20, 40)
+    text = format_summary(rows)
+    assert "1,369,859" in text and "PixelShuffle(2)" in text
+
+
+def test_public_api_exports():
+    for name in ("load_model", "upscale", "imresize", "create_model", "psnr"):
+        assert name in superres.__all__ and callable(getattr(superres, name))
