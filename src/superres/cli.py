@@ -71,6 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list presets and bundled models")
 
+    p = sub.add_parser("eval", help="PSNR/SSIM of methods on benchmark sets (the field's protocol)")
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR",
+                   help="EDSR benchmark layout (HR/ + LR_bicubic/), DIV2K layout, or a folder of HR images")
+    p.add_argument("--scale", default="2,3,4", help="comma-separated scales (default 2,3,4)")
+    p.add_argument("--methods", default="bicubic", help="comma-separated: bicubic, bilinear, nearest, lanczos, "
+                   "model (bundled default), a model name or weights path, and any of those + '+correct'")
+    p.add_argument("--channel", choices=["y", "rgb"], default="y")
+    p.add_argument("--shave", default=None, help="border pixels cut before scoring: a number, or 'div2k' "
+                   "(scale + 6); default: the scale")
+    p.add_argument("--threshold", type=float, default=None, help="correction threshold for MODEL+correct (gray levels)")
+    p.add_argument("--json", dest="json_path", help="write results as JSON")
+    p.add_argument("--report", help="folder for results.md/csv/json, per-image plots and crop comparisons")
+    p.add_argument("--quiet", "-q", action="store_true")
+
     p = sub.add_parser("demo", help="shrink a bundled photo, upscale it back, print PSNR, write a comparison")
     p.add_argument("-o", "--output", default="demo-output", help="folder for the images (default demo-output)")
     p.add_argument("--model", "-m", help="model name or weights file (default: the bundled model for the scale)")
@@ -243,6 +257,44 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from superres.correction import DEFAULT_THRESHOLD
+    from superres.evaluation import EvalConfig, evaluate
+
+    try:
+        scales = [int(x) for x in args.scale.split(",") if x.strip()]
+    except ValueError:
+        raise SuperresError(f"--scale must be comma-separated integers, got '{args.scale}'") from None
+    shave = args.shave
+    if shave is not None and shave != "div2k":
+        try:
+            shave = int(shave)
+        except ValueError:
+            raise SuperresError(f"--shave must be a number of pixels or 'div2k', got '{shave}'") from None
+    config = EvalConfig(datasets=args.data, scales=scales, methods=[m for m in args.methods.split(",") if m.strip()],
+                        channel=args.channel, shave=shave,
+                        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold)
+
+    def progress(items, total, desc):
+        from tqdm import tqdm
+
+        return tqdm(items, total=total, desc=desc, unit="img", leave=False,
+                    disable=args.quiet or not sys.stderr.isatty())
+
+    results = evaluate(config, progress=progress)
+    print(results.markdown())
+    if args.json_path:
+        from superres.imageio import write_text
+
+        write_text(args.json_path, results.to_json())
+    if args.report:
+        from superres.report import write_report
+
+        written = write_report(results, config, args.report)
+        print(f"report: {len(written)} files in {args.report}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from superres.demo import PHOTOS, run_demo
     from superres.models.checkpoints import load_model
@@ -264,4 +316,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"upscale": cmd_upscale, "degrade": cmd_degrade, "info": cmd_info, "models": cmd_models, "demo": cmd_demo}
+COMMANDS = {"upscale": cmd_upscale, "degrade": cmd_degrade, "info": cmd_info, "models": cmd_models, "demo": cmd_demo, "eval": cmd_eval}

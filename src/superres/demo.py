@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from superres.imageio import Picture, write_image
 from superres.inference import upscale_picture
 from superres.metrics import psnr
 from superres.models.edsr import EDSR
+from superres.report import crop_strip
 from superres.resize import imresize
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -61,33 +62,8 @@ def run_demo(out_dir: str | Path, model: EDSR | None, scale: int = 2, photo: str
 
 def side_by_side(hr: np.ndarray, lr: np.ndarray, outputs: dict[str, np.ndarray], scores: dict[str, float],
                  scale: int, crop: int = 96, zoom: int = 3) -> Image.Image:
-    """One row of zoomed crops: LR (nearest) | each method | HR, labelled with Y-PSNR."""
-    h, w = hr.shape[:2]
-    y0, x0 = _busiest_crop(hr, crop)
+    """One row of zoomed crops: LR (nearest) | each method | original, labelled with Y-PSNR."""
     panels = [("LR input (nearest)", imresize(lr, scale, method="nearest"))]
     panels += [(f"{name} {scores[name]:.2f} dB", img) for name, img in outputs.items()]
     panels.append(("original", hr))
-    size = crop * zoom
-    label_h = 22
-    canvas = Image.new("RGB", (len(panels) * (size + 6) + 6, size + label_h + 8), "white")
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=15)
-    for i, (label, img) in enumerate(panels):
-        tile = Image.fromarray(img[y0:y0 + crop, x0:x0 + crop]).resize((size, size), Image.NEAREST)
-        x = 6 + i * (size + 6)
-        canvas.paste(tile, (x, label_h + 2))
-        draw.text((x + 2, 3), label, fill="black", font=font)
-    return canvas
-
-
-def _busiest_crop(img: np.ndarray, crop: int) -> tuple[int, int]:
-    """Top-left corner of the crop with the most detail (highest gradient energy), on a coarse grid."""
-    g = img.astype(np.float32).mean(axis=2)
-    energy = np.abs(np.diff(g, axis=0))[:, :-1] + np.abs(np.diff(g, axis=1))[:-1]
-    best, corner = -1.0, (0, 0)
-    for y in range(0, energy.shape[0] - crop, crop // 4):
-        for x in range(0, energy.shape[1] - crop, crop // 4):
-            e = float(energy[y:y + crop, x:x + crop].mean())
-            if e > best:
-                best, corner = e, (y, x)
-    return corner
+    return crop_strip(panels, crop, zoom)

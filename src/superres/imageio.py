@@ -214,7 +214,17 @@ def write_image(path: str | os.PathLike, picture: Picture, overwrite: bool = Fal
         raise ImageError(f"{path}: cannot write '{path.suffix}' files; use one of {', '.join(sorted(WRITE_FORMATS))}")
     if path.exists() and not overwrite:
         raise ImageError(f"{path}: already exists (use --overwrite to replace it)")
-    data = encode_image(picture, fmt, quality)
+    return write_bytes(path, encode_image(picture, fmt, quality))
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file atomically (temporary file + rename)."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write a file atomically: a crash leaves the old file or none, never half of the new one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:

@@ -44,3 +44,17 @@ def psnr(sr: np.ndarray, hr: np.ndarray, shave: int = 0, channel: str = "y") -> 
     a, b, peak = _prepare(sr, hr, shave, channel)
     mse = np.mean((a - b) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
+
+
+def ssim(sr: np.ndarray, hr: np.ndarray, shave: int = 0, channel: str = "y") -> float:
+    """SSIM of Wang et al. (11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03), same inputs as `psnr`.
+
+    On Y (or a grayscale image) it is computed on the one channel; on RGB, averaged over channels.
+    """
+    from skimage.metrics import structural_similarity
+
+    a, b, peak = _prepare(sr, hr, shave, channel)
+    kwargs = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=peak)
+    if a.ndim == 3:
+        return float(structural_similarity(a, b, channel_axis=2, **kwargs))
+    return float(structural_similarity(a, b, **kwargs))

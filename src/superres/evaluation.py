@@ -1,0 +1,241 @@
+"""Benchmark evaluation on the SR protocol: datasets in EDSR, DIV2K or plain-folder layout, methods
+(interpolations, models, model + correction), per-image and mean PSNR/SSIM.
+
+    results = evaluate(EvalConfig(datasets=["Set5"], scales=[2], methods=["bicubic", "model"]))
+    print(results.markdown())
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from superres.correction import DEFAULT_THRESHOLD, correct
+from superres.errors import ConfigError, SuperresError
+from superres.imageio import READ_SUFFIXES, Picture, read_image
+from superres.inference import upscale_picture
+from superres.metrics import psnr, ssim
+from superres.models.edsr import EDSR
+from superres.resize import METHODS, imresize
+
+log = logging.getLogger(__name__)
+CORRECT_SUFFIX = "+correct"
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+@dataclass(frozen=True)
+class Dataset:
+    """A folder of HR images and, where present, ready MATLAB-bicubic LR images."""
+
+    name: str
+    hr_dir: Path
+    lr_root: Path | None  # holds X2/, X3/, X4/ with <stem>x<s>.png; None: LR made with imresize
+
+    def hr_paths(self) -> list[Path]:
+        return sorted(p for p in self.hr_dir.iterdir() if p.is_file() and p.suffix.lower() in READ_SUFFIXES)
+
+
+@dataclass
+class Sample:
+    name: str
+    lr: np.ndarray
+    hr: np.ndarray  # cropped to LR size x scale
+
+
+def find_dataset(path: str | Path) -> Dataset:
+    """Recognise the EDSR benchmark layout (HR/ + LR_bicubic/), DIV2K's (X_HR/ + X_LR_bicubic/) or a plain folder."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a folder")
+    if (root / "HR").is_dir():
+        return Dataset(root.name, root / "HR", root / "LR_bicubic" if (root / "LR_bicubic").is_dir() else None)
+    for hr_dir in sorted(root.glob("*_HR")):
+        lr_root = root / (hr_dir.name[:-3] + "_LR_bicubic")
+        if hr_dir.is_dir():
+            return Dataset(root.name, hr_dir, lr_root if lr_root.is_dir() else None)
+    return Dataset(root.name, root, None)
+
+
+def load_samples(dataset: Dataset, scale: int) -> Iterator[Sample]:
+    """(LR, HR) pairs; HR is cropped from the top left to LR size x scale (the field's modcrop)."""
+    paths = dataset.hr_paths()
+    if not paths:
+        raise ConfigError(f"{dataset.hr_dir}: no images")
+    for hr_path in paths:
+        hr = read_image(hr_path).pixels
+        lr_path = dataset.lr_root / f"X{scale}" / f"{hr_path.stem}x{scale}.png" if dataset.lr_root else None
+        if lr_path is not None and lr_path.is_file():
+            lr = read_image(lr_path).pixels
+        else:
+            if lr_path is not None:
+                log.debug("%s missing; making LR with the MATLAB bicubic", lr_path)
+            lr = imresize(hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale], 1 / scale)
+        hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
+        if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
+            raise ConfigError(f"{hr_path}: HR {hr.shape[1]}x{hr.shape[0]} is smaller than LR x{scale}")
+        if hr.ndim != lr.ndim:
+            raise ConfigError(f"{hr_path}: HR and LR differ in channels")
+        yield Sample(hr_path.stem, lr, hr)
+
+
+# ---------------------------------------------------------------------------------------------- methods
+
+@dataclass(frozen=True)
+class Method:
+    """What produces an output: an interpolation, or a model (optionally followed by the correction)."""
+
+    label: str  # as given, e.g. "bicubic", "model+correct", "runs/x2/best.safetensors"
+    interpolation: str | None = None
+    model: str | None = None  # "model" = the bundled default for each scale, else a name or path
+    correct: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> "Method":
+        text = text.strip()
+        if not text:
+            raise ConfigError("empty method name")
+        if text in METHODS:
+            return cls(text, interpolation=text)
+        base, corrected = (text[: -len(CORRECT_SUFFIX)], True) if text.endswith(CORRECT_SUFFIX) else (text, False)
+        return cls(text, model=base, correct=corrected)
+
+
+def parse_methods(text: str | list[str]) -> list[Method]:
+    items = text.split(",") if isinstance(text, str) else [t for item in text for t in item.split(",")]
+    return [Method.parse(t) for t in items if t.strip()]
+
+
+class ModelCache:
+    """Loads each (model, scale) once; remembers the ones that do not exist for a scale."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, int], EDSR | None] = {}
+
+    def get(self, spec: str, scale: int) -> EDSR | None:
+        from superres.models.checkpoints import load_model
+        from superres.models.registry import default_model_name
+
+        key = (spec, scale)
+        if key not in self._models:
+            if spec == "model":
+                name = default_model_name(scale)
+                self._models[key] = load_model(name, scale=scale) if name else None
+                if name is None:
+                    log.warning("no bundled model for x%d; skipping 'model' at that scale", scale)
+            else:
+                model = load_model(spec)
+                if model.scale != scale:
+                    log.warning("%s upscales x%d; skipping it at x%d", spec, model.scale, scale)
+                    model = None
+                self._models[key] = model
+        return self._models[key]
+
+
+def run_method(method: Method, lr: np.ndarray, scale: int, model: EDSR | None,
+               threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """The output of one method on one LR image (same dtype as the input)."""
+    if method.interpolation:
+        return imresize(lr, scale, method=method.interpolation)
+    sr = upscale_picture(Picture(lr), scale, model=model).pixels
+    return correct(sr, threshold=threshold, lr=lr) if method.correct else sr
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+@dataclass
+class EvalConfig:
+    datasets: list[str]
+    scales: list[int] = field(default_factory=lambda: [2, 3, 4])
+    methods: list[str] = field(default_factory=lambda: ["bicubic"])
+    channel: str = "y"
+    shave: int | str | None = None  # None: the scale; "div2k": scale + 6; or a number of pixels
+    threshold: float = DEFAULT_THRESHOLD  # for MODEL+correct
+
+    def shave_for(self, scale: int) -> int:
+        if self.shave is None:
+            return scale
+        if self.shave == "div2k":
+            return scale + 6
+        return int(self.shave)
+
+    def validate(self) -> None:
+        if self.channel not in ("y", "rgb"):
+            raise ConfigError(f"channel must be 'y' or 'rgb', got '{self.channel}'")
+        if not self.datasets:
+            raise ConfigError("give at least one dataset folder")
+        for s in self.scales:
+            if s not in (2, 3, 4, 8):
+                raise ConfigError(f"scale must be 2, 3, 4 or 8, got {s}")
+        if not (self.shave is None or self.shave == "div2k" or (isinstance(self.shave, int) and self.shave >= 0)):
+            raise ConfigError(f"shave must be a number of pixels >= 0 or 'div2k', got {self.shave!r}")
+
+
+@dataclass
+class EvalResults:
+    results: list[dict] = field(default_factory=list)
+    per_image: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def markdown(self) -> str:
+        """Methods as rows, dataset x scale as columns, 'PSNR / SSIM' in each cell."""
+        columns = list(dict.fromkeys((r["dataset"], r["scale"]) for r in self.results))
+        methods = list(dict.fromkeys(r["method"] for r in self.results))
+        cell = {(r["method"], r["dataset"], r["scale"]): f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in self.results}
+        head = "| method | " + " | ".join(f"{d} x{s}" for d, s in columns) + " |"
+        lines = [head, "|" + "---|" * (len(columns) + 1)]
+        for m in methods:
+            lines.append(f"| {m} | " + " | ".join(cell.get((m, d, s), "-") for d, s in columns) + " |")
+        if self.results:
+            r = self.results[0]
+            lines.append(f"\nPSNR (dB) / SSIM on {'Y (BT.601)' if r['channel'] == 'y' else 'RGB'}, "
+                         f"border shaved: {', '.join(sorted({str(x['shave']) + ' px at x' + str(x['scale']) for x in self.results}))}")
+        return "\n".join(lines)
+
+
+def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterator] | None = None) -> EvalResults:
+    """Score every method on every dataset and scale. `progress(iterable, total, description)` may wrap loops."""
+    config.validate()
+    methods = [Method.parse(m) for m in config.methods]
+    datasets = [find_dataset(d) for d in config.datasets]
+    models = ModelCache()
+    out = EvalResults()
+    for dataset in datasets:
+        for scale in config.scales:
+            shave = config.shave_for(scale)
+            active = [(m, models.get(m.model, scale) if m.model else None) for m in methods]
+            active = [(m, model) for m, model in active if m.interpolation or model is not None]
+            scores: dict[str, list[tuple[float, float, float]]] = {m.label: [] for m, _ in active}
+            samples = load_samples(dataset, scale)
+            n = len(dataset.hr_paths())
+            if progress is not None:
+                samples = progress(samples, n, f"{dataset.name} x{scale}")
+            for sample in samples:
+                for method, model in active:
+                    t0 = time.perf_counter()
+                    sr = run_method(method, sample.lr, scale, model, config.threshold)
+                    seconds = time.perf_counter() - t0
+                    p = psnr(sr, sample.hr, shave=shave, channel=config.channel)
+                    s = ssim(sr, sample.hr, shave=shave, channel=config.channel)
+                    scores[method.label].append((p, s, seconds))
+                    out.per_image.append({"dataset": dataset.name, "scale": scale, "method": method.label,
+                                          "image": sample.name, "psnr": round(p, 4), "ssim": round(s, 5)})
+            for label, rows in scores.items():
+                if not rows:
+                    continue
+                arr = np.array(rows)
+                out.results.append({"dataset": dataset.name, "scale": scale, "method": label,
+                                    "channel": config.channel, "shave": shave, "psnr": round(float(arr[:, 0].mean()), 4),
+                                    "ssim": round(float(arr[:, 1].mean()), 5), "images": len(rows),
+                                    "seconds_per_image": round(float(arr[:, 2].mean()), 4)})
+    if not out.results:
+        raise SuperresError("nothing was evaluated (no method applies to the given scales)")
+    return out

@@ -1,0 +1,144 @@
+"""The evaluation report: tables (md/csv/json), per-image PSNR plots, and side-by-side crops.
+
+Plots need matplotlib (`pip install superres[report]`); they render headless (Agg backend).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from superres.errors import ConfigError
+from superres.evaluation import EvalConfig, EvalResults, Method, ModelCache, find_dataset, load_samples, run_method
+from superres.imageio import write_bytes, write_text
+from superres.metrics import psnr
+from superres.resize import imresize
+
+CROP_IMAGES = 3  # images per dataset and scale shown as crops
+CROP_METHODS = ("bilinear", "model", "model+correct")  # shown when evaluated, else the first three methods
+
+
+def write_report(results: EvalResults, config: EvalConfig, out_dir: str | Path) -> list[Path]:
+    """Write everything into out_dir; returns the files written."""
+    out = Path(out_dir)
+    written = [write_text(out / "results.md", results.markdown() + "\n"),
+               write_text(out / "results.json", results.to_json() + "\n"),
+               write_text(out / "results.csv", _csv(results))]
+    groups = list(dict.fromkeys((r["dataset"], r["scale"]) for r in results.results))
+    for dataset, scale in groups:
+        written.append(plot_per_image(results, dataset, scale, out / f"psnr_{dataset}_x{scale}.png"))
+    written += comparison_crops(results, config, out)
+    return written
+
+
+def _csv(results: EvalResults) -> str:
+    buf = io.StringIO()
+    keys = list(results.results[0].keys())
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(results.results)
+    return buf.getvalue()
+
+
+def plot_per_image(results: EvalResults, dataset: str, scale: int, path: Path) -> Path:
+    """x = image, y = PSNR, one line per method (as the original report's figures)."""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ConfigError("plots need matplotlib: pip install 'superres[report]'") from e
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results.per_image if r["dataset"] == dataset and r["scale"] == scale]
+    images = list(dict.fromkeys(r["image"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(images) + 4), 4), dpi=110)
+    for method in dict.fromkeys(r["method"] for r in rows):
+        by_image = {r["image"]: r["psnr"] for r in rows if r["method"] == method}
+        ax.plot(range(len(images)), [by_image.get(i, np.nan) for i in images], marker="o", markersize=3,
+                linewidth=1, label=method)
+    ax.set_xticks(range(len(images)))
+    ax.set_xticklabels(images, rotation=90 if len(images) > 8 else 0, fontsize=7 if len(images) > 20 else 9)
+    ax.set_ylabel("PSNR (dB)")
+    channel = next(r["channel"] for r in results.results if r["dataset"] == dataset)
+    ax.set_title(f"{dataset} x{scale}: PSNR per image ({'Y' if channel == 'y' else 'RGB'})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return write_bytes(path, buf.getvalue())
+
+
+def comparison_crops(results: EvalResults, config: EvalConfig, out: Path, crop: int = 64, zoom: int = 4) -> list[Path]:
+    """For a few images per dataset and scale: the same crop, method by method, then HR, nearest-enlarged."""
+    evaluated = list(dict.fromkeys(r["method"] for r in results.results))
+    shown = [m for m in CROP_METHODS if m in evaluated] or evaluated[:3]
+    methods = [Method.parse(m) for m in shown]
+    models = ModelCache()
+    written = []
+    for dataset_dir in config.datasets:
+        dataset = find_dataset(dataset_dir)
+        for scale in config.scales:
+            if not any(r["dataset"] == dataset.name and r["scale"] == scale for r in results.results):
+                continue
+            for i, sample in enumerate(load_samples(dataset, scale)):
+                if i >= CROP_IMAGES:
+                    break
+                panels = []
+                for m in methods:
+                    model = models.get(m.model, scale) if m.model else None
+                    if m.model and model is None:
+                        continue
+                    sr = run_method(m, sample.lr, scale, model, config.threshold)
+                    p = psnr(sr, sample.hr, shave=config.shave_for(scale), channel=config.channel)
+                    panels.append((f"{m.label}  {p:.2f} dB", sr))
+                panels.append(("HR", sample.hr))
+                image = crop_strip(panels, crop, zoom)
+                path = out / f"crops_{dataset.name}_x{scale}_{sample.name}.png"
+                buf = io.BytesIO()
+                image.save(buf, format="PNG")
+                written.append(write_bytes(path, buf.getvalue()))
+    return written
+
+
+def crop_strip(panels: list[tuple[str, np.ndarray]], crop: int, zoom: int) -> Image.Image:
+    """Label above each panel; the crop is where the HR image has most detail."""
+    hr = panels[-1][1]
+    y0, x0 = busiest_window(hr, crop)
+    size = crop * zoom
+    label_h = 20
+    canvas = Image.new("RGB", (len(panels) * (size + 6) + 6, size + label_h + 8), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=13)
+    for k, (label, img) in enumerate(panels):
+        part = img[y0:y0 + crop, x0:x0 + crop]
+        if part.dtype == np.uint16:
+            part = np.floor(part / 257.0 + 0.5).astype(np.uint8)
+        tile = Image.fromarray(part).convert("RGB").resize((size, size), Image.NEAREST)
+        x = 6 + k * (size + 6)
+        canvas.paste(tile, (x, label_h + 2))
+        draw.text((x + 2, 3), label, fill="black", font=font)
+    return canvas
+
+
+def busiest_window(img: np.ndarray, crop: int) -> tuple[int, int]:
+    """Top-left corner of the crop x crop window with the largest mean gradient, searched on a coarse grid."""
+    g = img.astype(np.float32)
+    g = g.mean(axis=2) if g.ndim == 3 else g
+    if g.shape[0] <= crop or g.shape[1] <= crop:
+        return 0, 0
+    energy = np.abs(np.diff(g, axis=0))[:, :-1] + np.abs(np.diff(g, axis=1))[:-1]
+    # integral image: the sum over any window in O(1)
+    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    step = max(1, crop // 4)
+    ys = np.arange(0, energy.shape[0] - crop + 1, step)
+    xs = np.arange(0, energy.shape[1] - crop + 1, step)
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    sums = integral[yy + crop, xx + crop] - integral[yy, xx + crop] - integral[yy + crop, xx] + integral[yy, xx]
+    iy, ix = np.unravel_index(np.argmax(sums), sums.shape)
+    return int(ys[iy]), int(xs[ix])
