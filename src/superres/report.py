@@ -19,7 +19,6 @@ from superres.metrics import psnr
 from superres.resize import imresize
 
 CROP_IMAGES = 3  # images per dataset and scale shown as crops
-CROP_METHODS = ("bilinear", "model", "model+correct")  # shown when evaluated, else the first three methods
 
 
 def write_report(results: EvalResults, config: EvalConfig, out_dir: str | Path) -> list[Path]:
@@ -76,9 +75,11 @@ def plot_per_image(results: EvalResults, dataset: str, scale: int, path: Path) -
 
 def comparison_crops(results: EvalResults, config: EvalConfig, out: Path, crop: int = 64, zoom: int = 4) -> list[Path]:
     """For a few images per dataset and scale: the same crop, method by method, then HR, nearest-enlarged."""
-    evaluated = list(dict.fromkeys(r["method"] for r in results.results))
-    shown = [m for m in CROP_METHODS if m in evaluated] or evaluated[:3]
-    methods = [Method.parse(m) for m in shown]
+    evaluated = [Method.parse(m) for m in dict.fromkeys(r["method"] for r in results.results)]
+    interpolations = [m for m in evaluated if m.interpolation]
+    first = [m for m in interpolations if m.label == "bilinear"] or interpolations[:1]
+    models = [m for m in evaluated if m.model]
+    methods = first + models[:2] if models else evaluated[:3]  # e.g. bilinear | model | model+correct
     models = ModelCache()
     written = []
     for dataset_dir in config.datasets:
