@@ -133,3 +133,22 @@ def test_python_module_entry_point(tmp_path, images):
     proc = subprocess.run([sys.executable, "-m", "superres", "upscale", str(images / "nope.png"), "--method", "bicubic",
                            "-s", "2"], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_correct_option(tmp_path, images, model_file, capsys):
+    from superres import imresize
+
+    code, _, err = run(capsys, "upscale", images / "a.png", "--model", model_file, "--correct", "0", "-o", tmp_path / "c.png")
+    assert code == 0, err
+    lr = read_image(images / "a.png").pixels
+    assert np.array_equal(read_image(tmp_path / "c.png").pixels, imresize(lr, 2, method="bilinear"))
+    code, _, _ = run(capsys, "upscale", images / "a.png", "--model", model_file, "--correct", "-o", tmp_path / "d.png")
+    assert code == 0 and (tmp_path / "d.png").exists()
+    code, _, err = run(capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "2", "--correct", "5")
+    assert code == 2 and "needs --model" in err
+
+
+def test_pixel_limit_option(tmp_path, images, capsys):
+    code, _, err = run(capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "2", "--max-pixels", "100",
+                       "-o", tmp_path / "x.png")
+    assert code == 1 and "over the limit" in err and not (tmp_path / "x.png").exists()

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     how = p.add_mutually_exclusive_group()
     how.add_argument("--model", "-m", help="bundled model name, preset, or weights file (.safetensors/.pt/.pth)")
     how.add_argument("--method", choices=sorted(METHODS), help="interpolation instead of a model")
+    p.add_argument("--correct", nargs="?", type=float, const=-1.0, default=None, metavar="TAU",
+                   help="replace output values more than TAU gray levels from the bilinear upscaling by that "
+                        "value (the original report's correction; default TAU from the sweep)")
     p.add_argument("-o", "--output", help="output file (one input) or folder (default: beside each input)")
     p.add_argument("--suffix", default=None, help="added to output names (default: _x<scale>, or none with -o FOLDER)")
     p.add_argument("--format", dest="out_format", help="output extension, e.g. png (default: the input's)")
@@ -155,6 +158,7 @@ def _report(errors: list[str]) -> None:
 # ---------------------------------------------------------------------------------------------- commands
 
 def cmd_upscale(args: argparse.Namespace) -> int:
+    from superres.correction import correct
     from superres.imageio import WRITE_FORMATS, read_image, write_image
     from superres.inference import upscale_picture
     from superres.models.checkpoints import load_model
@@ -169,6 +173,15 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     elif args.scale is None:
         raise SuperresError("--method needs --scale")
     scale = args.scale or model.scale
+    threshold = None
+    if args.correct is not None:
+        from superres.correction import DEFAULT_THRESHOLD
+
+        if model is None:
+            raise SuperresError("--correct applies to model outputs; it needs --model, not --method")
+        threshold = DEFAULT_THRESHOLD if args.correct == -1.0 else args.correct
+        if threshold < 0:
+            raise SuperresError(f"--correct threshold must be >= 0, got {args.correct}")
     out_format = f".{args.out_format.lstrip('.').lower()}" if args.out_format else None
     if out_format and out_format not in WRITE_FORMATS:
         raise SuperresError(f"cannot write '{out_format}'; choose from {', '.join(sorted(WRITE_FORMATS))}")
@@ -193,6 +206,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             kwargs = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
             picture = read_image(path, **kwargs)
             result = upscale_picture(picture, scale, model=model, method=args.method)
+            if threshold is not None:
+                result.pixels = correct(result.pixels, threshold=threshold, lr=picture.pixels)
             write_image(target, result, overwrite=args.overwrite)
             done += 1
             log.info("%s -> %s", path, target)

@@ -34,5 +34,14 @@ def correct(sr: np.ndarray, reference: np.ndarray | None = None, threshold: floa
     if threshold < 0:
         raise ConfigError(f"threshold must be >= 0, got {threshold}")
     tau = threshold * (257.0 if sr.dtype == np.uint16 else 1.0)
-    diff = np.abs(sr.astype(np.int32) - reference.astype(np.int32))
-    return np.where(diff > tau, reference.astype(sr.dtype), sr)
+    reference = reference.astype(sr.dtype, copy=False)
+    diff = np.maximum(sr, reference)  # |sr - reference| without leaving the unsigned type
+    np.subtract(diff, np.minimum(sr, reference), out=diff)
+    out = sr.copy()
+    if np.issubdtype(sr.dtype, np.integer):  # diff > tau  <=>  diff > floor(tau), compared in the image's type
+        limit = np.iinfo(sr.dtype).max
+        if tau >= limit:
+            return out
+        tau = sr.dtype.type(int(tau))
+    np.copyto(out, reference, where=diff > tau)
+    return out

@@ -71,6 +71,14 @@ class TrainConfig:
             raise ConfigError(f"loss must be 'l1' or 'l2', got '{self.loss}'")
 
 
+def split_holdout(paths: list[Path], holdout: int) -> tuple[list[Path], list[Path]]:
+    """(training, held-out) images: a fixed pseudo-random choice that does not depend on the run's seed."""
+    if len(paths) <= holdout:
+        raise ConfigError(f"found {len(paths)} images; need more than holdout={holdout}")
+    order = np.random.default_rng(12345).permutation(len(paths))
+    return [paths[i] for i in order[holdout:]], [paths[i] for i in order[:holdout]]
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up, then cosine decay from lr to min_lr at step `iters`."""
     if step < cfg.warmup_iters:
@@ -131,12 +139,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     random.seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [p for d in cfg.data for p in list_images(d)]
-    if len(paths) <= cfg.holdout:
-        raise ConfigError(f"found {len(paths)} images in {', '.join(cfg.data)}; need more than holdout={cfg.holdout}")
-    order = np.random.default_rng(12345).permutation(len(paths))  # fixed split, independent of seed
-    val_paths = [paths[i] for i in order[: cfg.holdout]]
-    train_paths = [paths[i] for i in order[cfg.holdout:]]
+    train_paths, val_paths = split_holdout([p for d in cfg.data for p in list_images(d)], cfg.holdout)
     log.info("loading %d training and %d validation images", len(train_paths), len(val_paths))
     train_pairs = load_pairs(train_paths, cfg.scale, cfg.n_colors)
     val_pairs = load_pairs(val_paths, cfg.scale, cfg.n_colors)

@@ -1,0 +1,32 @@
+"""Time superres.correct on RGB uint8 images: milliseconds per output megapixel (target: <= 20 ms).
+
+    python benchmarks/correction_speed.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from superres.correction import correct
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    print(f"{'output size':>12} {'ms':>8} {'ms / megapixel':>15}")
+    for h, w in ((720, 1280), (1080, 1920), (2160, 3840)):
+        sr = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        ref = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        correct(sr, ref, 40)  # warm-up
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            correct(sr, ref, 40)
+            times.append(time.perf_counter() - t0)
+        best = min(times) * 1000
+        print(f"{f'{w}x{h}':>12} {best:>8.1f} {best / (h * w / 1e6):>15.2f}")
+
+
+if __name__ == "__main__":
+    main()
