@@ -88,12 +88,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="folder for results.md/csv/json, per-image plots and crop comparisons")
     p.add_argument("--quiet", "-q", action="store_true")
 
+    p = sub.add_parser("train", help="train an EDSR on folders of HR images (torchrun for several processes)",
+                       argument_default=argparse.SUPPRESS)
+    p.add_argument("--config", help="TOML, YAML or JSON file of settings; flags override it")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config, flags override)")
+    add_train_flags(p)
+
+    p = sub.add_parser("export", help="write a run's weights as .safetensors with their config and metadata")
+    p.add_argument("source", help="run folder or checkpoint (.pt)")
+    p.add_argument("-o", "--output", required=True, help="output .safetensors file")
+    p.add_argument("--weights", choices=["best", "last"], default="best",
+                   help="best validation score (default) or the latest weights (EMA when present)")
+    p.add_argument("--half", action="store_true", help="store fp16 weights (half the size)")
+    p.add_argument("--overwrite", action="store_true")
+
     p = sub.add_parser("demo", help="shrink a bundled photo, upscale it back, print PSNR, write a comparison")
     p.add_argument("-o", "--output", default="demo-output", help="folder for the images (default demo-output)")
     p.add_argument("--model", "-m", help="model name or weights file (default: the bundled model for the scale)")
     p.add_argument("--scale", "-s", type=_scale, default=2)
     p.add_argument("--photo", default="astronaut", help="scikit-image photo: astronaut, coffee, chelsea, rocket")
     return parser
+
+
+def add_train_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; defaults live in TrainConfig, so only given flags override."""
+    p.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR images, or EDSR/DIV2K layouts")
+    p.add_argument("--scale", type=_scale)
+    p.add_argument("--preset", help="architecture preset (default edsr-baseline)")
+    p.add_argument("--n-feats", type=int)
+    p.add_argument("--n-resblocks", type=int)
+    p.add_argument("--res-scale", type=float)
+    p.add_argument("--n-colors", type=int, choices=[1, 3])
+    p.add_argument("--iters", type=int, help="training steps (default 300000)")
+    p.add_argument("--batch-size", type=int, help="patches per step and process (default 16)")
+    p.add_argument("--patch-size", type=int, help="LR patch side (default 48)")
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
+    p.add_argument("--schedule", choices=["step", "cosine"], help="step: halve every --lr-step (default); cosine")
+    p.add_argument("--lr-step", type=int)
+    p.add_argument("--lr-gamma", type=float)
+    p.add_argument("--warmup-iters", type=int)
+    p.add_argument("--min-lr", type=float)
+    p.add_argument("--loss", choices=["l1", "l2"])
+    p.add_argument("--grad-clip", type=float)
+    p.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999")
+    p.add_argument("--flips", action=argparse.BooleanOptionalAction, help="the 8 flips/rotations (default on)")
+    p.add_argument("--brightness", type=float, help="random brightness factor in [1-B, 1+B] (default off)")
+    p.add_argument("--val", nargs="+", metavar="DIR", help="validation sets (benchmark layout or HR folder)")
+    p.add_argument("--holdout", type=int, help="training images held out for validation")
+    p.add_argument("--val-every", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--out", metavar="RUN_DIR")
+    p.add_argument("--init", metavar="X2_WEIGHTS", help="start from x2 weights (all but the upsampler)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="bf16 autocast (default on)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model")
+    p.add_argument("--prefetch", type=int, help="batches prepared ahead in a thread (default 2)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,6 +363,46 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from superres.training import TrainConfig, read_config_file, train
+
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "verbose", "config", "resume")}
+    settings: dict = {}
+    resume = getattr(args, "resume", None)
+    if resume:
+        saved = Path(resume) / "config.json"
+        if not saved.is_file():
+            raise SuperresError(f"{resume}: not a run folder (no config.json)")
+        settings.update(json.loads(saved.read_text()))
+        settings["out"] = str(resume)
+    if getattr(args, "config", None):
+        settings.update(read_config_file(args.config))
+    settings.update(given)
+    config = TrainConfig.from_dict(settings)
+    result = train(config, resume=bool(resume))
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        best = "n/a" if result["best_psnr"] is None else f"{result['best_psnr']:.3f} dB"
+        print(f"{'stopped' if result['interrupted'] else 'finished'} at step {result['steps']} in "
+              f"{result['seconds']:.0f} s; best validation Y-PSNR {best}; run folder {result['run_dir']}")
+        if result["interrupted"]:
+            print(f"resume with: superres train --resume {result['run_dir']}")
+    return 130 if result["interrupted"] else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from superres.training import export
+
+    if Path(args.output).exists() and not args.overwrite:
+        raise SuperresError(f"{args.output}: already exists (use --overwrite to replace it)")
+    if Path(args.output).suffix != ".safetensors":
+        raise SuperresError(f"{args.output}: the output must be a .safetensors file")
+    path = export(args.source, args.output, weights=args.weights, half=args.half)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from superres.demo import PHOTOS, run_demo
     from superres.models.checkpoints import load_model
@@ -331,4 +424,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"upscale": cmd_upscale, "degrade": cmd_degrade, "info": cmd_info, "models": cmd_models, "demo": cmd_demo, "eval": cmd_eval}
+COMMANDS = {"upscale": cmd_upscale, "degrade": cmd_degrade, "info": cmd_info, "models": cmd_models, "demo": cmd_demo, "eval": cmd_eval, "train": cmd_train, "export": cmd_export}

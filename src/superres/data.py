@@ -1,76 +1,154 @@
-"""Training data: HR images from folders, their MATLAB-bicubic LR versions, random aligned patches."""
+"""Image sets on disk and training patches.
+
+Layouts: the EDSR benchmark layout (HR/ + LR_bicubic/X<s>/<stem>x<s>.png), DIV2K's
+(DIV2K_train_HR/ + DIV2K_train_LR_bicubic/X<s>/...), or a plain folder of HR images whose LR images
+are made with the MATLAB bicubic. Training keeps every (LR, HR) pair in memory, made once per run.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
+from superres.errors import ConfigError
+from superres.imageio import READ_SUFFIXES, read_image
+from superres.metrics import rgb_to_y
 from superres.resize import imresize
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
+
+# ---------------------------------------------------------------------------------------------- image sets
+
+@dataclass(frozen=True)
+class Dataset:
+    """A folder of HR images and, where present, ready MATLAB-bicubic LR images."""
+
+    name: str
+    hr_dir: Path
+    lr_root: Path | None  # holds X2/, X3/, X4/ with <stem>x<s>.png; None: LR made with imresize
+
+    def hr_paths(self) -> list[Path]:
+        return list_images(self.hr_dir)
 
 
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside `folder`, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in READ_SUFFIXES)
+
+
+def find_dataset(path: str | Path) -> Dataset:
+    """Recognise the EDSR benchmark layout (HR/ + LR_bicubic/), DIV2K's (X_HR/ + X_LR_bicubic/) or a plain folder."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a folder")
+    if (root / "HR").is_dir():
+        return Dataset(root.name, root / "HR", root / "LR_bicubic" if (root / "LR_bicubic").is_dir() else None)
+    for hr_dir in sorted(root.glob("*_HR")):
+        lr_root = root / (hr_dir.name[:-3] + "_LR_bicubic")
+        if hr_dir.is_dir():
+            return Dataset(root.name, hr_dir, lr_root if lr_root.is_dir() else None)
+    return Dataset(root.name, root, None)
 
 
 @dataclass
-class Pair:
+class Sample:
     name: str
-    lr: np.ndarray  # uint8 (h, w, 3)
-    hr: np.ndarray  # uint8 (h*s, w*s, 3)
+    lr: np.ndarray  # (h, w[, C])
+    hr: np.ndarray  # (h*s, w*s[, C]), cropped from the top left to LR size x scale
 
 
-def make_pair(name: str, hr: np.ndarray, scale: int) -> Pair:
-    """Crop HR to a multiple of the scale and shrink it with the MATLAB bicubic."""
-    hr = hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale]
-    return Pair(name, imresize(hr, 1 / scale, method="bicubic"), hr)
+def to_colors(pixels: np.ndarray, n_colors: int | None) -> np.ndarray:
+    """uint8 pixels with n_colors channels: 3 -> (H, W, 3) RGB, 1 -> (H, W, 1) BT.601 Y, None -> unchanged."""
+    if n_colors is None:
+        return pixels
+    if pixels.dtype == np.uint16:
+        pixels = np.floor(pixels / 257.0 + 0.5).astype(np.uint8)
+    if n_colors == 3:
+        return np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels
+    y = pixels if pixels.ndim == 2 else np.clip(np.floor(rgb_to_y(pixels) + 0.5), 0, 255).astype(np.uint8)
+    return y[..., None]
 
 
-def load_pairs(paths: list[Path], scale: int, n_colors: int = 3) -> list[Pair]:
-    from superres.imageio import read_rgb  # noqa: PLC0415
+def make_sample(name: str, hr: np.ndarray, scale: int, lr: np.ndarray | None = None) -> Sample:
+    """Pair HR with its LR (made with the MATLAB bicubic from the modcropped HR when not given)."""
+    if lr is None:
+        lr = imresize(hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale], 1 / scale)
+    hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
+    if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
+        raise ConfigError(f"{name}: HR {hr.shape[1]}x{hr.shape[0]} is smaller than LR x{scale}")
+    if hr.ndim != lr.ndim:
+        raise ConfigError(f"{name}: HR and LR differ in channels")
+    return Sample(name, lr, hr)
 
-    return [make_pair(p.stem, read_rgb(p, n_colors), scale) for p in paths]
 
+def load_samples(dataset: Dataset, scale: int, n_colors: int | None = None,
+                 paths: list[Path] | None = None) -> Iterator[Sample]:
+    """(LR, HR) pairs of a dataset (or of the given HR paths in it); ready LR files are used when present."""
+    paths = dataset.hr_paths() if paths is None else paths
+    if not paths:
+        raise ConfigError(f"{dataset.hr_dir}: no images")
+    for hr_path in paths:
+        hr = to_colors(read_image(hr_path).pixels, n_colors)
+        lr_path = dataset.lr_root / f"X{scale}" / f"{hr_path.stem}x{scale}.png" if dataset.lr_root else None
+        lr = to_colors(read_image(lr_path).pixels, n_colors) if lr_path is not None and lr_path.is_file() else None
+        yield make_sample(hr_path.stem, hr, scale, lr)
+
+
+# ---------------------------------------------------------------------------------------------- patches
 
 class PatchSampler:
-    """Random aligned LR/HR patch batches with the 8 flips/rotations, from an in-memory list of pairs.
+    """Random aligned LR/HR patch batches from in-memory samples, with the 8 flips/rotations and the
+    original report's brightness change as options.
 
-    The random state is a numpy Generator whose state can be saved and restored (resumable runs).
+    Its whole random state is a numpy Generator whose state can be saved and restored (resumable runs).
     """
 
-    def __init__(self, pairs: list[Pair], scale: int, patch_size: int, batch_size: int,
-                 augment: bool = True, seed: int = 0) -> None:
-        self.pairs = [p for p in pairs if min(p.lr.shape[:2]) >= patch_size]
-        for p in pairs:
-            if min(p.lr.shape[:2]) < patch_size:
-                log.warning("skipping %s: LR %dx%d is smaller than a %d px patch", p.name, p.lr.shape[1], p.lr.shape[0], patch_size)
-        if not self.pairs:
-            raise ValueError(f"no training image is large enough for {patch_size} px LR patches at x{scale}")
-        self.scale, self.patch_size, self.batch_size, self.augment = scale, patch_size, batch_size, augment
+    def __init__(self, samples: list[Sample], scale: int, patch_size: int, batch_size: int,
+                 flips: bool = True, brightness: float = 0.0, seed: int = 0) -> None:
+        self.samples = [s for s in samples if min(s.lr.shape[:2]) >= patch_size]
+        for s in samples:
+            if min(s.lr.shape[:2]) < patch_size:
+                log.warning("skipping %s: LR %dx%d is smaller than a %d px patch", s.name, s.lr.shape[1], s.lr.shape[0],
+                            patch_size)
+        if not self.samples:
+            raise ConfigError(f"no training image is large enough for {patch_size} px LR patches at x{scale}")
+        self.scale, self.patch_size, self.batch_size = scale, patch_size, batch_size
+        self.flips, self.brightness = flips, brightness
         self.rng = np.random.default_rng(seed)
 
+    @property
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    @state.setter
+    def state(self, value: dict) -> None:
+        self.rng.bit_generator.state = value
+
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """(lr, hr) uint8 arrays of shape (N, p, p, C) and (N, p*s, p*s, C)."""
+        """(lr, hr) arrays (N, p, p, C) and (N, p*s, p*s, C): uint8, or float32 0-255 with brightness."""
         p, s = self.patch_size, self.scale
         lrs, hrs = [], []
-        for i in self.rng.integers(len(self.pairs), size=self.batch_size):
-            pair = self.pairs[i]
-            y = int(self.rng.integers(pair.lr.shape[0] - p + 1))
-            x = int(self.rng.integers(pair.lr.shape[1] - p + 1))
-            lr = pair.lr[y:y + p, x:x + p]
-            hr = pair.hr[y * s:(y + p) * s, x * s:(x + p) * s]
-            if self.augment:
+        for i in self.rng.integers(len(self.samples), size=self.batch_size):
+            sample = self.samples[i]
+            y = int(self.rng.integers(sample.lr.shape[0] - p + 1))
+            x = int(self.rng.integers(sample.lr.shape[1] - p + 1))
+            lr = sample.lr[y:y + p, x:x + p]
+            hr = sample.hr[y * s:(y + p) * s, x * s:(x + p) * s]
+            if self.flips:
                 k, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))
                 lr, hr = np.rot90(lr, k), np.rot90(hr, k)
                 if flip:
                     lr, hr = lr[:, ::-1], hr[:, ::-1]
             lrs.append(lr)
             hrs.append(hr)
-        return np.stack(lrs), np.stack(hrs)
+        lr_batch, hr_batch = np.stack(lrs), np.stack(hrs)
+        if self.brightness > 0:  # one factor per patch, the same for LR and HR
+            f = self.rng.uniform(1 - self.brightness, 1 + self.brightness, size=(self.batch_size, 1, 1, 1))
+            lr_batch = np.clip(lr_batch * f, 0, 255).astype(np.float32)
+            hr_batch = np.clip(hr_batch * f, 0, 255).astype(np.float32)
+        return lr_batch, hr_batch

@@ -17,8 +17,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from superres.correction import DEFAULT_THRESHOLD, correct
+from superres.data import Dataset, Sample, find_dataset, load_samples  # noqa: F401 (re-exported)
 from superres.errors import ConfigError, SuperresError
-from superres.imageio import READ_SUFFIXES, Picture, read_image
+from superres.imageio import Picture
 from superres.inference import upscale_picture
 from superres.metrics import psnr, ssim
 from superres.models.edsr import EDSR
@@ -26,63 +27,6 @@ from superres.resize import METHODS, imresize
 
 log = logging.getLogger(__name__)
 CORRECT_SUFFIX = "+correct"
-
-
-# ---------------------------------------------------------------------------------------------- data
-
-@dataclass(frozen=True)
-class Dataset:
-    """A folder of HR images and, where present, ready MATLAB-bicubic LR images."""
-
-    name: str
-    hr_dir: Path
-    lr_root: Path | None  # holds X2/, X3/, X4/ with <stem>x<s>.png; None: LR made with imresize
-
-    def hr_paths(self) -> list[Path]:
-        return sorted(p for p in self.hr_dir.iterdir() if p.is_file() and p.suffix.lower() in READ_SUFFIXES)
-
-
-@dataclass
-class Sample:
-    name: str
-    lr: np.ndarray
-    hr: np.ndarray  # cropped to LR size x scale
-
-
-def find_dataset(path: str | Path) -> Dataset:
-    """Recognise the EDSR benchmark layout (HR/ + LR_bicubic/), DIV2K's (X_HR/ + X_LR_bicubic/) or a plain folder."""
-    root = Path(path)
-    if not root.is_dir():
-        raise ConfigError(f"{root}: not a folder")
-    if (root / "HR").is_dir():
-        return Dataset(root.name, root / "HR", root / "LR_bicubic" if (root / "LR_bicubic").is_dir() else None)
-    for hr_dir in sorted(root.glob("*_HR")):
-        lr_root = root / (hr_dir.name[:-3] + "_LR_bicubic")
-        if hr_dir.is_dir():
-            return Dataset(root.name, hr_dir, lr_root if lr_root.is_dir() else None)
-    return Dataset(root.name, root, None)
-
-
-def load_samples(dataset: Dataset, scale: int) -> Iterator[Sample]:
-    """(LR, HR) pairs; HR is cropped from the top left to LR size x scale (the field's modcrop)."""
-    paths = dataset.hr_paths()
-    if not paths:
-        raise ConfigError(f"{dataset.hr_dir}: no images")
-    for hr_path in paths:
-        hr = read_image(hr_path).pixels
-        lr_path = dataset.lr_root / f"X{scale}" / f"{hr_path.stem}x{scale}.png" if dataset.lr_root else None
-        if lr_path is not None and lr_path.is_file():
-            lr = read_image(lr_path).pixels
-        else:
-            if lr_path is not None:
-                log.debug("%s missing; making LR with the MATLAB bicubic", lr_path)
-            lr = imresize(hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale], 1 / scale)
-        hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
-        if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
-            raise ConfigError(f"{hr_path}: HR {hr.shape[1]}x{hr.shape[0]} is smaller than LR x{scale}")
-        if hr.ndim != lr.ndim:
-            raise ConfigError(f"{hr_path}: HR and LR differ in channels")
-        yield Sample(hr_path.stem, lr, hr)
 
 
 # ---------------------------------------------------------------------------------------------- methods

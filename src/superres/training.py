@@ -1,126 +1,272 @@
-"""Training EDSR on random aligned patches: `train(TrainConfig(...))` -> run folder with checkpoints and weights.
+"""Training EDSR on random aligned patches: `train(TrainConfig(...))` -> a run folder.
 
-A run folder holds config.json, log.csv, last.pt (resumable checkpoint, written atomically) and
-best.safetensors (the weights with the best validation Y-PSNR so far).
+The run folder holds config.json (the resolved settings), log.csv, last.pt (the resumable checkpoint:
+model, optimizer, EMA, step, best score, random states of torch and of every rank's patch sampler;
+written atomically) and best.safetensors (the weights with the best validation Y-PSNR, EMA weights
+when EMA is on). The learning rate is a pure function of the step, so the step is the schedule's state.
+
+Runs on CPU (bf16 autocast, channels_last), one GPU, or many through torchrun (DistributedDataParallel:
+gloo on CPU, NCCL on GPU; each rank samples its own patches; rank 0 alone validates, logs and writes).
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
 import math
 import os
-import random
+import queue
+import signal
+import sys
 import tempfile
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from superres.data import Pair, PatchSampler, list_images, load_pairs
+from superres.data import PatchSampler, Sample, find_dataset, list_images, load_samples
 from superres.errors import ConfigError
 from superres.metrics import psnr
-from superres.models.checkpoints import load_weights, init_from_x2, save_weights
+from superres.models.checkpoints import init_from_x2, load_weights, save_weights
 from superres.models.edsr import EDSR
-from superres.models.registry import preset_config
+from superres.models.registry import PRESETS, preset_config
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainConfig:
-    data: list[str] = field(default_factory=list)  # folders of HR images
+    data: list[str] = field(default_factory=list)  # folders: HR images, or EDSR/DIV2K layouts with LR
     scale: int = 2
-    preset: str = "edsr-small"
+    preset: str = "edsr-baseline"
     n_feats: int | None = None  # overrides of the preset
     n_resblocks: int | None = None
     res_scale: float | None = None
     n_colors: int = 3
-    iters: int = 10_000
-    batch_size: int = 16
-    patch_size: int = 48  # LR side
+    iters: int = 300_000  # the paper's
+    batch_size: int = 16  # per process
+    patch_size: int = 48  # LR side, as in EDSR
     lr: float = 1e-4
+    schedule: str = "step"  # "step": times lr_gamma every lr_step steps (the paper); "cosine": warm-up then cosine
+    lr_step: int = 200_000
+    lr_gamma: float = 0.5
     warmup_iters: int = 0
     min_lr: float = 0.0
     loss: str = "l1"
-    holdout: int = 10  # training images kept out for validation
+    grad_clip: float | None = None  # max gradient norm
+    ema: float | None = None  # EMA decay of the weights, e.g. 0.999; validation and export use the EMA
+    flips: bool = True  # the 8 flips/rotations
+    brightness: float = 0.0  # the original report's brightness change: factor in [1 - b, 1 + b]
+    val: list[str] = field(default_factory=list)  # benchmark-layout or HR folders
+    holdout: int = 0  # training images kept out of training for validation
     val_every: int = 1000
     checkpoint_every: int = 1000
-    out: str = "runs/run"
-    init: str | None = None  # x2 weights to start x3/x4 from
-    bf16: bool = True
+    log_every: int = 100
+    out: str = "runs/edsr"
+    init: str | None = None  # x2 weights to start x3/x4 from (all but the upsampler)
+    bf16: bool = True  # autocast
     channels_last: bool = True
-    threads: int | None = None
+    compile: bool = False  # torch.compile the model
+    prefetch: int = 2  # batches prepared ahead by a background thread (0: none)
+    threads: int | None = None  # torch CPU threads
+    device: str = "auto"  # auto, cpu, cuda
     seed: int = 0
 
     def validate(self) -> None:
         if not self.data:
-            raise ConfigError("no training data: give at least one folder of HR images")
-        for name, value, low in (("iters", self.iters, 1), ("batch_size", self.batch_size, 1),
-                                 ("patch_size", self.patch_size, 8), ("val_every", self.val_every, 1),
-                                 ("checkpoint_every", self.checkpoint_every, 1), ("holdout", self.holdout, 0)):
-            if not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+            raise ConfigError("no training data: give at least one folder of HR images (--data)")
+        positive = ("scale", "iters", "batch_size", "val_every", "checkpoint_every", "log_every", "lr_step")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("holdout", "warmup_iters", "prefetch", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.patch_size < 4:
+            raise ConfigError(f"patch_size must be >= 4, got {self.patch_size}")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset '{self.preset}'; choose from {', '.join(sorted(PRESETS))}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         if self.loss not in ("l1", "l2"):
             raise ConfigError(f"loss must be 'l1' or 'l2', got '{self.loss}'")
+        if self.schedule not in ("step", "cosine"):
+            raise ConfigError(f"schedule must be 'step' or 'cosine', got '{self.schedule}'")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ConfigError(f"ema decay must be between 0 and 1, got {self.ema}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be > 0, got {self.grad_clip}")
+        if not 0 <= self.brightness < 1:
+            raise ConfigError(f"brightness must be in [0, 1), got {self.brightness}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, got '{self.device}'")
+        preset_config(self.preset, scale=self.scale, n_colors=self.n_colors, **self.overrides())  # checks ranges
+
+    def overrides(self) -> dict:
+        return {k: getattr(self, k) for k in ("n_feats", "n_resblocks", "res_scale") if getattr(self, k) is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
+        d = dict(d)
+        for key in ("data", "val"):
+            if isinstance(d.get(key), str):
+                d[key] = [d[key]]
+        return cls(**d)
 
 
-def split_holdout(paths: list[Path], holdout: int) -> tuple[list[Path], list[Path]]:
-    """(training, held-out) images: a fixed pseudo-random choice that does not depend on the run's seed."""
-    if len(paths) <= holdout:
-        raise ConfigError(f"found {len(paths)} images; need more than holdout={holdout}")
-    order = np.random.default_rng(12345).permutation(len(paths))
-    return [paths[i] for i in order[holdout:]], [paths[i] for i in order[:holdout]]
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Settings from a TOML, YAML or JSON file (keys as in TrainConfig; dashes allowed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"{path}: config files are .toml, .yaml/.yml or .json")
+    except ConfigError:
+        raise
+    except Exception as e:  # each parser has its own error type
+        raise ConfigError(f"{path}: cannot parse ({str(e).splitlines()[0]})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of settings")
+    data = data.get("train", data)  # allow a [train] table
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+# ---------------------------------------------------------------------------------------------- pieces
+
+def split_holdout(items: list, holdout: int) -> tuple[list, list]:
+    """(training, held-out) items: a fixed pseudo-random choice that does not depend on the run's seed."""
+    if len(items) <= holdout:
+        raise ConfigError(f"found {len(items)} images; need more than holdout={holdout}")
+    order = np.random.default_rng(12345).permutation(len(items))
+    return [items[i] for i in order[holdout:]], [items[i] for i in order[:holdout]]
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay from lr to min_lr at step `iters`."""
+    """The learning rate for step `step` (0-based)."""
     if step < cfg.warmup_iters:
         return cfg.lr * (step + 1) / cfg.warmup_iters
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.lr_gamma ** (step // cfg.lr_step)
     t = (step - cfg.warmup_iters) / max(1, cfg.iters - cfg.warmup_iters)
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
 def build_model(cfg: TrainConfig) -> EDSR:
-    overrides = {k: v for k, v in (("n_feats", cfg.n_feats), ("n_resblocks", cfg.n_resblocks),
-                                   ("res_scale", cfg.res_scale)) if v is not None}
-    config = preset_config(cfg.preset, scale=cfg.scale, n_colors=cfg.n_colors, **overrides)
-    if cfg.init:
-        source = load_weights(cfg.init)
-        if source.config.n_feats != config.n_feats or source.config.n_resblocks != config.n_resblocks:
-            raise ConfigError(f"--init weights are {source.config.n_resblocks}x{source.config.n_feats}, "
-                              f"the model is {config.n_resblocks}x{config.n_feats}")
-        return init_from_x2(source, cfg.scale)
-    return EDSR(config)
+    config = preset_config(cfg.preset, scale=cfg.scale, n_colors=cfg.n_colors, **cfg.overrides())
+    if not cfg.init:
+        return EDSR(config)
+    source = load_weights(cfg.init)
+    mismatch = [k for k in ("n_feats", "n_resblocks", "n_colors") if getattr(source.config, k) != getattr(config, k)]
+    if mismatch:
+        raise ConfigError(f"--init weights differ from the model in {', '.join(mismatch)}: "
+                          f"{source.config.n_resblocks}x{source.config.n_feats} vs {config.n_resblocks}x{config.n_feats}")
+    return init_from_x2(source, cfg.scale)
 
 
-def to_tensor(batch: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, C) -> float (N, C, H, W) in 0..255"""
-    return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
+def load_training_data(cfg: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+    """(training, validation) samples, every LR made (or read) once."""
+    train_samples: list[Sample] = []
+    held_out: list[Sample] = []
+    for folder in cfg.data:
+        dataset = find_dataset(folder)
+        paths = dataset.hr_paths()
+        if not paths:
+            raise ConfigError(f"{folder}: no images")
+        train_samples += list(load_samples(dataset, cfg.scale, cfg.n_colors, paths))
+    if cfg.holdout:
+        keep, out = split_holdout(list(range(len(train_samples))), cfg.holdout)
+        train_samples, held_out = [train_samples[i] for i in keep], [train_samples[i] for i in out]
+    val = held_out + [s for folder in cfg.val for s in load_samples(find_dataset(folder), cfg.scale, cfg.n_colors)]
+    return train_samples, val
+
+
+def to_tensor(batch: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """(N, H, W, C) uint8 or float 0..255 -> float32 (N, C, H, W) on device."""
+    t = torch.from_numpy(np.ascontiguousarray(batch))
+    if device.type == "cuda":
+        t = t.pin_memory().to(device, non_blocking=True)
+    t = t.permute(0, 3, 1, 2).float()
+    return t.contiguous(memory_format=torch.channels_last) if channels_last else t.contiguous()
 
 
 @torch.inference_mode()
-def validate(model: EDSR, pairs: list[Pair], scale: int) -> float:
-    """Mean Y-PSNR (shave = scale) over whole held-out images, fp32."""
+def validate(model: EDSR, samples: list[Sample], scale: int, device: torch.device) -> float:
+    """Mean Y-PSNR (shave = scale) over whole validation images, fp32."""
+    was_training = model.training
     model.eval()
     scores = []
-    for p in pairs:
-        lr = p.lr if p.lr.ndim == 3 else p.lr[..., None]
-        sr = model(to_tensor(lr[None]))[0].permute(1, 2, 0).numpy()
-        sr = sr if p.hr.ndim == 3 else sr[..., 0]
-        scores.append(psnr(sr, p.hr, shave=scale, channel="y"))
-    model.train()
+    for s in samples:
+        sr = model(to_tensor(s.lr[None], device, False))[0].permute(1, 2, 0).float().cpu().numpy()
+        scores.append(psnr(sr, s.hr, shave=scale, channel="y"))
+    model.train(was_training)
     return float(np.mean(scores))
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+class Prefetcher:
+    """Prepares batches in a background thread. Each batch comes with the sampler state after it, so a
+    checkpoint can record exactly where the consumed stream stopped (prefetched batches are redone)."""
+
+    def __init__(self, sampler: PatchSampler, depth: int) -> None:
+        self.sampler, self.depth = sampler, depth
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self.stop = threading.Event()
+        self.thread = None
+        if depth > 0:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+
+    def _produce(self) -> tuple[tuple[np.ndarray, np.ndarray], dict]:
+        batch = self.sampler.sample()
+        return batch, copy.deepcopy(self.sampler.state)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            item = self._produce()
+            while not self.stop.is_set():
+                try:
+                    self.queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    def next(self) -> tuple[tuple[np.ndarray, np.ndarray], dict]:
+        return self.queue.get() if self.thread else self._produce()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread:
+            self.thread.join(timeout=5)
+
+
+def _atomic_torch_save(obj: dict, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
         torch.save(obj, tmp)
@@ -130,80 +276,238 @@ def _atomic_save(obj: dict, path: Path) -> None:
             os.unlink(tmp)
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train until cfg.iters; resumes from out/last.pt if present. Returns a summary dict."""
+def read_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint, read without running code from it."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ConfigError(f"{path}: not a readable training checkpoint ({str(e).splitlines()[0] if str(e) else e})") from e
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the loop checks it after each step, writes a checkpoint and returns."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no handlers, the run is stopped from outside
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.raised = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) -> dict:
+    """Train to cfg.iters steps. With resume=True, continue from cfg.out/last.pt.
+
+    Returns {"steps", "best_psnr", "seconds", "interrupted", "run_dir", "world_size"}.
+    """
     cfg.validate()
+    out = Path(cfg.out)
+    ckpt_path = out / "last.pt"
+    if ckpt_path.exists() and not resume:
+        raise ConfigError(f"{out} already holds a run; use --resume {out} to continue it, or another --out")
+    if resume and not ckpt_path.exists():
+        raise ConfigError(f"{out}: no checkpoint (last.pt) to resume from")
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for, but no CUDA GPU is available")
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+    main_rank = rank == 0
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    train_paths, val_paths = split_holdout([p for d in cfg.data for p in list_images(d)], cfg.holdout)
-    log.info("loading %d training and %d validation images", len(train_paths), len(val_paths))
-    train_pairs = load_pairs(train_paths, cfg.scale, cfg.n_colors)
-    val_pairs = load_pairs(val_paths, cfg.scale, cfg.n_colors)
-    for p in train_pairs + val_pairs:
-        if p.hr.ndim == 2:
-            p.hr, p.lr = p.hr[..., None], p.lr[..., None]
-    sampler = PatchSampler(train_pairs, cfg.scale, cfg.patch_size, cfg.batch_size, seed=cfg.seed)
-    model = build_model(cfg)
+    torch.manual_seed(cfg.seed + rank)
+
+    train_samples, val_samples = load_training_data(cfg)
+    sampler = PatchSampler(train_samples, cfg.scale, cfg.patch_size, cfg.batch_size, flips=cfg.flips,
+                           brightness=cfg.brightness, seed=cfg.seed + 1000 * rank)
+    model = build_model(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
-    step, best = 0, -1.0
-    ckpt_path = out / "last.pt"
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ema = copy.deepcopy(model).eval() if cfg.ema else None
+    step, best = 0, float("-inf")
+    if resume:
+        state = read_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        step, best = state["step"], state["best_psnr"]
-        sampler.rng.bit_generator.state = json.loads(state["sampler_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        log.info("resumed from %s at step %d", ckpt_path, step)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        step, best = int(state["step"]), float(state["best_psnr"])
+        states = [json.loads(s) for s in state["sampler_states"]]
+        if len(states) == world:
+            sampler.state = states[rank]
+        else:
+            log.warning("checkpoint was written by %d process(es), now %d: patch sampling restarts", len(states), world)
+        if world == 1:
+            torch.set_rng_state(state["torch_rng"])
+        if main_rank:
+            log.info("resumed %s at step %d", out, step)
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    net: torch.nn.Module = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if use_cuda else None)
+    if cfg.compile:
+        net = torch.compile(net)
     model.train()
     loss_fn = F.l1_loss if cfg.loss == "l1" else F.mse_loss
-    log_file = (out / "log.csv").open("a", newline="")
-    writer = csv.writer(log_file)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    prefetcher = Prefetcher(sampler, cfg.prefetch)
+    sampler_state = copy.deepcopy(sampler.state)  # the state after the last consumed batch
+    scored = ema if ema is not None else model
 
     def checkpoint() -> None:
-        _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                      "best_psnr": best, "sampler_rng": json.dumps(sampler.rng.bit_generator.state),
-                      "torch_rng": torch.get_rng_state(), "config": asdict(cfg)}, ckpt_path)
+        states = [json.dumps(sampler_state)]
+        if world > 1:
+            gathered: list = [None] * world
+            torch.distributed.all_gather_object(gathered, states[0])
+            states = gathered
+        if main_rank:
+            _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                "ema": ema.state_dict() if ema is not None else None, "step": step,
+                                "best_psnr": best, "sampler_states": states, "torch_rng": torch.get_rng_state(),
+                                "config": json.dumps(asdict(cfg)), "world_size": world}, ckpt_path)
 
-    t0, last_t, running = time.time(), time.time(), 0.0
-    while step < cfg.iters:
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step)
-        lr_np, hr_np = sampler.sample()
-        lr_t, hr_t = to_tensor(lr_np), to_tensor(hr_np)
-        if cfg.channels_last:
-            lr_t, hr_t = lr_t.contiguous(memory_format=torch.channels_last), hr_t.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            sr = model(lr_t)
-        loss = loss_fn(sr.float(), hr_t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        running += loss.item()
-        if step % cfg.val_every == 0 or step == cfg.iters:
-            score = validate(model, val_pairs, cfg.scale)
-            rate = cfg.val_every / (time.time() - last_t)
-            last_t = time.time()
-            writer.writerow([step, f"{running / cfg.val_every:.4f}", f"{learning_rate(cfg, step):.3e}", f"{score:.3f}",
-                             f"{time.time() - t0:.0f}"])
-            log_file.flush()
-            if progress:
-                print(f"step {step}/{cfg.iters} loss {running / cfg.val_every:.3f} val {score:.3f} dB "
-                      f"({rate:.1f} it/s)", flush=True)
-            running = 0.0
-            if score > best:
-                best = score
-                save_weights(model, out / "best.safetensors",
-                             {"steps": step, "val_psnr_y": round(score, 3), "train_images": len(train_pairs)})
-        if step % cfg.checkpoint_every == 0 or step == cfg.iters:
-            checkpoint()
-    log_file.close()
-    return {"steps": step, "best_psnr": best, "seconds": time.time() - t0}
+    writer = None
+    if main_rank:
+        log_file = (out / "log.csv").open("a", newline="")
+        writer = csv.writer(log_file)
+        if log_file.tell() == 0:
+            writer.writerow(["step", "loss", "lr", "steps_per_s", "elapsed_s", "val_psnr_y"])
+    show_bar = main_rank and (progress if progress is not None else sys.stderr.isatty())
+    bar = None
+    if show_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.iters, initial=step, unit="step", dynamic_ncols=True)
+    t0 = time.time()
+    window_loss, window_steps, window_t = 0.0, 0, time.time()
+    interrupted = False
+    try:
+        with _StopFlag() as stop:
+            while step < cfg.iters:
+                lr_now = learning_rate(cfg, step)
+                for group in opt.param_groups:
+                    group["lr"] = lr_now
+                (lr_np, hr_np), sampler_state = prefetcher.next()
+                lr_t = to_tensor(lr_np, device, cfg.channels_last)
+                hr_t = to_tensor(hr_np, device, cfg.channels_last)
+                with autocast:
+                    sr = net(lr_t)
+                loss = loss_fn(sr.float(), hr_t)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                if ema is not None:
+                    with torch.no_grad():
+                        for p_ema, p in zip(ema.parameters(), model.parameters()):
+                            p_ema.lerp_(p, 1 - cfg.ema)
+                step += 1
+                window_loss += loss.item()
+                window_steps += 1
+                if bar is not None:
+                    bar.update(1)
+                    if step % 10 == 0:
+                        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_now:.2e}")
+                val_score = None
+                if main_rank and val_samples and (step % cfg.val_every == 0 or step == cfg.iters):
+                    val_score = validate(scored, val_samples, cfg.scale, device)
+                    if val_score > best:
+                        best = val_score
+                        save_weights(scored, out / "best.safetensors", _weights_metadata(cfg, step, best, len(train_samples)))
+                if main_rank and (step % cfg.log_every == 0 or val_score is not None or step == cfg.iters):
+                    rate = window_steps / max(1e-9, time.time() - window_t)
+                    writer.writerow([step, f"{window_loss / max(1, window_steps):.5f}", f"{lr_now:.4e}", f"{rate:.2f}",
+                                     f"{time.time() - t0:.1f}", "" if val_score is None else f"{val_score:.4f}"])
+                    log_file.flush()
+                    if bar is None and (val_score is not None or step == cfg.iters):
+                        print(f"step {step}/{cfg.iters} loss {window_loss / max(1, window_steps):.4f} lr {lr_now:.2e} "
+                              f"{rate:.2f} it/s" + ("" if val_score is None else f" val {val_score:.3f} dB"), flush=True)
+                    window_loss, window_steps, window_t = 0.0, 0, time.time()
+                stop_now = stop.raised
+                if world > 1:  # every rank must stop at the same step
+                    flag = torch.tensor([1.0 if stop_now else 0.0], device=device)
+                    torch.distributed.all_reduce(flag)
+                    stop_now = bool(flag.item() > 0)
+                if step % cfg.checkpoint_every == 0 or step == cfg.iters or stop_now:
+                    checkpoint()
+                if stop_now:
+                    interrupted = True
+                    break
+    finally:
+        prefetcher.close()
+        if bar is not None:
+            bar.close()
+        if main_rank:
+            log_file.close()
+    if main_rank and not val_samples:  # nothing to choose by: the last weights are the ones to keep
+        save_weights(scored, out / "best.safetensors", _weights_metadata(cfg, step, None, len(train_samples)))
+    return {"steps": step, "best_psnr": best if val_samples else None, "seconds": time.time() - t0,
+            "interrupted": interrupted, "run_dir": str(out), "world_size": world}
+
+
+def _weights_metadata(cfg: TrainConfig, step: int, val_psnr: float | None, n_images: int) -> dict:
+    return {"steps": step, "val_psnr_y": None if val_psnr is None else round(val_psnr, 4),
+            "training": {"data": [Path(d).name for d in cfg.data], "images": n_images, "holdout": cfg.holdout,
+                         "val": [Path(d).name for d in cfg.val], "patch_size": cfg.patch_size,
+                         "batch_size": cfg.batch_size, "iters": cfg.iters, "lr": cfg.lr, "schedule": cfg.schedule,
+                         "loss": cfg.loss, "ema": cfg.ema, "init": Path(cfg.init).name if cfg.init else None}}
+
+
+def export(source: str | Path, output: str | Path, weights: str = "best", half: bool = False) -> Path:
+    """Write deployable .safetensors from a run folder or a checkpoint file.
+
+    weights='best': the run's best.safetensors (best validation score); 'last': the checkpoint's latest
+    weights (EMA when present). half=True stores fp16 (about half the size).
+    """
+    source = Path(source)
+    dtype = torch.float16 if half else None
+    if source.is_dir():
+        best_file, ckpt = source / "best.safetensors", source / "last.pt"
+        if weights == "best" and best_file.exists():
+            model = load_weights(best_file)
+            return save_weights(model, output, _export_metadata(model.metadata), dtype=dtype)
+        if not ckpt.exists():
+            raise ConfigError(f"{source}: not a run folder (no best.safetensors or last.pt)")
+        source = ckpt
+    if weights not in ("best", "last"):
+        raise ConfigError(f"weights must be 'best' or 'last', got '{weights}'")
+    state = read_checkpoint(source)
+    try:
+        cfg = TrainConfig.from_dict(json.loads(state["config"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: not a superres training checkpoint") from e
+    model = EDSR(preset_config(cfg.preset, scale=cfg.scale, n_colors=cfg.n_colors, **cfg.overrides()))
+    model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
+    meta = _weights_metadata(cfg, int(state["step"]), None, 0)
+    meta["val_psnr_y"] = round(float(state["best_psnr"]), 4) if math.isfinite(state["best_psnr"]) else None
+    return save_weights(model, output, meta, dtype=dtype)
+
+
+def _export_metadata(meta: dict) -> dict:
+    return {k: v for k, v in meta.items() if k not in ("arch", "config")}

@@ -1,0 +1,224 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from superres.cli import main
+from superres.data import PatchSampler, Sample
+from superres.errors import ConfigError
+from superres.imageio import Picture, write_image
+from superres.models import EDSR, EDSRConfig, load_model, save_weights
+from superres.training import TrainConfig, build_model, learning_rate, read_checkpoint, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def hr_folder(tmp_path_factory):
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("hr")
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera"):
+        write_image(folder / f"{name}.png", Picture(np.ascontiguousarray(getattr(data, name)()[:120, :120])))
+    return folder
+
+
+def tiny_config(hr_folder, out, **kw) -> TrainConfig:
+    settings = dict(data=[str(hr_folder)], preset="edsr-tiny", iters=40, batch_size=4, patch_size=16, lr=5e-4,
+                    schedule="cosine", holdout=1, val_every=20, checkpoint_every=5, log_every=10, out=str(out),
+                    threads=1, seed=3)
+    settings.update(kw)
+    return TrainConfig(**settings)
+
+
+def test_loss_falls(hr_folder, tmp_path):
+    result = train(tiny_config(hr_folder, tmp_path / "run", iters=60), progress=False)
+    assert result["steps"] == 60 and not result["interrupted"]
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]
+    losses = [float(r.split(",")[1]) for r in rows]
+    assert losses[-1] < 0.6 * losses[0]
+    assert (tmp_path / "run" / "best.safetensors").exists()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["iters"] == 60
+
+
+def _weights(run: Path) -> dict:
+    return read_checkpoint(run / "last.pt")["model"]
+
+
+def test_sigkill_then_resume_gives_identical_weights(hr_folder, tmp_path):
+    """A run killed with SIGKILL mid-way and resumed ends where an uninterrupted run ends, bit for bit."""
+    cfg = tiny_config(hr_folder, tmp_path / "whole", ema=0.9)
+    train(cfg, progress=False)
+    killed = tmp_path / "killed"
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({**cfg.__dict__, "out": str(killed)}))
+    script = textwrap.dedent(f"""
+        import json, os, signal
+        from superres import data
+        from superres.training import TrainConfig, train
+        calls = 0
+        original = data.PatchSampler.sample
+        def sample(self):  # the 23rd batch drawn: kill the process outright
+            global calls
+            calls += 1
+            if calls == 23:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(self)
+        data.PatchSampler.sample = sample
+        train(TrainConfig(**json.load(open({str(settings)!r}))), progress=False)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    stopped_at = read_checkpoint(killed / "last.pt")["step"]
+    assert 0 < stopped_at < 40
+    code = main(["train", "--resume", str(killed)])
+    assert code == 0
+    whole, resumed = _weights(tmp_path / "whole"), _weights(killed)
+    assert read_checkpoint(killed / "last.pt")["step"] == 40
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    ema_a, ema_b = read_checkpoint(tmp_path / "whole" / "last.pt")["ema"], read_checkpoint(killed / "last.pt")["ema"]
+    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+
+
+def test_sigint_stops_with_a_checkpoint(hr_folder, tmp_path, monkeypatch):
+    from superres import data
+
+    calls = {"n": 0}
+    original = data.PatchSampler.sample
+
+    def sample(self):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self)
+
+    monkeypatch.setattr(data.PatchSampler, "sample", sample)
+    result = train(tiny_config(hr_folder, tmp_path / "run", prefetch=0, checkpoint_every=100), progress=False)
+    assert result["interrupted"] and result["steps"] < 40
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == result["steps"]
+
+
+def test_export_round_trip(hr_folder, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(hr_folder, run, iters=10, ema=0.5, holdout=0), progress=False)
+    assert main(["export", str(run), "-o", str(tmp_path / "m.safetensors")]) == 0
+    assert main(["export", str(run / "last.pt"), "-o", str(tmp_path / "last.safetensors"), "--weights", "last",
+                 "--half"]) == 0
+    model = load_model(tmp_path / "m.safetensors")
+    assert model.metadata["steps"] == 10 and model.metadata["training"]["ema"] == 0.5
+    ema = EDSR(model.config)
+    ema.load_state_dict(read_checkpoint(run / "last.pt")["ema"])
+    x = torch.rand(1, 3, 10, 12) * 255
+    with torch.no_grad():
+        assert torch.allclose(model(x), ema(x))
+        half = load_model(tmp_path / "last.safetensors")
+        assert (half(x) - ema(x)).abs().max() < 0.5  # fp16 storage
+    assert main(["export", str(run), "-o", str(tmp_path / "m.safetensors")]) == 2  # no clobbering
+
+
+def test_x4_from_x2_copies_the_body(tmp_path):
+    torch.manual_seed(0)
+    x2 = EDSR(EDSRConfig(scale=2, n_feats=16, n_resblocks=4))
+    path = save_weights(x2, tmp_path / "x2.safetensors")
+    model = build_model(TrainConfig(data=["x"], scale=4, preset="edsr-tiny", init=str(path)))
+    assert model.scale == 4
+    for k, v in x2.state_dict().items():
+        if not k.startswith("tail.0."):
+            assert torch.equal(model.state_dict()[k], v)
+    with pytest.raises(ConfigError, match="differ from the model"):
+        build_model(TrainConfig(data=["x"], scale=4, preset="edsr-small", init=str(path)))
+
+
+def test_learning_rate_schedules():
+    step = TrainConfig(lr=1e-4, schedule="step", lr_step=100, lr_gamma=0.5)
+    assert [learning_rate(step, s) for s in (0, 99, 100, 250)] == [1e-4, 1e-4, 5e-5, 2.5e-5]
+    cos = TrainConfig(lr=1e-3, schedule="cosine", iters=110, warmup_iters=10, min_lr=0.0)
+    assert learning_rate(cos, 0) == pytest.approx(1e-4)
+    assert learning_rate(cos, 10) == pytest.approx(1e-3)
+    assert learning_rate(cos, 60) == pytest.approx(5e-4)
+    assert learning_rate(cos, 110) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_patches_are_aligned_under_every_augmentation():
+    rng = np.random.default_rng(0)
+    lr = rng.integers(0, 256, size=(20, 24, 3), dtype=np.uint8)
+    hr = lr.repeat(3, 0).repeat(3, 1)
+    sampler = PatchSampler([Sample("a", lr, hr)], scale=3, patch_size=8, batch_size=64, seed=1)
+    lrs, hrs = sampler.sample()
+    assert lrs.shape == (64, 8, 8, 3) and hrs.shape == (64, 24, 24, 3)
+    assert all(np.array_equal(h[::3, ::3], l) for l, h in zip(lrs, hrs))
+    bright = PatchSampler([Sample("a", lr, hr)], scale=3, patch_size=8, batch_size=8, brightness=0.3, seed=1)
+    lrs, hrs = bright.sample()
+    assert lrs.dtype == np.float32
+    assert all(np.allclose(h[::3, ::3], l) for l, h in zip(lrs, hrs))
+
+
+def test_small_images_are_skipped_with_a_warning(caplog):
+    big = Sample("big", np.zeros((20, 20, 3), np.uint8), np.zeros((40, 40, 3), np.uint8))
+    small = Sample("small", np.zeros((5, 5, 3), np.uint8), np.zeros((10, 10, 3), np.uint8))
+    sampler = PatchSampler([big, small], scale=2, patch_size=8, batch_size=2)
+    assert [s.name for s in sampler.samples] == ["big"] and "skipping small" in caplog.text
+    with pytest.raises(ConfigError, match="large enough"):
+        PatchSampler([small], scale=2, patch_size=8, batch_size=2)
+
+
+def test_config_file_and_flag_override(hr_folder, tmp_path, capsys):
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'data = ["{hr_folder}"]\npreset = "edsr-tiny"\niters = 5\nbatch-size = 2\npatch_size = 16\n'
+                    f'out = "{tmp_path / "run"}"\nval_every = 100\ncheckpoint_every = 100\n')
+    assert main(["train", "--config", str(toml), "--iters", "7"]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["iters"] == 7 and saved["batch_size"] == 2 and saved["preset"] == "edsr-tiny"
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 7
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text(f"data: [{hr_folder}]\npreset: edsr-tiny\niters: 3\npatch_size: 16\nbatch_size: 2\n"
+                         f"out: {tmp_path / 'run2'}\n")
+    assert main(["train", "--config", str(yaml_file)]) == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--iters", "0"], "iters must be a positive integer"),
+    (["--loss", "l3"], "invalid choice"),
+    (["--preset", "edsr-huge"], "unknown preset"),
+    (["--ema", "1.5"], "ema decay"),
+    (["--patch-size", "2"], "patch_size"),
+])
+def test_bad_values_give_clear_errors(hr_folder, tmp_path, capsys, args, message):
+    code = main(["train", "--data", str(hr_folder), "--out", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_bad_config_files_and_existing_runs(hr_folder, tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("itres = 5\n")
+    assert main(["train", "--config", str(bad), "--data", str(hr_folder)]) == 2
+    assert "unknown training setting(s): itres" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r")]) == 2
+    assert "no training data" in capsys.readouterr().err
+    run = tmp_path / "run"
+    train(tiny_config(hr_folder, run, iters=2), progress=False)
+    assert main(["train", "--data", str(hr_folder), "--out", str(run), "--preset", "edsr-tiny"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_ddp_two_gloo_processes(hr_folder, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m", "superres",
+           "train", "--data", str(hr_folder), "--preset", "edsr-tiny", "--iters", "6", "--batch-size", "2",
+           "--patch-size", "16", "--holdout", "1", "--val-every", "3", "--checkpoint-every", "3", "--threads", "1",
+           "--out", str(run)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state = read_checkpoint(run / "last.pt")
+    assert state["step"] == 6 and state["world_size"] == 2
+    assert state["sampler_states"][0] != state["sampler_states"][1]  # each rank samples its own patches
+    assert proc.stdout.count("finished at step 6") == 1  # only rank 0 reports
+    assert len((run / "log.csv").read_text().splitlines()) == 1 + 2
