@@ -145,7 +145,7 @@ def test_correct_option(tmp_path, images, model_file, capsys):
     code, _, _ = run(capsys, "upscale", images / "a.png", "--model", model_file, "--correct", "-o", tmp_path / "d.png")
     assert code == 0 and (tmp_path / "d.png").exists()
     code, _, err = run(capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "2", "--correct", "5")
-    assert code == 2 and "needs --model" in err
+    assert code == 2 and "needs a model" in err
 
 
 def test_pixel_limit_option(tmp_path, images, capsys):

@@ -6,7 +6,9 @@
     lr = superres.imresize(image, 1 / 4)                  # MATLAB-exact bicubic
 """
 
-from superres.api import upscale
+from superres.api import ImageUpscaler, upscale
+from superres.correction import DEFAULT_THRESHOLD, correct
+from superres.inference import Upscaler
 from superres.errors import CheckpointError, ConfigError, ImageError, SuperresError, UnknownModelError
 from superres.imageio import Picture, read_image, write_image
 from superres.metrics import psnr, rgb_to_y
@@ -16,7 +18,7 @@ from superres.resize import imresize
 __version__ = "0.1.0"
 
 __all__ = [
-    "EDSR", "EDSRConfig", "CheckpointError", "ConfigError", "ImageError", "Picture", "SuperresError",
+    "DEFAULT_THRESHOLD", "EDSR", "EDSRConfig", "ImageUpscaler", "Upscaler", "correct", "CheckpointError", "ConfigError", "ImageError", "Picture", "SuperresError",
     "UnknownModelError", "create_model", "imresize", "init_from_x2", "list_models", "load_model", "psnr",
     "read_image", "rgb_to_y", "save_weights", "upscale", "write_image",
 ]

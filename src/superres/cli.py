@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--correct", nargs="?", type=float, const=-1.0, default=None, metavar="TAU",
                    help="replace output values more than TAU gray levels from the bilinear upscaling by that "
                         "value (the original report's correction; default TAU from the sweep)")
+    p.add_argument("--outscale", type=float, help="any final factor, e.g. 2.5: the nearest trained scale, then "
+                   "a MATLAB-bicubic resize")
+    p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (EDSR+; 8x slower)")
+    p.add_argument("--tile", type=int, help="LR tile side in pixels (0: no tiling; default: from image size and memory)")
+    p.add_argument("--tile-overlap", type=int, help="LR margin per tile (default and minimum: the receptive radius)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                   help="default fp32 on CPU, fp16 on GPU; fp16 on CPU runs as bf16")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], help="default: torch (onnxruntime for .onnx)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's, one per core)")
     p.add_argument("-o", "--output", help="output file (one input) or folder (default: beside each input)")
     p.add_argument("--suffix", default=None, help="added to output names (default: _x<scale>, or none with -o FOLDER)")
     p.add_argument("--format", dest="out_format", help="output extension, e.g. png (default: the input's)")
@@ -95,8 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_flags(p)
 
     p = sub.add_parser("export", help="write a run's weights as .safetensors with their config and metadata")
-    p.add_argument("source", help="run folder or checkpoint (.pt)")
-    p.add_argument("-o", "--output", required=True, help="output .safetensors file")
+    p.add_argument("source", help="run folder or training checkpoint (.pt); for ONNX also any model name or file")
+    p.add_argument("-o", "--output", required=True, help="output file (.safetensors, or .onnx)")
+    p.add_argument("--format", dest="out_format", choices=["safetensors", "onnx"], default=None,
+                   help="default: from the output's extension")
     p.add_argument("--weights", choices=["best", "last"], default="best",
                    help="best validation score (default) or the latest weights (EMA when present)")
     p.add_argument("--half", action="store_true", help="store fp16 weights (half the size)")
@@ -211,30 +223,22 @@ def _report(errors: list[str]) -> None:
 # ---------------------------------------------------------------------------------------------- commands
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from superres.correction import correct
+    from superres.api import ImageUpscaler
+    from superres.correction import DEFAULT_THRESHOLD
     from superres.imageio import WRITE_FORMATS, read_image, write_image
-    from superres.inference import upscale_picture
-    from superres.models.checkpoints import load_model
-    from superres.models.registry import default_model_name
 
     files, errors = expand_inputs(args.inputs)
-    model = None
-    if args.method is None:
-        if args.model is None and args.scale is not None and default_model_name(args.scale) is None:
-            raise SuperresError(f"no bundled model for x{args.scale} yet; use --model FILE or --method bicubic")
-        model = load_model(args.model, scale=args.scale)
-    elif args.scale is None:
-        raise SuperresError("--method needs --scale")
-    scale = args.scale or model.scale
-    threshold = None
-    if args.correct is not None:
-        from superres.correction import DEFAULT_THRESHOLD
+    if args.method is not None and args.scale is None and args.outscale is None:
+        raise SuperresError("--method needs --scale (or --outscale)")
+    if args.threads:
+        import torch
 
-        if model is None:
-            raise SuperresError("--correct applies to model outputs; it needs --model, not --method")
-        threshold = DEFAULT_THRESHOLD if args.correct == -1.0 else args.correct
-        if threshold < 0:
-            raise SuperresError(f"--correct threshold must be >= 0, got {args.correct}")
+        torch.set_num_threads(args.threads)
+    runner = ImageUpscaler(
+        scale=args.scale, model=args.model, method=args.method, outscale=args.outscale,
+        correct=None if args.correct is None else (DEFAULT_THRESHOLD if args.correct == -1.0 else args.correct),
+        device=args.device, precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
+        self_ensemble=args.self_ensemble, backend=args.backend)
     out_format = f".{args.out_format.lstrip('.').lower()}" if args.out_format else None
     if out_format and out_format not in WRITE_FORMATS:
         raise SuperresError(f"cannot write '{out_format}'; choose from {', '.join(sorted(WRITE_FORMATS))}")
@@ -242,7 +246,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         and Path(args.output).suffix.lower() in WRITE_FORMATS and not Path(args.output).is_dir()
     if args.output is not None and not single_file and len(files) > 1 and Path(args.output).suffix.lower() in WRITE_FORMATS:
         raise SuperresError(f"-o {args.output} names a file, but there are {len(files)} inputs; give a folder")
-    suffix = args.suffix if args.suffix is not None else ("" if args.output and not single_file else f"_x{scale}")
+    suffix = args.suffix if args.suffix is not None else ("" if args.output and not single_file else f"_x{runner.factor:g}")
     inputs = {p.resolve() for p in files}
     done = 0
     for path in _progress(files, args.quiet, "upscale"):
@@ -257,11 +261,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             if target.exists() and not args.overwrite:
                 raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
             kwargs = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
-            picture = read_image(path, **kwargs)
-            result = upscale_picture(picture, scale, model=model, method=args.method)
-            if threshold is not None:
-                result.pixels = correct(result.pixels, threshold=threshold, lr=picture.pixels)
-            write_image(target, result, overwrite=args.overwrite)
+            write_image(target, runner(read_image(path, **kwargs)), overwrite=args.overwrite)
             done += 1
             log.info("%s -> %s", path, target)
         except SuperresError as e:
@@ -270,7 +270,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             errors.append(f"{path}: out of memory")
     _report(errors)
     if not args.quiet and (files or errors):
-        print(f"upscaled {done} of {done + len(errors)} image(s) x{scale}", file=sys.stderr)
+        print(f"upscaled {done} of {done + len(errors)} image(s) x{runner.factor:g}", file=sys.stderr)
     return 1 if errors else 0
 
 
@@ -392,15 +392,43 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from superres.training import export
+    from superres.models.checkpoints import load_model, save_weights
+    from superres.training import run_weights
 
-    if Path(args.output).exists() and not args.overwrite:
-        raise SuperresError(f"{args.output}: already exists (use --overwrite to replace it)")
-    if Path(args.output).suffix != ".safetensors":
-        raise SuperresError(f"{args.output}: the output must be a .safetensors file")
-    path = export(args.source, args.output, weights=args.weights, half=args.half)
+    output = Path(args.output)
+    fmt = args.out_format or ("onnx" if output.suffix == ".onnx" else "safetensors")
+    if output.suffix != f".{fmt}":
+        raise SuperresError(f"{output}: a {fmt} export needs a .{fmt} file name")
+    if output.exists() and not args.overwrite:
+        raise SuperresError(f"{output}: already exists (use --overwrite to replace it)")
+    source = Path(args.source)
+    is_run = source.is_dir() or (source.suffix == ".pt" and _is_training_checkpoint(source))
+    if is_run:
+        model, meta = run_weights(source, args.weights)
+    elif fmt == "onnx":
+        model = load_model(args.source)
+        meta = {k: v for k, v in getattr(model, "metadata", {}).items() if k not in ("arch", "config")}
+    else:
+        raise SuperresError(f"{source}: not a run folder or training checkpoint")
+    if fmt == "onnx":
+        from superres.onnx import export_onnx
+
+        path = export_onnx(model, output, metadata=meta)
+    else:
+        import torch
+
+        path = save_weights(model, output, meta, dtype=torch.float16 if args.half else None)
     print(f"wrote {path}")
     return 0
+
+
+def _is_training_checkpoint(path: Path) -> bool:
+    from superres.training import read_checkpoint
+
+    try:
+        return "optimizer" in read_checkpoint(path)
+    except SuperresError:
+        return False
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

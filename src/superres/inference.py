@@ -1,9 +1,18 @@
-"""Running a model or an interpolation over a whole picture: colour handling, bit depth, alpha.
+"""Running a model over whole pictures of any size: tiling with exact seams, precision, self-ensemble.
 
-`upscale_picture` is what the CLI calls; `superres.upscale` wraps it for numpy arrays and PIL images.
+`Upscaler` runs a network on a float image; `upscale_picture` adds colour handling, bit depth and alpha
+and is what the CLI and `superres.upscale` call.
+
+Tiling is exact: every tile is cut with a margin of at least the network's receptive radius, clamped at
+the image border (where the untiled network zero-pads too), so each output pixel sees exactly the input
+it would see untiled. Only floating-point summation order can differ.
 """
 
 from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -13,16 +22,159 @@ from superres.imageio import Picture
 from superres.models.edsr import EDSR
 from superres.resize import METHODS, imresize
 
+log = logging.getLogger(__name__)
 
-@torch.inference_mode()
-def run_model(model: EDSR, image: np.ndarray) -> np.ndarray:
-    """Float (H, W, C) in 0..255 -> float32 (H*s, W*s, C), unclipped; C must equal the model's colours."""
-    device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
-    x = x.contiguous(memory_format=torch.channels_last)
-    y = model(x)  # (1, C, H*s, W*s)
-    return y[0].permute(1, 2, 0).float().cpu().numpy()
+MIN_TILE = 16
 
+
+def receptive_radius(model: EDSR) -> int:
+    """LR pixels of context an output pixel needs on each side: one per 3x3 conv at LR resolution, and at
+    most one per conv after the first pixel shuffle."""
+    c = model.config
+    lr_convs = 1 + 2 * c.n_resblocks + 1 + 1  # head, blocks, body end, first upsampler conv
+    after = 1 + (int(math.log2(c.scale)) - 1 if c.scale in (2, 4, 8) else 0)  # further upsampler convs + tail
+    return lr_convs + after
+
+
+@dataclass
+class TilePlan:
+    core: tuple[int, int, int, int]  # y0, y1, x0, x1 of the LR region this tile produces
+    box: tuple[int, int, int, int]  # the LR region fed to the network (core plus margin, clamped)
+
+
+def plan_tiles(height: int, width: int, tile: int, margin: int) -> list[TilePlan]:
+    """Cover (height, width) with tile x tile cores (fewer at the ends), each read with `margin` around."""
+    plans = []
+    for y0 in range(0, height, tile):
+        for x0 in range(0, width, tile):
+            y1, x1 = min(height, y0 + tile), min(width, x0 + tile)
+            box = (max(0, y0 - margin), min(height, y1 + margin), max(0, x0 - margin), min(width, x1 + margin))
+            plans.append(TilePlan((y0, y1, x0, x1), box))
+    return plans
+
+
+def _transforms(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the 8 flips/rotations of (N, C, H, W); k in 0..7."""
+    if k >= 4:
+        x = x.flip(-1)
+    return torch.rot90(x, k % 4, dims=(-2, -1))
+
+
+def _inverse(y: torch.Tensor, k: int) -> torch.Tensor:
+    y = torch.rot90(y, -(k % 4), dims=(-2, -1))
+    return y.flip(-1) if k >= 4 else y
+
+
+class Upscaler:
+    """A model ready to run on images of any size.
+
+    device: 'cpu', 'cuda' or 'auto'. precision: 'fp32', 'bf16' or 'fp16' (autocast); None picks fp32 on
+    CPU and fp16 on GPU; fp16 asked for on a CPU runs as bf16. tile: LR tile side (0 = no tiling,
+    None = automatic from the image size and memory). overlap: LR margin per tile (None or less than the
+    receptive radius = the radius, which makes tiling exact). self_ensemble: average the 8 flips/rotations.
+    """
+
+    def __init__(self, model: EDSR, device: str = "auto", precision: str | None = None, tile: int | None = None,
+                 overlap: int | None = None, self_ensemble: bool = False, memory_budget: int | None = None) -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' asked for, but no CUDA GPU is available")
+        self.device = torch.device(device)
+        precision = precision or ("fp16" if self.device.type == "cuda" else "fp32")
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be fp32, bf16 or fp16, got '{precision}'")
+        if precision == "fp16" and self.device.type == "cpu":
+            log.warning("fp16 is not supported well on CPU; using bf16 instead")
+            precision = "bf16"
+        self.precision = precision
+        if tile is not None and tile != 0 and tile < MIN_TILE:
+            raise ConfigError(f"tile must be 0 (no tiling) or at least {MIN_TILE} LR pixels, got {tile}")
+        self.tile = tile
+        self.radius = receptive_radius(model)
+        if overlap is not None and overlap < self.radius:
+            log.info("tile overlap %d is below the receptive radius %d; using %d", overlap, self.radius, self.radius)
+        self.margin = max(self.radius, overlap or 0)
+        self.self_ensemble = self_ensemble
+        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        self.memory_budget = memory_budget or self._default_budget()
+
+    @property
+    def scale(self) -> int:
+        return self.model.scale
+
+    def _default_budget(self) -> int:
+        """Bytes of activations one tile may use: a share of free GPU memory, or 768 MB on CPU."""
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return int(free * 0.5)
+        return 768 * 2**20
+
+    def _bytes_per_pixel(self) -> int:
+        c = self.model.config
+        # about four live feature maps at LR, the upsampler's 4x (9x) map, and the output: float32
+        return 4 * (4 * c.n_feats + (9 if c.scale == 3 else 4) * c.n_feats + 2 * c.n_colors * c.scale**2)
+
+    def auto_tile(self, height: int, width: int) -> int:
+        """0 when the whole image fits the budget, else the largest square core that does."""
+        per_pixel = self._bytes_per_pixel() * (2 if self.self_ensemble else 1)
+        if height * width * per_pixel <= self.memory_budget:
+            return 0
+        side = int(math.sqrt(self.memory_budget / per_pixel)) - 2 * self.margin
+        return max(MIN_TILE * 4, side // 8 * 8)
+
+    def _net(self, x: torch.Tensor) -> torch.Tensor:
+        """The network alone: (N, C, h, w) on device -> float32 (N, C, h*s, w*s)."""
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            return self.model(x.contiguous(memory_format=torch.channels_last)).float()
+
+    @torch.inference_mode()
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) float 0..255 on device -> float32 (N, C, h*s, w*s), self-ensembled if asked."""
+        if not self.self_ensemble:
+            return self._net(x)
+        acc = None
+        for k in range(8):
+            y = _inverse(self._net(_transforms(x, k)), k)
+            acc = y if acc is None else acc + y
+        return acc / 8
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """float (H, W, C) in 0..255 with the model's C -> float32 (H*s, W*s, C), unclipped."""
+        if image.ndim != 3 or image.shape[2] != self.model.config.n_colors:
+            raise ConfigError(f"expected (H, W, {self.model.config.n_colors}) input, got {image.shape}")
+        tile = self.tile if self.tile is not None else self.auto_tile(*image.shape[:2])
+        while True:
+            try:
+                return self._run(image, tile)
+            except torch.cuda.OutOfMemoryError:
+                if self.device.type != "cuda":
+                    raise
+                torch.cuda.empty_cache()
+                h, w = image.shape[:2]
+                tile = max(h, w) // 2 if tile == 0 else tile // 2
+                if tile < MIN_TILE:
+                    raise ConfigError("out of GPU memory even with the smallest tile") from None
+                log.warning("out of GPU memory; retrying with %d px tiles", tile)
+
+    def _run(self, image: np.ndarray, tile: int) -> np.ndarray:
+        h, w, c = image.shape
+        s = self.scale
+        src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)  # (C, H, W), CPU
+        if tile == 0 or (tile >= h and tile >= w):
+            return self._forward(src[None].to(self.device))[0].permute(1, 2, 0).cpu().numpy()
+        out = np.empty((h * s, w * s, c), dtype=np.float32)
+        for plan in plan_tiles(h, w, tile, self.margin):
+            by0, by1, bx0, bx1 = plan.box
+            y0, y1, x0, x1 = plan.core
+            y = self._forward(src[None, :, by0:by1, bx0:bx1].to(self.device))[0]  # only this tile on the device
+            core = y[:, (y0 - by0) * s:(y1 - by0) * s, (x0 - bx0) * s:(x1 - bx0) * s]
+            out[y0 * s:y1 * s, x0 * s:x1 * s] = core.permute(1, 2, 0).cpu().numpy()
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- pictures
 
 def _rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     """Full-range BT.601 (JPEG) YCbCr, float, 0..255."""
@@ -39,36 +191,40 @@ def _ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
     return np.stack([r, g, b], axis=-1)
 
 
-def model_upscale(model: EDSR, pixels: np.ndarray) -> np.ndarray:
+def model_upscale(upscaler: Upscaler, pixels: np.ndarray) -> np.ndarray:
     """Float 0..255 (H, W) or (H, W, 3) -> float, upscaled by the model, same layout.
 
     A grayscale image through an RGB model goes in as three equal channels and comes out as their
     mean; a colour image through a one-channel model has its luma upscaled by the model and its
     chroma by bicubic interpolation.
     """
-    colors = model.config.n_colors
+    colors = upscaler.model.config.n_colors
     if pixels.ndim == 2:
-        out = run_model(model, np.repeat(pixels[..., None], colors, axis=2))
-        return out.mean(axis=2)
+        return upscaler(np.repeat(pixels[..., None], colors, axis=2)).mean(axis=2)
     if colors == 3:
-        return run_model(model, pixels)
+        return upscaler(pixels)
     ycc = _rgb_to_ycbcr(pixels)
-    y = run_model(model, ycc[..., :1])[..., 0]
+    y = upscaler(ycc[..., :1])[..., 0]
     chroma = imresize(ycc[..., 1:], output_shape=y.shape, method="bicubic")
     return _ycbcr_to_rgb(np.dstack([y, chroma]))
 
 
-def upscale_picture(picture: Picture, scale: int | None = None, model: EDSR | None = None,
+def upscale_picture(picture: Picture, scale: int | None = None, model: EDSR | Upscaler | None = None,
                     method: str | None = None) -> Picture:
     """Upscale pixels with a model or an interpolation method; alpha goes through bicubic separately."""
     if (model is None) == (method is None):
         raise ConfigError("give exactly one of a model or an interpolation method")
     if model is not None:
-        if scale is not None and scale != model.scale:
-            raise ConfigError(f"the model upscales x{model.scale}, but x{scale} was asked for")
+        upscaler = model if isinstance(model, Upscaler) else Upscaler(model, device=str(next(model.parameters()).device))
+        if scale is not None and scale != upscaler.scale:
+            raise ConfigError(f"the model upscales x{upscaler.scale}, but x{scale} was asked for")
         peak = picture.peak
-        px = picture.pixels.astype(np.float32) * (255.0 / peak)
-        out = model_upscale(model, px) * (peak / 255.0)
+        px = picture.pixels.astype(np.float32)
+        if peak != 255:
+            px *= 255.0 / peak
+        out = model_upscale(upscaler, px)
+        if peak != 255:
+            out *= peak / 255.0
         pixels = np.clip(np.floor(out + 0.5), 0, peak).astype(picture.pixels.dtype)
     else:
         if method not in METHODS:

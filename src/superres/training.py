@@ -397,6 +397,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
         writer = csv.writer(log_file)
         if log_file.tell() == 0:
             writer.writerow(["step", "loss", "lr", "steps_per_s", "elapsed_s", "val_psnr_y"])
+    board = _tensorboard(out) if main_rank else None
     show_bar = main_rank and (progress if progress is not None else sys.stderr.isatty())
     bar = None
     if show_bar:
@@ -445,6 +446,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
                     writer.writerow([step, f"{window_loss / max(1, window_steps):.5f}", f"{lr_now:.4e}", f"{rate:.2f}",
                                      f"{time.time() - t0:.1f}", "" if val_score is None else f"{val_score:.4f}"])
                     log_file.flush()
+                    if board is not None:
+                        board.add_scalar("train/loss", window_loss / max(1, window_steps), step)
+                        board.add_scalar("train/lr", lr_now, step)
+                        if val_score is not None:
+                            board.add_scalar("val/psnr_y", val_score, step)
                     if bar is None and (val_score is not None or step == cfg.iters):
                         print(f"step {step}/{cfg.iters} loss {window_loss / max(1, window_steps):.4f} lr {lr_now:.2e} "
                               f"{rate:.2f} it/s" + ("" if val_score is None else f" val {val_score:.3f} dB"), flush=True)
@@ -465,10 +471,21 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
             bar.close()
         if main_rank:
             log_file.close()
+        if board is not None:
+            board.close()
     if main_rank and not val_samples:  # nothing to choose by: the last weights are the ones to keep
         save_weights(scored, out / "best.safetensors", _weights_metadata(cfg, step, None, len(train_samples)))
     return {"steps": step, "best_psnr": best if val_samples else None, "seconds": time.time() - t0,
             "interrupted": interrupted, "run_dir": str(out), "world_size": world}
+
+
+def _tensorboard(out: Path):
+    """A TensorBoard writer into out/tb when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tb"))
 
 
 def _weights_metadata(cfg: TrainConfig, step: int, val_psnr: float | None, n_images: int) -> dict:
@@ -479,24 +496,23 @@ def _weights_metadata(cfg: TrainConfig, step: int, val_psnr: float | None, n_ima
                          "loss": cfg.loss, "ema": cfg.ema, "init": Path(cfg.init).name if cfg.init else None}}
 
 
-def export(source: str | Path, output: str | Path, weights: str = "best", half: bool = False) -> Path:
-    """Write deployable .safetensors from a run folder or a checkpoint file.
+def run_weights(source: str | Path, weights: str = "best") -> tuple[EDSR, dict]:
+    """The model and its metadata from a run folder or a training checkpoint.
 
     weights='best': the run's best.safetensors (best validation score); 'last': the checkpoint's latest
-    weights (EMA when present). half=True stores fp16 (about half the size).
+    weights (EMA when present).
     """
     source = Path(source)
-    dtype = torch.float16 if half else None
+    if weights not in ("best", "last"):
+        raise ConfigError(f"weights must be 'best' or 'last', got '{weights}'")
     if source.is_dir():
         best_file, ckpt = source / "best.safetensors", source / "last.pt"
         if weights == "best" and best_file.exists():
             model = load_weights(best_file)
-            return save_weights(model, output, _export_metadata(model.metadata), dtype=dtype)
+            return model, _export_metadata(model.metadata)
         if not ckpt.exists():
             raise ConfigError(f"{source}: not a run folder (no best.safetensors or last.pt)")
         source = ckpt
-    if weights not in ("best", "last"):
-        raise ConfigError(f"weights must be 'best' or 'last', got '{weights}'")
     state = read_checkpoint(source)
     try:
         cfg = TrainConfig.from_dict(json.loads(state["config"]))
@@ -506,7 +522,13 @@ def export(source: str | Path, output: str | Path, weights: str = "best", half: 
     model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
     meta = _weights_metadata(cfg, int(state["step"]), None, 0)
     meta["val_psnr_y"] = round(float(state["best_psnr"]), 4) if math.isfinite(state["best_psnr"]) else None
-    return save_weights(model, output, meta, dtype=dtype)
+    return model.eval(), meta
+
+
+def export(source: str | Path, output: str | Path, weights: str = "best", half: bool = False) -> Path:
+    """Write deployable .safetensors (fp16 storage with half=True) from a run folder or a checkpoint."""
+    model, meta = run_weights(source, weights)
+    return save_weights(model, output, meta, dtype=torch.float16 if half else None)
 
 
 def _export_metadata(meta: dict) -> dict:

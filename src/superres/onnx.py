@@ -1,0 +1,84 @@
+"""ONNX export (dynamic height and width) and an onnxruntime backend with the same tiling as PyTorch's.
+
+Needs the optional packages: pip install 'superres[onnx]' (onnx to export, onnxruntime to run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from superres.errors import CheckpointError, ConfigError
+from superres.inference import Upscaler, receptive_radius
+from superres.models.checkpoints import METADATA_KEY
+from superres.models.edsr import EDSR, EDSRConfig
+
+
+def export_onnx(model: EDSR, path: str | os.PathLike, opset: int = 17, metadata: dict | None = None) -> Path:
+    """Write `model` as ONNX with input 'lr' (N, C, H, W) and output 'sr', H and W dynamic, float32 0..255."""
+    path = Path(path)
+    model = model.eval().float().cpu()
+    dummy = torch.rand(1, model.config.n_colors, 32, 32) * 255
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.onnx.export(model, (dummy,), tmp, input_names=["lr"], output_names=["sr"], opset_version=opset,
+                          dynamic_axes={"lr": {0: "n", 2: "h", 3: "w"}, "sr": {0: "n", 2: "h_out", 3: "w_out"}},
+                          dynamo=False)
+        try:
+            import onnx
+        except ImportError as e:
+            raise ConfigError("ONNX export needs the onnx package: pip install 'superres[onnx]'") from e
+        proto = onnx.load(tmp)
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps({"arch": "edsr", "config": model.config.to_dict(),
+                                                          **(metadata or {})})
+        onnx.save(proto, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+class OnnxUpscaler(Upscaler):
+    """Upscaler whose network is an ONNX file run by onnxruntime (CPU), tiled exactly like PyTorch's."""
+
+    def __init__(self, path: str | os.PathLike, tile: int | None = None, overlap: int | None = None,
+                 self_ensemble: bool = False, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ConfigError("the onnxruntime backend needs onnxruntime: pip install 'superres[onnx]'") from e
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise CheckpointError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0]})") from e
+        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if not raw:
+            raise CheckpointError(f"{path}: not a superres ONNX export (no '{METADATA_KEY}' metadata)")
+        with torch.device("meta"):  # the architecture only: its config and receptive field
+            ghost = EDSR(EDSRConfig.from_dict(json.loads(raw)["config"]))
+        self.model = ghost
+        self.device = torch.device("cpu")
+        self.precision = "fp32"
+        if tile is not None and tile != 0 and tile < 16:
+            raise ConfigError(f"tile must be 0 (no tiling) or at least 16 LR pixels, got {tile}")
+        self.tile = tile
+        self.radius = receptive_radius(ghost)
+        self.margin = max(self.radius, overlap or 0)
+        self.self_ensemble = self_ensemble
+        self.memory_budget = 768 * 2**20
+
+    def _net(self, x: torch.Tensor) -> torch.Tensor:
+        lr = np.ascontiguousarray(x.float().numpy())
+        return torch.from_numpy(self.session.run(["sr"], {"lr": lr})[0])
