@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,11 @@ def export_onnx(model: EDSR, path: str | os.PathLike, opset: int = 17, metadata:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
-        torch.onnx.export(model, (dummy,), tmp, input_names=["lr"], output_names=["sr"], opset_version=opset,
-                          dynamic_axes={"lr": {0: "n", 2: "h", 3: "w"}, "sr": {0: "n", 2: "h_out", 3: "w_out"}},
-                          dynamo=False)
+        with warnings.catch_warnings():  # the TorchScript exporter warns that it is deprecated
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (dummy,), tmp, input_names=["lr"], output_names=["sr"], opset_version=opset,
+                              dynamic_axes={"lr": {0: "n", 2: "h", 3: "w"}, "sr": {0: "n", 2: "h_out", 3: "w_out"}},
+                              dynamo=False)
         try:
             import onnx
         except ImportError as e:

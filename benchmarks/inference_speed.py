@@ -1,0 +1,131 @@
+"""Inference speed on this machine: each bundled model (or --model files) against the conv roofline.
+
+Prints, per model: GFLOPs for a 1280x720 output, seconds for the bare forward (fp32 and bf16),
+GFLOP/s and the share of the roofline, megapixels/s, the whole `superres upscale` command on a PNG
+(decode + model + encode) against the bare forward, tiled vs untiled, onnxruntime vs PyTorch, and the
+bf16 PSNR cost; then bicubic for comparison and the peak RSS of upscaling a 4000x3000 RGB image x2.
+
+    python benchmarks/inference_speed.py [--model FILE ...] [--roofline-fp32 225] [--roofline-bf16 430]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from superres.imageio import Picture, write_image
+from superres.inference import Upscaler
+from superres.metrics import psnr
+from superres.models.checkpoints import load_model
+from superres.models.registry import PRETRAINED
+from superres.models.summary import summarize
+from superres.resize import imresize
+
+OUT_H, OUT_W = 720, 1280
+
+
+def best_time(fn, repeat: int = 3) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def test_image(h: int, w: int) -> np.ndarray:
+    from skimage import data
+
+    photo = data.astronaut()
+    reps = (h // photo.shape[0] + 1, w // photo.shape[1] + 1, 1)
+    return np.ascontiguousarray(np.tile(photo, reps)[:h, :w])
+
+
+def peak_rss_mb(model_spec: str) -> float:
+    """Peak resident memory of a fresh process that upscales a 4000x3000 RGB image x2 with default settings."""
+    code = (
+        "import resource, numpy as np, superres\n"
+        "from superres.imageio import Picture\n"
+        "from superres.api import ImageUpscaler\n"
+        f"run = ImageUpscaler(model={model_spec!r})\n"
+        "img = np.random.default_rng(0).integers(0, 256, size=(3000, 4000, 3), dtype=np.uint8)\n"
+        "out = run(Picture(img))\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", nargs="+", help="weights files (default: every bundled model)")
+    parser.add_argument("--roofline-fp32", type=float, default=225.0, help="GFLOP/s")
+    parser.add_argument("--roofline-bf16", type=float, default=430.0, help="GFLOP/s")
+    parser.add_argument("--no-rss", action="store_true", help="skip the 4000x3000 memory measurement")
+    args = parser.parse_args()
+    specs = args.model or sorted(PRETRAINED)
+    if not specs:
+        print("no bundled models and no --model given")
+        return 2
+    print(f"machine: {os.cpu_count()} CPU threads, torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+    print(f"output {OUT_W}x{OUT_H}; roofline {args.roofline_fp32:.0f} GFLOP/s fp32, {args.roofline_bf16:.0f} bf16\n")
+    header = (f"{'model':<24} {'GFLOP':>6} {'fp32 s':>7} {'GFLOP/s':>8} {'roof%':>6} {'MP/s':>6} {'bf16 s':>7} "
+              f"{'roof%':>6} {'bf16 dB':>8} {'CLI s':>6} {'CLI/fwd':>8} {'tiled s':>8} {'ort s':>6}")
+    print(header)
+    print("-" * len(header))
+    for spec in specs:
+        model = load_model(spec)
+        s = model.scale
+        lr_h, lr_w = OUT_H // s, OUT_W // s
+        gflop = 2 * sum(r.macs for r in summarize(model, (lr_h, lr_w))) / 1e9
+        lr = test_image(lr_h, lr_w)
+        x = lr.astype(np.float32)
+        fp32 = Upscaler(model, device="cpu", precision="fp32", tile=0)
+        bf16 = Upscaler(model, device="cpu", precision="bf16", tile=0)
+        t32 = best_time(lambda: fp32(x))
+        t16 = best_time(lambda: bf16(x))
+        hr = test_image(lr_h * s, lr_w * s)
+        lr_b = imresize(hr, 1 / s)
+        out32 = np.clip(np.round(fp32(lr_b.astype(np.float32))), 0, 255).astype(np.uint8)
+        out16 = np.clip(np.round(bf16(lr_b.astype(np.float32))), 0, 255).astype(np.uint8)
+        cost = psnr(out16, hr, shave=s) - psnr(out32, hr, shave=s)
+        tiled = Upscaler(model, device="cpu", precision="fp32", tile=max(64, lr_h // 2))
+        t_tiled = best_time(lambda: tiled(x), repeat=2)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = write_image(Path(tmp) / "in.png", Picture(lr))
+            cmd = [sys.executable, "-m", "superres", "upscale", str(src), "--model", spec, "-o", str(Path(tmp) / "o.png"),
+                   "--overwrite", "--quiet", "--tile", "0"]
+            # the command's own time, less Python and torch start-up (measured with a no-op command)
+            startup = best_time(lambda: subprocess.run([sys.executable, "-c", "import superres.cli, torch"], check=True), 2)
+            t_cli = best_time(lambda: subprocess.run(cmd, check=True), 2) - startup
+            t_ort = float("nan")
+            try:
+                from superres.onnx import OnnxUpscaler, export_onnx
+
+                onnx_path = export_onnx(model, Path(tmp) / "m.onnx")
+                ort = OnnxUpscaler(onnx_path, tile=0)
+                t_ort = best_time(lambda: ort(x), 2)
+            except Exception as e:  # onnxruntime not installed: leave the column empty
+                print(f"  (onnxruntime skipped: {e})")
+        gflops = gflop / t32
+        print(f"{spec:<24} {gflop:>6.1f} {t32:>7.3f} {gflops:>8.1f} {100 * gflops / args.roofline_fp32:>5.0f}% "
+              f"{OUT_H * OUT_W / 1e6 / t32:>6.2f} {t16:>7.3f} {100 * gflop / t16 / args.roofline_bf16:>5.0f}% "
+              f"{cost:>+8.3f} {t_cli:>6.3f} {t_cli / t32:>8.2f} {t_tiled:>8.3f} {t_ort:>6.3f}")
+    t_bic = best_time(lambda: imresize(test_image(OUT_H // 2, OUT_W // 2), 2))
+    print(f"\nbicubic x2 (MATLAB-exact, NumPy) to {OUT_W}x{OUT_H}: {t_bic:.3f} s, {OUT_H * OUT_W / 1e6 / t_bic:.1f} MP/s")
+    if not args.no_rss:
+        print(f"peak RSS, 4000x3000 RGB x2 with {specs[0]} (default settings): {peak_rss_mb(specs[0]):.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+import superres
+from superres.cli import main
+from superres.errors import ConfigError
+from superres.imageio import Picture, read_image, write_image
+from superres.inference import MIN_TILE, Upscaler, receptive_radius
+from superres.models import EDSR, EDSRConfig, save_weights
+
+
+def busy_model(scale: int, n_colors: int = 3, blocks: int = 3) -> EDSR:
+    """Random weights, scaled up so that every input pixel in the receptive field matters."""
+    torch.manual_seed(scale)
+    model = EDSR(EDSRConfig(scale=scale, n_feats=16, n_resblocks=blocks, n_colors=n_colors)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3)
+    return model
+
+
+def image(h, w, c=3, seed=0):
+    return np.random.default_rng(seed).random((h, w, c)).astype(np.float32) * 255
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("size", [(53, 71), (16, 90), (40, 17)])
+def test_tiled_equals_untiled(scale, size):
+    model = busy_model(scale)
+    img = image(*size)
+    whole = Upscaler(model, tile=0)(img)
+    tiled = Upscaler(model, tile=MIN_TILE)(img)
+    a, b = np.clip(np.round(whole), 0, 255), np.clip(np.round(tiled), 0, 255)
+    assert np.abs(a - b).max() <= 1
+    assert np.mean(a == b) >= 0.9999
+    assert np.abs(whole - tiled).max() < 1e-2  # only summation order differs
+
+
+def test_margin_below_the_receptive_radius_would_show_seams():
+    """The check above can fail: one pixel less context than the radius changes the output."""
+    model = busy_model(2)
+    img = image(53, 71)
+    up = Upscaler(model, tile=MIN_TILE)
+    up.margin = up.radius - 1
+    assert np.abs(Upscaler(model, tile=0)(img) - up(img)).max() > 1
+
+
+def test_grayscale_model_tiled():
+    model = busy_model(2, n_colors=1)
+    img = image(37, 45, 1)
+    assert np.abs(Upscaler(model, tile=0)(img) - Upscaler(model, tile=MIN_TILE)(img)).max() < 1e-2
+
+
+def test_small_tiles_rejected_and_small_overlap_raised(caplog):
+    model = busy_model(2)
+    with pytest.raises(ConfigError, match="at least"):
+        Upscaler(model, tile=4)
+    with caplog.at_level(logging.INFO):
+        up = Upscaler(model, tile=32, overlap=2)
+    assert up.margin == receptive_radius(model) == 2 * 3 + 4
+
+
+def test_automatic_tile_follows_the_memory_budget():
+    model = busy_model(2)
+    img = image(90, 120)
+    assert Upscaler(model).auto_tile(90, 120) == 0  # small image: one piece
+    small_budget = Upscaler(model, memory_budget=2_000_000)
+    tile = small_budget.auto_tile(90, 120)
+    assert MIN_TILE <= tile < 90
+    assert np.abs(small_budget(img) - Upscaler(model, tile=0)(img)).max() < 1e-2
+
+
+def test_no_gpu_paths(caplog):
+    model = busy_model(2)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            Upscaler(model, device="cuda")
+        assert Upscaler(model, device="auto").device.type == "cpu"
+    with caplog.at_level(logging.WARNING):
+        half = Upscaler(model, device="cpu", precision="fp16")
+    assert half.precision == "bf16" and "bf16" in caplog.text
+    img = image(20, 24)
+    out = half(img)
+    assert out.shape == (40, 48, 3) and np.isfinite(out).all()
+
+
+def test_self_ensemble_is_the_mean_of_the_eight_transforms():
+    model = busy_model(2)
+    img = image(15, 19)
+    ens = Upscaler(model, tile=0, self_ensemble=True)(img)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None]
+    outs = []
+    with torch.no_grad():
+        for flip in (False, True):
+            for k in range(4):
+                t = torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
+                y = torch.rot90(model(t), -k, dims=(-2, -1))
+                outs.append(y.flip(-1) if flip else y)
+    ref = torch.stack(outs).mean(0)[0].permute(1, 2, 0).numpy()
+    assert ens.shape == (30, 38, 3) and np.abs(ens - ref).max() < 1e-3
+    tiled = Upscaler(model, tile=MIN_TILE, self_ensemble=True)(img)
+    assert np.abs(ens - tiled).max() < 1e-2
+
+
+def test_self_ensemble_keeps_an_equivariant_model_unchanged():
+    """A model that does nearest-neighbour upscaling commutes with flips and rotations."""
+    model = EDSR(EDSRConfig(scale=2, n_feats=4, n_resblocks=0))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for c in range(3):
+            model.head[0].weight[c, c, 1, 1] = 1
+            for k in range(4):
+                model.tail[0][0].weight[c * 4 + k, c, 1, 1] = 1
+            model.tail[1].weight[c, c, 1, 1] = 1
+    img = np.random.default_rng(2).integers(0, 256, size=(9, 7, 3), dtype=np.uint8)
+    plain = superres.upscale(img, model=model)
+    ens = superres.upscale(img, model=model, self_ensemble=True)
+    assert np.array_equal(plain, ens) and np.array_equal(plain, img.repeat(2, 0).repeat(2, 1))
+
+
+def test_outscale_any_factor(tmp_path):
+    model = busy_model(2)
+    img = np.random.default_rng(0).integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+    out = superres.upscale(img, model=model, outscale=2.5)
+    assert out.shape == (50, 75, 3)
+    rgba = np.dstack([img, np.full((20, 30), 99, np.uint8)])
+    out = superres.upscale(rgba, model=model, outscale=1.5)
+    assert out.shape == (30, 45, 4) and np.all(out[..., 3] == 99)
+    assert superres.upscale(img, method="bicubic", outscale=1.7).shape == (34, 51, 3)
+
+
+def test_onnx_export_and_backend_match_pytorch(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    model = busy_model(3, blocks=2)
+    weights = save_weights(model, tmp_path / "m.safetensors")
+    assert main(["export", str(weights), "-o", str(tmp_path / "m.onnx")]) == 0
+    rng = np.random.default_rng(1)
+    write_image(tmp_path / "in.png", Picture(rng.integers(0, 256, size=(37, 51, 3), dtype=np.uint8)))
+    assert main(["upscale", str(tmp_path / "in.png"), "--model", str(weights), "-o", str(tmp_path / "pt.png")]) == 0
+    assert main(["upscale", str(tmp_path / "in.png"), "--model", str(tmp_path / "m.onnx"), "--backend", "onnxruntime",
+                 "--tile", "16", "-o", str(tmp_path / "ort.png")]) == 0
+    a, b = read_image(tmp_path / "pt.png").pixels, read_image(tmp_path / "ort.png").pixels
+    assert a.shape == (111, 153, 3)
+    assert np.abs(a.astype(int) - b).max() <= 1 and np.mean(a == b) > 0.999
+    (tmp_path / "junk.onnx").write_bytes(b"nope")
+    assert main(["upscale", str(tmp_path / "in.png"), "--model", str(tmp_path / "junk.onnx")]) == 2
+    assert "not a readable ONNX model" in capsys.readouterr().err
