@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from superres.correction import correct
-from superres.data import list_images, load_pairs
+from superres.data import find_dataset, load_samples
 from superres.inference import upscale_picture
 from superres.imageio import Picture
 from superres.metrics import psnr
@@ -31,9 +31,9 @@ THRESHOLDS = [0, 4, 8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 255]
 
 def undertrained(data: list[str], scale: int, folder: Path) -> Path:
     cfg = TrainConfig(data=data, scale=scale, preset="edsr-small", iters=300, lr=5e-4, val_every=300,
-                      checkpoint_every=300, out=str(folder), seed=1)
+                      checkpoint_every=300, out=str(folder / "run"), holdout=10, seed=1)
     train(cfg, progress=False)
-    return folder / "best.safetensors"
+    return folder / "run" / "best.safetensors"
 
 
 def main() -> int:
@@ -43,8 +43,9 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="the good model (default: the bundled x2 model)")
     parser.add_argument("--scale", type=int, default=2)
     args = parser.parse_args()
-    _, held_out = split_holdout([p for d in args.data for p in list_images(d)], 10)
-    pairs = load_pairs(held_out, args.scale)
+    paths = [(d, p) for d in args.data for p in find_dataset(d).hr_paths()]
+    _, held_out = split_holdout(paths, 10)  # the same 10 images the training runs hold out
+    pairs = [s for d, p in held_out for s in load_samples(find_dataset(d), args.scale, 3, [p])]
     with tempfile.TemporaryDirectory() as tmp:
         models = {"undertrained": load_model(undertrained(args.data, args.scale, Path(tmp)))}
     models["good"] = load_model(args.model, scale=args.scale)
@@ -57,7 +58,7 @@ def main() -> int:
             scores = [psnr(correct(sr, threshold=tau, lr=p.lr), p.hr, shave=args.scale) for sr, p in zip(outputs, pairs)]
             gains.append(float(np.mean(scores)) - base)
         table[name] = [base] + gains
-    print(f"held-out images: {', '.join(p.stem for p in held_out)}; x{args.scale}, Y-PSNR, shave {args.scale}")
+    print(f"held-out images: {', '.join(p.stem for _, p in held_out)}; x{args.scale}, Y-PSNR, shave {args.scale}")
     print(f"{'model':<14} {'alone':>7} " + " ".join(f"{t:>6}" for t in THRESHOLDS))
     for name, row in table.items():
         print(f"{name:<14} {row[0]:>7.2f} " + " ".join(f"{g:>+6.2f}" for g in row[1:]))

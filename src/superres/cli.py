@@ -310,8 +310,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from superres.models.checkpoints import load_model
     from superres.models.edsr import count_parameters
-    from superres.models.registry import PRESETS, PRETRAINED, create_model
+    from superres.models.registry import PRESETS, PRETRAINED, bundled_results, create_model
+    from superres.models.summary import summarize
 
     print(f"{'preset':<16} {'blocks':>6} {'feats':>6} {'res_scale':>9} {'params x2':>11}")
     for name, p in sorted(PRESETS.items()):
@@ -319,9 +321,21 @@ def cmd_models(args: argparse.Namespace) -> int:
               f"{count_parameters(create_model(name, scale=2)):>11,}")
     print()
     if not PRETRAINED:
-        print("bundled models: none yet")
+        print("bundled models: none")
+        return 0
+    results = bundled_results()
+    sets = ["Set5", "Set14", "B100"]
+    print(f"{'bundled model':<18} {'scale':>5} {'params':>9} {'GFLOPs':>7}  " + " ".join(f"{s:>6}" for s in sets)
+          + "   (GFLOPs for a 1280x720 output; Y-PSNR dB from weights/eval.json)")
     for entry in PRETRAINED.values():
-        print(f"{entry.name:<24} x{entry.scale} {'(default) ' if entry.default else ''}{entry.description}")
+        model = load_model(entry.name)
+        s = entry.scale
+        gflops = 2 * sum(r.macs for r in summarize(model, (720 // s, 1280 // s))) / 1e9
+        scores = {r["dataset"]: r["psnr"] for r in results
+                  if r["method"] == entry.name and r["scale"] == s and r["channel"] == "y"}
+        cells = " ".join(f"{scores[d]:>6.2f}" if d in scores else f"{'-':>6}" for d in sets)
+        print(f"{entry.name:<18} {'x' + str(s):>5} {count_parameters(model):>9,} {gflops:>7.1f}  {cells}"
+              f"{'   default' if entry.default else ''}")
     return 0
 
 

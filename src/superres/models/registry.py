@@ -7,6 +7,7 @@ checkpoints.py) also resolves the names of bundled weights listed in PRETRAINED.
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -18,6 +19,7 @@ from superres.models.edsr import EDSR, EDSRConfig
 PRESETS: dict[str, dict] = {
     "edsr": dict(n_feats=256, n_resblocks=32, res_scale=0.1),  # the paper's large model, 40.7M params at x2
     "edsr-baseline": dict(n_feats=64, n_resblocks=16, res_scale=1.0),  # the paper's baseline, 1.37M at x2
+    "edsr-medium": dict(n_feats=48, n_resblocks=12, res_scale=1.0),  # the bundled models, ~0.6M params
     "edsr-small": dict(n_feats=32, n_resblocks=8, res_scale=1.0),  # CPU-friendly, ~0.2M params
     "edsr-tiny": dict(n_feats=16, n_resblocks=4, res_scale=1.0),  # for tests and quick experiments
 }
@@ -25,7 +27,7 @@ PRESETS: dict[str, dict] = {
 
 @dataclass(frozen=True)
 class Pretrained:
-    """A weights file bundled in superres/weights, with what was measured on it."""
+    """A weights file bundled in superres/weights, as listed in weights/manifest.json."""
 
     name: str
     file: str
@@ -33,17 +35,27 @@ class Pretrained:
     arch: str  # the preset it was trained as
     description: str
     default: bool = False  # the model `load_model(scale=S)` returns
-    psnr: dict = field(default_factory=dict)  # {"Set5": 37.4, ...}: Y-PSNR, shave = scale
 
     def path(self) -> Path:
         return Path(str(resources.files("superres.weights").joinpath(self.file)))
 
 
-PRETRAINED: dict[str, Pretrained] = {}
+def _read_manifest() -> dict[str, Pretrained]:
+    """Bundled models from weights/manifest.json (absent: none)."""
+    manifest = resources.files("superres.weights").joinpath("manifest.json")
+    if not manifest.is_file():
+        return {}
+    entries = json.loads(manifest.read_text())["models"]
+    return {e["name"]: Pretrained(**e) for e in entries}
 
 
-def register_pretrained(entry: Pretrained) -> None:
-    PRETRAINED[entry.name] = entry
+def bundled_results() -> list[dict]:
+    """The `superres eval --json` results measured on the bundled models (weights/eval.json), if present."""
+    path = resources.files("superres.weights").joinpath("eval.json")
+    return json.loads(path.read_text())["results"] if path.is_file() else []
+
+
+PRETRAINED: dict[str, Pretrained] = _read_manifest()
 
 
 def list_models(pretrained: bool = False) -> list[str]:

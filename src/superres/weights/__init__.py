@@ -1,0 +1,1 @@
+"""Bundled model weights (.safetensors), their manifest and measured results."""
