@@ -123,3 +123,19 @@ def test_bad_settings(tmp_path):
         evaluate(EvalConfig(datasets=[str(tmp_path)], scales=[5]))
     assert main(["eval", "--data", str(tmp_path), "--scale", "x"]) == 2
     assert main(["eval", "--data", str(tmp_path), "--channel", "lab"]) == 2
+
+
+def test_method_suffixes():
+    from superres.evaluation import Method
+
+    m = Method.parse("model+ensemble+correct")
+    assert m.model == "model" and m.ensemble and m.correct
+    assert Method.parse("bicubic").interpolation == "bicubic"
+    with pytest.raises(ConfigError):
+        Method.parse("+correct")
+
+
+def test_self_ensemble_as_a_method(tmp_path, hr_images, model_file):
+    bench = make_benchmark(tmp_path / "Mini", hr_images)
+    res = evaluate(EvalConfig(datasets=[str(bench)], scales=[2], methods=[str(model_file), f"{model_file}+ensemble"]))
+    assert {r["method"] for r in res.results} == {str(model_file), f"{model_file}+ensemble"}

@@ -20,13 +20,13 @@ from superres.correction import DEFAULT_THRESHOLD, correct
 from superres.data import Dataset, Sample, find_dataset, load_samples  # noqa: F401 (re-exported)
 from superres.errors import ConfigError, SuperresError
 from superres.imageio import Picture
-from superres.inference import upscale_picture
+from superres.inference import Upscaler, upscale_picture
 from superres.metrics import psnr, ssim
 from superres.models.edsr import EDSR
 from superres.resize import METHODS, imresize
 
 log = logging.getLogger(__name__)
-CORRECT_SUFFIX = "+correct"
+SUFFIXES = ("+correct", "+ensemble")  # model + the correction; model with the 8-transform self-ensemble
 
 
 # ---------------------------------------------------------------------------------------------- methods
@@ -39,6 +39,7 @@ class Method:
     interpolation: str | None = None
     model: str | None = None  # "model" = the bundled default for each scale, else a name or path
     correct: bool = False
+    ensemble: bool = False
 
     @classmethod
     def parse(cls, text: str) -> "Method":
@@ -47,8 +48,14 @@ class Method:
             raise ConfigError("empty method name")
         if text in METHODS:
             return cls(text, interpolation=text)
-        base, corrected = (text[: -len(CORRECT_SUFFIX)], True) if text.endswith(CORRECT_SUFFIX) else (text, False)
-        return cls(text, model=base, correct=corrected)
+        base, found = text, set()
+        while base.endswith(SUFFIXES):
+            suffix = next(s for s in SUFFIXES if base.endswith(s))
+            found.add(suffix)
+            base = base[: -len(suffix)]
+        if not base:
+            raise ConfigError(f"method '{text}' names no model")
+        return cls(text, model=base, correct="+correct" in found, ensemble="+ensemble" in found)
 
 
 def parse_methods(text: str | list[str]) -> list[Method]:
@@ -87,7 +94,8 @@ def run_method(method: Method, lr: np.ndarray, scale: int, model: EDSR | None,
     """The output of one method on one LR image (same dtype as the input)."""
     if method.interpolation:
         return imresize(lr, scale, method=method.interpolation)
-    sr = upscale_picture(Picture(lr), scale, model=model).pixels
+    runner = Upscaler(model, device=str(next(model.parameters()).device), self_ensemble=method.ensemble)
+    sr = upscale_picture(Picture(lr), scale, model=runner).pixels
     return correct(sr, threshold=threshold, lr=lr) if method.correct else sr
 
 
