@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 import superres
+from conftest import nearest_edsr
 from superres.errors import ConfigError, UnknownModelError
 from superres.models import EDSR, EDSRConfig
 
@@ -49,16 +50,7 @@ def test_16bit_stays_16bit(photo):
 
 def test_identity_like_model_keeps_the_image():
     """An EDSR whose tail reproduces nearest upscaling: checks channel order, range and rounding end to end."""
-    model = EDSR(EDSRConfig(scale=2, n_feats=4, n_resblocks=0))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        # head copies RGB into features 0..2 (after mean subtraction); body conv is zero (skip passes it)
-        for c in range(3):
-            model.head[0].weight[c, c, 1, 1] = 1
-            for k in range(4):  # upsampler: every sub-pixel of channel c reads feature c
-                model.tail[0][0].weight[c * 4 + k, c, 1, 1] = 1
-            model.tail[1].weight[c, c, 1, 1] = 1
+    model = nearest_edsr()
     img = np.random.default_rng(1).integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
     out = superres.upscale(img, model=model)
     assert np.array_equal(out, img.repeat(2, 0).repeat(2, 1))

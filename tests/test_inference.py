@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import superres
+from conftest import nearest_edsr
 from superres.cli import main
 from superres.errors import ConfigError
 from superres.imageio import Picture, read_image, write_image
@@ -107,15 +108,7 @@ def test_self_ensemble_is_the_mean_of_the_eight_transforms():
 
 def test_self_ensemble_keeps_an_equivariant_model_unchanged():
     """A model that does nearest-neighbour upscaling commutes with flips and rotations."""
-    model = EDSR(EDSRConfig(scale=2, n_feats=4, n_resblocks=0))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        for c in range(3):
-            model.head[0].weight[c, c, 1, 1] = 1
-            for k in range(4):
-                model.tail[0][0].weight[c * 4 + k, c, 1, 1] = 1
-            model.tail[1].weight[c, c, 1, 1] = 1
+    model = nearest_edsr()
     img = np.random.default_rng(2).integers(0, 256, size=(9, 7, 3), dtype=np.uint8)
     plain = superres.upscale(img, model=model)
     ens = superres.upscale(img, model=model, self_ensemble=True)

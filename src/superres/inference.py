@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -140,14 +141,20 @@ class Upscaler:
             acc = y if acc is None else acc + y
         return acc / 8
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """float (H, W, C) in 0..255 with the model's C -> float32 (H*s, W*s, C), unclipped."""
+    def __call__(self, image: np.ndarray, post: Callable[[np.ndarray], np.ndarray] | None = None,
+                 out_dtype: np.dtype = np.float32) -> np.ndarray:
+        """float (H, W, C) in 0..255 with the model's C -> (H*s, W*s, C') of out_dtype.
+
+        Without `post`, C' = C and the values are the network's float32 output, unclipped. `post` maps each
+        output tile (h, w, C) float32 to (h, w, C') values of out_dtype, so a large output can be stored
+        as 8-bit while it is made, never as one float image.
+        """
         if image.ndim != 3 or image.shape[2] != self.model.config.n_colors:
             raise ConfigError(f"expected (H, W, {self.model.config.n_colors}) input, got {image.shape}")
         tile = self.tile if self.tile is not None else self.auto_tile(*image.shape[:2])
         while True:
             try:
-                return self._run(image, tile)
+                return self._run(image, tile, post, out_dtype)
             except torch.cuda.OutOfMemoryError:
                 if self.device.type != "cuda":
                     raise
@@ -158,19 +165,23 @@ class Upscaler:
                     raise ConfigError("out of GPU memory even with the smallest tile") from None
                 log.warning("out of GPU memory; retrying with %d px tiles", tile)
 
-    def _run(self, image: np.ndarray, tile: int) -> np.ndarray:
+    def _run(self, image: np.ndarray, tile: int, post: Callable[[np.ndarray], np.ndarray] | None,
+             out_dtype: np.dtype) -> np.ndarray:
         h, w, c = image.shape
         s = self.scale
+        post = post or (lambda t: t)
         src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)  # (C, H, W), CPU
         if tile == 0 or (tile >= h and tile >= w):
-            return self._forward(src[None].to(self.device))[0].permute(1, 2, 0).cpu().numpy()
-        out = np.empty((h * s, w * s, c), dtype=np.float32)
+            return post(self._forward(src[None].to(self.device))[0].permute(1, 2, 0).cpu().numpy())
+        out = None
         for plan in plan_tiles(h, w, tile, self.margin):
             by0, by1, bx0, bx1 = plan.box
             y0, y1, x0, x1 = plan.core
             y = self._forward(src[None, :, by0:by1, bx0:bx1].to(self.device))[0]  # only this tile on the device
-            core = y[:, (y0 - by0) * s:(y1 - by0) * s, (x0 - bx0) * s:(x1 - bx0) * s]
-            out[y0 * s:y1 * s, x0 * s:x1 * s] = core.permute(1, 2, 0).cpu().numpy()
+            core = post(y[:, (y0 - by0) * s:(y1 - by0) * s, (x0 - bx0) * s:(x1 - bx0) * s].permute(1, 2, 0).cpu().numpy())
+            if out is None:
+                out = np.empty((h * s, w * s, core.shape[2]), dtype=out_dtype)
+            out[y0 * s:y1 * s, x0 * s:x1 * s] = core
         return out
 
 
@@ -191,22 +202,33 @@ def _ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
     return np.stack([r, g, b], axis=-1)
 
 
-def model_upscale(upscaler: Upscaler, pixels: np.ndarray) -> np.ndarray:
-    """Float 0..255 (H, W) or (H, W, 3) -> float, upscaled by the model, same layout.
+def model_upscale(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255) -> np.ndarray:
+    """uint8/uint16 (H, W) or (H, W, 3) -> the same type and layout, upscaled by the model.
 
     A grayscale image through an RGB model goes in as three equal channels and comes out as their
     mean; a colour image through a one-channel model has its luma upscaled by the model and its
-    chroma by bicubic interpolation.
+    chroma by bicubic interpolation. Outputs are rounded and clipped tile by tile.
     """
+    dtype = pixels.dtype
     colors = upscaler.model.config.n_colors
-    if pixels.ndim == 2:
-        return upscaler(np.repeat(pixels[..., None], colors, axis=2)).mean(axis=2)
+    x = pixels.astype(np.float32)
+    if peak != 255:
+        x *= 255.0 / peak
+
+    def to_int(t: np.ndarray) -> np.ndarray:
+        if peak != 255:
+            t = t * (peak / 255.0)
+        return np.clip(np.floor(t + 0.5), 0, peak).astype(dtype)
+
+    if x.ndim == 2:
+        gray = np.repeat(x[..., None], colors, axis=2) if colors == 3 else x[..., None]
+        return upscaler(gray, post=lambda t: to_int(t.mean(axis=2, keepdims=True)), out_dtype=dtype)[..., 0]
     if colors == 3:
-        return upscaler(pixels)
-    ycc = _rgb_to_ycbcr(pixels)
+        return upscaler(x, post=to_int, out_dtype=dtype)
+    ycc = _rgb_to_ycbcr(x)
     y = upscaler(ycc[..., :1])[..., 0]
     chroma = imresize(ycc[..., 1:], output_shape=y.shape, method="bicubic")
-    return _ycbcr_to_rgb(np.dstack([y, chroma]))
+    return to_int(_ycbcr_to_rgb(np.dstack([y, chroma])))
 
 
 def upscale_picture(picture: Picture, scale: int | None = None, model: EDSR | Upscaler | None = None,
@@ -218,14 +240,7 @@ def upscale_picture(picture: Picture, scale: int | None = None, model: EDSR | Up
         upscaler = model if isinstance(model, Upscaler) else Upscaler(model, device=str(next(model.parameters()).device))
         if scale is not None and scale != upscaler.scale:
             raise ConfigError(f"the model upscales x{upscaler.scale}, but x{scale} was asked for")
-        peak = picture.peak
-        px = picture.pixels.astype(np.float32)
-        if peak != 255:
-            px *= 255.0 / peak
-        out = model_upscale(upscaler, px)
-        if peak != 255:
-            out *= peak / 255.0
-        pixels = np.clip(np.floor(out + 0.5), 0, peak).astype(picture.pixels.dtype)
+        pixels = model_upscale(upscaler, picture.pixels, picture.peak)
     else:
         if method not in METHODS:
             raise ConfigError(f"unknown method '{method}'; choose from {', '.join(sorted(METHODS))}")
