@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from superres.imageio import Picture, write_image
 from superres.inference import upscale_picture
 from superres.metrics import psnr
 from superres.models.edsr import EDSR
-from superres.report import crop_strip
+from superres.correction import DEFAULT_THRESHOLD, correct
+from superres.report import busiest_window, crop_strip
 from superres.resize import imresize
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -47,10 +48,13 @@ def run_demo(out_dir: str | Path, model: EDSR | None, scale: int = 2, photo: str
     write_image(out / "lr.png", Picture(lr), overwrite=overwrite)
     results: list[DemoResult] = []
     outputs: dict[str, np.ndarray] = {}
-    runs = [("bilinear", None), ("bicubic", None)] + ([("model", model)] if model is not None else [])
+    runs = [("bilinear", None), ("bicubic", None)]
+    runs += [("model", model), ("model+correct", model)] if model is not None else []
     for name, m in runs:
         t0 = time.perf_counter()
         sr = upscale_picture(Picture(lr), scale, model=m, method=None if m is not None else name).pixels
+        if name == "model+correct":
+            sr = correct(sr, threshold=DEFAULT_THRESHOLD, lr=lr)
         seconds = time.perf_counter() - t0
         path = write_image(out / f"{name}.png", Picture(sr), overwrite=overwrite)
         results.append(DemoResult(name, psnr(sr, hr, shave=scale), seconds, path))
@@ -61,9 +65,20 @@ def run_demo(out_dir: str | Path, model: EDSR | None, scale: int = 2, photo: str
 
 
 def side_by_side(hr: np.ndarray, lr: np.ndarray, outputs: dict[str, np.ndarray], scores: dict[str, float],
-                 scale: int, crop: int = 96, zoom: int = 3) -> Image.Image:
-    """One row of zoomed crops: LR (nearest) | each method | original, labelled with Y-PSNR."""
+                 scale: int, crop: int = 80, zoom: int = 3) -> Image.Image:
+    """The whole photo with the zoomed region marked, above a row of zoomed crops:
+    LR (nearest) | each method | original, labelled with Y-PSNR."""
     panels = [("LR input (nearest)", imresize(lr, scale, method="nearest"))]
     panels += [(f"{name} {scores[name]:.2f} dB", img) for name, img in outputs.items()]
     panels.append(("original", hr))
-    return crop_strip(panels, crop, zoom)
+    strip = crop_strip(panels, crop, zoom)
+    y0, x0 = busiest_window(hr, crop)
+    overview = Image.fromarray(hr)
+    ratio = min(1.0, 360 / overview.height)
+    overview = overview.resize((round(overview.width * ratio), round(overview.height * ratio)), Image.BICUBIC)
+    ImageDraw.Draw(overview).rectangle([x0 * ratio, y0 * ratio, (x0 + crop) * ratio, (y0 + crop) * ratio],
+                                       outline=(255, 0, 0), width=3)
+    canvas = Image.new("RGB", (strip.width, overview.height + strip.height + 6), "white")
+    canvas.paste(overview, ((strip.width - overview.width) // 2, 4))
+    canvas.paste(strip, (0, overview.height + 6))
+    return canvas
