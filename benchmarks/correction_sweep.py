@@ -24,7 +24,8 @@ from superres.inference import upscale_picture
 from superres.imageio import Picture
 from superres.metrics import psnr
 from superres.models.checkpoints import load_model
-from superres.training import TrainConfig, split_holdout, train
+from superres.train_config import TrainConfig, split_holdout
+from superres.training import train
 
 THRESHOLDS = [0, 4, 8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 255]
 

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from superres.cli import main
 from superres.imageio import Picture, read_image, write_image

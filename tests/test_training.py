@@ -15,7 +15,8 @@ from superres.data import PatchSampler, Sample
 from superres.errors import ConfigError
 from superres.imageio import Picture, write_image
 from superres.models import EDSR, EDSRConfig, load_model, save_weights
-from superres.training import TrainConfig, build_model, learning_rate, read_checkpoint, train
+from superres.train_config import TrainConfig, learning_rate
+from superres.training import build_model, read_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +63,8 @@ def test_sigkill_then_resume_gives_identical_weights(hr_folder, tmp_path):
     script = textwrap.dedent(f"""
         import json, os, signal
         from superres import data
-        from superres.training import TrainConfig, train
+        from superres.train_config import TrainConfig
+        from superres.training import train
         calls = 0
         original = data.PatchSampler.sample
         def sample(self):  # the 23rd batch drawn: kill the process outright

@@ -11,13 +11,12 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from superres.correction import DEFAULT_THRESHOLD, correct
-from superres.data import Dataset, Sample, find_dataset, load_samples  # noqa: F401 (re-exported)
+from superres.data import find_dataset, load_samples
 from superres.errors import ConfigError, SuperresError
 from superres.imageio import Picture
 from superres.inference import Upscaler, upscale_picture

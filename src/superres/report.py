@@ -13,10 +13,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from superres.errors import ConfigError
-from superres.evaluation import EvalConfig, EvalResults, Method, ModelCache, find_dataset, load_samples, run_method
+from superres.data import find_dataset, load_samples
+from superres.evaluation import EvalConfig, EvalResults, Method, ModelCache, run_method
 from superres.imageio import write_bytes, write_text
 from superres.metrics import psnr
-from superres.resize import imresize
 
 CROP_IMAGES = 3  # images per dataset and scale shown as crops
 

@@ -1,0 +1,302 @@
+"""The commands behind `superres ...`: each takes the parsed arguments and returns an exit code.
+
+Library errors (SuperresError) propagate to cli.main, which prints them as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import sys
+from pathlib import Path
+
+from superres.errors import SuperresError
+
+log = logging.getLogger("superres")
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """Files from paths, folders (their images, sorted) and glob patterns; plus one error per input that matched nothing."""
+    from superres.imageio import READ_SUFFIXES
+
+    files: list[Path] = []
+    errors: list[str] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READ_SUFFIXES)
+            if not found:
+                errors.append(f"{path}: folder holds no images")
+            files += found
+        elif path.exists():
+            files.append(path)
+        elif any(ch in text for ch in "*?["):
+            found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not found:
+                errors.append(f"{text}: no file matches")
+            files += found
+        else:
+            errors.append(f"{path}: no such file")
+    unique = list(dict.fromkeys(files))
+    return unique, errors
+
+
+def _progress(items: list, quiet: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="img", disable=quiet or not sys.stderr.isatty() or len(items) < 2)
+
+
+def _report(errors: list[str]) -> None:
+    for msg in errors:
+        print(f"error: {msg}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from superres.api import ImageUpscaler
+    from superres.correction import DEFAULT_THRESHOLD
+    from superres.imageio import WRITE_FORMATS, read_image, write_image
+
+    files, errors = expand_inputs(args.inputs)
+    if args.method is not None and args.scale is None and args.outscale is None:
+        raise SuperresError("--method needs --scale (or --outscale)")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    runner = ImageUpscaler(
+        scale=args.scale, model=args.model, method=args.method, outscale=args.outscale,
+        correct=None if args.correct is None else (DEFAULT_THRESHOLD if args.correct == -1.0 else args.correct),
+        device=args.device, precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
+        self_ensemble=args.self_ensemble, backend=args.backend)
+    out_format = f".{args.out_format.lstrip('.').lower()}" if args.out_format else None
+    if out_format and out_format not in WRITE_FORMATS:
+        raise SuperresError(f"cannot write '{out_format}'; choose from {', '.join(sorted(WRITE_FORMATS))}")
+    single_file = args.output is not None and len(args.inputs) == 1 and len(files) == 1 \
+        and Path(args.output).suffix.lower() in WRITE_FORMATS and not Path(args.output).is_dir()
+    if args.output is not None and not single_file and len(files) > 1 and Path(args.output).suffix.lower() in WRITE_FORMATS:
+        raise SuperresError(f"-o {args.output} names a file, but there are {len(files)} inputs; give a folder")
+    suffix = args.suffix if args.suffix is not None else ("" if args.output and not single_file else f"_x{runner.factor:g}")
+    inputs = {p.resolve() for p in files}
+    done = 0
+    for path in _progress(files, args.quiet, "upscale"):
+        if single_file:
+            target = Path(args.output)
+        else:
+            folder = Path(args.output) if args.output else path.parent
+            target = folder / f"{path.stem}{suffix}{out_format or path.suffix}"
+        try:
+            if target.resolve() in inputs:
+                raise SuperresError(f"{target}: is an input; refusing to overwrite it (use another -o or --suffix)")
+            if target.exists() and not args.overwrite:
+                raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
+            kwargs = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+            write_image(target, runner(read_image(path, **kwargs)), overwrite=args.overwrite)
+            done += 1
+            log.info("%s -> %s", path, target)
+        except SuperresError as e:
+            errors.append(str(e))
+        except MemoryError:
+            errors.append(f"{path}: out of memory")
+    _report(errors)
+    if not args.quiet and (files or errors):
+        print(f"upscaled {done} of {done + len(errors)} image(s) x{runner.factor:g}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_degrade(args: argparse.Namespace) -> int:
+    from superres.imageio import Picture, read_image, write_image
+    from superres.resize import imresize
+
+    files, errors = expand_inputs(args.inputs)
+    s = args.scale
+    for path in _progress(files, args.quiet, "degrade"):
+        target = Path(args.output) / f"{path.stem}x{s}.png"
+        try:
+            pic = read_image(path)
+            h, w = pic.size[0] // s * s, pic.size[1] // s * s  # modcrop, as the benchmarks do
+            if h == 0 or w == 0:
+                raise SuperresError(f"{path}: {pic.size[1]}x{pic.size[0]} is smaller than the scale {s}")
+            lr = imresize(pic.pixels[:h, :w], 1 / s, method="bicubic")
+            alpha = None if pic.alpha is None else imresize(pic.alpha[:h, :w], 1 / s, method="bicubic")
+            write_image(target, Picture(lr, alpha, pic.icc_profile), overwrite=args.overwrite)
+        except SuperresError as e:
+            errors.append(str(e))
+    _report(errors)
+    return 1 if errors else 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from superres.models.checkpoints import load_model
+    from superres.models.edsr import count_parameters
+    from superres.models.summary import format_summary, summarize
+
+    model = load_model(args.model, scale=args.scale)
+    c = model.config
+    title = (f"{args.model}: EDSR x{c.scale}, {c.n_resblocks} blocks x {c.n_feats} features, res_scale {c.res_scale}, "
+             f"{c.n_colors} colour(s), {count_parameters(model):,} parameters; input {args.input_size[0]}x{args.input_size[1]}")
+    print(format_summary(summarize(model, args.input_size), title))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from superres.models.checkpoints import load_model
+    from superres.models.edsr import count_parameters
+    from superres.models.registry import PRESETS, PRETRAINED, bundled_results, create_model
+    from superres.models.summary import summarize
+
+    print(f"{'preset':<16} {'blocks':>6} {'feats':>6} {'res_scale':>9} {'params x2':>11}")
+    for name, p in sorted(PRESETS.items()):
+        print(f"{name:<16} {p['n_resblocks']:>6} {p['n_feats']:>6} {p['res_scale']:>9} "
+              f"{count_parameters(create_model(name, scale=2)):>11,}")
+    print()
+    if not PRETRAINED:
+        print("bundled models: none")
+        return 0
+    results = bundled_results()
+    sets = ["Set5", "Set14", "B100"]
+    print(f"{'bundled model':<18} {'scale':>5} {'params':>9} {'GFLOPs':>7}  " + " ".join(f"{s:>6}" for s in sets)
+          + "   (GFLOPs for a 1280x720 output; Y-PSNR dB from weights/eval.json)")
+    for entry in PRETRAINED.values():
+        model = load_model(entry.name)
+        s = entry.scale
+        gflops = 2 * sum(r.macs for r in summarize(model, (720 // s, 1280 // s))) / 1e9
+        scores = {r["dataset"]: r["psnr"] for r in results
+                  if r["method"] == entry.name and r["scale"] == s and r["channel"] == "y"}
+        cells = " ".join(f"{scores[d]:>6.2f}" if d in scores else f"{'-':>6}" for d in sets)
+        print(f"{entry.name:<18} {'x' + str(s):>5} {count_parameters(model):>9,} {gflops:>7.1f}  {cells}"
+              f"{'   default' if entry.default else ''}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from superres.correction import DEFAULT_THRESHOLD
+    from superres.evaluation import EvalConfig, evaluate
+
+    try:
+        scales = [int(x) for x in args.scale.split(",") if x.strip()]
+    except ValueError:
+        raise SuperresError(f"--scale must be comma-separated integers, got '{args.scale}'") from None
+    shave = args.shave
+    if shave is not None and shave != "div2k":
+        try:
+            shave = int(shave)
+        except ValueError:
+            raise SuperresError(f"--shave must be a number of pixels or 'div2k', got '{shave}'") from None
+    config = EvalConfig(datasets=args.data, scales=scales, methods=[m for m in args.methods.split(",") if m.strip()],
+                        channel=args.channel, shave=shave,
+                        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold)
+
+    def progress(items, total, desc):
+        from tqdm import tqdm
+
+        return tqdm(items, total=total, desc=desc, unit="img", leave=False,
+                    disable=args.quiet or not sys.stderr.isatty())
+
+    results = evaluate(config, progress=progress)
+    print(results.markdown())
+    if args.json_path:
+        from superres.imageio import write_text
+
+        write_text(args.json_path, results.to_json())
+    if args.report:
+        from superres.report import write_report
+
+        written = write_report(results, config, args.report)
+        print(f"report: {len(written)} files in {args.report}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from superres.train_config import TrainConfig, read_config_file
+    from superres.training import train
+
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "verbose", "config", "resume")}
+    settings: dict = {}
+    resume = getattr(args, "resume", None)
+    if resume:
+        saved = Path(resume) / "config.json"
+        if not saved.is_file():
+            raise SuperresError(f"{resume}: not a run folder (no config.json)")
+        settings.update(json.loads(saved.read_text()))
+        settings["out"] = str(resume)
+    if getattr(args, "config", None):
+        settings.update(read_config_file(args.config))
+    settings.update(given)
+    config = TrainConfig.from_dict(settings)
+    result = train(config, resume=bool(resume))
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        best = "n/a" if result["best_psnr"] is None else f"{result['best_psnr']:.3f} dB"
+        print(f"{'stopped' if result['interrupted'] else 'finished'} at step {result['steps']} in "
+              f"{result['seconds']:.0f} s; best validation Y-PSNR {best}; run folder {result['run_dir']}")
+        if result["interrupted"]:
+            print(f"resume with: superres train --resume {result['run_dir']}")
+    return 130 if result["interrupted"] else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from superres.models.checkpoints import load_model, save_weights
+    from superres.training import run_weights
+
+    output = Path(args.output)
+    fmt = args.out_format or ("onnx" if output.suffix == ".onnx" else "safetensors")
+    if output.suffix != f".{fmt}":
+        raise SuperresError(f"{output}: a {fmt} export needs a .{fmt} file name")
+    if output.exists() and not args.overwrite:
+        raise SuperresError(f"{output}: already exists (use --overwrite to replace it)")
+    source = Path(args.source)
+    is_run = source.is_dir() or (source.suffix == ".pt" and _is_training_checkpoint(source))
+    if is_run:
+        model, meta = run_weights(source, args.weights)
+    elif fmt == "onnx":
+        model = load_model(args.source)
+        meta = {k: v for k, v in getattr(model, "metadata", {}).items() if k not in ("arch", "config")}
+    else:
+        raise SuperresError(f"{source}: not a run folder or training checkpoint")
+    if fmt == "onnx":
+        from superres.onnx import export_onnx
+
+        path = export_onnx(model, output, metadata=meta)
+    else:
+        import torch
+
+        path = save_weights(model, output, meta, dtype=torch.float16 if args.half else None)
+    print(f"wrote {path}")
+    return 0
+
+
+def _is_training_checkpoint(path: Path) -> bool:
+    from superres.training import read_checkpoint
+
+    try:
+        return "optimizer" in read_checkpoint(path)
+    except SuperresError:
+        return False
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from superres.demo import PHOTOS, run_demo
+    from superres.models.checkpoints import load_model
+    from superres.models.registry import default_model_name
+
+    if args.photo not in PHOTOS:
+        raise SuperresError(f"unknown photo '{args.photo}'; choose from {', '.join(PHOTOS)}")
+    name = args.model or default_model_name(args.scale)
+    model = load_model(name, scale=args.scale) if name else None
+    if model is None:
+        print(f"note: no bundled model for x{args.scale}; showing interpolation only (give --model FILE)")
+    results = run_demo(args.output, model, args.scale, args.photo)
+    print(f"{args.photo}, shrunk x{args.scale} with MATLAB bicubic and upscaled back "
+          f"(Y-PSNR, {args.scale}-px border shaved; model: {name or 'none'})")
+    print(f"{'method':<10} {'PSNR (dB)':>9} {'seconds':>8}  output")
+    for r in results:
+        print(f"{r.method:<10} {r.psnr_y:>9.2f} {r.seconds:>8.2f}  {r.path}")
+    print(f"side by side: {Path(args.output) / 'comparison.png'}")
+    return 0

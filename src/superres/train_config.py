@@ -1,0 +1,151 @@
+"""Training settings: the TrainConfig dataclass, config files (TOML, YAML, JSON), the learning-rate
+schedule and the fixed hold-out split. The CLI fills a TrainConfig; `training.train` runs it."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from superres.errors import ConfigError
+from superres.models.registry import PRESETS, preset_config
+
+
+@dataclass
+class TrainConfig:
+    data: list[str] = field(default_factory=list)  # folders: HR images, or EDSR/DIV2K layouts with LR
+    scale: int = 2
+    preset: str = "edsr-baseline"
+    n_feats: int | None = None  # overrides of the preset
+    n_resblocks: int | None = None
+    res_scale: float | None = None
+    n_colors: int = 3
+    iters: int = 300_000  # the paper's
+    batch_size: int = 16  # per process
+    patch_size: int = 48  # LR side, as in EDSR
+    lr: float = 1e-4
+    schedule: str = "step"  # "step": times lr_gamma every lr_step steps (the paper); "cosine": warm-up then cosine
+    lr_step: int = 200_000
+    lr_gamma: float = 0.5
+    warmup_iters: int = 0
+    min_lr: float = 0.0
+    loss: str = "l1"
+    grad_clip: float | None = None  # max gradient norm
+    ema: float | None = None  # EMA decay of the weights, e.g. 0.999; validation and export use the EMA
+    flips: bool = True  # the 8 flips/rotations
+    brightness: float = 0.0  # the original report's brightness change: factor in [1 - b, 1 + b]
+    val: list[str] = field(default_factory=list)  # benchmark-layout or HR folders
+    holdout: int = 0  # training images kept out of training for validation
+    val_every: int = 1000
+    checkpoint_every: int = 1000
+    log_every: int = 100
+    out: str = "runs/edsr"
+    init: str | None = None  # x2 weights to start x3/x4 from (all but the upsampler)
+    bf16: bool = True  # autocast
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model
+    prefetch: int = 2  # batches prepared ahead by a background thread (0: none)
+    threads: int | None = None  # torch CPU threads
+    device: str = "auto"  # auto, cpu, cuda
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ConfigError("no training data: give at least one folder of HR images (--data)")
+        positive = ("scale", "iters", "batch_size", "val_every", "checkpoint_every", "log_every", "lr_step")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("holdout", "warmup_iters", "prefetch", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.patch_size < 4:
+            raise ConfigError(f"patch_size must be >= 4, got {self.patch_size}")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset '{self.preset}'; choose from {', '.join(sorted(PRESETS))}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
+        if self.loss not in ("l1", "l2"):
+            raise ConfigError(f"loss must be 'l1' or 'l2', got '{self.loss}'")
+        if self.schedule not in ("step", "cosine"):
+            raise ConfigError(f"schedule must be 'step' or 'cosine', got '{self.schedule}'")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ConfigError(f"ema decay must be between 0 and 1, got {self.ema}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be > 0, got {self.grad_clip}")
+        if not 0 <= self.brightness < 1:
+            raise ConfigError(f"brightness must be in [0, 1), got {self.brightness}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, got '{self.device}'")
+        preset_config(self.preset, scale=self.scale, n_colors=self.n_colors, **self.overrides())  # checks ranges
+
+    def overrides(self) -> dict:
+        return {k: getattr(self, k) for k in ("n_feats", "n_resblocks", "res_scale") if getattr(self, k) is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
+        d = dict(d)
+        for key in ("data", "val"):
+            if isinstance(d.get(key), str):
+                d[key] = [d[key]]
+        return cls(**d)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Settings from a TOML, YAML or JSON file (keys as in TrainConfig; dashes allowed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"{path}: config files are .toml, .yaml/.yml or .json")
+    except ConfigError:
+        raise
+    except Exception as e:  # each parser has its own error type
+        raise ConfigError(f"{path}: cannot parse ({str(e).splitlines()[0]})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of settings")
+    data = data.get("train", data)  # allow a [train] table
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+
+def split_holdout(items: list, holdout: int) -> tuple[list, list]:
+    """(training, held-out) items: a fixed pseudo-random choice that does not depend on the run's seed."""
+    if len(items) <= holdout:
+        raise ConfigError(f"found {len(items)} images; need more than holdout={holdout}")
+    order = np.random.default_rng(12345).permutation(len(items))
+    return [items[i] for i in order[holdout:]], [items[i] for i in order[:holdout]]
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The learning rate for step `step` (0-based)."""
+    if step < cfg.warmup_iters:
+        return cfg.lr * (step + 1) / cfg.warmup_iters
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.lr_gamma ** (step // cfg.lr_step)
+    t = (step - cfg.warmup_iters) / max(1, cfg.iters - cfg.warmup_iters)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
