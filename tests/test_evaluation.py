@@ -86,7 +86,7 @@ def test_json_schema_and_methods(tmp_path, hr_images, model_file, capsys):
         ("bicubic", 2), ("bilinear", 2), (str(model_file), 2), (f"{model_file}+correct", 2), ("bicubic", 3), ("bilinear", 3)}
     assert all(r["images"] == 3 for r in data["results"])
     per = data["per_image"]
-    assert all({"dataset", "scale", "method", "image", "psnr", "ssim"} <= set(r) for r in per)
+    assert all({"dataset", "scale", "method", "channel", "image", "psnr", "ssim"} <= set(r) for r in per)
     assert len(per) == 2 * (4 + 2) * 3
     mean = np.mean([r["psnr"] for r in per if r["dataset"] == "Plain" and r["scale"] == 3 and r["method"] == "bicubic"])
     res = next(r for r in data["results"] if r["dataset"] == "Plain" and r["scale"] == 3 and r["method"] == "bicubic")
@@ -139,3 +139,13 @@ def test_self_ensemble_as_a_method(tmp_path, hr_images, model_file):
     bench = make_benchmark(tmp_path / "Mini", hr_images)
     res = evaluate(EvalConfig(datasets=[str(bench)], scales=[2], methods=[str(model_file), f"{model_file}+ensemble"]))
     assert {r["method"] for r in res.results} == {str(model_file), f"{model_file}+ensemble"}
+
+
+def test_y_and_rgb_in_one_run(tmp_path, hr_images):
+    bench = make_benchmark(tmp_path / "Mini", hr_images)
+    both = evaluate(EvalConfig(datasets=[str(bench)], scales=[2], methods=["bicubic"], channel="y,rgb"))
+    y = evaluate(EvalConfig(datasets=[str(bench)], scales=[2], methods=["bicubic"], channel="y"))
+    rgb = evaluate(EvalConfig(datasets=[str(bench)], scales=[2], methods=["bicubic"], channel="rgb"))
+    by = {r["channel"]: r["psnr"] for r in both.results}
+    assert by == {"y": y.results[0]["psnr"], "rgb": rgb.results[0]["psnr"]}
+    assert "on Y (BT.601)" in both.markdown() and "on RGB" in both.markdown()

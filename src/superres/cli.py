@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="2,3,4", help="comma-separated scales (default 2,3,4)")
     p.add_argument("--methods", default="bicubic", help="comma-separated: bicubic, bilinear, nearest, lanczos, "
                    "model (bundled default), a model name or weights path, and any of those + '+correct'")
-    p.add_argument("--channel", choices=["y", "rgb"], default="y")
+    p.add_argument("--channel", choices=["y", "rgb", "y,rgb"], default="y",
+                   help="score Y (BT.601 luma, the default), RGB, or both")
     p.add_argument("--shave", default=None, help="border pixels cut before scoring: a number, or 'div2k' "
                    "(scale + 6); default: the scale")
     p.add_argument("--threshold", type=float, default=None, help="correction threshold for MODEL+correct (gray levels)")

@@ -167,7 +167,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         s = entry.scale
         gflops = 2 * sum(r.macs for r in summarize(model, (720 // s, 1280 // s))) / 1e9
         scores = {r["dataset"]: r["psnr"] for r in results
-                  if r["method"] == entry.name and r["scale"] == s and r["channel"] == "y"}
+                  if r["method"] in (entry.name, "model" if entry.default else None)
+                  and r["scale"] == s and r["channel"] == "y"}
         cells = " ".join(f"{scores[d]:>6.2f}" if d in scores else f"{'-':>6}" for d in sets)
         print(f"{entry.name:<18} {'x' + str(s):>5} {count_parameters(model):>9,} {gflops:>7.1f}  {cells}"
               f"{'   default' if entry.default else ''}")

@@ -105,9 +105,13 @@ class EvalConfig:
     datasets: list[str]
     scales: list[int] = field(default_factory=lambda: [2, 3, 4])
     methods: list[str] = field(default_factory=lambda: ["bicubic"])
-    channel: str = "y"
+    channel: str = "y"  # "y", "rgb", or both: "y,rgb" (each output is scored on each)
     shave: int | str | None = None  # None: the scale; "div2k": scale + 6; or a number of pixels
     threshold: float = DEFAULT_THRESHOLD  # for MODEL+correct
+
+    @property
+    def channels(self) -> list[str]:
+        return [c.strip() for c in self.channel.split(",") if c.strip()]
 
     def shave_for(self, scale: int) -> int:
         if self.shave is None:
@@ -117,8 +121,8 @@ class EvalConfig:
         return int(self.shave)
 
     def validate(self) -> None:
-        if self.channel not in ("y", "rgb"):
-            raise ConfigError(f"channel must be 'y' or 'rgb', got '{self.channel}'")
+        if not self.channels or any(c not in ("y", "rgb") for c in self.channels):
+            raise ConfigError(f"channel must be 'y', 'rgb' or 'y,rgb', got '{self.channel}'")
         if not self.datasets:
             raise ConfigError("give at least one dataset folder")
         for s in self.scales:
@@ -137,19 +141,21 @@ class EvalResults:
         return json.dumps(asdict(self), indent=2)
 
     def markdown(self) -> str:
-        """Methods as rows, dataset x scale as columns, 'PSNR / SSIM' in each cell."""
-        columns = list(dict.fromkeys((r["dataset"], r["scale"]) for r in self.results))
-        methods = list(dict.fromkeys(r["method"] for r in self.results))
-        cell = {(r["method"], r["dataset"], r["scale"]): f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in self.results}
-        head = "| method | " + " | ".join(f"{d} x{s}" for d, s in columns) + " |"
-        lines = [head, "|" + "---|" * (len(columns) + 1)]
-        for m in methods:
-            lines.append(f"| {m} | " + " | ".join(cell.get((m, d, s), "-") for d, s in columns) + " |")
-        if self.results:
-            r = self.results[0]
-            lines.append(f"\nPSNR (dB) / SSIM on {'Y (BT.601)' if r['channel'] == 'y' else 'RGB'}, "
-                         f"border shaved: {', '.join(sorted({str(x['shave']) + ' px at x' + str(x['scale']) for x in self.results}))}")
-        return "\n".join(lines)
+        """Per channel: methods as rows, dataset x scale as columns, 'PSNR / SSIM' in each cell."""
+        blocks = []
+        for channel in dict.fromkeys(r["channel"] for r in self.results):
+            rows = [r for r in self.results if r["channel"] == channel]
+            columns = list(dict.fromkeys((r["dataset"], r["scale"]) for r in rows))
+            methods = list(dict.fromkeys(r["method"] for r in rows))
+            cell = {(r["method"], r["dataset"], r["scale"]): f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in rows}
+            lines = ["| method | " + " | ".join(f"{d} x{s}" for d, s in columns) + " |",
+                     "|" + "---|" * (len(columns) + 1)]
+            for m in methods:
+                lines.append(f"| {m} | " + " | ".join(cell.get((m, d, s), "-") for d, s in columns) + " |")
+            shaves = ", ".join(sorted({f"{x['shave']} px at x{x['scale']}" for x in rows}))
+            lines.append(f"\nPSNR (dB) / SSIM on {'Y (BT.601)' if channel == 'y' else 'RGB'}, border shaved: {shaves}")
+            blocks.append("\n".join(lines))
+        return "\n\n".join(blocks)
 
 
 def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterator] | None = None) -> EvalResults:
@@ -164,7 +170,8 @@ def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterat
             shave = config.shave_for(scale)
             active = [(m, models.get(m.model, scale) if m.model else None) for m in methods]
             active = [(m, model) for m, model in active if m.interpolation or model is not None]
-            scores: dict[str, list[tuple[float, float, float]]] = {m.label: [] for m, _ in active}
+            scores: dict[tuple[str, str], list[tuple[float, float, float]]] = {
+                (m.label, c): [] for m, _ in active for c in config.channels}
             samples = load_samples(dataset, scale)
             n = len(dataset.hr_paths())
             if progress is not None:
@@ -174,17 +181,19 @@ def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterat
                     t0 = time.perf_counter()
                     sr = run_method(method, sample.lr, scale, model, config.threshold)
                     seconds = time.perf_counter() - t0
-                    p = psnr(sr, sample.hr, shave=shave, channel=config.channel)
-                    s = ssim(sr, sample.hr, shave=shave, channel=config.channel)
-                    scores[method.label].append((p, s, seconds))
-                    out.per_image.append({"dataset": dataset.name, "scale": scale, "method": method.label,
-                                          "image": sample.name, "psnr": round(p, 4), "ssim": round(s, 5)})
-            for label, rows in scores.items():
+                    for channel in config.channels:
+                        p = psnr(sr, sample.hr, shave=shave, channel=channel)
+                        s = ssim(sr, sample.hr, shave=shave, channel=channel)
+                        scores[(method.label, channel)].append((p, s, seconds))
+                        out.per_image.append({"dataset": dataset.name, "scale": scale, "method": method.label,
+                                              "channel": channel, "image": sample.name, "psnr": round(p, 4),
+                                              "ssim": round(s, 5)})
+            for (label, channel), rows in scores.items():
                 if not rows:
                     continue
                 arr = np.array(rows)
                 out.results.append({"dataset": dataset.name, "scale": scale, "method": label,
-                                    "channel": config.channel, "shave": shave, "psnr": round(float(arr[:, 0].mean()), 4),
+                                    "channel": channel, "shave": shave, "psnr": round(float(arr[:, 0].mean()), 4),
                                     "ssim": round(float(arr[:, 1].mean()), 5), "images": len(rows),
                                     "seconds_per_image": round(float(arr[:, 2].mean()), 4)})
     if not out.results:

@@ -52,7 +52,8 @@ def plot_per_image(results: EvalResults, dataset: str, scale: int, path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in results.per_image if r["dataset"] == dataset and r["scale"] == scale]
+    channel = next(r["channel"] for r in results.results if r["dataset"] == dataset)  # the first scored
+    rows = [r for r in results.per_image if r["dataset"] == dataset and r["scale"] == scale and r["channel"] == channel]
     images = list(dict.fromkeys(r["image"] for r in rows))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(images) + 4), 4), dpi=110)
     for method in dict.fromkeys(r["method"] for r in rows):
@@ -62,7 +63,6 @@ def plot_per_image(results: EvalResults, dataset: str, scale: int, path: Path) -
     ax.set_xticks(range(len(images)))
     ax.set_xticklabels(images, rotation=90 if len(images) > 8 else 0, fontsize=7 if len(images) > 20 else 9)
     ax.set_ylabel("PSNR (dB)")
-    channel = next(r["channel"] for r in results.results if r["dataset"] == dataset)
     ax.set_title(f"{dataset} x{scale}: PSNR per image ({'Y' if channel == 'y' else 'RGB'})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -96,7 +96,7 @@ def comparison_crops(results: EvalResults, config: EvalConfig, out: Path, crop: 
                     if m.model and model is None:
                         continue
                     sr = run_method(m, sample.lr, scale, model, config.threshold)
-                    p = psnr(sr, sample.hr, shave=config.shave_for(scale), channel=config.channel)
+                    p = psnr(sr, sample.hr, shave=config.shave_for(scale), channel=config.channels[0])
                     panels.append((f"{m.label}  {p:.2f} dB", sr))
                 panels.append(("HR", sample.hr))
                 image = crop_strip(panels, crop, zoom)
