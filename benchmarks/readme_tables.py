@@ -1,0 +1,52 @@
+"""Print the README's result tables from `superres eval --json` output (Y and RGB scores in one file).
+
+    superres eval --data ../shared/data/benchmark/{Set5,Set14,B100} --scale 2,3,4 --channel y,rgb \\
+        --methods bilinear,bicubic,model,model+correct --json src/superres/weights/eval.json
+    python benchmarks/readme_tables.py src/superres/weights/eval.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+SETS = ("Set5", "Set14", "B100")
+# Published Y-PSNR (../shared/data/README.md): EDSR-baseline trained on DIV2K, and MATLAB bicubic.
+EDSR_BASELINE = {2: (37.99, 33.57, 32.16), 3: (34.37, 30.28, 29.09), 4: (32.09, 28.58, 27.57)}
+BICUBIC = {2: (33.66, 30.24, 29.56), 3: (30.39, 27.55, 27.21), 4: (28.42, 26.00, 25.96)}
+
+
+def main(path: str) -> int:
+    results = json.loads(open(path).read())["results"]
+
+    def get(method: str, dataset: str, scale: int, channel: str, key: str = "psnr") -> float | None:
+        for r in results:
+            if (r["method"], r["dataset"], r["scale"], r["channel"]) == (method, dataset, scale, channel):
+                return r[key]
+        return None
+
+    methods = list(dict.fromkeys(r["method"] for r in results))
+    scales = sorted({r["scale"] for r in results})
+    print("Y-PSNR (dB) / SSIM, shave = scale:\n")
+    print("| scale | method | " + " | ".join(SETS) + " |")
+    print("|---|---|" + "---|" * len(SETS))
+    for s in scales:
+        for m in methods:
+            cells = []
+            for d in SETS:
+                p, q = get(m, d, s, "y"), get(m, d, s, "y", "ssim")
+                cells.append("-" if p is None else f"{p:.2f} / {q:.4f}")
+            print(f"| x{s} | {m} | " + " | ".join(cells) + " |")
+        print(f"| x{s} | *published bicubic* | " + " | ".join(f"*{v:.2f}*" for v in BICUBIC[s]) + " |")
+        print(f"| x{s} | *published EDSR-baseline* | " + " | ".join(f"*{v:.2f}*" for v in EDSR_BASELINE[s]) + " |")
+    print("\nThe original report's table shape, on B100 (RGB PSNR, dB):\n")
+    print("| scale | model alone | bilinear | model + correction |")
+    print("|---|---|---|---|")
+    for s in scales:
+        vals = [get(m, "B100", s, "rgb") for m in ("model", "bilinear", "model+correct")]
+        print(f"| x{s} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "src/superres/weights/eval.json"))
