@@ -142,3 +142,19 @@ def test_onnx_export_and_backend_match_pytorch(tmp_path, capsys):
     (tmp_path / "junk.onnx").write_bytes(b"nope")
     assert main(["upscale", str(tmp_path / "in.png"), "--model", str(tmp_path / "junk.onnx")]) == 2
     assert "not a readable ONNX model" in capsys.readouterr().err
+
+
+def test_half_precision_overflow_falls_back_to_fp32(caplog):
+    """fp16 overflows where fp32 does not (on GPUs); simulate it: this model returns inf under autocast."""
+    model = busy_model(2)
+    plain = model.forward
+
+    def overflowing(x):
+        y = plain(x)
+        return y * float("inf") if torch.is_autocast_enabled("cpu") else y
+
+    model.forward = overflowing
+    with caplog.at_level(logging.WARNING):
+        out = Upscaler(model, device="cpu", precision="bf16", tile=0)(image(8, 8))
+    assert "recomputing it in fp32" in caplog.text
+    assert np.array_equal(out, Upscaler(model, device="cpu", precision="fp32", tile=0)(image(8, 8)))

@@ -125,10 +125,19 @@ class Upscaler:
         return max(MIN_TILE * 4, side // 8 * 8)
 
     def _net(self, x: torch.Tensor) -> torch.Tensor:
-        """The network alone: (N, C, h, w) on device -> float32 (N, C, h*s, w*s)."""
+        """The network alone: (N, C, h, w) on device -> float32 (N, C, h*s, w*s).
+
+        Under half precision, a tile whose output overflows (inf/nan) is run again in fp32."""
+        x = x.contiguous(memory_format=torch.channels_last)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            return self.model(x.contiguous(memory_format=torch.channels_last)).float()
+        if dtype is None:
+            return self.model(x).float()
+        with torch.autocast(self.device.type, dtype=dtype):
+            y = self.model(x).float()
+        if not torch.isfinite(y).all():
+            log.warning("%s overflowed on a tile; recomputing it in fp32", self.precision)
+            y = self.model(x).float()
+        return y
 
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
