@@ -52,8 +52,8 @@ class ImageUpscaler:
             if correct is not None:
                 raise ConfigError("the correction applies to model outputs; it needs a model, not a method")
         else:
-            if model is None and scale is None and outscale is not None:
-                scale = nearest_trained_scale(outscale)
+            if model is None and scale is None:  # the bundled model: x2 unless an outscale says otherwise
+                scale = nearest_trained_scale(outscale) if outscale is not None else 2
             backend = backend or ("onnxruntime" if str(model).endswith(".onnx") else "torch")
             if backend == "onnxruntime":
                 from superres.onnx import OnnxUpscaler

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("upscale", help="upscale images with a model or an interpolation method")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    p.add_argument("--scale", "-s", type=_scale, help="upscaling factor (default: the model's)")
+    p.add_argument("--scale", "-s", type=_scale, help="upscaling factor (default: the model's; 2 for the bundled models)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--model", "-m", help="bundled model name, preset, or weights file (.safetensors/.pt/.pth)")
     how.add_argument("--method", choices=sorted(METHODS), help="interpolation instead of a model")
