@@ -151,3 +151,23 @@ def test_pixel_limit_option(tmp_path, images, capsys):
     code, _, err = run(capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "2", "--max-pixels", "100",
                        "-o", tmp_path / "x.png")
     assert code == 1 and "over the limit" in err and not (tmp_path / "x.png").exists()
+
+
+def test_correct_flag_before_an_input(tmp_path, images, model_file, capsys):
+    code, _, err = run(capsys, "upscale", "--model", model_file, "-o", tmp_path / "o", "--correct", images / "a.png")
+    assert code == 0, err
+    assert (tmp_path / "o" / "a.png").exists()
+
+
+def test_two_inputs_with_the_same_output_name(tmp_path, images, capsys, photo):
+    write_image(images / "a.bmp", Picture(photo))
+    code, _, err = run(capsys, "upscale", images / "a.png", images / "a.bmp", "--method", "bicubic", "-s", "2",
+                       "-o", tmp_path / "o", "--format", "png", "--overwrite")
+    assert code == 1 and "already written from" in err
+    assert np.array_equal(read_image(tmp_path / "o" / "a.png").pixels, superres_imresize(photo, 2))
+
+
+def superres_imresize(img, s):
+    from superres import imresize
+
+    return imresize(img, s)

@@ -34,6 +34,21 @@ def test_png_modes_round_trip(tmp_path, rng, mode, shape, dtype, has_alpha):
         assert np.array_equal(back.alpha, alpha)
 
 
+def test_16bit_gray_with_alpha_round_trip(tmp_path, rng):
+    px = rng.integers(0, 65536, size=(9, 11), dtype=np.int64).astype(np.uint16)
+    alpha = rng.integers(0, 65536, size=(9, 11), dtype=np.int64).astype(np.uint16)
+    back = read_image(write_image(tmp_path / "la16.png", Picture(px, alpha)))
+    assert back.pixels.shape == (9, 11) and back.pixels.dtype == np.uint16
+    assert np.array_equal(back.pixels, px) and np.array_equal(back.alpha, alpha)
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".webp", ".gif", ".jpg"])
+def test_gray_with_alpha_to_formats_without_that_mode(tmp_path, rng, suffix):
+    px = rng.integers(0, 256, size=(9, 11), dtype=np.uint8)
+    back = read_image(write_image(tmp_path / f"la{suffix}", Picture(px, np.full((9, 11), 200, np.uint8))))
+    assert back.pixels.shape[:2] == (9, 11)
+
+
 @pytest.mark.parametrize("with_alpha", [False, True])
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 def test_16bit_colour_round_trip(tmp_path, rng, with_alpha, suffix):
@@ -174,11 +189,28 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch, photo):
     def boom(*a, **k):
         raise OSError("disk full")
 
+    import superres.files as files
+
     monkeypatch.setattr(imageio, "encode_image", lambda *a, **k: b"x" * 10)
-    monkeypatch.setattr(imageio.os, "replace", boom)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(files.os, "replace", boom)
+    with pytest.raises(ImageError, match="cannot write"):
         write_image(tmp_path / "o.png", Picture(photo))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_have_ordinary_permissions(tmp_path, photo):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    path = write_image(tmp_path / "o.png", Picture(photo))
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_output_folder_that_is_a_file(tmp_path, photo):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ImageError, match="cannot write"):
+        write_image(tmp_path / "afile" / "o.png", Picture(photo))
 
 
 def test_unknown_output_extension(tmp_path, photo):

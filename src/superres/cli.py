@@ -45,12 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("upscale", help="upscale images with a model or an interpolation method")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
     p.add_argument("--scale", "-s", type=_scale, help="upscaling factor (default: the model's; 2 for the bundled models)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--model", "-m", help="bundled model name, preset, or weights file (.safetensors/.pt/.pth)")
     how.add_argument("--method", choices=sorted(METHODS), help="interpolation instead of a model")
-    p.add_argument("--correct", nargs="?", type=float, const=-1.0, default=None, metavar="TAU",
+    p.add_argument("--correct", nargs="?", const="default", default=None, metavar="TAU",
                    help="replace output values more than TAU gray levels from the bilinear upscaling by that "
                         "value (the original report's correction; default TAU from the sweep)")
     p.add_argument("--outscale", type=float, help="any final factor, e.g. 2.5: the nearest trained scale, then "

@@ -62,6 +62,15 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from superres.correction import DEFAULT_THRESHOLD
     from superres.imageio import WRITE_FORMATS, read_image, write_image
 
+    correct = args.correct
+    if correct is not None and correct != "default":
+        try:
+            correct = float(correct)
+        except ValueError:  # `--correct photo.png`: the flag had no value and this is an input
+            args.inputs.append(correct)
+            correct = "default"
+    if not args.inputs:
+        raise SuperresError("no input images given")
     files, errors = expand_inputs(args.inputs)
     if args.method is not None and args.scale is None and args.outscale is None:
         raise SuperresError("--method needs --scale (or --outscale)")
@@ -71,7 +80,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     runner = ImageUpscaler(
         scale=args.scale, model=args.model, method=args.method, outscale=args.outscale,
-        correct=None if args.correct is None else (DEFAULT_THRESHOLD if args.correct == -1.0 else args.correct),
+        correct=None if correct is None else (DEFAULT_THRESHOLD if correct == "default" else correct),
         device=args.device, precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
         self_ensemble=args.self_ensemble, backend=args.backend)
     out_format = f".{args.out_format.lstrip('.').lower()}" if args.out_format else None
@@ -83,6 +92,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         raise SuperresError(f"-o {args.output} names a file, but there are {len(files)} inputs; give a folder")
     suffix = args.suffix if args.suffix is not None else ("" if args.output and not single_file else f"_x{runner.factor:g}")
     inputs = {p.resolve() for p in files}
+    made: dict[Path, Path] = {}  # output -> the input it was made from, in this run
     done = 0
     for path in _progress(files, args.quiet, "upscale"):
         if single_file:
@@ -93,16 +103,22 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         try:
             if target.resolve() in inputs:
                 raise SuperresError(f"{target}: is an input; refusing to overwrite it (use another -o or --suffix)")
+            if target.resolve() in made:
+                raise SuperresError(f"{path}: its output {target} was already written from {made[target.resolve()]} "
+                                    f"in this run (use --suffix or keep the formats apart)")
             if target.exists() and not args.overwrite:
                 raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
             kwargs = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
             write_image(target, runner(read_image(path, **kwargs)), overwrite=args.overwrite)
+            made[target.resolve()] = path
             done += 1
             log.info("%s -> %s", path, target)
         except SuperresError as e:
             errors.append(str(e))
         except MemoryError:
-            errors.append(f"{path}: out of memory")
+            errors.append(f"{path}: out of memory (try a smaller --tile)")
+        except RuntimeError as e:  # torch: out of memory and other failures inside the network
+            errors.append(f"{path}: failed while upscaling ({str(e).strip().splitlines()[0] if str(e).strip() else e})")
     _report(errors)
     if not args.quiet and (files or errors):
         print(f"upscaled {done} of {done + len(errors)} image(s) x{runner.factor:g}", file=sys.stderr)
@@ -202,7 +218,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = evaluate(config, progress=progress)
     print(results.markdown())
     if args.json_path:
-        from superres.imageio import write_text
+        from superres.files import write_text
 
         write_text(args.json_path, results.to_json())
     if args.report:

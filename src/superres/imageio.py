@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass, replace
@@ -21,6 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from superres.errors import ImageError
+from superres.files import write_bytes
 
 DEFAULT_MAX_PIXELS = 200_000_000  # refuse larger images (decompression bombs) unless asked
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
@@ -105,7 +105,7 @@ def _is_16bit_colour(im: Image.Image) -> bool:
     if im.format == "PNG":
         with open(im.filename, "rb") as f:  # IHDR: bit depth at byte 24, colour type at 25
             head = f.read(26)
-        return len(head) == 26 and head[24] == 16 and head[25] in (2, 6)
+        return len(head) == 26 and head[24] == 16 and head[25] in (2, 4, 6)  # RGB, gray+alpha, RGBA
     if im.format == "TIFF":
         bits = im.tag_v2.get(258)
         return isinstance(bits, tuple) and len(bits) >= 3 and bits[0] == 16
@@ -122,9 +122,18 @@ def _read_16bit_colour(path: Path, im: Image.Image) -> Picture:
     if arr is None or arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise ImageError(f"{path}: cannot decode this 16-bit colour image")
     arr = arr.astype(np.uint16, copy=False)
-    rgb = np.ascontiguousarray(arr[..., 2::-1])  # OpenCV is BGR(A)
     alpha = np.ascontiguousarray(arr[..., 3]) if arr.shape[2] == 4 else None
-    return apply_orientation(Picture(rgb, alpha, icc), orientation)
+    if _png_colour_type(path) == 4:
+        pixels = np.ascontiguousarray(arr[..., 0])  # gray + alpha, which OpenCV expands to BGRA
+    else:
+        pixels = np.ascontiguousarray(arr[..., 2::-1])  # OpenCV is BGR(A)
+    return apply_orientation(Picture(pixels, alpha, icc), orientation)
+
+
+def _png_colour_type(path: Path) -> int | None:
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[25] if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" else None
 
 
 def from_pil(im: Image.Image) -> Picture:
@@ -214,28 +223,11 @@ def write_image(path: str | os.PathLike, picture: Picture, overwrite: bool = Fal
         raise ImageError(f"{path}: cannot write '{path.suffix}' files; use one of {', '.join(sorted(WRITE_FORMATS))}")
     if path.exists() and not overwrite:
         raise ImageError(f"{path}: already exists (use --overwrite to replace it)")
-    return write_bytes(path, encode_image(picture, fmt, quality))
-
-
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file atomically (temporary file + rename)."""
-    return write_bytes(path, text.encode("utf-8"))
-
-
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write a file atomically: a crash leaves the old file or none, never half of the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    data = encode_image(picture, fmt, quality)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+        return write_bytes(path, data)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot write ({e.strerror or e})") from e
 
 
 def encode_image(picture: Picture, fmt: str, quality: int = 95) -> bytes:
@@ -244,10 +236,14 @@ def encode_image(picture: Picture, fmt: str, quality: int = 95) -> bytes:
     if px.dtype == np.uint16 and fmt not in ("PNG", "TIFF"):
         picture = to_8bit(picture)  # JPEG, BMP, WebP, GIF hold 8 bits
         px, alpha = picture.pixels, picture.alpha
+    if px.dtype == np.uint16 and px.ndim == 2 and alpha is not None and fmt == "PNG":
+        return _encode_png_gray_alpha_16(px, alpha, picture.icc_profile)
     if px.dtype == np.uint16 and (px.ndim == 3 or alpha is not None):
         return _encode_16bit_colour(picture, fmt)
     if alpha is not None and fmt == "JPEG":
         alpha = None  # JPEG has no alpha
+    if alpha is not None and px.ndim == 2 and fmt in ("BMP", "WEBP", "GIF"):
+        px = np.repeat(px[..., None], 3, axis=2)  # these formats have no gray + alpha mode
     im = to_pil(Picture(px, alpha))
     if fmt == "GIF" and im.mode != "L":
         im = im.convert("RGBA").quantize() if alpha is not None else im.quantize()
@@ -259,8 +255,27 @@ def encode_image(picture: Picture, fmt: str, quality: int = 95) -> bytes:
     if fmt == "WEBP" and quality >= 100:
         kwargs["lossless"] = True
     buf = io.BytesIO()
-    im.save(buf, format=fmt, **kwargs)
+    try:
+        im.save(buf, format=fmt, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        raise ImageError(f"cannot encode a {im.mode} image as {fmt} ({e})") from e
     return buf.getvalue()
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _encode_png_gray_alpha_16(gray: np.ndarray, alpha: np.ndarray, icc: bytes | None) -> bytes:
+    """16-bit gray + alpha PNG (colour type 4), which neither Pillow nor OpenCV writes."""
+    h, w = gray.shape
+    rows = np.dstack([gray, alpha]).astype(">u2").reshape(h, -1).view(np.uint8)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter type 0 on every row
+    parts = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0))]
+    if icc:
+        parts.append(_png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc)))
+    parts += [_png_chunk(b"IDAT", zlib.compress(raw, 6)), _png_chunk(b"IEND", b"")]
+    return b"".join(parts)
 
 
 def _encode_16bit_colour(picture: Picture, fmt: str) -> bytes:
@@ -281,9 +296,7 @@ def _encode_16bit_colour(picture: Picture, fmt: str) -> bytes:
 
 def _png_with_icc(png: bytes, icc: bytes) -> bytes:
     """Insert an iCCP chunk right after IHDR (PNG signature 8 bytes + IHDR chunk 25 bytes)."""
-    body = b"ICC Profile\0\0" + zlib.compress(icc)
-    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
-    return png[:33] + chunk + png[33:]
+    return png[:33] + _png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc)) + png[33:]
 
 
 def to_8bit(picture: Picture) -> Picture:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from superres.errors import CheckpointError, ConfigError
+from superres.files import atomic_path
 from superres.inference import Upscaler, receptive_radius
 from superres.models.checkpoints import METADATA_KEY
 from superres.models.edsr import EDSR, EDSRConfig
@@ -25,10 +25,7 @@ def export_onnx(model: EDSR, path: str | os.PathLike, opset: int = 17, metadata:
     path = Path(path)
     model = model.eval().float().cpu()
     dummy = torch.rand(1, model.config.n_colors, 32, 32) * 255
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with warnings.catch_warnings():  # the TorchScript exporter warns that it is deprecated
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (dummy,), tmp, input_names=["lr"], output_names=["sr"], opset_version=opset,
@@ -43,10 +40,6 @@ def export_onnx(model: EDSR, path: str | os.PathLike, opset: int = 17, metadata:
         entry.key, entry.value = METADATA_KEY, json.dumps({"arch": "edsr", "config": model.config.to_dict(),
                                                           **(metadata or {})})
         onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

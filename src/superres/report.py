@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from superres.errors import ConfigError
 from superres.data import find_dataset, load_samples
 from superres.evaluation import EvalConfig, EvalResults, Method, ModelCache, run_method
-from superres.imageio import write_bytes, write_text
+from superres.files import write_bytes, write_text
 from superres.metrics import psnr
 
 CROP_IMAGES = 3  # images per dataset and scale shown as crops

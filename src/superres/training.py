@@ -20,7 +20,6 @@ import os
 import queue
 import signal
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict
@@ -33,6 +32,7 @@ from torch.nn import functional as F
 
 from superres.data import PatchSampler, Sample, find_dataset, load_samples
 from superres.errors import ConfigError
+from superres.files import atomic_path, write_text
 from superres.metrics import psnr
 from superres.models.checkpoints import init_from_x2, load_weights, save_weights
 from superres.models.edsr import EDSR
@@ -132,14 +132,8 @@ class Prefetcher:
 
 
 def _atomic_torch_save(obj: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -229,7 +223,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
             log.info("resumed %s at step %d", out, step)
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
 
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

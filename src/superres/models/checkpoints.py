@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from superres.errors import CheckpointError, UnknownModelError
+from superres.files import atomic_path
 from superres.models.edsr import EDSR, EDSRConfig
 from superres.models.registry import PRESETS, PRETRAINED, create_model, default_model_name, suggest
 
@@ -180,15 +180,8 @@ def save_weights(model: EDSR, path: str | os.PathLike, metadata: dict[str, Any] 
     path = Path(path)
     meta = {"arch": ARCH, "config": model.config.to_dict(), **(metadata or {})}
     state = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(state, tmp, metadata={METADATA_KEY: json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
