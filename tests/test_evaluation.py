@@ -51,6 +51,23 @@ def test_layouts_are_recognised(tmp_path, hr_images):
     assert find_dataset(plain).lr_root is None
 
 
+def test_div2k_folder_with_both_splits(tmp_path, hr_images):
+    root = tmp_path / "DIV2K"
+    for split in ("train", "valid"):
+        write_image(root / f"DIV2K_{split}_HR" / "0001.png", Picture(hr_images["astro"]))
+    assert find_dataset(root).hr_dir.name == "DIV2K_valid_HR"
+    assert find_dataset(root, split="train").hr_dir.name == "DIV2K_train_HR"
+    write_image(root / "Other_HR" / "0001.png", Picture(hr_images["astro"]))
+    assert find_dataset(root).hr_dir.name == "DIV2K_valid_HR"
+
+
+def test_lr_and_hr_of_different_bit_depths_are_refused():
+    from superres.data import make_sample
+
+    with pytest.raises(ConfigError, match="bit depth"):
+        make_sample("x", np.zeros((8, 8), np.uint16), 2, np.zeros((4, 4), np.uint8))
+
+
 def test_scores_match_direct_computation_and_lr_files_are_used(tmp_path, hr_images):
     bench = make_benchmark(tmp_path / "Mini", hr_images)
     # make one LR file differ from what imresize would give: the file must win

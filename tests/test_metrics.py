@@ -39,9 +39,12 @@ def test_y_psnr_matches_independent_computation(rng):
 
 def test_float_output_is_rounded_and_clipped_first(rng):
     hr = rng.integers(0, 256, size=(10, 10), dtype=np.uint8)
+    hr[0, 0] = 255
     sr = hr.astype(np.float32) + 0.3  # rounds back to hr
-    sr[0, 0] = 300.0 if hr[0, 0] == 255 else sr[0, 0]
+    sr[0, 0] = 300.0  # clips back to 255
     assert psnr(sr, hr) == math.inf
+    sr[0, 1] = hr[0, 1] + 0.6  # rounds to one level off
+    assert psnr(sr, hr) < math.inf
 
 
 def test_grayscale_and_16bit(rng):
@@ -69,3 +72,13 @@ def test_shape_mismatch_is_an_error():
 
     with pytest.raises(ConfigError):
         psnr(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.uint8))
+
+
+def test_ycbcr_round_trip_and_matlab_values(rng):
+    from superres.color import rgb_to_ycbcr, ycbcr_to_rgb
+
+    rgb = rng.integers(0, 256, size=(7, 5, 3)).astype(np.float64)
+    np.testing.assert_allclose(ycbcr_to_rgb(rgb_to_ycbcr(rgb)), rgb, atol=1e-9)
+    np.testing.assert_allclose(rgb_to_ycbcr(np.array([255.0, 255, 255])), [235, 128, 128], atol=1e-3)
+    np.testing.assert_allclose(rgb_to_ycbcr(np.array([0.0, 0, 0])), [16, 128, 128])
+    np.testing.assert_allclose(rgb_to_ycbcr(rgb)[..., 0], rgb_to_y(rgb))

@@ -10,14 +10,17 @@ from superres.models import (EDSR, EDSRConfig, count_parameters, create_model, f
                              list_models, load_model, load_weights, save_weights, summarize)
 
 
-def tiny(scale=2, n_colors=3, **kw) -> EDSR:
+def tiny(scale=2, n_colors=3, custom_mean=True, **kw) -> EDSR:
     torch.manual_seed(0)
     cfg = dict(scale=scale, n_feats=8, n_resblocks=2, n_colors=n_colors)
     cfg.update(kw)
     model = EDSR(EDSRConfig(**cfg)).eval()
-    with torch.no_grad():  # give the mean shift something non-default to carry
+    with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.01)
+        if custom_mean:  # a non-default mean shift that loading must carry through
+            model.sub_mean.bias.add_(7.0)
+            model.add_mean.bias.sub_(5.0)
     return model
 
 
@@ -48,7 +51,9 @@ def test_state_dict_keys_are_official():
                 "tail.1.weight", "tail.1.bias"}
     expected |= {f"body.{i}.body.{j}.{p}" for i in range(2) for j in (0, 2) for p in ("weight", "bias")}
     assert keys == expected
-    assert set(tiny(scale=3).state_dict()) - expected == {"tail.0.0.weight", "tail.0.0.bias"} - expected
+    x3 = tiny(scale=3).state_dict()
+    assert set(x3) == expected - {"tail.0.2.weight", "tail.0.2.bias"}
+    assert x3["tail.0.0.weight"].shape == (9 * 8, 8, 3, 3)
 
 
 def test_residual_scaling_and_global_skip():
@@ -95,7 +100,7 @@ def test_safetensors_round_trip_keeps_config_and_outputs(tmp_path):
 @pytest.mark.parametrize("with_mean", [True, False])
 @pytest.mark.parametrize("prefix", ["", "module."])
 def test_official_pt_layout(tmp_path, with_mean, prefix):
-    model = tiny(scale=4)
+    model = tiny(scale=4, custom_mean=with_mean)  # without the keys, loading uses the default mean
     state = {prefix + k: v for k, v in model.state_dict().items() if with_mean or "mean" not in k}
     torch.save(state, tmp_path / "edsr.pt")
     loaded = load_weights(tmp_path / "edsr.pt")
@@ -122,7 +127,7 @@ def to_basicsr(state: dict) -> dict:
 @pytest.mark.parametrize("wrapper", [None, "params", "params_ema"])
 @pytest.mark.parametrize("scale", [2, 3])
 def test_basicsr_layout(tmp_path, wrapper, scale):
-    model = tiny(scale=scale)
+    model = tiny(scale=scale, custom_mean=False)  # BasicSR files hold no mean: the default DIV2K one
     state = to_basicsr(model.state_dict())
     assert "conv_after_body.weight" in state and "body.1.conv2.weight" in state
     torch.save(state if wrapper is None else {wrapper: state}, tmp_path / "basicsr.pth")
@@ -165,6 +170,12 @@ def test_shape_mismatch_is_named():
     gray = EDSR(EDSRConfig(scale=2, n_feats=8, n_resblocks=2, n_colors=1))
     with pytest.raises(CheckpointError, match=r"shape mismatch: .*head\.0\.weight \(8, 3, 3, 3\) vs \(8, 1, 3, 3\)"):
         load_state_strict(gray, tiny().state_dict())
+
+
+def test_presets_are_not_weights():
+    with pytest.raises(UnknownModelError, match="architecture without weights"):
+        load_model("edsr-baseline")
+    assert load_model("edsr-baseline", allow_untrained=True).config.n_feats == 64
 
 
 def test_scale_mismatch_and_unknown_names(tmp_path):

@@ -198,6 +198,25 @@ def test_bad_values_give_clear_errors(hr_folder, tmp_path, capsys, args, message
     assert code == 2 and message in err and "Traceback" not in err
 
 
+def test_config_values_are_converted_or_refused(hr_folder, tmp_path, capsys):
+    cfg = TrainConfig.from_dict({"data": str(hr_folder), "lr": "1e-4", "iters": 10.0, "ema": "0.99", "flips": "false"})
+    assert cfg.data == [str(hr_folder)] and cfg.lr == 1e-4 and cfg.iters == 10 and cfg.ema == 0.99 and not cfg.flips
+    for bad in ({"brightness": "lots"}, {"iters": 2.5}, {"flips": "maybe"}):
+        with pytest.raises(ConfigError):
+            TrainConfig.from_dict({"data": ["x"], **bad})
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text(f"data: [{hr_folder}]\nbrightness: lots\n")
+    assert main(["train", "--config", str(yaml_file)]) == 2
+    assert "brightness must be a number" in capsys.readouterr().err
+
+
+def test_resume_with_another_architecture_is_refused(hr_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny_config(hr_folder, run, iters=2), progress=False)
+    assert main(["train", "--resume", str(run), "--n-feats", "8", "--iters", "4"]) == 2
+    assert "does not fit these settings" in capsys.readouterr().err
+
+
 def test_bad_config_files_and_existing_runs(hr_folder, tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("itres = 5\n")
@@ -213,7 +232,7 @@ def test_bad_config_files_and_existing_runs(hr_folder, tmp_path, capsys):
 
 def test_ddp_two_gloo_processes(hr_folder, tmp_path):
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m", "superres",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "superres",
            "train", "--data", str(hr_folder), "--preset", "edsr-tiny", "--iters", "6", "--batch-size", "2",
            "--patch-size", "16", "--holdout", "1", "--val-every", "3", "--checkpoint-every", "3", "--threads", "1",
            "--out", str(run)]

@@ -11,7 +11,8 @@ from superres.correction import DEFAULT_THRESHOLD, correct
 from superres.inference import Upscaler
 from superres.errors import CheckpointError, ConfigError, ImageError, SuperresError, UnknownModelError
 from superres.imageio import Picture, read_image, write_image
-from superres.metrics import psnr, rgb_to_y
+from superres.color import rgb_to_y
+from superres.metrics import psnr, ssim
 from superres.models import EDSR, EDSRConfig, create_model, init_from_x2, list_models, load_model, save_weights
 from superres.resize import imresize
 
@@ -20,5 +21,5 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_THRESHOLD", "EDSR", "EDSRConfig", "ImageUpscaler", "Upscaler", "correct", "CheckpointError", "ConfigError", "ImageError", "Picture", "SuperresError",
     "UnknownModelError", "create_model", "imresize", "init_from_x2", "list_models", "load_model", "psnr",
-    "read_image", "rgb_to_y", "save_weights", "upscale", "write_image",
+    "read_image", "rgb_to_y", "save_weights", "ssim", "upscale", "write_image",
 ]

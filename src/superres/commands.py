@@ -152,7 +152,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from superres.models.edsr import count_parameters
     from superres.models.summary import format_summary, summarize
 
-    model = load_model(args.model, scale=args.scale)
+    model = load_model(args.model, scale=args.scale, allow_untrained=True)
     c = model.config
     title = (f"{args.model}: EDSR x{c.scale}, {c.n_resblocks} blocks x {c.n_feats} features, res_scale {c.res_scale}, "
              f"{c.n_colors} colour(s), {count_parameters(model):,} parameters; input {args.input_size[0]}x{args.input_size[1]}")
@@ -242,7 +242,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = Path(resume) / "config.json"
         if not saved.is_file():
             raise SuperresError(f"{resume}: not a run folder (no config.json)")
-        settings.update(json.loads(saved.read_text()))
+        try:
+            settings.update(json.loads(saved.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise SuperresError(f"{saved}: damaged ({e}); the checkpoint may still be good, but the settings "
+                                f"must be given again with --config") from e
         settings["out"] = str(resume)
     if getattr(args, "config", None):
         settings.update(read_config_file(args.config))
@@ -312,8 +316,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     results = run_demo(args.output, model, args.scale, args.photo)
     print(f"{args.photo}, shrunk x{args.scale} with MATLAB bicubic and upscaled back "
           f"(Y-PSNR, {args.scale}-px border shaved; model: {name or 'none'})")
-    print(f"{'method':<10} {'PSNR (dB)':>9} {'seconds':>8}  output")
+    print(f"{'method':<14} {'PSNR (dB)':>9} {'SSIM':>7} {'seconds':>8}  output")
     for r in results:
-        print(f"{r.method:<10} {r.psnr_y:>9.2f} {r.seconds:>8.2f}  {r.path}")
+        print(f"{r.method:<14} {r.psnr_y:>9.2f} {r.ssim_y:>7.4f} {r.seconds:>8.2f}  {r.path}")
     print(f"side by side: {Path(args.output) / 'comparison.png'}")
     return 0

@@ -16,7 +16,7 @@ import numpy as np
 
 from superres.errors import ConfigError
 from superres.imageio import READ_SUFFIXES, read_image
-from superres.metrics import rgb_to_y
+from superres.color import rgb_to_y
 from superres.resize import imresize
 
 log = logging.getLogger(__name__)
@@ -41,17 +41,27 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in READ_SUFFIXES)
 
 
-def find_dataset(path: str | Path) -> Dataset:
-    """Recognise the EDSR benchmark layout (HR/ + LR_bicubic/), DIV2K's (X_HR/ + X_LR_bicubic/) or a plain folder."""
+def find_dataset(path: str | Path, split: str = "valid") -> Dataset:
+    """Recognise the EDSR benchmark layout (HR/ + LR_bicubic/), DIV2K's (X_HR/ + X_LR_bicubic/) or a plain folder.
+
+    Where a DIV2K-style folder holds several *_HR folders (DIV2K_train_HR, DIV2K_valid_HR), `split`
+    ('valid' for evaluation, 'train' for training) chooses the one whose name contains it.
+    """
     root = Path(path)
     if not root.is_dir():
         raise ConfigError(f"{root}: not a folder")
     if (root / "HR").is_dir():
         return Dataset(root.name, root / "HR", root / "LR_bicubic" if (root / "LR_bicubic").is_dir() else None)
-    for hr_dir in sorted(root.glob("*_HR")):
+    candidates = [d for d in sorted(root.glob("*_HR")) if d.is_dir()]
+    if len(candidates) > 1:
+        chosen = [d for d in candidates if split in d.name.lower()]
+        if len(chosen) != 1:
+            raise ConfigError(f"{root}: holds {', '.join(d.name for d in candidates)}; point --data at one of them")
+        candidates = chosen
+    if candidates:
+        hr_dir = candidates[0]
         lr_root = root / (hr_dir.name[:-3] + "_LR_bicubic")
-        if hr_dir.is_dir():
-            return Dataset(root.name, hr_dir, lr_root if lr_root.is_dir() else None)
+        return Dataset(root.name, hr_dir, lr_root if lr_root.is_dir() else None)
     return Dataset(root.name, root, None)
 
 
@@ -83,6 +93,8 @@ def make_sample(name: str, hr: np.ndarray, scale: int, lr: np.ndarray | None = N
         raise ConfigError(f"{name}: HR {hr.shape[1]}x{hr.shape[0]} is smaller than LR x{scale}")
     if hr.ndim != lr.ndim:
         raise ConfigError(f"{name}: HR and LR differ in channels")
+    if hr.dtype != lr.dtype:
+        raise ConfigError(f"{name}: HR is {hr.dtype} but LR is {lr.dtype}; both must have the same bit depth")
     return Sample(name, lr, hr)
 
 

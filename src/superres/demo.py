@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from superres.imageio import Picture, write_image
 from superres.inference import upscale_picture
-from superres.metrics import psnr
+from superres.metrics import psnr, ssim
 from superres.models.edsr import EDSR
 from superres.correction import DEFAULT_THRESHOLD, correct
 from superres.report import busiest_window, crop_strip
@@ -24,6 +24,7 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 class DemoResult:
     method: str
     psnr_y: float
+    ssim_y: float
     seconds: float
     path: Path
 
@@ -57,7 +58,7 @@ def run_demo(out_dir: str | Path, model: EDSR | None, scale: int = 2, photo: str
             sr = correct(sr, threshold=DEFAULT_THRESHOLD, lr=lr)
         seconds = time.perf_counter() - t0
         path = write_image(out / f"{name}.png", Picture(sr), overwrite=overwrite)
-        results.append(DemoResult(name, psnr(sr, hr, shave=scale), seconds, path))
+        results.append(DemoResult(name, psnr(sr, hr, shave=scale), ssim(sr, hr, shave=scale), seconds, path))
         outputs[name] = sr
     comparison = side_by_side(hr, lr, outputs, {r.method: r.psnr_y for r in results}, scale)
     comparison.save(out / "comparison.png")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
+import torch
 
 from superres.correction import DEFAULT_THRESHOLD, correct
 from superres.data import find_dataset, load_samples
@@ -65,7 +66,8 @@ def parse_methods(text: str | list[str]) -> list[Method]:
 class ModelCache:
     """Loads each (model, scale) once; remembers the ones that do not exist for a scale."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
         self._models: dict[tuple[str, int], EDSR | None] = {}
 
     def get(self, spec: str, scale: int) -> EDSR | None:
@@ -85,6 +87,8 @@ class ModelCache:
                     log.warning("%s upscales x%d; skipping it at x%d", spec, model.scale, scale)
                     model = None
                 self._models[key] = model
+            if self._models[key] is not None:
+                self._models[key] = self._models[key].to(self.device)
         return self._models[key]
 
 
@@ -108,6 +112,7 @@ class EvalConfig:
     channel: str = "y"  # "y", "rgb", or both: "y,rgb" (each output is scored on each)
     shave: int | str | None = None  # None: the scale; "div2k": scale + 6; or a number of pixels
     threshold: float = DEFAULT_THRESHOLD  # for MODEL+correct
+    device: str = "auto"  # where models run: auto (a GPU when there is one), cpu, cuda
 
     @property
     def channels(self) -> list[str]:
@@ -163,7 +168,8 @@ def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterat
     config.validate()
     methods = [Method.parse(m) for m in config.methods]
     datasets = [find_dataset(d) for d in config.datasets]
-    models = ModelCache()
+    models = ModelCache("cuda" if config.device == "auto" and torch.cuda.is_available() else
+                        "cpu" if config.device == "auto" else config.device)
     out = EvalResults()
     for dataset in datasets:
         for scale in config.scales:

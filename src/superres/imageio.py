@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import warnings
 import zlib
 from dataclasses import dataclass, replace
@@ -61,6 +62,14 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         raise ImageError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: empty file")
+    with _PIL_LIMIT_LOCK:  # Image.MAX_IMAGE_PIXELS is global: one reader at a time changes it
+        return _read_image(path, max_pixels)
+
+
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def _read_image(path: Path, max_pixels: int | None) -> Picture:
     pil_limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
@@ -196,21 +205,6 @@ def apply_orientation(picture: Picture, orientation: int) -> Picture:
         return np.ascontiguousarray(ops[orientation](a))
 
     return replace(picture, pixels=fix(picture.pixels), alpha=fix(picture.alpha))
-
-
-def read_rgb(path: str | os.PathLike, n_colors: int = 3) -> np.ndarray:
-    """uint8 (H, W, 3) RGB (or (H, W) gray for n_colors=1) from any readable image, e.g. for training."""
-    picture = read_image(path)
-    px = picture.pixels
-    if px.dtype == np.uint16:
-        px = np.clip(np.floor(px / 257.0 + 0.5), 0, 255).astype(np.uint8)
-    if n_colors == 1:
-        if px.ndim == 3:
-            from superres.metrics import rgb_to_y  # noqa: PLC0415
-
-            px = np.clip(np.floor(rgb_to_y(px) + 0.5), 0, 255).astype(np.uint8)
-        return px
-    return np.repeat(px[..., None], 3, axis=2) if px.ndim == 2 else px
 
 
 # ---------------------------------------------------------------------------------------------- writing

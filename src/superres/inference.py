@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from superres.color import rgb_to_ycbcr, ycbcr_to_rgb
 from superres.errors import ConfigError
 from superres.imageio import Picture
 from superres.models.edsr import EDSR
@@ -196,21 +197,6 @@ class Upscaler:
 
 # ---------------------------------------------------------------------------------------------- pictures
 
-def _rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
-    """Full-range BT.601 (JPEG) YCbCr, float, 0..255."""
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    return np.stack([y, (b - y) * 0.564 + 128, (r - y) * 0.713 + 128], axis=-1)
-
-
-def _ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
-    y, cb, cr = ycc[..., 0], ycc[..., 1] - 128, ycc[..., 2] - 128
-    r = y + 1.402 * cr
-    b = y + 1.772 * cb
-    g = (y - 0.299 * r - 0.114 * b) / 0.587
-    return np.stack([r, g, b], axis=-1)
-
-
 def model_upscale(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255) -> np.ndarray:
     """uint8/uint16 (H, W) or (H, W, 3) -> the same type and layout, upscaled by the model.
 
@@ -234,10 +220,10 @@ def model_upscale(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255) -> np
         return upscaler(gray, post=lambda t: to_int(t.mean(axis=2, keepdims=True)), out_dtype=dtype)[..., 0]
     if colors == 3:
         return upscaler(x, post=to_int, out_dtype=dtype)
-    ycc = _rgb_to_ycbcr(x)
-    y = upscaler(ycc[..., :1])[..., 0]
+    ycc = rgb_to_ycbcr(x)  # the luma one-channel models are trained on (data.to_colors)
+    y = upscaler(ycc[..., :1].astype(np.float32))[..., 0]
     chroma = imresize(ycc[..., 1:], output_shape=y.shape, method="bicubic")
-    return to_int(_ycbcr_to_rgb(np.dstack([y, chroma])))
+    return to_int(ycbcr_to_rgb(np.dstack([y, chroma])))
 
 
 def upscale_picture(picture: Picture, scale: int | None = None, model: EDSR | Upscaler | None = None,

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from superres.color import rgb_to_y
 from superres.errors import ConfigError
-
-
-def rgb_to_y(image: np.ndarray, peak: float = 255.0) -> np.ndarray:
-    """BT.601 luma as MATLAB's rgb2ycbcr computes it, for RGB values in 0..peak; float64, 16..235 at 8 bit.
-
-    Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255 on 0-255 values (scaled for other peaks).
-    """
-    rgb = np.asarray(image, dtype=np.float64) * (255.0 / peak)
-    y = 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
-    return y * (peak / 255.0)
 
 
 def _prepare(sr: np.ndarray, hr: np.ndarray, shave: int, channel: str) -> tuple[np.ndarray, np.ndarray, float]:

@@ -65,7 +65,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
-        if self.patch_size < 4:
+        if isinstance(self.patch_size, bool) or not isinstance(self.patch_size, int) or self.patch_size < 4:
             raise ConfigError(f"patch_size must be >= 4, got {self.patch_size}")
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset '{self.preset}'; choose from {', '.join(sorted(PRESETS))}")
@@ -81,6 +81,10 @@ class TrainConfig:
             raise ConfigError(f"grad_clip must be > 0, got {self.grad_clip}")
         if not 0 <= self.brightness < 1:
             raise ConfigError(f"brightness must be in [0, 1), got {self.brightness}")
+        if not 0 < self.lr_gamma <= 1:
+            raise ConfigError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got '{self.device}'")
         preset_config(self.preset, scale=self.scale, n_colors=self.n_colors, **self.overrides())  # checks ranges
@@ -94,11 +98,42 @@ class TrainConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
-        d = dict(d)
-        for key in ("data", "val"):
-            if isinstance(d.get(key), str):
-                d[key] = [d[key]]
-        return cls(**d)
+        types = {f.name: f.type for f in fields(cls)}
+        return cls(**{k: _coerce(k, v, types[k]) for k, v in d.items()})
+
+
+def _coerce(name: str, value: Any, annotation: str) -> Any:
+    """A setting converted to its field's type ('int', 'float | None', 'list[str]', ...); YAML reads 1e-4
+    as a string, TOML may give 2 for 2.0. Raises ConfigError naming the setting."""
+    optional = annotation.endswith("| None")
+    base = annotation.replace("| None", "").strip()
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{name} needs a value")
+    try:
+        if base == "list[str]":
+            return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+        if base == "bool":
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+                return value.lower() in ("true", "yes", "1")
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if base == "int":
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+        if base == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if base == "str":
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be {'an integer' if base == 'int' else 'a number' if base == 'float' else base}"
+                          f", got {value!r}") from None
+    return value
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

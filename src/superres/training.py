@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import datetime
 import json
 import logging
 import math
@@ -61,7 +62,7 @@ def load_training_data(cfg: TrainConfig) -> tuple[list[Sample], list[Sample]]:
     train_samples: list[Sample] = []
     held_out: list[Sample] = []
     for folder in cfg.data:
-        dataset = find_dataset(folder)
+        dataset = find_dataset(folder, split="train")
         paths = dataset.hr_paths()
         if not paths:
             raise ConfigError(f"{folder}: no images")
@@ -192,7 +193,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
     if use_cuda:
         torch.cuda.set_device(device)
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+        # rank 0 validates while the others wait in the next all-reduce: allow a long validation
+        torch.distributed.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(hours=2))
     main_rank = rank == 0
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -203,12 +205,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
                            brightness=cfg.brightness, seed=cfg.seed + 1000 * rank)
     model = build_model(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
-    ema = copy.deepcopy(model).eval() if cfg.ema else None
     step, best = 0, float("-inf")
-    if resume:
-        state = read_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+    state = read_checkpoint(ckpt_path) if resume else None
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ConfigError(f"{ckpt_path} does not fit these settings (architecture changed?): "
+                              f"{str(e).strip().splitlines()[0]}") from e
+    ema = copy.deepcopy(model).eval() if cfg.ema else None  # starts from the (resumed) weights
+    if state is not None:
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
         step, best = int(state["step"]), float(state["best_psnr"])
@@ -333,6 +340,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
             log_file.close()
         if board is not None:
             board.close()
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     if main_rank and not val_samples:  # nothing to choose by: the last weights are the ones to keep
         save_weights(scored, out / "best.safetensors", _weights_metadata(cfg, step, None, len(train_samples)))
     return {"steps": step, "best_psnr": best if val_samples else None, "seconds": time.time() - t0,

@@ -185,11 +185,13 @@ def save_weights(model: EDSR, path: str | os.PathLike, metadata: dict[str, Any] 
     return path
 
 
-def load_model(name_or_path: str | os.PathLike | None = None, scale: int | None = None) -> EDSR:
-    """A ready-to-run model (eval mode) from a bundled name, a preset name (untrained), or a file.
+def load_model(name_or_path: str | os.PathLike | None = None, scale: int | None = None,
+               allow_untrained: bool = False) -> EDSR:
+    """A ready-to-run model (eval mode) from a bundled name or a weights file.
 
     With no name, the bundled default for `scale`. A name or file whose scale differs from a given
-    `scale` is an error.
+    `scale` is an error. Preset names (architectures without weights) give an untrained model only
+    with allow_untrained=True, e.g. for `superres info`.
     """
     if name_or_path is None:
         if scale is None:
@@ -201,6 +203,10 @@ def load_model(name_or_path: str | os.PathLike | None = None, scale: int | None 
     if key in PRETRAINED:
         model = load_weights(PRETRAINED[key].path())
     elif key in PRESETS:
+        if not allow_untrained:
+            bundled = ", ".join(PRETRAINED) or "none yet"
+            raise UnknownModelError(f"'{key}' is an architecture without weights; give a weights file or a "
+                                    f"bundled model ({bundled})")
         model = create_model(key, scale=scale or 2).eval()
         model.metadata = {"untrained": True}
     elif Path(key).exists() or Path(key).suffix in (".safetensors", ".pt", ".pth"):
