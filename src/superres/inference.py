@@ -27,6 +27,7 @@ from superres.resize import METHODS, imresize
 log = logging.getLogger(__name__)
 
 MIN_TILE = 16
+MAX_TILE_BATCH = 8
 
 
 def receptive_radius(model: EDSR) -> int:
@@ -183,15 +184,27 @@ class Upscaler:
         src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)  # (C, H, W), CPU
         if tile == 0 or (tile >= h and tile >= w):
             return post(self._forward(src[None].to(self.device))[0].permute(1, 2, 0).cpu().numpy())
-        out = None
+        # tiles whose input boxes have the same shape run in batches, as many as the memory budget allows
+        groups: dict[tuple[int, int], list[TilePlan]] = {}
         for plan in plan_tiles(h, w, tile, self.margin):
             by0, by1, bx0, bx1 = plan.box
-            y0, y1, x0, x1 = plan.core
-            y = self._forward(src[None, :, by0:by1, bx0:bx1].to(self.device))[0]  # only this tile on the device
-            core = post(y[:, (y0 - by0) * s:(y1 - by0) * s, (x0 - bx0) * s:(x1 - bx0) * s].permute(1, 2, 0).cpu().numpy())
-            if out is None:
-                out = np.empty((h * s, w * s, core.shape[2]), dtype=out_dtype)
-            out[y0 * s:y1 * s, x0 * s:x1 * s] = core
+            groups.setdefault((by1 - by0, bx1 - bx0), []).append(plan)
+        per_pixel = self._bytes_per_pixel() * (2 if self.self_ensemble else 1)
+        out = None
+        for (bh, bw), group in groups.items():
+            batch = max(1, min(MAX_TILE_BATCH, self.memory_budget // (bh * bw * per_pixel)))
+            for i in range(0, len(group), batch):
+                chunk = group[i:i + batch]
+                x = torch.stack([src[:, p.box[0]:p.box[1], p.box[2]:p.box[3]] for p in chunk])
+                y = self._forward(x.to(self.device))  # only these tiles go to the device
+                for plan, tile_out in zip(chunk, y):
+                    by0, _, bx0, _ = plan.box
+                    y0, y1, x0, x1 = plan.core
+                    core = tile_out[:, (y0 - by0) * s:(y1 - by0) * s, (x0 - bx0) * s:(x1 - bx0) * s]
+                    core = post(core.permute(1, 2, 0).cpu().numpy())
+                    if out is None:
+                        out = np.empty((h * s, w * s, core.shape[2]), dtype=out_dtype)
+                    out[y0 * s:y1 * s, x0 * s:x1 * s] = core
         return out
 
 
