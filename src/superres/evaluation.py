@@ -93,12 +93,23 @@ class ModelCache:
 
 
 def run_method(method: Method, lr: np.ndarray, scale: int, model: EDSR | None,
-               threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
-    """The output of one method on one LR image (same dtype as the input)."""
+               threshold: float = DEFAULT_THRESHOLD, cache: dict | None = None) -> np.ndarray:
+    """The output of one method on one LR image (same dtype as the input).
+
+    `cache` (one dict per LR image) keeps each model's output, so MODEL and MODEL+correct run the
+    network once."""
     if method.interpolation:
         return imresize(lr, scale, method=method.interpolation)
-    runner = Upscaler(model, device=str(next(model.parameters()).device), self_ensemble=method.ensemble)
-    sr = upscale_picture(Picture(lr), scale, model=runner).pixels
+    key = (id(model), method.ensemble)
+    if cache is not None and key in cache:
+        sr, seconds = cache[key]
+        cache["reused_seconds"] = seconds  # the caller adds it, so timings still include the network
+    else:
+        t0 = time.perf_counter()
+        runner = Upscaler(model, device=str(next(model.parameters()).device), self_ensemble=method.ensemble)
+        sr = upscale_picture(Picture(lr), scale, model=runner).pixels
+        if cache is not None:
+            cache[key] = (sr, time.perf_counter() - t0)
     return correct(sr, threshold=threshold, lr=lr) if method.correct else sr
 
 
@@ -183,10 +194,11 @@ def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterat
             if progress is not None:
                 samples = progress(samples, n, f"{dataset.name} x{scale}")
             for sample in samples:
+                outputs: dict = {}  # model outputs of this image, shared by MODEL and MODEL+correct
                 for method, model in active:
                     t0 = time.perf_counter()
-                    sr = run_method(method, sample.lr, scale, model, config.threshold)
-                    seconds = time.perf_counter() - t0
+                    sr = run_method(method, sample.lr, scale, model, config.threshold, outputs)
+                    seconds = time.perf_counter() - t0 + outputs.pop("reused_seconds", 0.0)
                     for channel in config.channels:
                         p = psnr(sr, sample.hr, shave=shave, channel=channel)
                         s = ssim(sr, sample.hr, shave=shave, channel=channel)
