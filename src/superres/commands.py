@@ -20,14 +20,14 @@ log = logging.getLogger("superres")
 
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
     """Files from paths, folders (their images, sorted) and glob patterns; plus one error per input that matched nothing."""
-    from superres.imageio import READ_SUFFIXES
+    from superres.data import list_images
 
     files: list[Path] = []
     errors: list[str] = []
     for text in inputs:
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READ_SUFFIXES)
+            found = list_images(path)
             if not found:
                 errors.append(f"{path}: folder holds no images")
             files += found
