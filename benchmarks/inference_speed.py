@@ -1,8 +1,8 @@
 """Inference speed on this machine: each bundled model (or --model files) against the conv roofline.
 
 Prints, per model: GFLOPs for a 1280x720 output, seconds for the bare forward (fp32 and bf16),
-GFLOP/s and the share of the roofline, megapixels/s, the whole `superres upscale` command on a PNG
-(decode + model + encode) against the bare forward, tiled vs untiled, onnxruntime vs PyTorch, and the
+GFLOP/s and the share of the roofline, megapixels/s, the whole `superres upscale` command on a folder of
+4 PNGs (decode + model + encode, per image, start-up excluded) against the bare forward, tiled vs untiled, onnxruntime vs PyTorch, and the
 bf16 PSNR cost; then bicubic for comparison and the peak RSS of upscaling a 4000x3000 RGB image x2.
 
     python benchmarks/inference_speed.py [--model FILE ...] [--roofline-fp32 225] [--roofline-bf16 430]
@@ -30,6 +30,7 @@ from superres.models.summary import summarize
 from superres.resize import imresize
 
 OUT_H, OUT_W = 720, 1280
+CLI_IMAGES = 4  # the CLI is timed on a folder of this many images, per image
 
 
 def best_time(fn, repeat: int = 3) -> float:
@@ -101,12 +102,13 @@ def main() -> int:
         tiled = Upscaler(model, device="cpu", precision="fp32", tile=max(64, lr_h // 2))
         t_tiled = best_time(lambda: tiled(x), repeat=2)
         with tempfile.TemporaryDirectory() as tmp:
-            src = write_image(Path(tmp) / "in.png", Picture(lr))
-            cmd = [sys.executable, "-m", "superres", "upscale", str(src), "--model", spec, "-o", str(Path(tmp) / "o.png"),
-                   "--overwrite", "--quiet", "--tile", "0"]
-            # the command's own time, less Python and torch start-up (measured with a no-op command)
+            for i in range(CLI_IMAGES):
+                write_image(Path(tmp) / "in" / f"{i}.png", Picture(lr))
+            cmd = [sys.executable, "-m", "superres", "upscale", str(Path(tmp) / "in"), "--model", spec,
+                   "-o", str(Path(tmp) / "out"), "--overwrite", "--quiet", "--tile", "0"]
+            # per image of a batch: the command's time less Python and torch start-up (a no-op command)
             startup = best_time(lambda: subprocess.run([sys.executable, "-c", "import superres.cli, torch"], check=True), 2)
-            t_cli = best_time(lambda: subprocess.run(cmd, check=True), 2) - startup
+            t_cli = (best_time(lambda: subprocess.run(cmd, check=True), 2) - startup) / CLI_IMAGES
             t_ort = float("nan")
             try:
                 from superres.onnx import OnnxUpscaler, export_onnx

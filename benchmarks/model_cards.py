@@ -94,7 +94,7 @@ def main() -> int:
                 f"{c.res_scale}, x{c.scale}, {'RGB' if c.n_colors == 3 else 'grayscale'}; "
                 f"{count_parameters(model):,} parameters; {gflops:.1f} GFLOPs for a 1280x720 output.",
                 f"- Weights: `{entry.file}`, {size / 1e6:.2f} MB, "
-                f"{next(iter(model.state_dict().values())).dtype} in memory (stored as in the file)."]
+                f"{str(next(iter(model.state_dict().values())).dtype).replace('torch.', '')}."]
         if entry.name in runs:
             facts = run_facts(Path(runs[entry.name]))
             cfg = facts["config"]
@@ -107,6 +107,11 @@ def main() -> int:
                     f"- Command: `superres train --config configs/x{c.scale}.toml`, then "
                     f"`superres export {runs[entry.name]} -o src/superres/weights/{entry.file}`. Resolved settings:",
                     "", "```json", json.dumps(cfg, indent=1), "```"]
+            if "schedule" not in cfg:  # written by the first training loop, before `superres train` existed
+                out += ["", "This run used the first version of the training loop (cosine schedule with warm-up, "
+                        "no EMA), before `superres train` existed, and named the architecture as edsr-small with "
+                        "48 features and 12 blocks; `configs/x2.toml` gives the same settings to `superres train` "
+                        "with the equivalent `edsr-medium` preset."]
         elif meta.get("steps"):
             out.append(f"- Training: {meta['steps']:,} steps (from the weights' metadata).")
         out += ["", *table(results, entry.name, c.scale, entry.default), ""]

@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from superres.errors import ImageError
 from superres.files import write_bytes
 
+PNG_COMPRESS_LEVEL = 1  # zlib level: 4-5x faster than Pillow's 6 for files about 15% larger
 DEFAULT_MAX_PIXELS = 200_000_000  # refuse larger images (decompression bombs) unless asked
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
@@ -246,6 +247,8 @@ def encode_image(picture: Picture, fmt: str, quality: int = 95) -> bytes:
         kwargs["icc_profile"] = picture.icc_profile
     if fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = quality
+    if fmt == "PNG":
+        kwargs["compress_level"] = PNG_COMPRESS_LEVEL
     if fmt == "WEBP" and quality >= 100:
         kwargs["lossless"] = True
     buf = io.BytesIO()
