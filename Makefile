@@ -18,8 +18,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# the scripts behind the README's figures (they need ../shared/data)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/check_matlab_resize.py --sets Set5 Set14 B100
+	$(BIN)/python benchmarks/bicubic_baselines.py
+	$(BIN)/python benchmarks/correction_speed.py
+	$(BIN)/python benchmarks/inference_speed.py
+	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
 	rm -rf $(VENV) demo-output
