@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import time
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from superres.correction import DEFAULT_THRESHOLD
+from superres.evaluation import Method, run_method
+from superres.files import write_bytes
 from superres.imageio import Picture, write_image
-from superres.inference import upscale_picture
 from superres.metrics import psnr, ssim
 from superres.models.edsr import EDSR
-from superres.correction import DEFAULT_THRESHOLD, correct
 from superres.report import busiest_window, crop_strip
 from superres.resize import imresize
 
@@ -49,19 +50,17 @@ def run_demo(out_dir: str | Path, model: EDSR | None, scale: int = 2, photo: str
     write_image(out / "lr.png", Picture(lr), overwrite=overwrite)
     results: list[DemoResult] = []
     outputs: dict[str, np.ndarray] = {}
-    runs = [("bilinear", None), ("bicubic", None)]
-    runs += [("model", model), ("model+correct", model)] if model is not None else []
-    for name, m in runs:
-        t0 = time.perf_counter()
-        sr = upscale_picture(Picture(lr), scale, model=m, method=None if m is not None else name).pixels
-        if name == "model+correct":
-            sr = correct(sr, threshold=DEFAULT_THRESHOLD, lr=lr)
-        seconds = time.perf_counter() - t0
+    names = ["bilinear", "bicubic"] + (["model", "model+correct"] if model is not None else [])
+    cache: dict = {}  # model and model+correct share one network run
+    for name in names:
+        sr, seconds = run_method(Method.parse(name), lr, scale, model, DEFAULT_THRESHOLD, cache)
         path = write_image(out / f"{name}.png", Picture(sr), overwrite=overwrite)
         results.append(DemoResult(name, psnr(sr, hr, shave=scale), ssim(sr, hr, shave=scale), seconds, path))
         outputs[name] = sr
     comparison = side_by_side(hr, lr, outputs, {r.method: r.psnr_y for r in results}, scale)
-    comparison.save(out / "comparison.png")
+    buf = io.BytesIO()
+    comparison.save(buf, format="PNG")
+    write_bytes(out / "comparison.png", buf.getvalue())
     return results
 
 
@@ -72,8 +71,8 @@ def side_by_side(hr: np.ndarray, lr: np.ndarray, outputs: dict[str, np.ndarray],
     panels = [("LR input (nearest)", imresize(lr, scale, method="nearest"))]
     panels += [(f"{name} {scores[name]:.2f} dB", img) for name, img in outputs.items()]
     panels.append(("original", hr))
-    strip = crop_strip(panels, crop, zoom)
     y0, x0 = busiest_window(hr, crop)
+    strip = crop_strip(panels, crop, zoom, corner=(y0, x0))
     overview = Image.fromarray(hr)
     ratio = min(1.0, 360 / overview.height)
     overview = overview.resize((round(overview.width * ratio), round(overview.height * ratio)), Image.BICUBIC)

@@ -93,24 +93,26 @@ class ModelCache:
 
 
 def run_method(method: Method, lr: np.ndarray, scale: int, model: EDSR | None,
-               threshold: float = DEFAULT_THRESHOLD, cache: dict | None = None) -> np.ndarray:
-    """The output of one method on one LR image (same dtype as the input).
+               threshold: float = DEFAULT_THRESHOLD, cache: dict | None = None) -> tuple[np.ndarray, float]:
+    """The output of one method on one LR image (same dtype as the input) and the seconds it takes.
 
-    `cache` (one dict per LR image) keeps each model's output, so MODEL and MODEL+correct run the
-    network once."""
+    `cache` (one dict per LR image) keeps each network output and its time, so MODEL and MODEL+correct
+    run the network once and both report its time."""
+    t0 = time.perf_counter()
     if method.interpolation:
-        return imresize(lr, scale, method=method.interpolation)
+        return imresize(lr, scale, method=method.interpolation), time.perf_counter() - t0
     key = (id(model), method.ensemble)
-    if cache is not None and key in cache:
-        sr, seconds = cache[key]
-        cache["reused_seconds"] = seconds  # the caller adds it, so timings still include the network
-    else:
-        t0 = time.perf_counter()
+    if cache is None or key not in cache:
         runner = Upscaler(model, device=str(next(model.parameters()).device), self_ensemble=method.ensemble)
         sr = upscale_picture(Picture(lr), scale, model=runner).pixels
+        net_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
         if cache is not None:
-            cache[key] = (sr, time.perf_counter() - t0)
-    return correct(sr, threshold=threshold, lr=lr) if method.correct else sr
+            cache[key] = (sr, net_seconds)
+    else:
+        sr, net_seconds = cache[key]
+    if method.correct:
+        sr = correct(sr, threshold=threshold, lr=lr)
+    return sr, net_seconds + time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -196,9 +198,7 @@ def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterat
             for sample in samples:
                 outputs: dict = {}  # model outputs of this image, shared by MODEL and MODEL+correct
                 for method, model in active:
-                    t0 = time.perf_counter()
-                    sr = run_method(method, sample.lr, scale, model, config.threshold, outputs)
-                    seconds = time.perf_counter() - t0 + outputs.pop("reused_seconds", 0.0)
+                    sr, seconds = run_method(method, sample.lr, scale, model, config.threshold, outputs)
                     for channel in config.channels:
                         p = psnr(sr, sample.hr, shave=shave, channel=channel)
                         s = ssim(sr, sample.hr, shave=shave, channel=channel)

@@ -113,9 +113,8 @@ def _check_size(path: Path, size: tuple[int, int], max_pixels: int | None) -> No
 
 def _is_16bit_colour(im: Image.Image) -> bool:
     if im.format == "PNG":
-        with open(im.filename, "rb") as f:  # IHDR: bit depth at byte 24, colour type at 25
-            head = f.read(26)
-        return len(head) == 26 and head[24] == 16 and head[25] in (2, 4, 6)  # RGB, gray+alpha, RGBA
+        depth, colour = _png_depth_and_colour(Path(im.filename))
+        return depth == 16 and colour in (2, 4, 6)  # RGB, gray+alpha, RGBA
     if im.format == "TIFF":
         bits = im.tag_v2.get(258)
         return isinstance(bits, tuple) and len(bits) >= 3 and bits[0] == 16
@@ -133,17 +132,20 @@ def _read_16bit_colour(path: Path, im: Image.Image) -> Picture:
         raise ImageError(f"{path}: cannot decode this 16-bit colour image")
     arr = arr.astype(np.uint16, copy=False)
     alpha = np.ascontiguousarray(arr[..., 3]) if arr.shape[2] == 4 else None
-    if _png_colour_type(path) == 4:
+    if _png_depth_and_colour(path)[1] == 4:
         pixels = np.ascontiguousarray(arr[..., 0])  # gray + alpha, which OpenCV expands to BGRA
     else:
         pixels = np.ascontiguousarray(arr[..., 2::-1])  # OpenCV is BGR(A)
     return apply_orientation(Picture(pixels, alpha, icc), orientation)
 
 
-def _png_colour_type(path: Path) -> int | None:
+def _png_depth_and_colour(path: Path) -> tuple[int | None, int | None]:
+    """Bit depth and colour type from a PNG's IHDR (bytes 24 and 25), or (None, None)."""
     with open(path, "rb") as f:
         head = f.read(26)
-    return head[25] if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" else None
+    if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n":
+        return head[24], head[25]
+    return None, None
 
 
 def from_pil(im: Image.Image) -> Picture:

@@ -91,15 +91,20 @@ class Upscaler:
             log.warning("fp16 is not supported well on CPU; using bf16 instead")
             precision = "bf16"
         self.precision = precision
+        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        self._set_tiling(tile, overlap, self_ensemble, memory_budget)
+
+    def _set_tiling(self, tile: int | None, overlap: int | None, self_ensemble: bool,
+                    memory_budget: int | None) -> None:
+        """Tile size, margin (never below the receptive radius) and memory budget; needs self.model."""
         if tile is not None and tile != 0 and tile < MIN_TILE:
             raise ConfigError(f"tile must be 0 (no tiling) or at least {MIN_TILE} LR pixels, got {tile}")
         self.tile = tile
-        self.radius = receptive_radius(model)
+        self.radius = receptive_radius(self.model)
         if overlap is not None and overlap < self.radius:
             log.info("tile overlap %d is below the receptive radius %d; using %d", overlap, self.radius, self.radius)
         self.margin = max(self.radius, overlap or 0)
         self.self_ensemble = self_ensemble
-        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
         self.memory_budget = memory_budget or self._default_budget()
 
     @property

@@ -15,7 +15,7 @@ import torch
 
 from superres.errors import CheckpointError, ConfigError
 from superres.files import atomic_path
-from superres.inference import Upscaler, receptive_radius
+from superres.inference import Upscaler
 from superres.models.checkpoints import METADATA_KEY
 from superres.models.edsr import EDSR, EDSRConfig
 
@@ -67,13 +67,7 @@ class OnnxUpscaler(Upscaler):
         self.model = ghost
         self.device = torch.device("cpu")
         self.precision = "fp32"
-        if tile is not None and tile != 0 and tile < 16:
-            raise ConfigError(f"tile must be 0 (no tiling) or at least 16 LR pixels, got {tile}")
-        self.tile = tile
-        self.radius = receptive_radius(ghost)
-        self.margin = max(self.radius, overlap or 0)
-        self.self_ensemble = self_ensemble
-        self.memory_budget = 768 * 2**20
+        self._set_tiling(tile, overlap, self_ensemble, None)
 
     def _net(self, x: torch.Tensor) -> torch.Tensor:
         lr = np.ascontiguousarray(x.float().numpy())

@@ -91,11 +91,12 @@ def comparison_crops(results: EvalResults, config: EvalConfig, out: Path, crop: 
                 if i >= CROP_IMAGES:
                     break
                 panels = []
+                outputs: dict = {}  # model + model+correct share one network run
                 for m in methods:
                     model = models.get(m.model, scale) if m.model else None
                     if m.model and model is None:
                         continue
-                    sr = run_method(m, sample.lr, scale, model, config.threshold)
+                    sr, _ = run_method(m, sample.lr, scale, model, config.threshold, outputs)
                     p = psnr(sr, sample.hr, shave=config.shave_for(scale), channel=config.channels[0])
                     panels.append((f"{m.label}  {p:.2f} dB", sr))
                 panels.append(("HR", sample.hr))
@@ -107,10 +108,11 @@ def comparison_crops(results: EvalResults, config: EvalConfig, out: Path, crop: 
     return written
 
 
-def crop_strip(panels: list[tuple[str, np.ndarray]], crop: int, zoom: int) -> Image.Image:
-    """Label above each panel; the crop is where the HR image has most detail."""
-    hr = panels[-1][1]
-    y0, x0 = busiest_window(hr, crop)
+def crop_strip(panels: list[tuple[str, np.ndarray]], crop: int, zoom: int,
+               corner: tuple[int, int] | None = None) -> Image.Image:
+    """Label above each panel; the crop's top-left is `corner`, by default where the last panel (HR)
+    has most detail."""
+    y0, x0 = corner if corner is not None else busiest_window(panels[-1][1], crop)
     size = crop * zoom
     label_h = 20
     canvas = Image.new("RGB", (len(panels) * (size + 6) + 6, size + label_h + 8), "white")

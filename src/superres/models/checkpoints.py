@@ -86,16 +86,17 @@ def normalize_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     """Strip `module.` prefixes and rename BasicSR keys to the official EDSR layout."""
     state = {re.sub(r"^(module\.)+", "", k): v for k, v in state.items()}
     if "conv_first.weight" in state:
-        state = {_rename_basicsr(k): v for k, v in state.items()}
+        n_blocks = len({m.group(1) for k in state if (m := re.match(r"body\.(\d+)\.conv1\.", k))})
+        state = {_rename_basicsr(k, n_blocks): v for k, v in state.items()}
     return state
 
 
-def _rename_basicsr(key: str) -> str:
+def _rename_basicsr(key: str, n_blocks: int) -> str:
+    if key.startswith("conv_after_body."):
+        return f"body.{n_blocks}." + key[len("conv_after_body."):]
     for pattern, repl in _BASICSR_RENAMES:
         if pattern.match(key):
             return pattern.sub(repl, key)
-    if key.startswith("conv_after_body."):
-        return key  # renamed once the number of blocks is known, in infer_config
     return key
 
 
@@ -110,9 +111,6 @@ def infer_config(state: dict[str, torch.Tensor], meta: dict[str, Any] | None = N
     n_resblocks = len(blocks)
     if blocks != set(range(n_resblocks)):
         raise CheckpointError(f"residual blocks are not numbered 0..{n_resblocks - 1}: found {sorted(blocks)}")
-    if "conv_after_body.weight" in state:  # BasicSR
-        for suffix in ("weight", "bias"):
-            state[f"body.{n_resblocks}.{suffix}"] = state.pop(f"conv_after_body.{suffix}")
     up = sorted(int(m.group(1)) for k in state if (m := re.match(r"tail\.0\.(\d+)\.weight$", k)))
     if not up:
         raise CheckpointError("no upsampler found (keys 'tail.0.*' or 'upsample.*')")
