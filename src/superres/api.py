@@ -7,10 +7,10 @@ import os
 import numpy as np
 from PIL import Image
 
-from superres.correction import DEFAULT_THRESHOLD, correct
+from superres.correction import DEFAULT_THRESHOLD, correct_strips
 from superres.errors import ConfigError, UnknownModelError
-from superres.imageio import Picture, from_pil, to_pil
-from superres.inference import Upscaler, upscale_picture
+from superres.imageio import Picture, PictureStream, from_pil, to_pil
+from superres.inference import Upscaler, upscale_picture_stream
 from superres.models.checkpoints import load_model
 from superres.models.edsr import EDSR
 from superres.models.registry import default_model_name
@@ -80,16 +80,22 @@ class ImageUpscaler:
         return self.outscale if self.outscale is not None else float(self.scale)
 
     def __call__(self, picture: Picture) -> Picture:
+        return self.stream(picture).collect()
+
+    def stream(self, picture: Picture) -> PictureStream:
+        """The upscaled picture as a PictureStream, made band by band while it is written (see write_image);
+        with --outscale it is made whole, as the final resize needs all of it."""
         if self.method is not None and self.outscale is not None:
-            return upscale_picture(picture, self.outscale, method=self.method)
-        result = upscale_picture(picture, self.scale, model=self.runner, method=self.method)
+            return upscale_picture_stream(picture, self.outscale, method=self.method)
+        result = upscale_picture_stream(picture, self.scale, model=self.runner, method=self.method)
         if self.threshold is not None:
-            result.pixels = correct(result.pixels, threshold=self.threshold, lr=picture.pixels)
+            result.strips = correct_strips(result.strips, picture.pixels, self.scale, self.threshold)
         if self.outscale is not None and self.outscale != self.scale:
+            whole = result.collect()
             shape = output_shape_for(picture.size, self.outscale)
-            result.pixels = imresize(result.pixels, output_shape=shape)
-            if result.alpha is not None:
-                result.alpha = imresize(result.alpha, output_shape=shape)
+            pixels = imresize(whole.pixels, output_shape=shape)
+            alpha = None if whole.alpha is None else imresize(whole.alpha, output_shape=shape)
+            result = PictureStream(shape[0], shape[1], [pixels], alpha, whole.icc_profile)
         return result
 
 

@@ -109,7 +109,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             if target.exists() and not args.overwrite:
                 raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
             kwargs = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
-            write_image(target, runner(read_image(path, **kwargs)), overwrite=args.overwrite)
+            write_image(target, runner.stream(read_image(path, **kwargs)), overwrite=args.overwrite)
             made[target.resolve()] = path
             done += 1
             log.info("%s -> %s", path, target)

@@ -6,6 +6,8 @@ The report looped over pixels in Python; here it is one vectorised comparison.
 
 from __future__ import annotations
 
+from typing import Iterable, Iterator
+
 import numpy as np
 
 from superres.errors import ConfigError
@@ -46,3 +48,20 @@ def correct(sr: np.ndarray, reference: np.ndarray | None = None, threshold: floa
         tau = sr.dtype.type(int(tau))
     np.copyto(out, reference, where=diff > tau)
     return out
+
+
+def correct_strips(strips: Iterable[np.ndarray], lr: np.ndarray, scale: int,
+                   threshold: float = DEFAULT_THRESHOLD) -> Iterator[np.ndarray]:
+    """correct(..., lr=lr) on an output that comes in strips of rows, top to bottom.
+
+    Each strip's bilinear reference is made from the LR rows under it plus two on each side, more than
+    the bilinear kernel reaches, so the result equals correcting the whole output at once."""
+    lr = np.asarray(lr)
+    row = 0
+    for strip in strips:
+        n = len(strip)
+        y0, y1 = max(0, row // scale - 2), min(lr.shape[0], -(-(row + n) // scale) + 2)
+        reference = imresize(lr[y0:y1], output_shape=((y1 - y0) * scale, strip.shape[1]), method="bilinear")
+        offset = row - y0 * scale
+        yield correct(strip, reference[offset:offset + n], threshold)
+        row += n

@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from superres.color import rgb_to_ycbcr, ycbcr_to_rgb
 from superres.errors import ConfigError
-from superres.imageio import Picture
+from superres.imageio import Picture, PictureStream, gather_rows
 from superres.models.edsr import EDSR
 from superres.resize import METHODS, imresize
 
@@ -45,14 +45,14 @@ class TilePlan:
     box: tuple[int, int, int, int]  # the LR region fed to the network (core plus margin, clamped)
 
 
-def plan_tiles(height: int, width: int, tile: int, margin: int) -> list[TilePlan]:
-    """Cover (height, width) with tile x tile cores (fewer at the ends), each read with `margin` around."""
+def plan_band(height: int, width: int, y0: int, y1: int, tile: int, margin: int) -> list[TilePlan]:
+    """Cover LR rows y0..y1 of a (height, width) image with cores `tile` wide (less at the end), each read
+    with `margin` around it, clamped at the image border."""
     plans = []
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            y1, x1 = min(height, y0 + tile), min(width, x0 + tile)
-            box = (max(0, y0 - margin), min(height, y1 + margin), max(0, x0 - margin), min(width, x1 + margin))
-            plans.append(TilePlan((y0, y1, x0, x1), box))
+    for x0 in range(0, width, tile):
+        x1 = min(width, x0 + tile)
+        box = (max(0, y0 - margin), min(height, y1 + margin), max(0, x0 - margin), min(width, x1 + margin))
+        plans.append(TilePlan((y0, y1, x0, x1), box))
     return plans
 
 
@@ -165,33 +165,42 @@ class Upscaler:
         output tile (h, w, C) float32 to (h, w, C') values of out_dtype, so a large output can be stored
         as 8-bit while it is made, never as one float image.
         """
+        return gather_rows(self.strips(image, post, out_dtype), image.shape[0] * self.scale)
+
+    def strips(self, image: np.ndarray, post: Callable[[np.ndarray], np.ndarray] | None = None,
+               out_dtype: np.dtype = np.float32) -> Iterator[np.ndarray]:
+        """As __call__, but yields the output a band of tile rows at a time, top to bottom, as it is made.
+
+        Out of GPU memory, the band is run again with tiles half the size, and so on down to MIN_TILE."""
         if image.ndim != 3 or image.shape[2] != self.model.config.n_colors:
             raise ConfigError(f"expected (H, W, {self.model.config.n_colors}) input, got {image.shape}")
-        tile = self.tile if self.tile is not None else self.auto_tile(*image.shape[:2])
-        while True:
+        h, w, _ = image.shape
+        tile = self.tile if self.tile is not None else self.auto_tile(h, w)
+        src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)  # (C, H, W), CPU
+        row = 0
+        while row < h:
+            rows = h - row if tile == 0 else min(tile, h - row)
             try:
-                return self._run(image, tile, post, out_dtype)
+                band = self._band(src, row, rows, tile or w, post or (lambda t: t), out_dtype)
             except torch.cuda.OutOfMemoryError:
-                if self.device.type != "cuda":
-                    raise
-                torch.cuda.empty_cache()
-                h, w = image.shape[:2]
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
                 tile = max(h, w) // 2 if tile == 0 else tile // 2
                 if tile < MIN_TILE:
                     raise ConfigError("out of GPU memory even with the smallest tile") from None
                 log.warning("out of GPU memory; retrying with %d px tiles", tile)
+                continue
+            yield band
+            row += rows
 
-    def _run(self, image: np.ndarray, tile: int, post: Callable[[np.ndarray], np.ndarray] | None,
-             out_dtype: np.dtype) -> np.ndarray:
-        h, w, c = image.shape
+    def _band(self, src: torch.Tensor, row: int, rows: int, tile_width: int,
+              post: Callable[[np.ndarray], np.ndarray], out_dtype: np.dtype) -> np.ndarray:
+        """Output rows for LR rows row..row+rows, from tiles tile_width wide, each read with its margin."""
+        _, h, w = src.shape
         s = self.scale
-        post = post or (lambda t: t)
-        src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)  # (C, H, W), CPU
-        if tile == 0 or (tile >= h and tile >= w):
-            return post(self._forward(src[None].to(self.device))[0].permute(1, 2, 0).cpu().numpy())
         # tiles whose input boxes have the same shape run in batches, as many as the memory budget allows
         groups: dict[tuple[int, int], list[TilePlan]] = {}
-        for plan in plan_tiles(h, w, tile, self.margin):
+        for plan in plan_band(h, w, row, row + rows, tile_width, self.margin):
             by0, by1, bx0, bx1 = plan.box
             groups.setdefault((by1 - by0, bx1 - bx0), []).append(plan)
         per_pixel = self._bytes_per_pixel() * (2 if self.self_ensemble else 1)
@@ -208,8 +217,8 @@ class Upscaler:
                     core = tile_out[:, (y0 - by0) * s:(y1 - by0) * s, (x0 - bx0) * s:(x1 - bx0) * s]
                     core = post(core.permute(1, 2, 0).cpu().numpy())
                     if out is None:
-                        out = np.empty((h * s, w * s, core.shape[2]), dtype=out_dtype)
-                    out[y0 * s:y1 * s, x0 * s:x1 * s] = core
+                        out = np.empty((rows * s, w * s, core.shape[2]), dtype=out_dtype)
+                    out[(y0 - row) * s:(y1 - row) * s, x0 * s:x1 * s] = core
         return out
 
 
@@ -222,6 +231,11 @@ def model_upscale(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255) -> np
     mean; a colour image through a one-channel model has its luma upscaled by the model and its
     chroma by bicubic interpolation. Outputs are rounded and clipped tile by tile.
     """
+    return gather_rows(model_upscale_strips(upscaler, pixels, peak), pixels.shape[0] * upscaler.scale)
+
+
+def model_upscale_strips(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255) -> Iterator[np.ndarray]:
+    """model_upscale, a band of rows at a time (a colour image through a one-channel model: all at once)."""
     dtype = pixels.dtype
     colors = upscaler.model.config.n_colors
     x = pixels.astype(np.float32)
@@ -235,32 +249,42 @@ def model_upscale(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255) -> np
 
     if x.ndim == 2:
         gray = np.repeat(x[..., None], colors, axis=2) if colors == 3 else x[..., None]
-        return upscaler(gray, post=lambda t: to_int(t.mean(axis=2, keepdims=True)), out_dtype=dtype)[..., 0]
-    if colors == 3:
-        return upscaler(x, post=to_int, out_dtype=dtype)
-    ycc = rgb_to_ycbcr(x)  # the luma one-channel models are trained on (data.to_colors)
-    y = upscaler(ycc[..., :1].astype(np.float32))[..., 0]
-    chroma = imresize(ycc[..., 1:], output_shape=y.shape, method="bicubic")
-    return to_int(ycbcr_to_rgb(np.dstack([y, chroma])))
+        for strip in upscaler.strips(gray, post=lambda t: to_int(t.mean(axis=2, keepdims=True)), out_dtype=dtype):
+            yield strip[..., 0]
+    elif colors == 3:
+        yield from upscaler.strips(x, post=to_int, out_dtype=dtype)
+    else:
+        ycc = rgb_to_ycbcr(x)  # the luma one-channel models are trained on (data.to_colors)
+        y = upscaler(ycc[..., :1].astype(np.float32))[..., 0]
+        chroma = imresize(ycc[..., 1:], output_shape=y.shape, method="bicubic")
+        yield to_int(ycbcr_to_rgb(np.dstack([y, chroma])))
 
 
 def upscale_picture(picture: Picture, scale: int | None = None, model: EDSR | Upscaler | None = None,
                     method: str | None = None) -> Picture:
     """Upscale pixels with a model or an interpolation method; alpha goes through bicubic separately."""
+    return upscale_picture_stream(picture, scale, model, method).collect()
+
+
+def upscale_picture_stream(picture: Picture, scale: int | None = None, model: EDSR | Upscaler | None = None,
+                           method: str | None = None) -> PictureStream:
+    """upscale_picture as a PictureStream: a model's output is made band by band as the stream is read."""
     if (model is None) == (method is None):
         raise ConfigError("give exactly one of a model or an interpolation method")
     if model is not None:
         upscaler = model if isinstance(model, Upscaler) else Upscaler(model, device=str(next(model.parameters()).device))
         if scale is not None and scale != upscaler.scale:
             raise ConfigError(f"the model upscales x{upscaler.scale}, but x{scale} was asked for")
-        pixels = model_upscale(upscaler, picture.pixels, picture.peak)
+        height, width = picture.size[0] * upscaler.scale, picture.size[1] * upscaler.scale
+        strips = model_upscale_strips(upscaler, picture.pixels, picture.peak)
     else:
         if method not in METHODS:
             raise ConfigError(f"unknown method '{method}'; choose from {', '.join(sorted(METHODS))}")
         if scale is None or not scale > 0:
             raise ConfigError("an interpolation method needs a scale > 0")
         pixels = imresize(picture.pixels, scale, method=method)
+        (height, width), strips = pixels.shape[:2], [pixels]
     alpha = None
     if picture.alpha is not None:
-        alpha = imresize(picture.alpha, output_shape=pixels.shape[:2], method="bicubic")
-    return Picture(pixels, alpha, picture.icc_profile)
+        alpha = imresize(picture.alpha, output_shape=(height, width), method="bicubic")
+    return PictureStream(height, width, strips, alpha, picture.icc_profile)
