@@ -171,3 +171,20 @@ def superres_imresize(img, s):
     from superres import imresize
 
     return imresize(img, s)
+
+
+def test_streamed_output_equals_the_whole_image_pipeline(tmp_path, model_file, capsys, photo):
+    """The CLI writes PNGs band by band (tiles of 16 rows here, with the correction per band): the file
+    must hold what the API makes in one piece."""
+    from superres import ImageUpscaler, correct, load_model
+
+    alpha = np.tile(np.linspace(0, 255, photo.shape[1]).astype(np.uint8), (photo.shape[0], 1))
+    write_image(tmp_path / "in.png", Picture(photo, alpha))
+    code, _, err = run(capsys, "upscale", tmp_path / "in.png", "--model", model_file, "--tile", "16",
+                       "--correct", "10", "-o", tmp_path / "out.png")
+    assert code == 0, err
+    got = read_image(tmp_path / "out.png")
+    whole = ImageUpscaler(model=load_model(model_file), tile=0)(Picture(photo, alpha))
+    expected = correct(whole.pixels, threshold=10, lr=photo)
+    assert np.abs(got.pixels.astype(int) - expected).max() <= 1 and np.mean(got.pixels == expected) > 0.999
+    assert np.array_equal(got.alpha, whole.alpha)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from superres import imresize
-from superres.correction import correct
+from superres.correction import correct, correct_strips
 from superres.errors import ConfigError
 
 
@@ -39,3 +39,14 @@ def test_errors():
         correct(np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.uint8), 5)
     with pytest.raises(ConfigError):
         correct(np.zeros((2, 2), np.uint8))
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_correcting_strips_equals_correcting_the_whole(rng, scale):
+    """Strips of any height, aligned to LR rows or not: the same result as the whole image."""
+    lr = rng.integers(0, 256, size=(13, 9, 3), dtype=np.uint8)
+    sr = rng.integers(0, 256, size=(13 * scale, 9 * scale, 3), dtype=np.uint8)
+    whole = correct(sr, threshold=40, lr=lr)
+    cuts = [0, 1, 5, 6 * scale, 6 * scale + 1, 13 * scale]
+    strips = correct_strips((sr[a:b] for a, b in zip(cuts, cuts[1:])), lr, scale, threshold=40)
+    assert np.array_equal(np.concatenate(list(strips)), whole)

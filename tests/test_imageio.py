@@ -7,6 +7,7 @@ from PIL import Image, ImageCms, ImageOps
 
 from superres.errors import ImageError
 from superres.imageio import Picture, read_image, write_image
+from superres.png import chunk
 
 
 def save(im: Image.Image, path, **kw):
@@ -153,9 +154,6 @@ def test_truncated_file(tmp_path, photo, suffix):
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG whose header claims a huge size (with valid CRCs) and whose data is tiny."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
 

@@ -158,3 +158,46 @@ def test_half_precision_overflow_falls_back_to_fp32(caplog):
         out = Upscaler(model, device="cpu", precision="bf16", tile=0)(image(8, 8))
     assert "recomputing it in fp32" in caplog.text
     assert np.array_equal(out, Upscaler(model, device="cpu", precision="fp32", tile=0)(image(8, 8)))
+
+
+def test_strips_come_top_to_bottom_one_band_of_tiles_at_a_time():
+    model = busy_model(3)
+    img = image(50, 37)
+    strips = list(Upscaler(model, tile=MIN_TILE).strips(img))
+    assert [len(s) for s in strips] == [48, 48, 48, 6]  # LR rows 16, 16, 16, 2 at x3
+    assert np.abs(np.concatenate(strips) - Upscaler(model, tile=0)(img)).max() < 1e-2
+    assert [len(s) for s in Upscaler(model, tile=0).strips(img)] == [150]
+
+
+def test_out_of_gpu_memory_retries_with_smaller_tiles(monkeypatch, caplog):
+    """Simulated: the 'device' holds at most 44x44 input pixels per call. The budget first allows a batch
+    of four 50x50 boxes; a retry halves the tile and quarters the budget, so batching cannot fill the
+    device again."""
+    model = busy_model(2)
+    img = image(40, 60)
+    expected = Upscaler(model, tile=0)(img)
+    probe = Upscaler(model, tile=0)
+    limit = (24 + 2 * probe.margin) ** 2
+    up = Upscaler(model, tile=0, memory_budget=probe._bytes_per_pixel() * 50 * 50 * 4)
+    plain = up._forward
+    seen = []
+
+    def small_device(x):
+        if x.shape[0] * x.shape[2] * x.shape[3] > limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        seen.append(tuple(x.shape))
+        return plain(x)
+
+    monkeypatch.setattr(up, "_forward", small_device)
+    with caplog.at_level(logging.WARNING):
+        out = up(img)
+    assert caplog.text.count("retrying with") == 1 and "retrying with 30 px tiles" in caplog.text
+    assert np.abs(out - expected).max() < 1e-2
+    assert seen and all(n * h * w <= limit for n, _, h, w in seen)
+
+    def no_room(x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(up, "_forward", no_room)
+    with pytest.raises(ConfigError, match="smallest tile"):
+        up(img)

@@ -171,21 +171,23 @@ class Upscaler:
                out_dtype: np.dtype = np.float32) -> Iterator[np.ndarray]:
         """As __call__, but yields the output a band of tile rows at a time, top to bottom, as it is made.
 
-        Out of GPU memory, the band is run again with tiles half the size, and so on down to MIN_TILE."""
+        Out of GPU memory, the band is run again with tiles half the size and a quarter of the memory
+        budget (so that batching does not fill the room again), and so on down to MIN_TILE."""
         if image.ndim != 3 or image.shape[2] != self.model.config.n_colors:
             raise ConfigError(f"expected (H, W, {self.model.config.n_colors}) input, got {image.shape}")
         h, w, _ = image.shape
         tile = self.tile if self.tile is not None else self.auto_tile(h, w)
+        budget = self.memory_budget
         src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)  # (C, H, W), CPU
         row = 0
         while row < h:
             rows = h - row if tile == 0 else min(tile, h - row)
             try:
-                band = self._band(src, row, rows, tile or w, post or (lambda t: t), out_dtype)
+                band = self._band(src, row, rows, tile or w, budget, post or (lambda t: t), out_dtype)
             except torch.cuda.OutOfMemoryError:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
-                tile = max(h, w) // 2 if tile == 0 else tile // 2
+                tile, budget = (max(h, w) // 2 if tile == 0 else tile // 2), budget // 4
                 if tile < MIN_TILE:
                     raise ConfigError("out of GPU memory even with the smallest tile") from None
                 log.warning("out of GPU memory; retrying with %d px tiles", tile)
@@ -193,7 +195,7 @@ class Upscaler:
             yield band
             row += rows
 
-    def _band(self, src: torch.Tensor, row: int, rows: int, tile_width: int,
+    def _band(self, src: torch.Tensor, row: int, rows: int, tile_width: int, budget: int,
               post: Callable[[np.ndarray], np.ndarray], out_dtype: np.dtype) -> np.ndarray:
         """Output rows for LR rows row..row+rows, from tiles tile_width wide, each read with its margin."""
         _, h, w = src.shape
@@ -206,7 +208,7 @@ class Upscaler:
         per_pixel = self._bytes_per_pixel() * (2 if self.self_ensemble else 1)
         out = None
         for (bh, bw), group in groups.items():
-            batch = max(1, min(MAX_TILE_BATCH, self.memory_budget // (bh * bw * per_pixel)))
+            batch = max(1, min(MAX_TILE_BATCH, budget // (bh * bw * per_pixel)))
             for i in range(0, len(group), batch):
                 chunk = group[i:i + batch]
                 x = torch.stack([src[:, p.box[0]:p.box[1], p.box[2]:p.box[3]] for p in chunk])
