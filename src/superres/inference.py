@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -159,7 +160,8 @@ class Upscaler:
 
     def __call__(self, image: np.ndarray, post: Callable[[np.ndarray], np.ndarray] | None = None,
                  out_dtype: np.dtype = np.float32) -> np.ndarray:
-        """float (H, W, C) in 0..255 with the model's C -> (H*s, W*s, C') of out_dtype.
+        """(H, W, C) in 0..255 with the model's C -> (H*s, W*s, C') of out_dtype. The input is float, or
+        uint8, which is converted tile by tile (a float copy of a large image is 4x its size).
 
         Without `post`, C' = C and the values are the network's float32 output, unclipped. `post` maps each
         output tile (h, w, C) float32 to (h, w, C') values of out_dtype, so a large output can be stored
@@ -178,7 +180,11 @@ class Upscaler:
         h, w, _ = image.shape
         tile = self.tile if self.tile is not None else self.auto_tile(h, w)
         budget = self.memory_budget
-        src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)  # (C, H, W), CPU
+        if image.dtype != np.uint8:
+            image = image.astype(np.float32, copy=False)
+        with warnings.catch_warnings():  # src is only read, so a read-only array (e.g. from PIL) is fine
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            src = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # (C, H, W), CPU
         row = 0
         while row < h:
             rows = h - row if tile == 0 else min(tile, h - row)
@@ -212,7 +218,7 @@ class Upscaler:
             for i in range(0, len(group), batch):
                 chunk = group[i:i + batch]
                 x = torch.stack([src[:, p.box[0]:p.box[1], p.box[2]:p.box[3]] for p in chunk])
-                y = self._forward(x.to(self.device))  # only these tiles go to the device
+                y = self._forward(x.to(self.device).float())  # only these tiles go to the device
                 for plan, tile_out in zip(chunk, y):
                     by0, _, bx0, _ = plan.box
                     y0, y1, x0, x1 = plan.core
@@ -240,9 +246,7 @@ def model_upscale_strips(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255
     """model_upscale, a band of rows at a time (a colour image through a one-channel model: all at once)."""
     dtype = pixels.dtype
     colors = upscaler.model.config.n_colors
-    x = pixels.astype(np.float32)
-    if peak != 255:
-        x *= 255.0 / peak
+    x = pixels if dtype == np.uint8 else pixels.astype(np.float32) * np.float32(255.0 / peak)
 
     def to_int(t: np.ndarray) -> np.ndarray:
         if peak != 255:
