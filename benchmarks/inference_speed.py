@@ -74,16 +74,10 @@ def cli_per_image(spec: str, lr: np.ndarray, tmp: Path, forward, t_forward: floa
 
 
 def peak_rss_mb(model_spec: str) -> float:
-    """Peak resident memory of a fresh process running `superres upscale` on a 4000x3000 RGB PNG at x2,
-    default settings."""
-    with tempfile.TemporaryDirectory() as tmp:
-        write_image(Path(tmp) / "big.png", Picture(test_image(3000, 4000)))
-        argv = ["upscale", str(Path(tmp) / "big.png"), "--model", model_spec, "-o", str(Path(tmp) / "out.png"), "--quiet"]
-        code = ("import resource, sys\nfrom superres.cli import main\n"
-                f"assert main({argv!r}) == 0\n"
-                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n")
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(proc.stdout.strip().splitlines()[-1])
+    """benchmarks/peak_memory.py in a fresh process: `superres upscale` on a 4000x3000 RGB PNG at x2."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("peak_memory.py")), model_spec],
+                          capture_output=True, text=True, check=True)
+    return float(proc.stdout.split()[2])
 
 
 def main() -> int:

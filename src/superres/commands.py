@@ -215,7 +215,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return tqdm(items, total=total, desc=desc, unit="img", leave=False,
                     disable=args.quiet or not sys.stderr.isatty())
 
-    results = evaluate(config, progress=progress)
+    from superres.report import CROP_IMAGES
+
+    results = evaluate(config, progress=progress, keep_outputs=CROP_IMAGES if args.report else 0)
     print(results.markdown())
     if args.json_path:
         from superres.files import write_text
@@ -224,7 +226,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.report:
         from superres.report import write_report
 
-        written = write_report(results, config, args.report)
+        written = write_report(results, args.report)
         print(f"report: {len(written)} files in {args.report}")
     return 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
@@ -154,9 +154,11 @@ class EvalConfig:
 class EvalResults:
     results: list[dict] = field(default_factory=list)
     per_image: list[dict] = field(default_factory=list)
+    # outputs kept for the report's crops: (dataset, scale) -> one dict per image: name, hr, {method: sr}
+    outputs: dict[tuple[str, int], list[dict]] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return json.dumps({"results": self.results, "per_image": self.per_image}, indent=2)
 
     def markdown(self) -> str:
         """Per channel: methods as rows, dataset x scale as columns, 'PSNR / SSIM' in each cell."""
@@ -176,8 +178,10 @@ class EvalResults:
         return "\n\n".join(blocks)
 
 
-def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterator] | None = None) -> EvalResults:
-    """Score every method on every dataset and scale. `progress(iterable, total, description)` may wrap loops."""
+def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterator] | None = None,
+             keep_outputs: int = 0) -> EvalResults:
+    """Score every method on every dataset and scale. `progress(iterable, total, description)` may wrap loops.
+    The outputs of the first `keep_outputs` images of each dataset and scale are kept (for the report)."""
     config.validate()
     methods = [Method.parse(m) for m in config.methods]
     datasets = [find_dataset(d) for d in config.datasets]
@@ -195,10 +199,15 @@ def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterat
             n = len(dataset.hr_paths())
             if progress is not None:
                 samples = progress(samples, n, f"{dataset.name} x{scale}")
-            for sample in samples:
+            kept = out.outputs.setdefault((dataset.name, scale), [])
+            for i, sample in enumerate(samples):
                 outputs: dict = {}  # model outputs of this image, shared by MODEL and MODEL+correct
+                if i < keep_outputs:
+                    kept.append({"name": sample.name, "hr": sample.hr, "methods": {}})
                 for method, model in active:
                     sr, seconds = run_method(method, sample.lr, scale, model, config.threshold, outputs)
+                    if i < keep_outputs:
+                        kept[-1]["methods"][method.label] = sr
                     for channel in config.channels:
                         p = psnr(sr, sample.hr, shave=shave, channel=channel)
                         s = ssim(sr, sample.hr, shave=shave, channel=channel)

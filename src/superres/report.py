@@ -13,16 +13,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from superres.errors import ConfigError
-from superres.data import find_dataset, load_samples
-from superres.evaluation import EvalConfig, EvalResults, Method, ModelCache, run_method
+from superres.evaluation import EvalResults, Method
 from superres.files import write_bytes, write_text
-from superres.metrics import psnr
 
-CROP_IMAGES = 3  # images per dataset and scale shown as crops
+CROP_IMAGES = 3  # images per dataset and scale shown as crops (evaluate(keep_outputs=...))
 
 
-def write_report(results: EvalResults, config: EvalConfig, out_dir: str | Path) -> list[Path]:
-    """Write everything into out_dir; returns the files written."""
+def write_report(results: EvalResults, out_dir: str | Path) -> list[Path]:
+    """Write everything into out_dir; returns the files written. Crops need the outputs that
+    evaluate(..., keep_outputs=CROP_IMAGES) kept."""
     out = Path(out_dir)
     written = [write_text(out / "results.md", results.markdown() + "\n"),
                write_text(out / "results.json", results.to_json() + "\n"),
@@ -30,7 +29,7 @@ def write_report(results: EvalResults, config: EvalConfig, out_dir: str | Path) 
     groups = list(dict.fromkeys((r["dataset"], r["scale"]) for r in results.results))
     for dataset, scale in groups:
         written.append(plot_per_image(results, dataset, scale, out / f"psnr_{dataset}_x{scale}.png"))
-    written += comparison_crops(results, config, out)
+    written += comparison_crops(results, out)
     return written
 
 
@@ -73,38 +72,25 @@ def plot_per_image(results: EvalResults, dataset: str, scale: int, path: Path) -
     return write_bytes(path, buf.getvalue())
 
 
-def comparison_crops(results: EvalResults, config: EvalConfig, out: Path, crop: int = 64, zoom: int = 4) -> list[Path]:
-    """For a few images per dataset and scale: the same crop, method by method, then HR, nearest-enlarged."""
+def comparison_crops(results: EvalResults, out: Path, crop: int = 64, zoom: int = 4) -> list[Path]:
+    """For the images whose outputs `evaluate` kept: the same crop, method by method, then HR, nearest-enlarged."""
     evaluated = [Method.parse(m) for m in dict.fromkeys(r["method"] for r in results.results)]
     interpolations = [m for m in evaluated if m.interpolation]
     first = [m for m in interpolations if m.label == "bilinear"] or interpolations[:1]
     models = [m for m in evaluated if m.model]
-    methods = first + models[:2] if models else evaluated[:3]  # e.g. bilinear | model | model+correct
-    models = ModelCache()
+    labels = [m.label for m in (first + models[:2] if models else evaluated[:3])]  # e.g. bilinear | model | model+correct
+    channel = results.results[0]["channel"]
+    scores = {(r["dataset"], r["scale"], r["image"], r["method"]): r["psnr"]
+              for r in results.per_image if r["channel"] == channel}
     written = []
-    for dataset_dir in config.datasets:
-        dataset = find_dataset(dataset_dir)
-        for scale in config.scales:
-            if not any(r["dataset"] == dataset.name and r["scale"] == scale for r in results.results):
-                continue
-            for i, sample in enumerate(load_samples(dataset, scale)):
-                if i >= CROP_IMAGES:
-                    break
-                panels = []
-                outputs: dict = {}  # model + model+correct share one network run
-                for m in methods:
-                    model = models.get(m.model, scale) if m.model else None
-                    if m.model and model is None:
-                        continue
-                    sr, _ = run_method(m, sample.lr, scale, model, config.threshold, outputs)
-                    p = psnr(sr, sample.hr, shave=config.shave_for(scale), channel=config.channels[0])
-                    panels.append((f"{m.label}  {p:.2f} dB", sr))
-                panels.append(("HR", sample.hr))
-                image = crop_strip(panels, crop, zoom)
-                path = out / f"crops_{dataset.name}_x{scale}_{sample.name}.png"
-                buf = io.BytesIO()
-                image.save(buf, format="PNG")
-                written.append(write_bytes(path, buf.getvalue()))
+    for (dataset, scale), kept in results.outputs.items():
+        for image in kept:
+            panels = [(f"{label}  {scores[(dataset, scale, image['name'], label)]:.2f} dB", image["methods"][label])
+                      for label in labels if label in image["methods"]]
+            panels.append(("HR", image["hr"]))
+            buf = io.BytesIO()
+            crop_strip(panels, crop, zoom).save(buf, format="PNG")
+            written.append(write_bytes(out / f"crops_{dataset}_x{scale}_{image['name']}.png", buf.getvalue()))
     return written
 
 
