@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/check_matlab_resize.py --sets Set5 Set14 B100
 	$(BIN)/python benchmarks/bicubic_baselines.py
 	$(BIN)/python benchmarks/correction_speed.py
+	$(BIN)/python benchmarks/png_speed.py
 	$(BIN)/python benchmarks/inference_speed.py
 	$(BIN)/python benchmarks/train_throughput.py
 

@@ -2,7 +2,8 @@
 
 Pixels are numpy arrays: (H, W) for grayscale or (H, W, 3) for colour, uint8 or uint16; alpha is kept
 apart as (H, W) of the same type. Pillow does the work, except for 16-bit colour PNG/TIFF, which Pillow
-cannot hold and OpenCV reads and writes. EXIF orientation is applied on reading. Writes go to a
+cannot hold and OpenCV reads (and writes, for TIFF), and PNG writing, which superres.png does faster and
+strip by strip. EXIF orientation is applied on reading. Writes go to a
 temporary file that is renamed into place, so an interrupted write never leaves a partial image.
 """
 
