@@ -126,8 +126,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 
 def cmd_degrade(args: argparse.Namespace) -> int:
+    from superres.data import bicubic_lr
     from superres.imageio import Picture, read_image, write_image
-    from superres.resize import imresize
 
     files, errors = expand_inputs(args.inputs)
     s = args.scale
@@ -135,11 +135,10 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         target = Path(args.output) / f"{path.stem}x{s}.png"
         try:
             pic = read_image(path)
-            h, w = pic.size[0] // s * s, pic.size[1] // s * s  # modcrop, as the benchmarks do
-            if h == 0 or w == 0:
+            if min(pic.size) < s:
                 raise SuperresError(f"{path}: {pic.size[1]}x{pic.size[0]} is smaller than the scale {s}")
-            lr = imresize(pic.pixels[:h, :w], 1 / s, method="bicubic")
-            alpha = None if pic.alpha is None else imresize(pic.alpha[:h, :w], 1 / s, method="bicubic")
+            lr = bicubic_lr(pic.pixels, s)
+            alpha = None if pic.alpha is None else bicubic_lr(pic.alpha, s)
             write_image(target, Picture(lr, alpha, pic.icc_profile), overwrite=args.overwrite)
         except SuperresError as e:
             errors.append(str(e))

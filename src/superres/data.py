@@ -84,10 +84,15 @@ def to_colors(pixels: np.ndarray, n_colors: int | None) -> np.ndarray:
     return y[..., None]
 
 
+def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
+    """The LR image as the benchmarks make it: HR cropped to a multiple of the scale, then MATLAB bicubic."""
+    return imresize(hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale], 1 / scale)
+
+
 def make_sample(name: str, hr: np.ndarray, scale: int, lr: np.ndarray | None = None) -> Sample:
-    """Pair HR with its LR (made with the MATLAB bicubic from the modcropped HR when not given)."""
+    """Pair HR with its LR (bicubic_lr of the HR when not given)."""
     if lr is None:
-        lr = imresize(hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale], 1 / scale)
+        lr = bicubic_lr(hr, scale)
     hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
     if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
         raise ConfigError(f"{name}: HR {hr.shape[1]}x{hr.shape[0]} is smaller than LR x{scale}")
