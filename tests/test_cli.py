@@ -188,3 +188,26 @@ def test_streamed_output_equals_the_whole_image_pipeline(tmp_path, model_file, c
     expected = correct(whole.pixels, threshold=10, lr=photo)
     assert np.abs(got.pixels.astype(int) - expected).max() <= 1 and np.mean(got.pixels == expected) > 0.999
     assert np.array_equal(got.alpha, whole.alpha)
+
+
+def test_sigterm_during_upscale_leaves_no_partial_file(tmp_path):
+    """Killed politely while the network runs, the command removes its temporary file and exits non-zero."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    torch.manual_seed(0)
+    slow = save_weights(EDSR(EDSRConfig(scale=2, n_feats=32, n_resblocks=8)), tmp_path / "slow.safetensors")
+    write_image(tmp_path / "big.png", Picture(np.zeros((400, 400, 3), np.uint8)))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "superres", "upscale", str(tmp_path / "big.png"), "--model", str(slow),
+                             "--tile", "16", "-o", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and list(out.glob(".*.part"))) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert list(out.glob(".*.part")), "the command never started writing"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert list(out.iterdir()) == []

@@ -191,9 +191,12 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch, photo):
 
     monkeypatch.setattr(imageio, "encode_image", lambda *a, **k: b"x" * 10)
     monkeypatch.setattr(files.os, "replace", boom)
-    with pytest.raises(ImageError, match="cannot write"):
-        write_image(tmp_path / "o.png", Picture(photo))
-    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(files.os, "link", boom)
+    for name in ("o.png", "o.jpg"):  # PNG streams into the file, other formats write encoded bytes
+        for overwrite in (False, True):  # a new file is linked into place, a replacement renamed
+            with pytest.raises(ImageError, match="cannot write"):
+                write_image(tmp_path / name, Picture(photo), overwrite=overwrite)
+            assert list(tmp_path.iterdir()) == []
 
 
 def test_written_files_have_ordinary_permissions(tmp_path, photo):

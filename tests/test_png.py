@@ -96,3 +96,55 @@ def test_a_stream_that_fails_leaves_no_file_and_keeps_the_old_one(tmp_path, phot
         write_image(target, PictureStream(64, 80, failing()), overwrite=True)
     assert np.array_equal(read_image(target).pixels, photo)
     assert [p.name for p in tmp_path.iterdir()] == ["o.png"]
+
+
+def chunks_of(data: bytes) -> list[tuple[bytes, int]]:
+    """(type, length) of each chunk after the signature."""
+    out, pos = [], 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        out.append((data[pos + 4:pos + 8], length))
+        pos += 12 + length
+    return out
+
+
+def test_memory_and_chunks_stay_bounded(monkeypatch, rng):
+    """Rows are filtered and compressed a group at a time and no IDAT exceeds its limit."""
+    from superres import png
+
+    monkeypatch.setattr(png, "IDAT_BYTES", 1000)
+    monkeypatch.setattr(png, "GROUP_BYTES", 5000)
+    noise = rng.integers(0, 65536, size=(70, 50, 3), dtype=np.uint16)  # incompressible: ~21 kB of IDAT
+    data = encode_png(noise)
+    kinds = chunks_of(data)
+    idats = [n for kind, n in kinds if kind == b"IDAT"]
+    assert [k for k, _ in kinds][0] == b"IHDR" and kinds[-1] == (b"IEND", 0)
+    assert len(idats) > 10 and max(idats) <= 1000
+    assert np.array_equal(cv2_decode(data), noise)
+
+
+def test_a_file_that_appears_meanwhile_is_not_replaced(tmp_path, photo):
+    """The existence check comes before the network runs; another process may create the file during it."""
+    target = tmp_path / "o.png"
+
+    def racing():
+        yield photo[:32]
+        target.write_bytes(b"someone else's file")
+        yield photo[32:]
+
+    with pytest.raises(ImageError, match="already exists"):
+        write_image(target, PictureStream(64, 80, racing()))
+    assert target.read_bytes() == b"someone else's file"
+    assert [p.name for p in tmp_path.iterdir()] == ["o.png"]
+
+
+def test_gather_rows():
+    from superres.imageio import gather_rows
+
+    whole = np.arange(12).reshape(4, 3)
+    assert gather_rows([whole], 4) is whole  # one strip with every row: no copy
+    assert np.array_equal(gather_rows([whole[:1], whole[1:]], 4), whole)
+    with pytest.raises(ValueError, match="more than"):
+        gather_rows([whole, whole[:1]], 4)
+    with pytest.raises(ValueError, match="held 1 rows"):
+        gather_rows([whole[:1]], 4)

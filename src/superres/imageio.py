@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from superres.errors import ImageError
-from superres.files import atomic_path, write_bytes
-from superres.png import PngWriter, encode_png
+from superres.files import TargetExistsError, atomic_path, write_bytes
+from superres.png import GROUP_BYTES, PngWriter, encode_png
 
 DEFAULT_MAX_PIXELS = 200_000_000  # refuse larger images (decompression bombs) unless asked
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
@@ -76,9 +76,12 @@ def gather_rows(strips: Iterable[np.ndarray], height: int) -> np.ndarray:
     out = None
     row = 0
     for strip in strips:
-        if out is None:
-            out = np.empty((height, *strip.shape[1:]), strip.dtype)
-        out[row:row + len(strip)] = strip
+        if row + len(strip) > height:
+            raise ValueError(f"strips held more than {height} rows")
+        if out is None:  # one strip with every row is returned as it is, not copied
+            out = strip if len(strip) == height else np.empty((height, *strip.shape[1:]), strip.dtype)
+        if out is not strip:
+            out[row:row + len(strip)] = strip
         row += len(strip)
     if out is None or row != height:
         raise ValueError(f"strips held {row} rows, not {height}")
@@ -258,32 +261,43 @@ def write_image(path: str | os.PathLike, picture: Picture | PictureStream, overw
     if path.exists() and not overwrite:
         raise ImageError(f"{path}: already exists (use --overwrite to replace it)")
     try:
-        if isinstance(picture, PictureStream) and fmt == "PNG":
-            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        if fmt == "PNG":
+            if isinstance(picture, Picture):
+                picture = PictureStream(*picture.size, [picture.pixels], picture.alpha, picture.icc_profile)
+            with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as f:
                 _stream_png(f, picture)
             return path
         if isinstance(picture, PictureStream):
             picture = picture.collect()
-        return write_bytes(path, encode_image(picture, fmt, quality))
+        return write_bytes(path, encode_image(picture, fmt, quality), overwrite=overwrite)
+    except TargetExistsError:
+        raise ImageError(f"{path}: already exists (use --overwrite to replace it)") from None
     except OSError as e:
         raise ImageError(f"{path}: cannot write ({e.strerror or e})") from e
 
 
 def _stream_png(f, stream: PictureStream) -> None:
+    """Write the stream's strips into a PNG, in groups of rows so that adding alpha copies little."""
     writer = None
     row = 0
-    for strip in stream.strips:
-        if writer is None:  # the first strip tells the depth and the channels
-            channels = (1 if strip.ndim == 2 else strip.shape[2]) + (stream.alpha is not None)
-            writer = PngWriter(f, stream.width, stream.height, channels, strip.dtype, stream.icc_profile)
-        if stream.alpha is not None:
-            alpha = stream.alpha[row:row + len(strip)].astype(strip.dtype)
-            strip = np.dstack([strip, alpha])
-        writer.write(strip)
-        row += len(strip)
-    if writer is None:
-        raise ImageError("no rows were made for the image")
-    writer.close()
+    try:
+        for strip in stream.strips:
+            if writer is None:  # the first strip tells the depth and the channels
+                channels = (1 if strip.ndim == 2 else strip.shape[2]) + (stream.alpha is not None)
+                writer = PngWriter(f, stream.width, stream.height, channels, strip.dtype, stream.icc_profile)
+            step = max(1, GROUP_BYTES // max(1, strip[:1].nbytes))
+            for start in range(0, len(strip), step):
+                rows = strip[start:start + step]
+                if stream.alpha is not None:
+                    alpha = stream.alpha[row:row + len(rows)].astype(rows.dtype)
+                    rows = np.dstack([rows, alpha])
+                writer.write(rows)
+                row += len(rows)
+        if writer is None:
+            raise ImageError("no rows were made for the image")
+        writer.close()
+    except ValueError as e:  # strips that do not fit the image they claim to be
+        raise ImageError(f"cannot write the image as PNG ({e})") from e
 
 
 def encode_image(picture: Picture, fmt: str, quality: int = 95) -> bytes:

@@ -191,11 +191,13 @@ class Upscaler:
             try:
                 band = self._band(src, row, rows, tile or w, budget, post or (lambda t: t), out_dtype)
             except torch.cuda.OutOfMemoryError:
+                band = None  # handled below, once the failed batch's tensors are released with the traceback
+            if band is None:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 tile, budget = (max(h, w) // 2 if tile == 0 else tile // 2), budget // 4
                 if tile < MIN_TILE:
-                    raise ConfigError("out of GPU memory even with the smallest tile") from None
+                    raise ConfigError("out of GPU memory even with the smallest tile")
                 log.warning("out of GPU memory; retrying with %d px tiles", tile)
                 continue
             yield band

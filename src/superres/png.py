@@ -19,13 +19,14 @@ from isal import isal_zlib
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type: gray, gray+alpha, RGB, RGBA
 DEFLATE_LEVEL = 1  # ISA-L levels are 0-3; 1 is as small as zlib's 1 here and far faster
-IDAT_BYTES = 1 << 20  # compressed bytes gathered into one IDAT chunk
+IDAT_BYTES = 1 << 20  # compressed bytes per IDAT chunk, at most
+GROUP_BYTES = 4 << 20  # raw bytes filtered and compressed at a time, so memory stays bounded
 UP_FILTER = 2
 
 
 def chunk(kind: bytes, body: bytes) -> bytes:
     """One PNG chunk: length, type, body, CRC of type + body."""
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
 
 
 class PngWriter:
@@ -64,8 +65,12 @@ class PngWriter:
         n = rows.shape[0]
         if self.rows_written + n > self.height:
             raise ValueError(f"{self.rows_written + n} rows written to a PNG {self.height} rows high")
-        if n == 0:
-            return
+        group = max(1, GROUP_BYTES // (self.width * self.channels * self.dtype.itemsize))
+        for start in range(0, n, group):
+            self._write_group(rows[start:start + group])
+
+    def _write_group(self, rows: np.ndarray) -> None:
+        n = rows.shape[0]
         raw = np.ascontiguousarray(rows, dtype=self.dtype.newbyteorder(">")).reshape(n, -1).view(np.uint8)
         filtered = np.empty((n, raw.shape[1] + 1), np.uint8)
         filtered[:, 0] = UP_FILTER
@@ -86,9 +91,11 @@ class PngWriter:
         if data:
             self._pending.append(data)
             self._pending_bytes += len(data)
-        if self._pending and (force or self._pending_bytes >= IDAT_BYTES):
-            self.file.write(chunk(b"IDAT", b"".join(self._pending)))
-            self._pending, self._pending_bytes = [], 0
+        while self._pending_bytes >= IDAT_BYTES or (force and self._pending_bytes):
+            body = b"".join(self._pending)
+            self.file.write(chunk(b"IDAT", body[:IDAT_BYTES]))
+            rest = body[IDAT_BYTES:]
+            self._pending, self._pending_bytes = ([rest] if rest else []), len(rest)
 
 
 def encode_png(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
