@@ -121,6 +121,12 @@ def test_memory_and_chunks_stay_bounded(monkeypatch, rng):
     assert [k for k, _ in kinds][0] == b"IHDR" and kinds[-1] == (b"IEND", 0)
     assert len(idats) > 10 and max(idats) <= 1000
     assert np.array_equal(cv2_decode(data), noise)
+    alpha = rng.integers(0, 65536, size=(70, 50), dtype=np.uint16)  # given apart, joined group by group
+    buf = io.BytesIO()
+    writer = PngWriter(buf, 50, 70, 4, np.uint16)
+    writer.write(noise, alpha)
+    writer.close()
+    assert np.array_equal(cv2_decode(buf.getvalue()), np.dstack([noise, alpha]))
 
 
 def test_a_file_that_appears_meanwhile_is_not_replaced(tmp_path, photo):

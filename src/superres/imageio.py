@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from superres.errors import ImageError
 from superres.files import TargetExistsError, atomic_path, write_bytes
-from superres.png import GROUP_BYTES, PngWriter, encode_png
+from superres.png import PngWriter, encode_png
 
 DEFAULT_MAX_PIXELS = 200_000_000  # refuse larger images (decompression bombs) unless asked
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
@@ -277,7 +277,6 @@ def write_image(path: str | os.PathLike, picture: Picture | PictureStream, overw
 
 
 def _stream_png(f, stream: PictureStream) -> None:
-    """Write the stream's strips into a PNG, in groups of rows so that adding alpha copies little."""
     writer = None
     row = 0
     try:
@@ -285,14 +284,8 @@ def _stream_png(f, stream: PictureStream) -> None:
             if writer is None:  # the first strip tells the depth and the channels
                 channels = (1 if strip.ndim == 2 else strip.shape[2]) + (stream.alpha is not None)
                 writer = PngWriter(f, stream.width, stream.height, channels, strip.dtype, stream.icc_profile)
-            step = max(1, GROUP_BYTES // max(1, strip[:1].nbytes))
-            for start in range(0, len(strip), step):
-                rows = strip[start:start + step]
-                if stream.alpha is not None:
-                    alpha = stream.alpha[row:row + len(rows)].astype(rows.dtype)
-                    rows = np.dstack([rows, alpha])
-                writer.write(rows)
-                row += len(rows)
+            writer.write(strip, None if stream.alpha is None else stream.alpha[row:row + len(strip)])
+            row += len(strip)
         if writer is None:
             raise ImageError("no rows were made for the image")
         writer.close()

@@ -234,18 +234,14 @@ class Upscaler:
 
 # ---------------------------------------------------------------------------------------------- pictures
 
-def model_upscale(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255) -> np.ndarray:
-    """uint8/uint16 (H, W) or (H, W, 3) -> the same type and layout, upscaled by the model.
+def model_upscale_strips(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255) -> Iterator[np.ndarray]:
+    """uint8/uint16 (H, W) or (H, W, 3) -> the same type and layout, upscaled by the model, a band of
+    rows at a time.
 
     A grayscale image through an RGB model goes in as three equal channels and comes out as their
     mean; a colour image through a one-channel model has its luma upscaled by the model and its
-    chroma by bicubic interpolation. Outputs are rounded and clipped tile by tile.
+    chroma by bicubic interpolation (all at once). Outputs are rounded and clipped tile by tile.
     """
-    return gather_rows(model_upscale_strips(upscaler, pixels, peak), pixels.shape[0] * upscaler.scale)
-
-
-def model_upscale_strips(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255) -> Iterator[np.ndarray]:
-    """model_upscale, a band of rows at a time (a colour image through a one-channel model: all at once)."""
     dtype = pixels.dtype
     colors = upscaler.model.config.n_colors
     x = pixels if dtype == np.uint8 else pixels.astype(np.float32) * np.float32(255.0 / peak)

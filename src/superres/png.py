@@ -56,18 +56,26 @@ class PngWriter:
         if icc_profile:
             file.write(chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile)))
 
-    def write(self, rows: np.ndarray) -> None:
+    def write(self, rows: np.ndarray, alpha: np.ndarray | None = None) -> None:
+        """Append rows: (n, width[, channels]); or the colour rows and their alpha (n, width) apart, which
+        are interleaved a group of rows at a time rather than copied whole."""
         rows = np.asarray(rows)
-        expected = (self.width,) if self.channels == 1 else (self.width, self.channels)
+        colour = self.channels - (alpha is not None)
+        expected = (self.width,) if colour == 1 else (self.width, colour)
         if rows.dtype != self.dtype or rows.shape[1:] != expected:
             raise ValueError(f"expected rows of shape (n, {', '.join(map(str, expected))}) and type {self.dtype}, "
                              f"got {rows.shape} {rows.dtype}")
+        if alpha is not None and alpha.shape != rows.shape[:2]:
+            raise ValueError(f"alpha of shape {alpha.shape} for rows of shape {rows.shape}")
         n = rows.shape[0]
         if self.rows_written + n > self.height:
             raise ValueError(f"{self.rows_written + n} rows written to a PNG {self.height} rows high")
         group = max(1, GROUP_BYTES // (self.width * self.channels * self.dtype.itemsize))
         for start in range(0, n, group):
-            self._write_group(rows[start:start + group])
+            part = rows[start:start + group]
+            if alpha is not None:
+                part = np.dstack([part, alpha[start:start + group].astype(self.dtype)])
+            self._write_group(part)
 
     def _write_group(self, rows: np.ndarray) -> None:
         n = rows.shape[0]
