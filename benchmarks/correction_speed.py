@@ -5,10 +5,9 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
+from common import best_time
 from superres.correction import correct
 
 
@@ -18,13 +17,7 @@ def main() -> None:
     for h, w in ((720, 1280), (1080, 1920), (2160, 3840)):
         sr = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
         ref = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
-        correct(sr, ref, 40)  # warm-up
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            correct(sr, ref, 40)
-            times.append(time.perf_counter() - t0)
-        best = min(times) * 1000
+        best = best_time(lambda: correct(sr, ref, 40), repeat=5) * 1000
         print(f"{f'{w}x{h}':>12} {best:>8.1f} {best / (h * w / 1e6):>15.2f}")
 
 

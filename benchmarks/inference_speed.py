@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import best_time, photo
 from superres.imageio import Picture, write_image
 from superres.inference import Upscaler
 from superres.metrics import psnr
@@ -33,24 +34,6 @@ from superres.resize import imresize
 
 OUT_H, OUT_W = 720, 1280
 CLI_IMAGES = 4  # the CLI is timed on a folder of this many images, per image
-
-
-def best_time(fn, repeat: int = 3) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def test_image(h: int, w: int) -> np.ndarray:
-    from skimage import data
-
-    photo = data.astronaut()
-    reps = (h // photo.shape[0] + 1, w // photo.shape[1] + 1, 1)
-    return np.ascontiguousarray(np.tile(photo, reps)[:h, :w])
 
 
 def cli_per_image(spec: str, lr: np.ndarray, tmp: Path, forward, t_forward: float) -> tuple[float, float]:
@@ -102,13 +85,13 @@ def main() -> int:
         s = model.scale
         lr_h, lr_w = OUT_H // s, OUT_W // s
         gflop = 2 * sum(r.macs for r in summarize(model, (lr_h, lr_w))) / 1e9
-        lr = test_image(lr_h, lr_w)
+        lr = photo(lr_h, lr_w)
         x = lr.astype(np.float32)
         fp32 = Upscaler(model, device="cpu", precision="fp32", tile=0)
         bf16 = Upscaler(model, device="cpu", precision="bf16", tile=0)
         t32 = best_time(lambda: fp32(x))
         t16 = best_time(lambda: bf16(x))
-        hr = test_image(lr_h * s, lr_w * s)
+        hr = photo(lr_h * s, lr_w * s)
         lr_b = imresize(hr, 1 / s)
         out32 = np.clip(np.round(fp32(lr_b.astype(np.float32))), 0, 255).astype(np.uint8)
         out16 = np.clip(np.round(bf16(lr_b.astype(np.float32))), 0, 255).astype(np.uint8)
@@ -130,7 +113,7 @@ def main() -> int:
         print(f"{spec:<24} {gflop:>6.1f} {t32:>7.3f} {gflops:>8.1f} {100 * gflops / args.roofline_fp32:>5.0f}% "
               f"{OUT_H * OUT_W / 1e6 / t32:>6.2f} {t16:>7.3f} {100 * gflop / t16 / args.roofline_bf16:>5.0f}% "
               f"{cost:>+8.3f} {t_cli:>6.3f} {t_cli / t32:>8.2f} {t_tiled:>8.3f} {t_ort:>6.3f}")
-    t_bic = best_time(lambda: imresize(test_image(OUT_H // 2, OUT_W // 2), 2))
+    t_bic = best_time(lambda: imresize(photo(OUT_H // 2, OUT_W // 2), 2))
     print(f"\nbicubic x2 (MATLAB-exact, NumPy) to {OUT_W}x{OUT_H}: {t_bic:.3f} s, {OUT_H * OUT_W / 1e6 / t_bic:.1f} MP/s")
     if not args.no_rss:
         print(f"peak RSS, 4000x3000 RGB x2 with {specs[0]} (default settings): {peak_rss_mb(specs[0]):.0f} MB")

@@ -15,23 +15,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
+from common import photo
 from superres.cli import main as cli
 from superres.imageio import Picture, write_image
+from superres.inference import Upscaler
+from superres.models.checkpoints import load_model
 
 
 def peak_mb() -> float:
     status = Path("/proc/self/status")
     found = re.search(r"VmHWM:\s+(\d+) kB", status.read_text()) if status.exists() else None
     return int(found.group(1)) / 1024 if found else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def photo(h: int, w: int) -> np.ndarray:
-    from skimage import data
-
-    tile = data.astronaut()
-    return np.ascontiguousarray(np.tile(tile, (h // tile.shape[0] + 1, w // tile.shape[1] + 1, 1))[:h, :w])
 
 
 def main() -> int:
@@ -45,6 +39,13 @@ def main() -> int:
         before = peak_mb()
         code = cli(["upscale", str(Path(tmp) / "in.png"), "--model", args.model, "-o", str(Path(tmp) / "out.png"), "--quiet"])
     print(f"peak RSS {peak_mb():.0f} MB (before upscaling: {before:.0f} MB)")
+    runner = Upscaler(load_model(args.model), device="cpu")  # what the command chose, for the record
+    tile = runner.auto_tile(h, w)
+    extra = ((tile + 2 * runner.margin) / tile) ** 2 - 1 if tile else 0.0
+    print(f"memory budget {runner.memory_budget / 2**20:.0f} MB of activations: whole images up to "
+          f"{runner.memory_budget / runner._bytes_per_pixel() / 1e6:.2f} LR megapixels; this one "
+          + (f"in tiles of {tile} px with a {runner.margin} px margin (interior tiles read {100 * extra:.0f}% "
+             "more pixels)" if tile else "whole"))
     return code
 
 

@@ -10,24 +10,13 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import time
 
 import cv2
 import numpy as np
 from PIL import Image
-from skimage import data
 
+from common import best_time, photo
 from superres.png import encode_png
-
-
-def best_of(fn, repeat: int = 5) -> tuple[float, bytes]:
-    out = fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def pillow(img: np.ndarray, level: int) -> bytes:
@@ -41,8 +30,7 @@ def main() -> int:
     parser.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT")
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
-    photo = data.astronaut()
-    img = np.ascontiguousarray(np.tile(photo, (h // photo.shape[0] + 1, w // photo.shape[1] + 1, 1))[:h, :w])
+    img = photo(h, w)
     encoders = {
         "superres (Up + ISA-L 1)": lambda: encode_png(img),
         "Pillow, zlib level 1": lambda: pillow(img, 1),
@@ -51,8 +39,8 @@ def main() -> int:
     }
     print(f"{w}x{h} RGB photo, {img.nbytes / 1e6:.1f} MB raw")
     for name, fn in encoders.items():
-        seconds, out = best_of(fn)
-        print(f"{name:<26} {seconds * 1e3:7.1f} ms  {len(out) / 1e6:6.2f} MB")
+        seconds, size = best_time(fn, repeat=5), len(fn())
+        print(f"{name:<26} {seconds * 1e3:7.1f} ms  {size / 1e6:6.2f} MB")
     return 0
 
 

@@ -1,0 +1,28 @@
+"""Helpers the benchmark scripts share (they run as `python benchmarks/<script>.py`, so this imports as `common`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+
+def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
+    """Seconds of the fastest of `repeat` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def photo(h: int, w: int) -> np.ndarray:
+    """scikit-image's astronaut photo tiled to (h, w, 3) uint8: real image content without any data files."""
+    from skimage import data
+
+    tile = data.astronaut()
+    reps = (h // tile.shape[0] + 1, w // tile.shape[1] + 1, 1)
+    return np.ascontiguousarray(np.tile(tile, reps)[:h, :w])
