@@ -13,13 +13,13 @@ from superres.errors import CheckpointError, ConfigError, ImageError, SuperresEr
 from superres.imageio import Picture, read_image, write_image
 from superres.color import rgb_to_y
 from superres.metrics import psnr, ssim
-from superres.models import EDSR, EDSRConfig, create_model, init_from_x2, list_models, load_model, save_weights
+from superres.models import EDSR, EDSRConfig, create_model, init_from, list_models, load_model, save_weights
 from superres.resize import imresize
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_THRESHOLD", "EDSR", "EDSRConfig", "ImageUpscaler", "Upscaler", "correct", "CheckpointError", "ConfigError", "ImageError", "Picture", "SuperresError",
-    "UnknownModelError", "create_model", "imresize", "init_from_x2", "list_models", "load_model", "psnr",
+    "UnknownModelError", "create_model", "imresize", "init_from", "list_models", "load_model", "psnr",
     "read_image", "rgb_to_y", "save_weights", "ssim", "upscale", "write_image",
 ]

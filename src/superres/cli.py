@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 def add_train_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; defaults live in TrainConfig, so only given flags override."""
     p.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR images, or EDSR/DIV2K layouts")
-    p.add_argument("--scale", type=_scale)
+    p.add_argument("--scale", help="factor, or several for one multi-scale network (mdsr presets), e.g. 2,3,4")
     p.add_argument("--preset", help="architecture preset (default edsr-baseline)")
     p.add_argument("--n-feats", type=int)
     p.add_argument("--n-resblocks", type=int)
@@ -147,13 +147,16 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999")
     p.add_argument("--flips", action=argparse.BooleanOptionalAction, help="the 8 flips/rotations (default on)")
     p.add_argument("--brightness", type=float, help="random brightness factor in [1-B, 1+B] (default off)")
+    p.add_argument("--rgb-permute", type=float, metavar="P", help="chance of shuffling a patch's RGB channels (default 0)")
     p.add_argument("--val", nargs="+", metavar="DIR", help="validation sets (benchmark layout or HR folder)")
     p.add_argument("--holdout", type=int, help="training images held out for validation")
     p.add_argument("--val-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--log-every", type=int)
     p.add_argument("--out", metavar="RUN_DIR")
-    p.add_argument("--init", metavar="X2_WEIGHTS", help="start from x2 weights (all but the upsampler)")
+    p.add_argument("--init", nargs="+", metavar="WEIGHTS",
+                   help="start from these weights, all that fits: shared parts from the first file, each scale's "
+                        "upsampler from the first file with that scale (e.g. an EDSR x2 file for x3/x4 or MDSR)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="bf16 autocast (default on)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model")

@@ -126,7 +126,7 @@ class PatchSampler:
     """
 
     def __init__(self, samples: list[Sample], scale: int, patch_size: int, batch_size: int,
-                 flips: bool = True, brightness: float = 0.0, seed: int = 0) -> None:
+                 flips: bool = True, brightness: float = 0.0, rgb_permute: float = 0.0, seed: int = 0) -> None:
         self.samples = [s for s in samples if min(s.lr.shape[:2]) >= patch_size]
         for s in samples:
             if min(s.lr.shape[:2]) < patch_size:
@@ -135,7 +135,7 @@ class PatchSampler:
         if not self.samples:
             raise ConfigError(f"no training image is large enough for {patch_size} px LR patches at x{scale}")
         self.scale, self.patch_size, self.batch_size = scale, patch_size, batch_size
-        self.flips, self.brightness = flips, brightness
+        self.flips, self.brightness, self.rgb_permute = flips, brightness, rgb_permute
         self.rng = np.random.default_rng(seed)
 
     @property
@@ -161,6 +161,9 @@ class PatchSampler:
                 lr, hr = np.rot90(lr, k), np.rot90(hr, k)
                 if flip:
                     lr, hr = lr[:, ::-1], hr[:, ::-1]
+            if self.rgb_permute and lr.shape[2] == 3 and self.rng.random() < self.rgb_permute:
+                order = self.rng.permutation(3)
+                lr, hr = lr[..., order], hr[..., order]
             lrs.append(lr)
             hrs.append(hr)
         lr_batch, hr_batch = np.stack(lrs), np.stack(hrs)
@@ -169,3 +172,31 @@ class PatchSampler:
             lr_batch = np.clip(lr_batch * f, 0, 255).astype(np.float32)
             hr_batch = np.clip(hr_batch * f, 0, 255).astype(np.float32)
         return lr_batch, hr_batch
+
+
+class MultiScaleSampler:
+    """Batches for several scales: each batch is drawn at one scale, chosen at random (uniformly), from that
+    scale's PatchSampler. LR patches have the same size at every scale (MDSR's recipe)."""
+
+    def __init__(self, samplers: dict[int, PatchSampler], seed: int = 0) -> None:
+        self.samplers = samplers
+        self.scales = sorted(samplers)
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def state(self) -> dict:
+        return {"choice": self.rng.bit_generator.state,
+                "scales": {str(s): sampler.state for s, sampler in self.samplers.items()}}
+
+    @state.setter
+    def state(self, value: dict) -> None:
+        if sorted(int(s) for s in value["scales"]) != self.scales:
+            raise ConfigError(f"sampler state is for x{', x'.join(value['scales'])}, not these scales")
+        self.rng.bit_generator.state = value["choice"]
+        for s, sampler_state in value["scales"].items():
+            self.samplers[int(s)].state = sampler_state
+
+    def sample(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """(scale, lr, hr) with lr (N, p, p, C) and hr (N, p*scale, p*scale, C)."""
+        scale = self.scales[int(self.rng.integers(len(self.scales)))]
+        return (scale, *self.samplers[scale].sample())

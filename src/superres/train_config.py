@@ -18,7 +18,7 @@ from superres.models.registry import PRESETS, preset_config
 @dataclass
 class TrainConfig:
     data: list[str] = field(default_factory=list)  # folders: HR images, or EDSR/DIV2K layouts with LR
-    scale: int = 2
+    scale: list[int] = field(default_factory=lambda: [2])  # several (MDSR presets): one drawn per batch
     preset: str = "edsr-baseline"
     n_feats: int | None = None  # overrides of the preset
     n_resblocks: int | None = None
@@ -37,6 +37,7 @@ class TrainConfig:
     grad_clip: float | None = None  # max gradient norm
     ema: float | None = None  # EMA decay of the weights, e.g. 0.999; validation and export use the EMA
     flips: bool = True  # the 8 flips/rotations
+    rgb_permute: float = 0.0  # chance that a patch's RGB channels are shuffled (Yoo et al., CVPR 2020)
     brightness: float = 0.0  # the original report's brightness change: factor in [1 - b, 1 + b]
     val: list[str] = field(default_factory=list)  # benchmark-layout or HR folders
     holdout: int = 0  # training images kept out of training for validation
@@ -44,7 +45,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     log_every: int = 100
     out: str = "runs/edsr"
-    init: str | None = None  # x2 weights to start x3/x4 from (all but the upsampler)
+    init: list[str] = field(default_factory=list)  # weights to start from: all that fits (models.init_from)
     bf16: bool = True  # autocast
     channels_last: bool = True
     compile: bool = False  # torch.compile the model
@@ -56,7 +57,11 @@ class TrainConfig:
     def validate(self) -> None:
         if not self.data:
             raise ConfigError("no training data: give at least one folder of HR images (--data)")
-        positive = ("scale", "iters", "batch_size", "val_every", "checkpoint_every", "log_every", "lr_step")
+        if not self.scale or any(isinstance(s, bool) or not isinstance(s, int) or s < 2 for s in self.scale):
+            raise ConfigError(f"scale must be one or more integers >= 2, got {self.scale!r}")
+        if len(set(self.scale)) != len(self.scale):
+            raise ConfigError(f"scale lists a factor twice: {self.scale}")
+        positive = ("iters", "batch_size", "val_every", "checkpoint_every", "log_every", "lr_step")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -79,6 +84,8 @@ class TrainConfig:
             raise ConfigError(f"ema decay must be between 0 and 1, got {self.ema}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"grad_clip must be > 0, got {self.grad_clip}")
+        if not 0 <= self.rgb_permute <= 1:
+            raise ConfigError(f"rgb_permute must be a probability in [0, 1], got {self.rgb_permute}")
         if not 0 <= self.brightness < 1:
             raise ConfigError(f"brightness must be in [0, 1), got {self.brightness}")
         if not 0 < self.lr_gamma <= 1:
@@ -114,6 +121,9 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
     try:
         if base == "list[str]":
             return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+        if base == "list[int]":
+            items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+            return [_coerce(name, v, "int") for v in items]
         if base == "bool":
             if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
                 return value.lower() in ("true", "yes", "1")

@@ -31,13 +31,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from superres.data import PatchSampler, Sample, find_dataset, load_samples
+from superres.data import MultiScaleSampler, PatchSampler, Sample, find_dataset, load_samples
 from superres.errors import ConfigError
 from superres.files import atomic_path, write_text
 from superres.metrics import psnr
-from superres.models.checkpoints import init_from_x2, load_weights, save_weights
-from superres.models.edsr import EDSR
-from superres.models.registry import preset_config
+from superres.models.base import SRNet
+from superres.models.checkpoints import init_from, load_weights, save_weights
+from superres.models.registry import create_model
 from superres.train_config import TrainConfig, learning_rate, split_holdout
 
 log = logging.getLogger(__name__)
@@ -45,32 +45,39 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------- pieces
 
-def build_model(cfg: TrainConfig) -> EDSR:
-    config = preset_config(cfg.preset, scale=cfg.scale, n_colors=cfg.n_colors, **cfg.overrides())
-    if not cfg.init:
-        return EDSR(config)
-    source = load_weights(cfg.init)
-    mismatch = [k for k in ("n_feats", "n_resblocks", "n_colors") if getattr(source.config, k) != getattr(config, k)]
-    if mismatch:
-        raise ConfigError(f"--init weights differ from the model in {', '.join(mismatch)}: "
-                          f"{source.config.n_resblocks}x{source.config.n_feats} vs {config.n_resblocks}x{config.n_feats}")
-    return init_from_x2(source, cfg.scale)
+def build_model(cfg: TrainConfig) -> SRNet:
+    """The network to train: the preset at cfg.scale, started from cfg.init weights where given."""
+    model = create_model(cfg.preset, scale=cfg.scale, n_colors=cfg.n_colors, **cfg.overrides())
+    if cfg.init:
+        sources = [load_weights(path) for path in cfg.init]
+        copied = init_from(model, sources)
+        if not any(k.startswith("body.") for k in copied):
+            shapes = ", ".join(f"{s.config.n_resblocks}x{s.config.n_feats}" for s in sources)
+            raise ConfigError(f"--init weights ({shapes}) do not fit the model "
+                              f"({model.config.n_resblocks}x{model.config.n_feats}): no body weights could be copied")
+        log.info("initialised %d of %d tensors from %s", len(copied), len(model.state_dict()), ", ".join(cfg.init))
+    return model
 
 
-def load_training_data(cfg: TrainConfig) -> tuple[list[Sample], list[Sample]]:
-    """(training, validation) samples, every LR made (or read) once."""
-    train_samples: list[Sample] = []
-    held_out: list[Sample] = []
+def load_training_data(cfg: TrainConfig) -> tuple[dict[int, list[Sample]], dict[int, list[Sample]]]:
+    """(training, validation) samples per scale, every LR made (or read) once."""
+    train_samples: dict[int, list[Sample]] = {}
+    val: dict[int, list[Sample]] = {}
+    paths_by_folder = []
     for folder in cfg.data:
         dataset = find_dataset(folder, split="train")
         paths = dataset.hr_paths()
         if not paths:
             raise ConfigError(f"{folder}: no images")
-        train_samples += list(load_samples(dataset, cfg.scale, cfg.n_colors, paths))
-    if cfg.holdout:
-        keep, out = split_holdout(list(range(len(train_samples))), cfg.holdout)
-        train_samples, held_out = [train_samples[i] for i in keep], [train_samples[i] for i in out]
-    val = held_out + [s for folder in cfg.val for s in load_samples(find_dataset(folder), cfg.scale, cfg.n_colors)]
+        paths_by_folder.append((dataset, paths))
+    for scale in cfg.scale:
+        samples = [s for dataset, paths in paths_by_folder for s in load_samples(dataset, scale, cfg.n_colors, paths)]
+        held_out: list[Sample] = []
+        if cfg.holdout:  # the same images at every scale: the split depends only on their number
+            keep, out = split_holdout(list(range(len(samples))), cfg.holdout)
+            samples, held_out = [samples[i] for i in keep], [samples[i] for i in out]
+        train_samples[scale] = samples
+        val[scale] = held_out + [s for folder in cfg.val for s in load_samples(find_dataset(folder), scale, cfg.n_colors)]
     return train_samples, val
 
 
@@ -84,23 +91,26 @@ def to_tensor(batch: np.ndarray, device: torch.device, channels_last: bool) -> t
 
 
 @torch.inference_mode()
-def validate(model: EDSR, samples: list[Sample], scale: int, device: torch.device) -> float:
-    """Mean Y-PSNR (shave = scale) over whole validation images, fp32."""
+def validate(model: SRNet, samples: dict[int, list[Sample]], device: torch.device) -> dict[int, float]:
+    """Mean Y-PSNR (shave = scale) over whole validation images at each scale, fp32."""
     was_training = model.training
     model.eval()
-    scores = []
-    for s in samples:
-        sr = model(to_tensor(s.lr[None], device, False))[0].permute(1, 2, 0).float().cpu().numpy()
-        scores.append(psnr(sr, s.hr, shave=scale, channel="y"))
+    means = {}
+    for scale, scale_samples in samples.items():
+        scores = []
+        for s in scale_samples:
+            sr = model(to_tensor(s.lr[None], device, False), scale)[0].permute(1, 2, 0).float().cpu().numpy()
+            scores.append(psnr(sr, s.hr, shave=scale, channel="y"))
+        means[scale] = float(np.mean(scores))
     model.train(was_training)
-    return float(np.mean(scores))
+    return means
 
 
 class Prefetcher:
     """Prepares batches in a background thread. Each batch comes with the sampler state after it, so a
     checkpoint can record exactly where the consumed stream stopped (prefetched batches are redone)."""
 
-    def __init__(self, sampler: PatchSampler, depth: int) -> None:
+    def __init__(self, sampler: MultiScaleSampler, depth: int) -> None:
         self.sampler, self.depth = sampler, depth
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self.stop = threading.Event()
@@ -109,7 +119,7 @@ class Prefetcher:
             self.thread = threading.Thread(target=self._run, daemon=True)
             self.thread.start()
 
-    def _produce(self) -> tuple[tuple[np.ndarray, np.ndarray], dict]:
+    def _produce(self) -> tuple[tuple[int, np.ndarray, np.ndarray], dict]:
         batch = self.sampler.sample()
         return batch, copy.deepcopy(self.sampler.state)
 
@@ -123,7 +133,7 @@ class Prefetcher:
                 except queue.Full:
                     continue
 
-    def next(self) -> tuple[tuple[np.ndarray, np.ndarray], dict]:
+    def next(self) -> tuple[tuple[int, np.ndarray, np.ndarray], dict]:
         return self.queue.get() if self.thread else self._produce()
 
     def close(self) -> None:
@@ -201,8 +211,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
     torch.manual_seed(cfg.seed + rank)
 
     train_samples, val_samples = load_training_data(cfg)
-    sampler = PatchSampler(train_samples, cfg.scale, cfg.patch_size, cfg.batch_size, flips=cfg.flips,
-                           brightness=cfg.brightness, seed=cfg.seed + 1000 * rank)
+    sampler = MultiScaleSampler(
+        {s: PatchSampler(train_samples[s], s, cfg.patch_size, cfg.batch_size, flips=cfg.flips, brightness=cfg.brightness,
+                         rgb_permute=cfg.rgb_permute, seed=cfg.seed + 1000 * rank + s) for s in cfg.scale},
+        seed=cfg.seed + 1000 * rank)
+    has_val = any(val_samples.values())
+    n_train = len(train_samples[cfg.scale[0]])
     model = build_model(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
     step, best = 0, float("-inf")
@@ -220,10 +234,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
             ema.load_state_dict(state["ema"])
         step, best = int(state["step"]), float(state["best_psnr"])
         states = [json.loads(s) for s in state["sampler_states"]]
-        if len(states) == world:
+        try:
+            if len(states) != world:
+                raise ConfigError(f"checkpoint was written by {len(states)} process(es), now {world}")
             sampler.state = states[rank]
-        else:
-            log.warning("checkpoint was written by %d process(es), now %d: patch sampling restarts", len(states), world)
+        except (ConfigError, KeyError, TypeError) as e:
+            log.warning("%s: patch sampling restarts", e)
         if world == 1:
             torch.set_rng_state(state["torch_rng"])
         if main_rank:
@@ -263,7 +279,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
         log_file = (out / "log.csv").open("a", newline="")
         writer = csv.writer(log_file)
         if log_file.tell() == 0:
-            writer.writerow(["step", "loss", "lr", "steps_per_s", "elapsed_s", "val_psnr_y"])
+            writer.writerow(["step", "loss", "lr", "steps_per_s", "elapsed_s", "val_psnr_y", "val_by_scale"])
     board = _tensorboard(out) if main_rank else None
     show_bar = main_rank and (progress if progress is not None else sys.stderr.isatty())
     bar = None
@@ -271,6 +287,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.iters, initial=step, unit="step", dynamic_ncols=True)
+    if main_rank and has_val and step == 0:  # where the run starts from (worth knowing with --init)
+        start = validate(scored, val_samples, device)
+        print("validation before training: " + " ".join(f"x{k} {v:.3f} dB" for k, v in start.items()), flush=True)
     t0 = time.time()
     window_loss, window_steps, window_t = 0.0, 0, time.time()
     interrupted = False
@@ -280,11 +299,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
                 lr_now = learning_rate(cfg, step)
                 for group in opt.param_groups:
                     group["lr"] = lr_now
-                (lr_np, hr_np), sampler_state = prefetcher.next()
+                (scale, lr_np, hr_np), sampler_state = prefetcher.next()
                 lr_t = to_tensor(lr_np, device, cfg.channels_last)
                 hr_t = to_tensor(hr_np, device, cfg.channels_last)
                 with autocast:
-                    sr = net(lr_t)
+                    sr = net(lr_t, scale)
                 loss = loss_fn(sr.float(), hr_t)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -302,16 +321,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
                     bar.update(1)
                     if step % 10 == 0:
                         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_now:.2e}")
-                val_score = None
-                if main_rank and val_samples and (step % cfg.val_every == 0 or step == cfg.iters):
-                    val_score = validate(scored, val_samples, cfg.scale, device)
+                val_score, by_scale = None, {}
+                if main_rank and has_val and (step % cfg.val_every == 0 or step == cfg.iters):
+                    by_scale = validate(scored, val_samples, device)
+                    val_score = float(np.mean(list(by_scale.values())))  # the best checkpoint: mean over scales
                     if val_score > best:
                         best = val_score
-                        save_weights(scored, out / "best.safetensors", _weights_metadata(cfg, step, best, len(train_samples)))
+                        save_weights(scored, out / "best.safetensors",
+                                     _weights_metadata(cfg, step, best, n_train, by_scale))
                 if main_rank and (step % cfg.log_every == 0 or val_score is not None or step == cfg.iters):
                     rate = window_steps / max(1e-9, time.time() - window_t)
                     writer.writerow([step, f"{window_loss / max(1, window_steps):.5f}", f"{lr_now:.4e}", f"{rate:.2f}",
-                                     f"{time.time() - t0:.1f}", "" if val_score is None else f"{val_score:.4f}"])
+                                     f"{time.time() - t0:.1f}", "" if val_score is None else f"{val_score:.4f}",
+                                     " ".join(f"x{k}:{v:.4f}" for k, v in by_scale.items())])
                     log_file.flush()
                     if board is not None:
                         board.add_scalar("train/loss", window_loss / max(1, window_steps), step)
@@ -320,7 +342,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
                             board.add_scalar("val/psnr_y", val_score, step)
                     if bar is None and (val_score is not None or step == cfg.iters):
                         print(f"step {step}/{cfg.iters} loss {window_loss / max(1, window_steps):.4f} lr {lr_now:.2e} "
-                              f"{rate:.2f} it/s" + ("" if val_score is None else f" val {val_score:.3f} dB"), flush=True)
+                              f"{rate:.2f} it/s" + ("" if val_score is None else f" val {val_score:.3f} dB")
+                              + "".join(f" x{k} {v:.3f}" for k, v in by_scale.items() if len(by_scale) > 1), flush=True)
                     window_loss, window_steps, window_t = 0.0, 0, time.time()
                 stop_now = stop.raised
                 if world > 1:  # every rank must stop at the same step
@@ -343,9 +366,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    if main_rank and not val_samples:  # nothing to choose by: the last weights are the ones to keep
-        save_weights(scored, out / "best.safetensors", _weights_metadata(cfg, step, None, len(train_samples)))
-    return {"steps": step, "best_psnr": best if val_samples else None, "seconds": time.time() - t0,
+    if main_rank and not has_val:  # nothing to choose by: the last weights are the ones to keep
+        save_weights(scored, out / "best.safetensors", _weights_metadata(cfg, step, None, n_train))
+    return {"steps": step, "best_psnr": best if has_val else None, "seconds": time.time() - t0,
             "interrupted": interrupted, "run_dir": str(out), "world_size": world}
 
 
@@ -358,15 +381,18 @@ def _tensorboard(out: Path):
     return SummaryWriter(str(out / "tb"))
 
 
-def _weights_metadata(cfg: TrainConfig, step: int, val_psnr: float | None, n_images: int) -> dict:
+def _weights_metadata(cfg: TrainConfig, step: int, val_psnr: float | None, n_images: int,
+                      by_scale: dict[int, float] | None = None) -> dict:
     return {"steps": step, "val_psnr_y": None if val_psnr is None else round(val_psnr, 4),
+            "val_psnr_y_by_scale": {str(k): round(v, 4) for k, v in (by_scale or {}).items()},
             "training": {"data": [Path(d).name for d in cfg.data], "images": n_images, "holdout": cfg.holdout,
                          "val": [Path(d).name for d in cfg.val], "patch_size": cfg.patch_size,
                          "batch_size": cfg.batch_size, "iters": cfg.iters, "lr": cfg.lr, "schedule": cfg.schedule,
-                         "loss": cfg.loss, "ema": cfg.ema, "init": Path(cfg.init).name if cfg.init else None}}
+                         "loss": cfg.loss, "ema": cfg.ema, "flips": cfg.flips, "rgb_permute": cfg.rgb_permute,
+                         "init": [Path(p).name for p in cfg.init]}}
 
 
-def run_weights(source: str | Path, weights: str = "best") -> tuple[EDSR, dict]:
+def run_weights(source: str | Path, weights: str = "best") -> tuple[SRNet, dict]:
     """The model and its metadata from a run folder or a training checkpoint.
 
     weights='best': the run's best.safetensors (best validation score); 'last': the checkpoint's latest
@@ -388,7 +414,7 @@ def run_weights(source: str | Path, weights: str = "best") -> tuple[EDSR, dict]:
         cfg = TrainConfig.from_dict(json.loads(state["config"]))
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"{source}: not a superres training checkpoint") from e
-    model = EDSR(preset_config(cfg.preset, scale=cfg.scale, n_colors=cfg.n_colors, **cfg.overrides()))
+    model = create_model(cfg.preset, scale=cfg.scale, n_colors=cfg.n_colors, **cfg.overrides())
     model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
     meta = _weights_metadata(cfg, int(state["step"]), None, 0)
     meta["val_psnr_y"] = round(float(state["best_psnr"]), 4) if math.isfinite(state["best_psnr"]) else None

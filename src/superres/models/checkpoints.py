@@ -26,11 +26,13 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from superres.errors import CheckpointError, UnknownModelError
 from superres.files import atomic_path
+from superres.models.base import SRNet
 from superres.models.edsr import EDSR, EDSRConfig
+from superres.models.mdsr import MDSR, MDSRConfig
 from superres.models.registry import PRESETS, PRETRAINED, create_model, default_model_name, suggest
 
 METADATA_KEY = "superres"  # safetensors metadata entry holding our JSON
-ARCH = "edsr"
+FAMILIES: dict[str, type[SRNet]] = {"edsr": EDSR, "mdsr": MDSR}
 
 _BASICSR_RENAMES = [
     (re.compile(r"^conv_first\."), "head.0."),
@@ -100,40 +102,59 @@ def _rename_basicsr(key: str, n_blocks: int) -> str:
     return key
 
 
-def infer_config(state: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> EDSRConfig:
-    """The architecture a normalised state dict was made for, from tensor shapes (and metadata)."""
-    meta = meta or {}
+def _upsampler_scale(state: dict[str, torch.Tensor], prefix: str, n_feats: int) -> int:
+    """The factor of an upsampler whose convs are `{prefix}{i}.weight` (conv + shuffle, repeated)."""
+    convs = sorted(int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"(\d+)\.weight$", k)))
+    if not convs:
+        raise CheckpointError(f"no upsampler found (keys '{prefix}*')")
+    out = state[f"{prefix}{convs[0]}.weight"].shape[0]
+    if out == 9 * n_feats and len(convs) == 1:
+        return 3
+    if out == 4 * n_feats:
+        return 2 ** len(convs)
+    raise CheckpointError(f"upsampler conv {prefix}{convs[0]} has {out} outputs; expected 4x or 9x n_feats ({n_feats})")
+
+
+def _count_blocks(state: dict[str, torch.Tensor], pattern: str, what: str) -> int:
+    found = {int(m.group(1)) for k in state if (m := re.match(pattern, k))}
+    if found != set(range(len(found))):
+        raise CheckpointError(f"{what} are not numbered 0..{len(found) - 1}: found {sorted(found)}")
+    return len(found)
+
+
+def detect_arch(state: dict[str, torch.Tensor]) -> str:
+    """'edsr' or 'mdsr', from the key names of a normalised state dict."""
     if "head.0.weight" not in state:
         sample = ", ".join(sorted(state)[:4])
-        raise CheckpointError(f"not an EDSR state dict: no 'head.0.weight' or 'conv_first.weight' (keys: {sample}, ...)")
-    n_feats, n_colors = state["head.0.weight"].shape[:2]
-    blocks = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.body\.0\.weight$", k))}
-    n_resblocks = len(blocks)
-    if blocks != set(range(n_resblocks)):
-        raise CheckpointError(f"residual blocks are not numbered 0..{n_resblocks - 1}: found {sorted(blocks)}")
-    up = sorted(int(m.group(1)) for k in state if (m := re.match(r"tail\.0\.(\d+)\.weight$", k)))
-    if not up:
-        raise CheckpointError("no upsampler found (keys 'tail.0.*' or 'upsample.*')")
-    out = state[f"tail.0.{up[0]}.weight"].shape[0]
-    if out == 9 * n_feats and len(up) == 1:
-        scale = 3
-    elif out == 4 * n_feats:
-        scale = 2 ** len(up)
-    else:
-        raise CheckpointError(f"upsampler conv has {out} outputs; expected 4x or 9x n_feats ({n_feats})")
+        raise CheckpointError(f"not an EDSR or MDSR state dict: no 'head.0.weight' or 'conv_first.weight' "
+                              f"(keys: {sample}, ...)")
+    return "mdsr" if any(k.startswith("upsample.") for k in state) else "edsr"
+
+
+def infer_config(state: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> EDSRConfig | MDSRConfig:
+    """The architecture a normalised state dict was made for, from tensor shapes (and metadata)."""
+    meta = meta or {}
+    arch = detect_arch(state)
+    n_feats, n_colors = (int(n) for n in state["head.0.weight"].shape[:2])
+    n_resblocks = _count_blocks(state, r"body\.(\d+)\.body\.0\.weight$", "residual blocks")
     cfg = dict(meta.get("config", {}))
-    res_scale = cfg.get("res_scale", 0.1 if n_feats == 256 else 1.0)
-    rgb_range = float(cfg.get("rgb_range", 255.0))
+    common = dict(n_feats=n_feats, n_resblocks=n_resblocks, n_colors=n_colors,
+                  res_scale=float(cfg.get("res_scale", 0.1 if n_feats == 256 else 1.0)),
+                  rgb_range=float(cfg.get("rgb_range", 255.0)))
     rgb_mean = cfg.get("rgb_mean")
     if rgb_mean is None and "sub_mean.bias" in state and state["sub_mean.bias"].numel() == n_colors:
-        rgb_mean = tuple(round(-float(b) / rgb_range, 6) for b in state["sub_mean.bias"])
-    return EDSRConfig(
-        scale=scale, n_feats=int(n_feats), n_resblocks=n_resblocks, res_scale=float(res_scale),
-        n_colors=int(n_colors), rgb_range=rgb_range, rgb_mean=tuple(rgb_mean) if rgb_mean else None,
-    )
+        rgb_mean = tuple(round(-float(b) / common["rgb_range"], 6) for b in state["sub_mean.bias"])
+    common["rgb_mean"] = tuple(rgb_mean) if rgb_mean else None
+    if arch == "edsr":
+        return EDSRConfig(scale=_upsampler_scale(state, "tail.0.", n_feats), **common)
+    n_scales = _count_blocks(state, r"upsample\.(\d+)\.0\.weight$", "upsamplers")
+    scales = tuple(_upsampler_scale(state, f"upsample.{i}.", n_feats) for i in range(n_scales))
+    if list(scales) != sorted(set(scales)):
+        raise CheckpointError(f"upsamplers are for x{', x'.join(map(str, scales))}; expected distinct ascending scales")
+    return MDSRConfig(scales=scales, pre_process="pre_process.0.0.body.0.weight" in state, **common)
 
 
-def load_state_strict(model: EDSR, state: dict[str, torch.Tensor]) -> None:
+def load_state_strict(model: SRNet, state: dict[str, torch.Tensor]) -> None:
     """Load every tensor or fail with one line naming the mismatch. Missing mean shifts are filled in."""
     own = model.state_dict()
     state = dict(state)
@@ -156,15 +177,21 @@ def load_state_strict(model: EDSR, state: dict[str, torch.Tensor]) -> None:
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
 
 
-def load_weights(path: str | os.PathLike, config: EDSRConfig | None = None) -> EDSR:
-    """An EDSR with the weights in `path`; its architecture is inferred unless `config` is given."""
+def build(arch: str, config: EDSRConfig | MDSRConfig) -> SRNet:
+    """An untrained network of a family, from its config."""
+    return FAMILIES[arch](config)
+
+
+def load_weights(path: str | os.PathLike) -> SRNet:
+    """The network in `path` (EDSR or MDSR, as detected from its keys) with its weights, in eval mode."""
     tensors, meta = read_weights(path)
-    if meta.get("arch", ARCH) != ARCH:
-        raise CheckpointError(f"{path}: architecture '{meta.get('arch')}' is not supported (only '{ARCH}')")
+    if meta.get("arch") is not None and meta["arch"] not in FAMILIES:
+        raise CheckpointError(f"{path}: architecture '{meta.get('arch')}' is not supported "
+                              f"(known: {', '.join(FAMILIES)})")
     state = normalize_state_dict(tensors)
     try:
-        inferred = infer_config(state, meta)
-        model = EDSR(config or inferred)
+        config = infer_config(state, meta)
+        model = build(detect_arch(state), config)
         load_state_strict(model, state)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from e
@@ -172,11 +199,12 @@ def load_weights(path: str | os.PathLike, config: EDSRConfig | None = None) -> E
     return model.eval()
 
 
-def save_weights(model: EDSR, path: str | os.PathLike, metadata: dict[str, Any] | None = None,
+def save_weights(model: SRNet, path: str | os.PathLike, metadata: dict[str, Any] | None = None,
                  dtype: torch.dtype | None = None) -> Path:
-    """Write a .safetensors file with the config in its metadata; atomic (temporary file + rename)."""
+    """Write a .safetensors file with the architecture and config in its metadata; atomic (temporary file
+    + rename)."""
     path = Path(path)
-    meta = {"arch": ARCH, "config": model.config.to_dict(), **(metadata or {})}
+    meta = {"arch": model.arch, "config": model.config.to_dict(), **(metadata or {})}
     state = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, tmp, metadata={METADATA_KEY: json.dumps(meta)})
@@ -184,7 +212,7 @@ def save_weights(model: EDSR, path: str | os.PathLike, metadata: dict[str, Any] 
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, scale: int | None = None,
-               allow_untrained: bool = False) -> EDSR:
+               allow_untrained: bool = False) -> SRNet:
     """A ready-to-run model (eval mode) from a bundled name or a weights file.
 
     With no name, the bundled default for `scale`. A name or file whose scale differs from a given
@@ -212,16 +240,26 @@ def load_model(name_or_path: str | os.PathLike | None = None, scale: int | None 
     else:
         choices = list(PRETRAINED) + list(PRESETS)
         raise UnknownModelError(f"unknown model '{key}'{suggest(key, choices)} (or give a path to a weights file)")
-    if scale is not None and model.scale != scale:
-        raise CheckpointError(f"model '{key}' upscales x{model.scale}, not x{scale}")
+    if scale is not None and scale not in model.scales:
+        raise CheckpointError(f"model '{key}' upscales x{', x'.join(map(str, model.scales))}, not x{scale}")
     return model
 
 
-def init_from_x2(source: EDSR, scale: int) -> EDSR:
-    """A model for `scale` with every weight but the upsampler copied from `source` (the paper's x3/x4 recipe)."""
-    target = EDSR(replace(source.config, scale=scale))
+def init_from(target: SRNet, sources: list[SRNet]) -> list[str]:
+    """Copy into `target` every tensor of `sources` that fits it, across families (EDSR <-> MDSR).
+
+    Tensors are matched by their family-neutral name (`SRNet.part_key`) and shape. A scale-specific
+    part (an upsampler) comes from the first source that has that scale; a shared part (head, body,
+    last conv) from the first source that has it. This is the paper's recipe for x3/x4 (start from the
+    x2 model) and for MDSR (start from single-scale models). Returns the target keys that were copied.
+    """
     own = target.state_dict()
-    copied = {k: v for k, v in source.state_dict().items() if not k.startswith("tail.0.")}
-    own.update(copied)
-    target.load_state_dict(own, strict=True)
-    return target
+    by_part = {target.part_key(k): k for k in own}
+    copied: dict[str, torch.Tensor] = {}
+    for source in sources:
+        for key, value in source.state_dict().items():
+            mine = by_part.get(source.part_key(key))
+            if mine is not None and mine not in copied and own[mine].shape == value.shape:
+                copied[mine] = value
+    target.load_state_dict({**own, **copied}, strict=True)
+    return sorted(copied)

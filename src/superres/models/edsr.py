@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from superres.models.base import SRNet
+
 # DIV2K's RGB mean, as in EDSR-PyTorch (fraction of the range).
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 # The same mean seen through BT.601 luma weights, used for one-channel (grayscale) models.
@@ -27,8 +29,9 @@ DIV2K_GRAY_MEAN = (round(0.299 * 0.4488 + 0.587 * 0.4371 + 0.114 * 0.4040, 4),)
 SUPPORTED_SCALES = (2, 3, 4, 8)
 
 
-def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=True)
+def conv3x3(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Conv2d:
+    """A 'same' convolution with bias (3x3 unless told; MDSR's pre-processing uses 5x5)."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=True)
 
 
 class MeanShift(nn.Module):
@@ -52,9 +55,10 @@ class MeanShift(nn.Module):
 class ResBlock(nn.Module):
     """conv-ReLU-conv without batch norm; the branch is scaled by res_scale before the add."""
 
-    def __init__(self, n_feats: int, res_scale: float) -> None:
+    def __init__(self, n_feats: int, res_scale: float, kernel_size: int = 3) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv3x3(n_feats, n_feats), nn.ReLU(inplace=True), conv3x3(n_feats, n_feats))
+        self.body = nn.Sequential(conv3x3(n_feats, n_feats, kernel_size), nn.ReLU(inplace=True),
+                                  conv3x3(n_feats, n_feats, kernel_size))
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,17 +126,20 @@ class EDSRConfig:
         return cls(**known)
 
 
-class EDSR(nn.Module):
+class EDSR(SRNet):
     """Enhanced Deep Residual Network for single-image super-resolution.
 
     Input and output are float tensors (N, n_colors, H, W) in 0..rgb_range; the output is H*scale x W*scale
     and is not clipped.
     """
 
+    arch = "edsr"
+
     def __init__(self, config: EDSRConfig | None = None, **kwargs) -> None:
         super().__init__()
         config = config if config is not None else EDSRConfig(**kwargs)
         self.config = config
+        self.metadata = {}
         c, f = config.n_colors, config.n_feats
         self.sub_mean = MeanShift(config.rgb_range, config.rgb_mean, sign=-1)
         self.head = nn.Sequential(conv3x3(c, f))
@@ -143,10 +150,31 @@ class EDSR(nn.Module):
         self.add_mean = MeanShift(config.rgb_range, config.rgb_mean, sign=+1)
 
     @property
-    def scale(self) -> int:
-        return self.config.scale
+    def scales(self) -> tuple[int, ...]:
+        return (self.config.scale,)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def receptive_radius(self, scale: int | None = None) -> int:
+        """One LR pixel per 3x3 conv at LR resolution, and at most one per conv after the first shuffle."""
+        self.check_scale(scale)
+        c = self.config
+        lr_convs = 1 + 2 * c.n_resblocks + 1 + 1  # head, blocks, body end, first upsampler conv
+        return lr_convs + 1 + (int(math.log2(c.scale)) - 1 if c.scale != 3 else 0)  # later upsampler convs + tail
+
+    def activation_bytes_per_pixel(self, scale: int | None = None) -> int:
+        self.check_scale(scale)
+        c = self.config
+        # about four live feature maps at LR, the upsampler's 4x (9x) map, and the output: float32
+        return 4 * (4 * c.n_feats + (9 if c.scale == 3 else 4) * c.n_feats + 2 * c.n_colors * c.scale**2)
+
+    def part_key(self, key: str) -> str:
+        if key.startswith("tail.0."):
+            return f"up.x{self.config.scale}." + key[len("tail.0."):]
+        if key.startswith("tail.1."):
+            return "tail." + key[len("tail.1."):]
+        return key
+
+    def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
+        self.check_scale(scale)
         x = self.sub_mean(x)
         x = self.head(x)  # (N, F, H, W)
         x = self.body(x) + x  # global skip

@@ -12,16 +12,24 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from superres.errors import UnknownModelError
-from superres.models.edsr import EDSR, EDSRConfig
+from typing import Sequence
 
-# name -> architecture settings (scale and colours are chosen when the model is built)
+from superres.errors import ConfigError, UnknownModelError
+from superres.models.base import SRNet
+from superres.models.edsr import EDSR, EDSRConfig
+from superres.models.mdsr import MDSR, MDSRConfig
+
+# name -> family and architecture settings (scales and colours are chosen when the model is built)
 PRESETS: dict[str, dict] = {
-    "edsr": dict(n_feats=256, n_resblocks=32, res_scale=0.1),  # the paper's large model, 40.7M params at x2
-    "edsr-baseline": dict(n_feats=64, n_resblocks=16, res_scale=1.0),  # the paper's baseline, 1.37M at x2
-    "edsr-medium": dict(n_feats=48, n_resblocks=12, res_scale=1.0),  # the bundled models, ~0.6M params
-    "edsr-small": dict(n_feats=32, n_resblocks=8, res_scale=1.0),  # CPU-friendly, ~0.2M params
-    "edsr-tiny": dict(n_feats=16, n_resblocks=4, res_scale=1.0),  # for tests and quick experiments
+    "edsr": dict(arch="edsr", n_feats=256, n_resblocks=32, res_scale=0.1),  # the paper's large model, 40.7M params at x2
+    "edsr-baseline": dict(arch="edsr", n_feats=64, n_resblocks=16, res_scale=1.0),  # the paper's baseline, 1.37M at x2
+    "edsr-medium": dict(arch="edsr", n_feats=48, n_resblocks=12, res_scale=1.0),  # the first bundled models, ~0.6M
+    "edsr-small": dict(arch="edsr", n_feats=32, n_resblocks=8, res_scale=1.0),  # CPU-friendly, ~0.2M params
+    "edsr-tiny": dict(arch="edsr", n_feats=16, n_resblocks=4, res_scale=1.0),  # for tests and quick experiments
+    "mdsr": dict(arch="mdsr", n_feats=64, n_resblocks=80, pre_process=True),  # the paper's MDSR, 7.95M params
+    "mdsr-baseline": dict(arch="mdsr", n_feats=64, n_resblocks=16, pre_process=True),  # the paper's, 3.23M params
+    "mdsr-medium": dict(arch="mdsr", n_feats=48, n_resblocks=12, pre_process=False),  # the bundled default
+    "mdsr-tiny": dict(arch="mdsr", n_feats=16, n_resblocks=4, pre_process=False),  # for tests
 }
 
 
@@ -76,12 +84,29 @@ def suggest(name: str, choices: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(choices)}"
 
 
-def preset_config(name: str, scale: int = 2, n_colors: int = 3, **overrides) -> EDSRConfig:
+def preset_arch(name: str) -> str:
+    """The family ('edsr', 'mdsr') of a preset."""
     if name not in PRESETS:
         raise UnknownModelError(f"unknown model '{name}'{suggest(name, list(PRESETS) + list(PRETRAINED))}")
-    return replace(EDSRConfig(scale=scale, n_colors=n_colors, **PRESETS[name]), **overrides)
+    return PRESETS[name]["arch"]
 
 
-def create_model(name: str, scale: int = 2, n_colors: int = 3, **overrides) -> EDSR:
-    """An untrained model of a named architecture, e.g. create_model('edsr-baseline', scale=3)."""
-    return EDSR(preset_config(name, scale=scale, n_colors=n_colors, **overrides))
+def preset_config(name: str, scale: int | Sequence[int] | None = None, n_colors: int = 3,
+                  **overrides) -> EDSRConfig | MDSRConfig:
+    """The config of a preset for `scale` (EDSR: one scale, default 2; MDSR: one or several, default 2, 3, 4)."""
+    arch = preset_arch(name)
+    settings = {k: v for k, v in PRESETS[name].items() if k != "arch"}
+    scales = (scale,) if isinstance(scale, int) else tuple(scale) if scale is not None else None
+    if arch == "edsr":
+        if scales is not None and len(scales) != 1:
+            raise ConfigError(f"'{name}' is a single-scale EDSR; use an MDSR preset (e.g. 'mdsr-medium') for "
+                              f"x{', x'.join(map(str, scales))} in one network")
+        return replace(EDSRConfig(scale=scales[0] if scales else 2, n_colors=n_colors, **settings), **overrides)
+    return replace(MDSRConfig(scales=scales or (2, 3, 4), n_colors=n_colors, **settings), **overrides)
+
+
+def create_model(name: str, scale: int | Sequence[int] | None = None, n_colors: int = 3, **overrides) -> SRNet:
+    """An untrained model of a named architecture, e.g. create_model('edsr-baseline', scale=3) or
+    create_model('mdsr-baseline') (x2, x3 and x4 in one network)."""
+    config = preset_config(name, scale=scale, n_colors=n_colors, **overrides)
+    return (EDSR if isinstance(config, EDSRConfig) else MDSR)(config)

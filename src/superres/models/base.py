@@ -1,0 +1,77 @@
+"""What every network family offers the rest of superres: `SRNet`.
+
+Inference, tiling, evaluation, export and training hold an `SRNet` and use only these members; nothing
+outside `models/` reaches into a network's layers. A family (EDSR, MDSR, ...) subclasses it, keeps its
+hyper-parameters in a frozen `config` dataclass with `to_dict`/`from_dict`, and names itself in `arch`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from superres.errors import ConfigError
+
+
+class SRNet(nn.Module):
+    """A super-resolution network: float (N, n_colors, H, W) in 0..rgb_range -> (N, n_colors, H*s, W*s).
+
+    A network may produce several scales (`scales`, ascending); `forward(x, scale)` picks one, and a
+    network with a single scale accepts scale=None.
+    """
+
+    arch: ClassVar[str] = ""
+    config: Any
+    metadata: dict  # what a weights file says about itself (training data, steps, PSNR); set by the loader
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @property
+    def scale(self) -> int:
+        """The only scale of a single-scale network; the smallest of a multi-scale one."""
+        return self.scales[0]
+
+    @property
+    def n_colors(self) -> int:
+        return int(self.config.n_colors)
+
+    @property
+    def rgb_range(self) -> float:
+        return float(self.config.rgb_range)
+
+    def check_scale(self, scale: int | None) -> int:
+        """`scale`, or the only scale when None; an error naming the scales the network has otherwise."""
+        if scale is None:
+            if len(self.scales) > 1:
+                raise ConfigError(f"this {self.arch} network produces x{', x'.join(map(str, self.scales))}; choose one")
+            return self.scales[0]
+        if scale not in self.scales:
+            raise ConfigError(f"this {self.arch} network produces x{', x'.join(map(str, self.scales))}, not x{scale}")
+        return int(scale)
+
+    def receptive_radius(self, scale: int | None = None) -> int:
+        """LR pixels of context an output pixel at `scale` depends on, on each side (exact tiling)."""
+        raise NotImplementedError
+
+    def activation_bytes_per_pixel(self, scale: int | None = None) -> int:
+        """About how many bytes of float32 activations one LR pixel costs at inference (tile budgets)."""
+        raise NotImplementedError
+
+    def part_key(self, key: str) -> str:
+        """A state-dict key in family-neutral terms, so weights can move between families (`init_from`):
+        'up.x{s}.*' for the upsampler of scale s, 'tail.*' for the last conv; other keys as they are."""
+        return key
+
+    def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+def conv_radius(module: nn.Module) -> int:
+    """Half the kernel size of a conv (its context in pixels on each side); 0 for other layers."""
+    if isinstance(module, nn.Conv2d):
+        return (module.kernel_size[0] - 1) // 2 * module.dilation[0]
+    return 0
