@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from superres.evaluation import EvalConfig, evaluate
+from superres.evaluation.benchmark import EvalConfig, evaluate
 
 PUBLISHED = {  # (set, scale) -> bicubic PSNR (dB)
     ("Set5", 2): 33.66, ("Set5", 3): 30.39, ("Set5", 4): 28.42,

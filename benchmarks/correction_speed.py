@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from common import best_time
-from superres.correction import correct
+from superres.inference.correction import correct
 
 
 def main() -> None:

@@ -19,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from superres.correction import correct
-from superres.data import find_dataset, load_samples
-from superres.inference import upscale_picture
-from superres.imageio import Picture
-from superres.metrics import psnr
-from superres.resize import imresize
+from superres.inference.correction import correct
+from superres.imaging.datasets import find_dataset, load_samples
+from superres.inference.upscaler import upscale_picture
+from superres.imaging.io import Picture
+from superres.evaluation.metrics import psnr
+from superres.imaging.resize import imresize
 from superres.models.checkpoints import load_model
-from superres.train_config import TrainConfig, split_holdout
-from superres.training import train
+from superres.training.config import TrainConfig, split_holdout
+from superres.training.loop import train
 
 THRESHOLDS = [0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 128, 255]
 MAX_COST = 0.1  # dB the good model may lose

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from common import best_time, photo
-from superres.imageio import Picture, write_image
-from superres.inference import Upscaler
-from superres.metrics import psnr
+from superres.imaging.io import Picture, write_image
+from superres.inference.upscaler import Upscaler
+from superres.evaluation.metrics import psnr
 from superres.models.checkpoints import load_model
 from superres.models.registry import PRETRAINED
 from superres.models.summary import summarize
-from superres.resize import imresize
+from superres.imaging.resize import imresize
 
 OUT_H, OUT_W = 720, 1280
 CLI_IMAGES = 4  # the CLI is timed on a folder of this many images, per image
@@ -41,7 +41,7 @@ def cli_per_image(spec: str, lr: np.ndarray, tmp: Path, forward, t_forward: floa
     PNGs: decode + model + encode, model loading included, interpreter start-up not. One warm-up run
     first; then the command and the bare forward take turns (this machine's speed drifts) and the best of
     each is kept."""
-    from superres.cli import main as cli
+    from superres.cli.main import main as cli
 
     for i in range(CLI_IMAGES):
         write_image(tmp / "in" / f"{i}.png", Picture(lr))
@@ -102,7 +102,7 @@ def main() -> int:
             t_cli, t32 = cli_per_image(spec, lr, Path(tmp), lambda: fp32(x), t32)
             t_ort = float("nan")
             try:
-                from superres.onnx import OnnxUpscaler, export_onnx
+                from superres.inference.onnx import OnnxUpscaler, export_onnx
 
                 onnx_path = export_onnx(model, Path(tmp) / "m.onnx")
                 ort = OnnxUpscaler(onnx_path, tile=0)

@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 from common import photo
-from superres.cli import main as cli
-from superres.imageio import Picture, write_image
-from superres.inference import Upscaler
+from superres.cli.main import main as cli
+from superres.imaging.io import Picture, write_image
+from superres.inference.upscaler import Upscaler
 from superres.models.checkpoints import load_model
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from common import best_time, photo
-from superres.png import encode_png
+from superres.imaging.png import encode_png
 
 
 def pillow(img: np.ndarray, level: int) -> bytes:

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from superres.data import PatchSampler, make_sample
+from superres.imaging.datasets import make_sample
+from superres.training.patches import PatchSampler
 from superres.models.registry import create_model
 from superres.models.summary import summarize
-from superres.training import to_tensor
+from superres.training.loop import to_tensor
 
 
 def throughput(preset: str, bf16: bool, device: torch.device, batch: int, patch: int, steps: int) -> tuple[float, float]:

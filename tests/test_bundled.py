@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import superres
-from superres.inference import Upscaler
+from superres.inference.upscaler import Upscaler
 from superres.models import list_models, load_model
 from superres.models.registry import PRETRAINED, bundled_results, default_model_name
 

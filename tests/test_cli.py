@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from superres.cli import main
-from superres.imageio import Picture, read_image, write_image
+from superres.cli.main import main
+from superres.imaging.io import Picture, read_image, write_image
 from superres.models import EDSR, EDSRConfig, save_weights
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from superres import imresize
-from superres.correction import correct, correct_strips
+from superres.inference.correction import correct, correct_strips
 from superres.errors import ConfigError
 
 

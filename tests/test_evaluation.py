@@ -6,11 +6,11 @@ import torch
 from PIL import Image
 
 from superres import imresize
-from superres.cli import main
+from superres.cli.main import main
 from superres.errors import ConfigError
-from superres.evaluation import EvalConfig, evaluate, find_dataset
-from superres.imageio import Picture, write_image
-from superres.metrics import psnr
+from superres.evaluation.benchmark import EvalConfig, evaluate, find_dataset
+from superres.imaging.io import Picture, write_image
+from superres.evaluation.metrics import psnr
 from superres.models import EDSR, EDSRConfig, save_weights
 
 
@@ -62,7 +62,7 @@ def test_div2k_folder_with_both_splits(tmp_path, hr_images):
 
 
 def test_lr_and_hr_of_different_bit_depths_are_refused():
-    from superres.data import make_sample
+    from superres.imaging.datasets import make_sample
 
     with pytest.raises(ConfigError, match="bit depth"):
         make_sample("x", np.zeros((8, 8), np.uint16), 2, np.zeros((4, 4), np.uint8))
@@ -143,7 +143,7 @@ def test_bad_settings(tmp_path):
 
 
 def test_method_suffixes():
-    from superres.evaluation import Method
+    from superres.evaluation.benchmark import Method
 
     m = Method.parse("model+ensemble+correct")
     assert m.model == "model" and m.ensemble and m.correct

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from superres.errors import ImageError
-from superres.imageio import Picture, read_image, write_image
-from superres.png import chunk
+from superres.imaging.io import Picture, read_image, write_image
+from superres.imaging.png import chunk
 
 
 def save(im: Image.Image, path, **kw):
@@ -182,12 +182,12 @@ def test_write_is_atomic_and_never_clobbers(tmp_path, photo):
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch, photo):
-    import superres.imageio as imageio
+    import superres.imaging.io as imageio
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    import superres.files as files
+    import superres.imaging.files as files
 
     monkeypatch.setattr(imageio, "encode_image", lambda *a, **k: b"x" * 10)
     monkeypatch.setattr(files.os, "replace", boom)

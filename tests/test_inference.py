@@ -6,10 +6,10 @@ import torch
 
 import superres
 from conftest import nearest_edsr
-from superres.cli import main
+from superres.cli.main import main
 from superres.errors import ConfigError
-from superres.imageio import Picture, read_image, write_image
-from superres.inference import MIN_TILE, Upscaler, receptive_radius
+from superres.imaging.io import Picture, read_image, write_image
+from superres.inference.upscaler import MIN_TILE, Upscaler
 from superres.models import EDSR, EDSRConfig, save_weights
 
 
@@ -61,7 +61,7 @@ def test_small_tiles_rejected_and_small_overlap_raised(caplog):
         Upscaler(model, tile=4)
     with caplog.at_level(logging.INFO):
         up = Upscaler(model, tile=32, overlap=2)
-    assert up.margin == receptive_radius(model) == 2 * 3 + 4
+    assert up.margin == model.receptive_radius() == 2 * 3 + 4
 
 
 def test_automatic_tile_follows_the_memory_budget():
@@ -91,7 +91,7 @@ def test_no_gpu_paths(caplog):
 def test_self_ensemble_is_the_mean_of_the_eight_transforms():
     model = busy_model(2)
     img = image(15, 19)
-    ens = Upscaler(model, tile=0, self_ensemble=True)(img)
+    ens = Upscaler(model, precision="fp32", tile=0, self_ensemble=True)(img)
     x = torch.from_numpy(img).permute(2, 0, 1)[None]
     outs = []
     with torch.no_grad():
@@ -102,7 +102,7 @@ def test_self_ensemble_is_the_mean_of_the_eight_transforms():
                 outs.append(y.flip(-1) if flip else y)
     ref = torch.stack(outs).mean(0)[0].permute(1, 2, 0).numpy()
     assert ens.shape == (30, 38, 3) and np.abs(ens - ref).max() < 1e-3
-    tiled = Upscaler(model, tile=MIN_TILE, self_ensemble=True)(img)
+    tiled = Upscaler(model, precision="fp32", tile=MIN_TILE, self_ensemble=True)(img)
     assert np.abs(ens - tiled).max() < 1e-2
 
 
@@ -110,8 +110,8 @@ def test_self_ensemble_keeps_an_equivariant_model_unchanged():
     """A model that does nearest-neighbour upscaling commutes with flips and rotations."""
     model = nearest_edsr()
     img = np.random.default_rng(2).integers(0, 256, size=(9, 7, 3), dtype=np.uint8)
-    plain = superres.upscale(img, model=model)
-    ens = superres.upscale(img, model=model, self_ensemble=True)
+    plain = superres.upscale(img, model=model, precision="fp32")
+    ens = superres.upscale(img, model=model, self_ensemble=True, precision="fp32")
     assert np.array_equal(plain, ens) and np.array_equal(plain, img.repeat(2, 0).repeat(2, 1))
 
 
@@ -133,7 +133,8 @@ def test_onnx_export_and_backend_match_pytorch(tmp_path, capsys):
     assert main(["export", str(weights), "-o", str(tmp_path / "m.onnx")]) == 0
     rng = np.random.default_rng(1)
     write_image(tmp_path / "in.png", Picture(rng.integers(0, 256, size=(37, 51, 3), dtype=np.uint8)))
-    assert main(["upscale", str(tmp_path / "in.png"), "--model", str(weights), "-o", str(tmp_path / "pt.png")]) == 0
+    assert main(["upscale", str(tmp_path / "in.png"), "--model", str(weights), "--precision", "fp32",
+                 "-o", str(tmp_path / "pt.png")]) == 0
     assert main(["upscale", str(tmp_path / "in.png"), "--model", str(tmp_path / "m.onnx"), "--backend", "onnxruntime",
                  "--tile", "16", "-o", str(tmp_path / "ort.png")]) == 0
     a, b = read_image(tmp_path / "pt.png").pixels, read_image(tmp_path / "ort.png").pixels
@@ -149,8 +150,8 @@ def test_half_precision_overflow_falls_back_to_fp32(caplog):
     model = busy_model(2)
     plain = model.forward
 
-    def overflowing(x):
-        y = plain(x)
+    def overflowing(x, scale=None):
+        y = plain(x, scale)
         return y * float("inf") if torch.is_autocast_enabled("cpu") else y
 
     model.forward = overflowing

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from superres.metrics import psnr, rgb_to_y, ssim
+from superres.evaluation.metrics import psnr, rgb_to_y, ssim
 
 
 def test_psnr_by_hand_rgb_and_shave(rng):
@@ -75,7 +75,7 @@ def test_shape_mismatch_is_an_error():
 
 
 def test_ycbcr_round_trip_and_matlab_values(rng):
-    from superres.color import rgb_to_ycbcr, ycbcr_to_rgb
+    from superres.imaging.color import rgb_to_ycbcr, ycbcr_to_rgb
 
     rgb = rng.integers(0, 256, size=(7, 5, 3)).astype(np.float64)
     np.testing.assert_allclose(ycbcr_to_rgb(rgb_to_ycbcr(rgb)), rgb, atol=1e-9)

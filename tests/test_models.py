@@ -6,7 +6,7 @@ import torch
 
 import superres
 from superres.errors import CheckpointError, ConfigError, UnknownModelError
-from superres.models import (EDSR, EDSRConfig, count_parameters, create_model, format_summary, init_from_x2,
+from superres.models import (EDSR, EDSRConfig, count_parameters, create_model, format_summary, init_from,
                              list_models, load_model, load_weights, save_weights, summarize)
 
 
@@ -196,7 +196,7 @@ def test_unreadable_and_foreign_files(tmp_path):
     with pytest.raises(CheckpointError, match="safetensors"):
         load_weights(tmp_path / "junk.safetensors")
     torch.save({"conv.weight": torch.zeros(3, 3, 3, 3)}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not an EDSR state dict"):
+    with pytest.raises(CheckpointError, match="not an EDSR or MDSR state dict"):
         load_weights(tmp_path / "other.pt")
 
 
@@ -224,14 +224,13 @@ def test_loading_never_runs_code_from_the_file(tmp_path):
 def test_init_from_x2_copies_all_but_the_upsampler():
     x2 = tiny(scale=2)
     for scale in (3, 4):
-        model = init_from_x2(x2, scale)
-        assert model.scale == scale
+        model = tiny(scale=scale)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        copied = init_from(model, [x2])
         src, dst = x2.state_dict(), model.state_dict()
+        assert set(copied) == {k for k in dst if not k.startswith("tail.0.")}
         for k, v in dst.items():
-            if k.startswith("tail.0."):
-                continue
-            assert torch.equal(v, src[k]), k
-        assert any(k.startswith("tail.0.") for k in dst)
+            assert torch.equal(v, before[k] if k.startswith("tail.0.") else src[k]), k
 
 
 # --------------------------------------------------------------------------------- summary

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from superres.errors import ImageError
-from superres.imageio import Picture, PictureStream, read_image, write_image
-from superres.png import PngWriter, encode_png
+from superres.imaging.io import Picture, PictureStream, read_image, write_image
+from superres.imaging.png import PngWriter, encode_png
 
 
 def cv2_decode(data: bytes) -> np.ndarray:
@@ -110,7 +110,7 @@ def chunks_of(data: bytes) -> list[tuple[bytes, int]]:
 
 def test_memory_and_chunks_stay_bounded(monkeypatch, rng):
     """Rows are filtered and compressed a group at a time and no IDAT exceeds its limit."""
-    from superres import png
+    from superres.imaging import png
 
     monkeypatch.setattr(png, "IDAT_BYTES", 1000)
     monkeypatch.setattr(png, "GROUP_BYTES", 5000)
@@ -145,7 +145,7 @@ def test_a_file_that_appears_meanwhile_is_not_replaced(tmp_path, photo):
 
 
 def test_gather_rows():
-    from superres.imageio import gather_rows
+    from superres.imaging.io import gather_rows
 
     whole = np.arange(12).reshape(4, 3)
     assert gather_rows([whole], 4) is whole  # one strip with every row: no copy

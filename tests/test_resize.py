@@ -6,7 +6,7 @@ from PIL import Image
 
 from superres import imresize
 from superres.errors import ConfigError
-from superres.resize import METHODS, contributions, cubic
+from superres.imaging.resize import METHODS, contributions, cubic
 
 
 def slow_resize_1d(line: np.ndarray, out_len: int, scale: float, kernel, width: float, aa: bool) -> np.ndarray:

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from superres.cli import main
-from superres.data import PatchSampler, Sample
+from superres.cli.main import main
+from superres.imaging.datasets import Sample
+from superres.training.patches import PatchSampler
 from superres.errors import ConfigError
-from superres.imageio import Picture, write_image
+from superres.imaging.io import Picture, write_image
 from superres.models import EDSR, EDSRConfig, load_model, save_weights
-from superres.train_config import TrainConfig, learning_rate
-from superres.training import build_model, read_checkpoint, train
+from superres.training.config import TrainConfig, learning_rate
+from superres.training.loop import build_model, read_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,9 +63,9 @@ def test_sigkill_then_resume_gives_identical_weights(hr_folder, tmp_path):
     settings.write_text(json.dumps({**cfg.__dict__, "out": str(killed)}))
     script = textwrap.dedent(f"""
         import json, os, signal
-        from superres import data
-        from superres.train_config import TrainConfig
-        from superres.training import train
+        from superres.training import patches as data
+        from superres.training.config import TrainConfig
+        from superres.training.loop import train
         calls = 0
         original = data.PatchSampler.sample
         def sample(self):  # the 23rd batch drawn: kill the process outright
@@ -90,7 +91,7 @@ def test_sigkill_then_resume_gives_identical_weights(hr_folder, tmp_path):
 
 
 def test_sigint_stops_with_a_checkpoint(hr_folder, tmp_path, monkeypatch):
-    from superres import data
+    from superres.training import patches as data
 
     calls = {"n": 0}
     original = data.PatchSampler.sample
@@ -134,7 +135,7 @@ def test_x4_from_x2_copies_the_body(tmp_path):
     for k, v in x2.state_dict().items():
         if not k.startswith("tail.0."):
             assert torch.equal(model.state_dict()[k], v)
-    with pytest.raises(ConfigError, match="differ from the model"):
+    with pytest.raises(ConfigError, match="do not fit the model"):
         build_model(TrainConfig(data=["x"], scale=4, preset="edsr-small", init=str(path)))
 
 

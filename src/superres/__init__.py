@@ -7,14 +7,14 @@
 """
 
 from superres.api import ImageUpscaler, upscale
-from superres.correction import DEFAULT_THRESHOLD, correct
-from superres.inference import Upscaler
+from superres.inference.correction import DEFAULT_THRESHOLD, correct
+from superres.inference.upscaler import Upscaler
 from superres.errors import CheckpointError, ConfigError, ImageError, SuperresError, UnknownModelError
-from superres.imageio import Picture, read_image, write_image
-from superres.color import rgb_to_y
-from superres.metrics import psnr, ssim
+from superres.imaging.io import Picture, read_image, write_image
+from superres.imaging.color import rgb_to_y
+from superres.evaluation.metrics import psnr, ssim
 from superres.models import EDSR, EDSRConfig, create_model, init_from, list_models, load_model, save_weights
-from superres.resize import imresize
+from superres.imaging.resize import imresize
 
 __version__ = "0.1.0"
 

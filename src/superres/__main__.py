@@ -1,3 +1,3 @@
-from superres.cli import main
+from superres.cli.main import main
 
 raise SystemExit(main())

@@ -7,106 +7,123 @@ import os
 import numpy as np
 from PIL import Image
 
-from superres.correction import DEFAULT_THRESHOLD, correct_strips
-from superres.errors import ConfigError, UnknownModelError
-from superres.imageio import Picture, PictureStream, from_pil, to_pil
-from superres.inference import Upscaler, upscale_picture_stream
+from superres.inference.correction import DEFAULT_THRESHOLD, correct_strips
+from superres.errors import ConfigError
+from superres.imaging.io import Picture, PictureStream, from_pil, to_pil
+from superres.inference.sizes import OutputSize, network_scale
+from superres.inference.upscaler import Upscaler, resize_picture, upscale_picture_stream
+from superres.models.base import SRNet
 from superres.models.checkpoints import load_model
-from superres.models.edsr import EDSR
-from superres.models.registry import default_model_name
-from superres.resize import output_shape_for, imresize
-
-
-def nearest_trained_scale(factor: float) -> int:
-    """The bundled default scale to run before resizing to `factor`: the smallest >= factor, else the largest."""
-    available = [s for s in (2, 3, 4) if default_model_name(s)]
-    if not available:
-        raise UnknownModelError("no bundled models; give a model file for --outscale")
-    above = [s for s in available if s >= factor - 1e-9]
-    return min(above) if above else max(available)
+from superres.imaging.resize import imresize
 
 
 class ImageUpscaler:
     """Everything `superres upscale` does to one picture, configured once and applied to many.
 
-    model: an EDSR, a bundled name or preset, a weights path (.safetensors/.pt/.pth/.onnx), or None for
-    the bundled default of the scale; method: an interpolation instead. outscale: any final factor (the
-    model's output is resized to it with the MATLAB bicubic). correct: the correction threshold (gray
-    levels) or None. The rest go to `Upscaler` (device, precision, tiling, self-ensemble).
+    scale: any factor > 0 (default 2, or the model's scale for a single-scale model), or size=(width,
+    height), or width/height alone (aspect kept). model: an SRNet, a bundled name or preset, a weights path
+    (.safetensors/.pt/.pth/.onnx), or None for the bundled default; method: an interpolation instead. The
+    network runs at the smallest of its scales at or above the needed factor (else its largest), and its
+    output is resized to the exact size with the MATLAB bicubic. correct: the correction threshold (gray
+    levels) or None. The rest go to `Upscaler` (device, precision, tiling, self-ensemble). outscale is
+    the former name of a non-integer scale.
     """
 
-    def __init__(self, scale: int | None = None, model: EDSR | str | os.PathLike | None = None,
+    def __init__(self, scale: float | None = None, model: SRNet | str | os.PathLike | None = None,
                  method: str | None = None, outscale: float | None = None, correct: float | None = None,
-                 device: str = "auto", precision: str | None = None, tile: int | None = None,
+                 size: tuple[int, int] | None = None, width: int | None = None, height: int | None = None,
+                 device: str = "auto", precision: str | None = "auto", tile: int | None = None,
                  tile_overlap: int | None = None, self_ensemble: bool = False, backend: str | None = None) -> None:
         if model is not None and method is not None:
             raise ConfigError("give a model or a method, not both")
-        if outscale is not None and not outscale > 0:
-            raise ConfigError(f"outscale must be > 0, got {outscale}")
-        self.method, self.outscale = method, outscale
-        self.runner: Upscaler | None = None
+        if outscale is not None:
+            if scale is not None and scale != outscale and not (model is not None and isinstance(scale, int)):
+                raise ConfigError("give --scale or --outscale, not both")
+            scale = outscale
+        if size is not None:
+            if width is not None or height is not None:
+                raise ConfigError("give the output size or a width/height, not both")
+            width, height = size
+        if scale is not None and (width is not None or height is not None):
+            raise ConfigError("give a scale or an output size, not both")
+        self.method = method
+        self.runner: Upscaler | None = None  # the ONNX backend's single-scale runner
+        self.net: SRNet | None = None
+        self._runners: dict[int, Upscaler] = {}
+        self._options = dict(device=device, precision=precision, tile=tile, overlap=tile_overlap,
+                             self_ensemble=self_ensemble)
         if method is not None:
-            if scale is None and outscale is None:
-                raise ConfigError("an interpolation method needs a scale")
-            self.scale = scale
+            if scale is None and width is None and height is None:
+                raise ConfigError("an interpolation method needs a scale or an output size")
             if correct is not None:
                 raise ConfigError("the correction applies to model outputs; it needs a model, not a method")
+            self.scales: tuple[int, ...] = ()
         else:
-            if model is None and scale is None:  # the bundled model: x2 unless an outscale says otherwise
-                scale = nearest_trained_scale(outscale) if outscale is not None else 2
             backend = backend or ("onnxruntime" if str(model).endswith(".onnx") else "torch")
             if backend == "onnxruntime":
-                from superres.onnx import OnnxUpscaler
+                from superres.inference.onnx import OnnxUpscaler
 
-                if model is None or isinstance(model, EDSR):
+                if model is None or isinstance(model, SRNet):
                     raise ConfigError("the onnxruntime backend needs an .onnx file (superres export --format onnx)")
                 self.runner = OnnxUpscaler(model, tile=tile, overlap=tile_overlap, self_ensemble=self_ensemble)
-                if scale is not None and self.runner.scale != scale:
-                    raise ConfigError(f"{model} upscales x{self.runner.scale}, not x{scale}")
+                self._runners[self.runner.scale] = self.runner
+                self.scales = (self.runner.scale,)
             elif backend == "torch":
-                net = model if isinstance(model, EDSR) else load_model(model, scale=scale)
-                self.runner = Upscaler(net, device=device, precision=precision, tile=tile, overlap=tile_overlap,
-                                       self_ensemble=self_ensemble)
+                # no model: the bundled default that has the scale a factor needs (2 for an output size)
+                hint = None if model is not None else 2 if scale is None else network_scale((2, 3, 4), scale)
+                self.net = model if isinstance(model, SRNet) else load_model(model, scale=hint)
+                self.scales = self.net.scales
             else:
                 raise ConfigError(f"backend must be 'torch' or 'onnxruntime', got '{backend}'")
-            self.scale = self.runner.scale
+        if scale is None and width is None and height is None:
+            scale = 2 if len(self.scales) != 1 else self.scales[0]
+        self.size = OutputSize(float(scale) if scale is not None else None, width, height)
         if correct is not None and correct < 0:
             raise ConfigError(f"the correction threshold must be >= 0, got {correct}")
         self.threshold = correct
 
     @property
-    def factor(self) -> float:
-        """The overall enlargement."""
-        return self.outscale if self.outscale is not None else float(self.scale)
+    def factor(self) -> float | None:
+        """The overall enlargement when it is a factor (None for an output size)."""
+        return self.size.factor
+
+    def upscaler(self, scale: int) -> Upscaler:
+        """The network ready to run at one of its scales (made once per scale)."""
+        if scale not in self._runners:
+            self._runners[scale] = Upscaler(self.net, scale, **self._options)
+        return self._runners[scale]
 
     def __call__(self, picture: Picture) -> Picture:
         return self.stream(picture).collect()
 
     def stream(self, picture: Picture) -> PictureStream:
-        """The upscaled picture as a PictureStream, made band by band while it is written (see write_image);
-        with --outscale it is made whole, as the final resize needs all of it."""
-        if self.method is not None and self.outscale is not None:
-            return upscale_picture_stream(picture, self.outscale, method=self.method)
-        result = upscale_picture_stream(picture, self.scale, model=self.runner, method=self.method)
+        """The upscaled picture as a PictureStream, made band by band while it is written (see write_image).
+        Where the network's scale is not the exact output size, the output is made whole and resized."""
+        shape = self.size.shape_for(picture.size)
+        if self.method is not None:
+            return resize_picture(picture, shape, self.method, self.size.factor)
+        h, w = picture.size
+        scale = network_scale(self.scales, max(shape[0] / h, shape[1] / w))
+        result = upscale_picture_stream(picture, scale, model=self.upscaler(scale))
         if self.threshold is not None:
-            result.strips = correct_strips(result.strips, picture.pixels, self.scale, self.threshold)
-        if self.outscale is not None and self.outscale != self.scale:
+            result.strips = correct_strips(result.strips, picture.pixels, scale, self.threshold)
+        if shape != (h * scale, w * scale):
             whole = result.collect()
-            shape = output_shape_for(picture.size, self.outscale)
             pixels = imresize(whole.pixels, output_shape=shape)
-            alpha = None if whole.alpha is None else imresize(whole.alpha, output_shape=shape)
+            alpha = None if picture.alpha is None else imresize(picture.alpha, output_shape=shape)
             result = PictureStream(shape[0], shape[1], [pixels], alpha, whole.icc_profile)
         return result
 
 
-def upscale(image, scale: int | None = None, model: EDSR | str | os.PathLike | None = None,
+def upscale(image, scale: float | None = None, model: SRNet | str | os.PathLike | None = None,
             method: str | None = None, **options):
-    """Upscale an image with a model (an EDSR, a bundled name or a weights path) or an interpolation method.
+    """Upscale an image with a model (an SRNet, a bundled name or a weights path) or an interpolation method.
 
     image: numpy uint8/uint16 array (H, W), (H, W, 3) or (H, W, 4) (last channel alpha), or a PIL image.
-    With neither model nor method, the bundled default model for `scale` is used. Options: outscale,
-    correct (threshold, e.g. superres.DEFAULT_THRESHOLD), device, precision, tile, tile_overlap,
-    self_ensemble, backend. Returns the same kind of object: an array of the same dtype and channels,
+    scale: any factor (default 2); or size=(width, height), width=W or height=H instead. With neither
+    model nor method, the bundled default model is used. Options: correct (threshold, e.g.
+    superres.DEFAULT_THRESHOLD), device, precision ('auto' by default), tile, tile_overlap, self_ensemble,
+    backend. Returns the same kind of object: an array of the same dtype and channels,
     or a PIL image.
     """
     runner = ImageUpscaler(scale=scale, model=model, method=method, **options)
@@ -129,4 +146,4 @@ def upscale(image, scale: int | None = None, model: EDSR | str | os.PathLike | N
     return out.pixels if out.alpha is None else np.dstack([out.pixels, out.alpha])
 
 
-__all__ = ["DEFAULT_THRESHOLD", "ImageUpscaler", "nearest_trained_scale", "upscale"]
+__all__ = ["DEFAULT_THRESHOLD", "ImageUpscaler", "OutputSize", "network_scale", "upscale"]

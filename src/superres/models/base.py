@@ -23,6 +23,7 @@ class SRNet(nn.Module):
     """
 
     arch: ClassVar[str] = ""
+    config_class: ClassVar[type]  # the family's frozen config dataclass, with to_dict/from_dict
     config: Any
     metadata: dict  # what a weights file says about itself (training data, steps, PSNR); set by the loader
 
@@ -59,6 +60,10 @@ class SRNet(nn.Module):
 
     def activation_bytes_per_pixel(self, scale: int | None = None) -> int:
         """About how many bytes of float32 activations one LR pixel costs at inference (tile budgets)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line on the architecture, e.g. 'EDSR x2, 16 blocks x 64 features, res_scale 1.0'."""
         raise NotImplementedError
 
     def part_key(self, key: str) -> str:

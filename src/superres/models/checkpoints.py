@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from superres.errors import CheckpointError, UnknownModelError
-from superres.files import atomic_path
+from superres.imaging.files import atomic_path
 from superres.models.base import SRNet
 from superres.models.edsr import EDSR, EDSRConfig
 from superres.models.mdsr import MDSR, MDSRConfig
@@ -182,6 +182,13 @@ def build(arch: str, config: EDSRConfig | MDSRConfig) -> SRNet:
     return FAMILIES[arch](config)
 
 
+def build_from_dict(arch: str, config: dict[str, Any]) -> SRNet:
+    """An untrained network from a family name and a config as saved in weights metadata."""
+    if arch not in FAMILIES:
+        raise CheckpointError(f"architecture '{arch}' is not supported (known: {', '.join(FAMILIES)})")
+    return build(arch, FAMILIES[arch].config_class.from_dict(config))
+
+
 def load_weights(path: str | os.PathLike) -> SRNet:
     """The network in `path` (EDSR or MDSR, as detected from its keys) with its weights, in eval mode."""
     tensors, meta = read_weights(path)
@@ -215,16 +222,15 @@ def load_model(name_or_path: str | os.PathLike | None = None, scale: int | None 
                allow_untrained: bool = False) -> SRNet:
     """A ready-to-run model (eval mode) from a bundled name or a weights file.
 
-    With no name, the bundled default for `scale`. A name or file whose scale differs from a given
-    `scale` is an error. Preset names (architectures without weights) give an untrained model only
+    With no name, the bundled default (the one that has `scale`, if given). A name or file without a
+    given `scale` is an error. Preset names (architectures without weights) give an untrained model only
     with allow_untrained=True, e.g. for `superres info`.
     """
     if name_or_path is None:
-        if scale is None:
-            raise UnknownModelError("give a model name or path, or a scale for the bundled default")
         name_or_path = default_model_name(scale)
         if name_or_path is None:
-            raise UnknownModelError(f"no bundled model for x{scale}; pass a weights file, or use an interpolation method")
+            raise UnknownModelError(f"no bundled model{'' if scale is None else f' for x{scale}'}; pass a weights "
+                                    f"file, or use an interpolation method")
     key = str(name_or_path)
     if key in PRETRAINED:
         model = load_weights(PRETRAINED[key].path())

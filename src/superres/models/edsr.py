@@ -134,6 +134,7 @@ class EDSR(SRNet):
     """
 
     arch = "edsr"
+    config_class = EDSRConfig
 
     def __init__(self, config: EDSRConfig | None = None, **kwargs) -> None:
         super().__init__()
@@ -165,6 +166,10 @@ class EDSR(SRNet):
         c = self.config
         # about four live feature maps at LR, the upsampler's 4x (9x) map, and the output: float32
         return 4 * (4 * c.n_feats + (9 if c.scale == 3 else 4) * c.n_feats + 2 * c.n_colors * c.scale**2)
+
+    def describe(self) -> str:
+        c = self.config
+        return f"EDSR x{c.scale}, {c.n_resblocks} blocks x {c.n_feats} features, res_scale {c.res_scale}"
 
     def part_key(self, key: str) -> str:
         if key.startswith("tail.0."):

@@ -75,6 +75,7 @@ class MDSR(SRNet):
     """Multi-scale EDSR: `forward(x, scale)` with scale one of config.scales."""
 
     arch = "mdsr"
+    config_class = MDSRConfig
 
     def __init__(self, config: MDSRConfig | None = None, **kwargs) -> None:
         super().__init__()
@@ -107,6 +108,11 @@ class MDSR(SRNet):
         scale = self.check_scale(scale)
         c = self.config
         return 4 * (4 * c.n_feats + (9 if scale == 3 else 4) * c.n_feats + 2 * c.n_colors * scale**2)
+
+    def describe(self) -> str:
+        c = self.config
+        return (f"MDSR x{'/x'.join(map(str, c.scales))}, {c.n_resblocks} blocks x {c.n_feats} features, res_scale "
+                f"{c.res_scale}, {'with' if c.pre_process else 'no'} 5x5 pre-processing")
 
     def part_key(self, key: str) -> str:
         for prefix, part in (("upsample.", "up"), ("pre_process.", "pre")):

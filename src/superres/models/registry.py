@@ -39,10 +39,10 @@ class Pretrained:
 
     name: str
     file: str
-    scale: int
+    scales: tuple[int, ...]
     arch: str  # the preset it was trained as
     description: str
-    default: bool = False  # the model `load_model(scale=S)` returns
+    default: bool = False  # the model `load_model()` returns (for the scales it has)
 
     def path(self) -> Path:
         return Path(str(resources.files("superres.weights").joinpath(self.file)))
@@ -54,7 +54,7 @@ def _read_manifest() -> dict[str, Pretrained]:
     if not manifest.is_file():
         return {}
     entries = json.loads(manifest.read_text())["models"]
-    return {e["name"]: Pretrained(**e) for e in entries}
+    return {e["name"]: Pretrained(**{**e, "scales": tuple(e["scales"])}) for e in entries}
 
 
 def bundled_results() -> list[dict]:
@@ -71,10 +71,10 @@ def list_models(pretrained: bool = False) -> list[str]:
     return sorted(PRETRAINED) if pretrained else sorted(PRESETS)
 
 
-def default_model_name(scale: int) -> str | None:
-    """The bundled model used when none is named, or None if no weights ship for this scale."""
+def default_model_name(scale: int | None = None) -> str | None:
+    """The bundled model used when none is named (the default one that has `scale`, if given), or None."""
     for entry in PRETRAINED.values():
-        if entry.default and entry.scale == scale:
+        if entry.default and (scale is None or scale in entry.scales):
             return entry.name
     return None
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from superres.models.edsr import EDSR, MeanShift
+from superres.models.base import SRNet
+from superres.models.edsr import MeanShift
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,12 @@ def _macs(module: nn.Module, out: torch.Tensor) -> int:
     return int(out[0].numel()) * per_pixel
 
 
-def summarize(model: EDSR, input_size: tuple[int, int] = (100, 100)) -> list[LayerRow]:
-    """One row per leaf layer in execution order, for a single (n_colors, H, W) input."""
+def summarize(model: SRNet, input_size: tuple[int, int] = (100, 100), scale: int | None = None) -> list[LayerRow]:
+    """One row per leaf layer run, in execution order, for a single (n_colors, H, W) input at `scale` (None:
+    the network's only scale)."""
+    scale = model.check_scale(scale)
     with torch.device("meta"):
-        ghost = EDSR(model.config)
+        ghost = type(model)(model.config)
     rows: list[LayerRow] = []
     names = {m: n for n, m in ghost.named_modules()}
 
@@ -59,7 +62,7 @@ def summarize(model: EDSR, input_size: tuple[int, int] = (100, 100)) -> list[Lay
     handles = [m.register_forward_hook(hook) for m in leaves]
     try:
         h, w = input_size
-        ghost(torch.empty(1, model.config.n_colors, h, w, device="meta"))
+        ghost(torch.empty(1, model.n_colors, h, w, device="meta"), scale)
     finally:
         for handle in handles:
             handle.remove()

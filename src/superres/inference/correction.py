@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from superres.errors import ConfigError
-from superres.resize import imresize
+from superres.imaging.resize import imresize
 
 # Chosen by benchmarks/correction_sweep.py on 10 held-out training images (never the benchmark sets): the
 # smallest threshold that costs the bundled x2 model at most 0.1 dB (it costs 0.04 dB there; see README).

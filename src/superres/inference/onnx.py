@@ -14,21 +14,35 @@ import numpy as np
 import torch
 
 from superres.errors import CheckpointError, ConfigError
-from superres.files import atomic_path
-from superres.inference import Upscaler
-from superres.models.checkpoints import METADATA_KEY
-from superres.models.edsr import EDSR, EDSRConfig
+from superres.imaging.files import atomic_path
+from superres.inference.upscaler import Upscaler
+from superres.models.base import SRNet
+from superres.models.checkpoints import METADATA_KEY, build_from_dict
 
 
-def export_onnx(model: EDSR, path: str | os.PathLike, opset: int = 17, metadata: dict | None = None) -> Path:
-    """Write `model` as ONNX with input 'lr' (N, C, H, W) and output 'sr', H and W dynamic, float32 0..255."""
+class _AtScale(torch.nn.Module):
+    """A network fixed to one of its scales: what one ONNX file holds."""
+
+    def __init__(self, model: SRNet, scale: int) -> None:
+        super().__init__()
+        self.model, self.scale = model, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, self.scale)
+
+
+def export_onnx(model: SRNet, path: str | os.PathLike, scale: int | None = None, opset: int = 17,
+                metadata: dict | None = None) -> Path:
+    """Write `model` at `scale` (None: its only scale) as ONNX with input 'lr' (N, C, H, W) and output 'sr',
+    H and W dynamic, float32 0..255. A multi-scale network takes one file per scale."""
     path = Path(path)
     model = model.eval().float().cpu()
-    dummy = torch.rand(1, model.config.n_colors, 32, 32) * 255
+    scale = model.check_scale(scale)
+    dummy = torch.rand(1, model.n_colors, 32, 32) * 255
     with atomic_path(path) as tmp:
         with warnings.catch_warnings():  # the TorchScript exporter warns that it is deprecated
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (dummy,), tmp, input_names=["lr"], output_names=["sr"], opset_version=opset,
+            torch.onnx.export(_AtScale(model, scale), (dummy,), tmp, input_names=["lr"], output_names=["sr"], opset_version=opset,
                               dynamic_axes={"lr": {0: "n", 2: "h", 3: "w"}, "sr": {0: "n", 2: "h_out", 3: "w_out"}},
                               dynamo=False)
         try:
@@ -37,8 +51,8 @@ def export_onnx(model: EDSR, path: str | os.PathLike, opset: int = 17, metadata:
             raise ConfigError("ONNX export needs the onnx package: pip install 'superres[onnx]'") from e
         proto = onnx.load(tmp)
         entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps({"arch": "edsr", "config": model.config.to_dict(),
-                                                          **(metadata or {})})
+        entry.key, entry.value = METADATA_KEY, json.dumps({"arch": model.arch, "config": model.config.to_dict(),
+                                                          "scale": scale, **(metadata or {})})
         onnx.save(proto, tmp)
     return path
 
@@ -62,9 +76,10 @@ class OnnxUpscaler(Upscaler):
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if not raw:
             raise CheckpointError(f"{path}: not a superres ONNX export (no '{METADATA_KEY}' metadata)")
+        meta = json.loads(raw)
         with torch.device("meta"):  # the architecture only: its config and receptive field
-            ghost = EDSR(EDSRConfig.from_dict(json.loads(raw)["config"]))
-        self.model = ghost
+            self.model = build_from_dict(meta.get("arch", "edsr"), meta["config"])
+        self.scale = self.model.check_scale(meta.get("scale"))
         self.device = torch.device("cpu")
         self.precision = "fp32"
         self._set_tiling(tile, overlap, self_ensemble, None)

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from superres.correction import DEFAULT_THRESHOLD
-from superres.evaluation import Method, run_method
-from superres.files import write_bytes
-from superres.imageio import Picture, write_image
-from superres.metrics import psnr, ssim
+from superres.inference.correction import DEFAULT_THRESHOLD
+from superres.evaluation.benchmark import Method, run_method
+from superres.imaging.files import write_bytes
+from superres.imaging.io import Picture, write_image
+from superres.evaluation.metrics import psnr, ssim
 from superres.models.edsr import EDSR
-from superres.report import busiest_window, crop_strip
-from superres.resize import imresize
+from superres.evaluation.report import busiest_window, crop_strip
+from superres.imaging.resize import imresize
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 

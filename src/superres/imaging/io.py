@@ -2,7 +2,7 @@
 
 Pixels are numpy arrays: (H, W) for grayscale or (H, W, 3) for colour, uint8 or uint16; alpha is kept
 apart as (H, W) of the same type. Pillow does the work, except for 16-bit colour PNG/TIFF, which Pillow
-cannot hold and OpenCV reads (and writes, for TIFF), and PNG writing, which superres.png does faster and
+cannot hold and OpenCV reads (and writes, for TIFF), and PNG writing, which superres.imaging.png does faster and
 strip by strip. EXIF orientation is applied on reading. Writes go to a
 temporary file that is renamed into place, so an interrupted write never leaves a partial image.
 """
@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from superres.errors import ImageError
-from superres.files import TargetExistsError, atomic_path, write_bytes
-from superres.png import PngWriter, encode_png
+from superres.imaging.files import TargetExistsError, atomic_path, write_bytes
+from superres.imaging.png import PngWriter, encode_png
 
 DEFAULT_MAX_PIXELS = 200_000_000  # refuse larger images (decompression bombs) unless asked
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}

@@ -19,11 +19,11 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from superres.color import rgb_to_ycbcr, ycbcr_to_rgb
+from superres.imaging.color import rgb_to_ycbcr, ycbcr_to_rgb
 from superres.errors import ConfigError
-from superres.imageio import Picture, PictureStream, gather_rows
-from superres.models.edsr import EDSR
-from superres.resize import METHODS, imresize
+from superres.imaging.io import Picture, PictureStream, gather_rows
+from superres.models.base import SRNet
+from superres.imaging.resize import METHODS, imresize, output_shape_for
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,39 @@ MIN_TILE = 16
 MAX_TILE_BATCH = 8
 
 
-def receptive_radius(model: EDSR) -> int:
-    """LR pixels of context an output pixel needs on each side: one per 3x3 conv at LR resolution, and at
-    most one per conv after the first pixel shuffle."""
-    c = model.config
-    lr_convs = 1 + 2 * c.n_resblocks + 1 + 1  # head, blocks, body end, first upsampler conv
-    after = 1 + (int(math.log2(c.scale)) - 1 if c.scale in (2, 4, 8) else 0)  # further upsampler convs + tail
-    return lr_convs + after
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16), where bf16 runs ~2x fp32. Linux only:
+    elsewhere it answers False and 'auto' stays fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def auto_device() -> str:
+    """'cuda' where there is a CUDA GPU, else 'mps' on Apple silicon, else 'cpu'."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_precision(precision: str | None, device: torch.device) -> str:
+    """'auto' (or None): fp16 autocast on CUDA and MPS, bf16 on a CPU that computes it natively, else fp32.
+    fp16 asked for on a CPU runs as bf16."""
+    if precision in (None, "auto"):
+        if device.type in ("cuda", "mps"):
+            return "fp16"
+        return "bf16" if native_bf16() else "fp32"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got '{precision}'")
+    if precision == "fp16" and device.type == "cpu":
+        log.warning("fp16 is not supported well on CPU; using bf16 instead")
+        return "bf16"
+    return precision
 
 
 @dataclass
@@ -70,28 +96,27 @@ def _inverse(y: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class Upscaler:
-    """A model ready to run on images of any size.
+    """A network ready to run at one of its scales on images of any size.
 
-    device: 'cpu', 'cuda' or 'auto'. precision: 'fp32', 'bf16' or 'fp16' (autocast); None picks fp32 on
-    CPU and fp16 on GPU; fp16 asked for on a CPU runs as bf16. tile: LR tile side (0 = no tiling,
-    None = automatic from the image size and memory). overlap: LR margin per tile (None or less than the
-    receptive radius = the radius, which makes tiling exact). self_ensemble: average the 8 flips/rotations.
+    scale: which of the network's scales (None: its only one). device: 'cpu', 'cuda', 'mps' or 'auto'.
+    precision: 'auto' (see resolve_precision), 'fp32', 'bf16' or 'fp16' (autocast). tile: LR tile side
+    (0 = no tiling, None = automatic from the image size and memory). overlap: LR margin per tile (None or
+    less than the receptive radius = the radius, which makes tiling exact). self_ensemble: average the 8
+    flips/rotations.
     """
 
-    def __init__(self, model: EDSR, device: str = "auto", precision: str | None = None, tile: int | None = None,
-                 overlap: int | None = None, self_ensemble: bool = False, memory_budget: int | None = None) -> None:
+    def __init__(self, model: SRNet, scale: int | None = None, device: str = "auto", precision: str | None = "auto",
+                 tile: int | None = None, overlap: int | None = None, self_ensemble: bool = False,
+                 memory_budget: int | None = None) -> None:
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = auto_device()
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("device 'cuda' asked for, but no CUDA GPU is available")
+        if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError("device 'mps' asked for, but Apple's MPS is not available")
         self.device = torch.device(device)
-        precision = precision or ("fp16" if self.device.type == "cuda" else "fp32")
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ConfigError(f"precision must be fp32, bf16 or fp16, got '{precision}'")
-        if precision == "fp16" and self.device.type == "cpu":
-            log.warning("fp16 is not supported well on CPU; using bf16 instead")
-            precision = "bf16"
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.device)
+        self.scale = model.check_scale(scale)
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
         self._set_tiling(tile, overlap, self_ensemble, memory_budget)
 
@@ -101,16 +126,12 @@ class Upscaler:
         if tile is not None and tile != 0 and tile < MIN_TILE:
             raise ConfigError(f"tile must be 0 (no tiling) or at least {MIN_TILE} LR pixels, got {tile}")
         self.tile = tile
-        self.radius = receptive_radius(self.model)
+        self.radius = self.model.receptive_radius(self.scale)
         if overlap is not None and overlap < self.radius:
             log.info("tile overlap %d is below the receptive radius %d; using %d", overlap, self.radius, self.radius)
         self.margin = max(self.radius, overlap or 0)
         self.self_ensemble = self_ensemble
         self.memory_budget = memory_budget or self._default_budget()
-
-    @property
-    def scale(self) -> int:
-        return self.model.scale
 
     def _default_budget(self) -> int:
         """Bytes of activations one tile may use: a share of free GPU memory, or 768 MB on CPU."""
@@ -120,9 +141,7 @@ class Upscaler:
         return 768 * 2**20
 
     def _bytes_per_pixel(self) -> int:
-        c = self.model.config
-        # about four live feature maps at LR, the upsampler's 4x (9x) map, and the output: float32
-        return 4 * (4 * c.n_feats + (9 if c.scale == 3 else 4) * c.n_feats + 2 * c.n_colors * c.scale**2)
+        return self.model.activation_bytes_per_pixel(self.scale)
 
     def auto_tile(self, height: int, width: int) -> int:
         """0 when the whole image fits the budget, else the largest square core that does."""
@@ -139,12 +158,12 @@ class Upscaler:
         x = x.contiguous(memory_format=torch.channels_last)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         if dtype is None:
-            return self.model(x).float()
+            return self.model(x, self.scale).float()
         with torch.autocast(self.device.type, dtype=dtype):
-            y = self.model(x).float()
+            y = self.model(x, self.scale).float()
         if not torch.isfinite(y).all():
             log.warning("%s overflowed on a tile; recomputing it in fp32", self.precision)
-            y = self.model(x).float()
+            y = self.model(x, self.scale).float()
         return y
 
     @torch.inference_mode()
@@ -175,8 +194,8 @@ class Upscaler:
 
         Out of GPU memory, the band is run again with tiles half the size and a quarter of the memory
         budget (so that batching does not fill the room again), and so on down to MIN_TILE."""
-        if image.ndim != 3 or image.shape[2] != self.model.config.n_colors:
-            raise ConfigError(f"expected (H, W, {self.model.config.n_colors}) input, got {image.shape}")
+        if image.ndim != 3 or image.shape[2] != self.model.n_colors:
+            raise ConfigError(f"expected (H, W, {self.model.n_colors}) input, got {image.shape}")
         h, w, _ = image.shape
         tile = self.tile if self.tile is not None else self.auto_tile(h, w)
         budget = self.memory_budget
@@ -243,7 +262,7 @@ def model_upscale_strips(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255
     chroma by bicubic interpolation (all at once). Outputs are rounded and clipped tile by tile.
     """
     dtype = pixels.dtype
-    colors = upscaler.model.config.n_colors
+    colors = upscaler.model.n_colors
     x = pixels if dtype == np.uint8 else pixels.astype(np.float32) * np.float32(255.0 / peak)
 
     def to_int(t: np.ndarray) -> np.ndarray:
@@ -264,31 +283,43 @@ def model_upscale_strips(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255
         yield to_int(ycbcr_to_rgb(np.dstack([y, chroma])))
 
 
-def upscale_picture(picture: Picture, scale: int | None = None, model: EDSR | Upscaler | None = None,
+def upscale_picture(picture: Picture, scale: int | None = None, model: SRNet | Upscaler | None = None,
                     method: str | None = None) -> Picture:
     """Upscale pixels with a model or an interpolation method; alpha goes through bicubic separately."""
     return upscale_picture_stream(picture, scale, model, method).collect()
 
 
-def upscale_picture_stream(picture: Picture, scale: int | None = None, model: EDSR | Upscaler | None = None,
+def upscale_picture_stream(picture: Picture, scale: int | None = None, model: SRNet | Upscaler | None = None,
                            method: str | None = None) -> PictureStream:
     """upscale_picture as a PictureStream: a model's output is made band by band as the stream is read."""
     if (model is None) == (method is None):
         raise ConfigError("give exactly one of a model or an interpolation method")
     if model is not None:
-        upscaler = model if isinstance(model, Upscaler) else Upscaler(model, device=str(next(model.parameters()).device))
+        if not isinstance(model, Upscaler):
+            model = Upscaler(model, scale, device=str(next(model.parameters()).device))
+        upscaler = model
         if scale is not None and scale != upscaler.scale:
             raise ConfigError(f"the model upscales x{upscaler.scale}, but x{scale} was asked for")
         height, width = picture.size[0] * upscaler.scale, picture.size[1] * upscaler.scale
         strips = model_upscale_strips(upscaler, picture.pixels, picture.peak)
     else:
-        if method not in METHODS:
-            raise ConfigError(f"unknown method '{method}'; choose from {', '.join(sorted(METHODS))}")
         if scale is None or not scale > 0:
             raise ConfigError("an interpolation method needs a scale > 0")
-        pixels = imresize(picture.pixels, scale, method=method)
-        (height, width), strips = pixels.shape[:2], [pixels]
+        return resize_picture(picture, output_shape_for(picture.size, scale), method, scale)
     alpha = None
     if picture.alpha is not None:
         alpha = imresize(picture.alpha, output_shape=(height, width), method="bicubic")
     return PictureStream(height, width, strips, alpha, picture.icc_profile)
+
+
+def resize_picture(picture: Picture, shape: tuple[int, int], method: str, factor: float | None = None) -> PictureStream:
+    """A picture resized to shape (height, width) by interpolation; with `factor`, MATLAB's kernel for that
+    factor (as imresize(image, factor)), else for the exact size. Alpha goes through bicubic."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method '{method}'; choose from {', '.join(sorted(METHODS))}")
+    if factor is not None:
+        pixels = imresize(picture.pixels, factor, method=method)
+    else:
+        pixels = imresize(picture.pixels, output_shape=shape, method=method)
+    alpha = None if picture.alpha is None else imresize(picture.alpha, output_shape=pixels.shape[:2], method="bicubic")
+    return PictureStream(pixels.shape[0], pixels.shape[1], [pixels], alpha, picture.icc_profile)

@@ -54,6 +54,12 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda
     seed: int = 0
 
+    def __post_init__(self) -> None:  # one scale or init file given alone, as from Python
+        if isinstance(self.scale, int):
+            self.scale = [self.scale]
+        if isinstance(self.init, str):
+            self.init = [self.init]
+
     def validate(self) -> None:
         if not self.data:
             raise ConfigError("no training data: give at least one folder of HR images (--data)")

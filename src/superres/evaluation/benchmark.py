@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -16,14 +17,16 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from superres.correction import DEFAULT_THRESHOLD, correct
-from superres.data import find_dataset, load_samples
+from superres.inference.correction import DEFAULT_THRESHOLD, correct
+from superres.imaging.datasets import find_dataset, load_samples
 from superres.errors import ConfigError, SuperresError
-from superres.imageio import Picture
-from superres.inference import Upscaler, upscale_picture
-from superres.metrics import psnr, ssim
-from superres.models.edsr import EDSR
-from superres.resize import METHODS, imresize
+from superres.imaging.io import Picture
+from superres.inference.sizes import network_scale
+from superres.inference.upscaler import Upscaler, upscale_picture
+from superres.evaluation.metrics import psnr, ssim
+from superres.models.base import SRNet
+from superres.models.registry import default_model_name
+from superres.imaging.resize import METHODS, imresize, output_shape_for
 
 log = logging.getLogger(__name__)
 SUFFIXES = ("+correct", "+ensemble")  # model + the correction; model with the 8-transform self-ensemble
@@ -64,46 +67,54 @@ def parse_methods(text: str | list[str]) -> list[Method]:
 
 
 class ModelCache:
-    """Loads each (model, scale) once; remembers the ones that do not exist for a scale."""
+    """Loads each model once and says which of its scales to run for a factor (None: skip the model there).
+
+    An integer factor needs a network trained for it (the protocol compares like with like); any other
+    factor runs the network's smallest scale at or above it (else its largest) and resizes, as `upscale`."""
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
-        self._models: dict[tuple[str, int], EDSR | None] = {}
+        self._models: dict[str, SRNet | None] = {}
 
-    def get(self, spec: str, scale: int) -> EDSR | None:
+    def get(self, spec: str, factor: float) -> tuple[SRNet, int] | None:
         from superres.models.checkpoints import load_model
-        from superres.models.registry import default_model_name
 
-        key = (spec, scale)
+        key = spec if spec != "model" else f"model@{network_scale((2, 3, 4), factor)}"
         if key not in self._models:
-            if spec == "model":
-                name = default_model_name(scale)
-                self._models[key] = load_model(name, scale=scale) if name else None
-                if name is None:
-                    log.warning("no bundled model for x%d; skipping 'model' at that scale", scale)
+            if spec == "model":  # the bundled default that has the scale this factor runs at
+                name = default_model_name(network_scale((2, 3, 4), factor))
+                self._models[key] = load_model(name).to(self.device) if name else None
             else:
-                model = load_model(spec)
-                if model.scale != scale:
-                    log.warning("%s upscales x%d; skipping it at x%d", spec, model.scale, scale)
-                    model = None
-                self._models[key] = model
-            if self._models[key] is not None:
-                self._models[key] = self._models[key].to(self.device)
-        return self._models[key]
+                self._models[key] = load_model(spec).to(self.device)
+        model = self._models[key]
+        if model is None:
+            log.warning("no bundled model for x%g; skipping 'model' there", factor)
+            return None
+        if factor == int(factor):
+            if int(factor) not in model.scales:
+                log.warning("%s upscales x%s; skipping it at x%g", spec, ", x".join(map(str, model.scales)), factor)
+                return None
+            return model, int(factor)
+        return model, network_scale(model.scales, factor)
 
 
-def run_method(method: Method, lr: np.ndarray, scale: int, model: EDSR | None,
-               threshold: float = DEFAULT_THRESHOLD, cache: dict | None = None) -> tuple[np.ndarray, float]:
+def run_method(method: Method, lr: np.ndarray, factor: float, model: tuple[SRNet, int] | None,
+               threshold: float = DEFAULT_THRESHOLD, cache: dict | None = None,
+               precision: str = "fp32") -> tuple[np.ndarray, float]:
     """The output of one method on one LR image (same dtype as the input) and the seconds it takes.
 
-    `cache` (one dict per LR image) keeps each network output and its time, so MODEL and MODEL+correct
-    run the network once and both report its time."""
+    `model` is (network, the scale to run it at); where that scale is not `factor`, the output is
+    resized to the size of imresize(lr, factor) with the MATLAB bicubic (after the correction, which
+    works at the network's scale). `cache` (one dict per LR image) keeps each network output and its
+    time, so MODEL and MODEL+correct run the network once and both report its time."""
     t0 = time.perf_counter()
     if method.interpolation:
-        return imresize(lr, scale, method=method.interpolation), time.perf_counter() - t0
-    key = (id(model), method.ensemble)
+        return imresize(lr, factor, method=method.interpolation), time.perf_counter() - t0
+    net, scale = model
+    key = (id(net), scale, method.ensemble)
     if cache is None or key not in cache:
-        runner = Upscaler(model, device=str(next(model.parameters()).device), self_ensemble=method.ensemble)
+        runner = Upscaler(net, scale, device=str(next(net.parameters()).device), precision=precision,
+                          self_ensemble=method.ensemble)
         sr = upscale_picture(Picture(lr), scale, model=runner).pixels
         net_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
         if cache is not None:
@@ -112,6 +123,8 @@ def run_method(method: Method, lr: np.ndarray, scale: int, model: EDSR | None,
         sr, net_seconds = cache[key]
     if method.correct:
         sr = correct(sr, threshold=threshold, lr=lr)
+    if factor != scale:
+        sr = imresize(sr, output_shape=output_shape_for(lr.shape[:2], factor))
     return sr, net_seconds + time.perf_counter() - t0
 
 
@@ -120,22 +133,23 @@ def run_method(method: Method, lr: np.ndarray, scale: int, model: EDSR | None,
 @dataclass
 class EvalConfig:
     datasets: list[str]
-    scales: list[int] = field(default_factory=lambda: [2, 3, 4])
+    scales: list[float] = field(default_factory=lambda: [2, 3, 4])  # any factors > 1, e.g. 1.5, 2.5
     methods: list[str] = field(default_factory=lambda: ["bicubic"])
     channel: str = "y"  # "y", "rgb", or both: "y,rgb" (each output is scored on each)
     shave: int | str | None = None  # None: the scale; "div2k": scale + 6; or a number of pixels
     threshold: float = DEFAULT_THRESHOLD  # for MODEL+correct
     device: str = "auto"  # where models run: auto (a GPU when there is one), cpu, cuda
+    precision: str = "fp32"  # fp32 gives numbers that do not depend on the CPU; "auto" as `upscale` runs
 
     @property
     def channels(self) -> list[str]:
         return [c.strip() for c in self.channel.split(",") if c.strip()]
 
-    def shave_for(self, scale: int) -> int:
+    def shave_for(self, scale: float) -> int:
         if self.shave is None:
-            return scale
+            return math.ceil(scale)
         if self.shave == "div2k":
-            return scale + 6
+            return math.ceil(scale) + 6
         return int(self.shave)
 
     def validate(self) -> None:
@@ -144,8 +158,11 @@ class EvalConfig:
         if not self.datasets:
             raise ConfigError("give at least one dataset folder")
         for s in self.scales:
-            if s not in (2, 3, 4, 8):
-                raise ConfigError(f"scale must be 2, 3, 4 or 8, got {s}")
+            if not (isinstance(s, (int, float)) and math.isfinite(s) and 1 < s <= 16):
+                raise ConfigError(f"scale must be a factor in (1, 16], got {s}")
+        self.scales = [int(s) if s == int(s) else float(s) for s in self.scales]
+        if self.precision not in ("fp32", "auto", "bf16", "fp16"):
+            raise ConfigError(f"precision must be fp32, auto, bf16 or fp16, got '{self.precision}'")
         if not (self.shave is None or self.shave == "div2k" or (isinstance(self.shave, int) and self.shave >= 0)):
             raise ConfigError(f"shave must be a number of pixels >= 0 or 'div2k', got {self.shave!r}")
 
@@ -195,7 +212,7 @@ def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterat
             active = [(m, model) for m, model in active if m.interpolation or model is not None]
             scores: dict[tuple[str, str], list[tuple[float, float, float]]] = {
                 (m.label, c): [] for m, _ in active for c in config.channels}
-            samples = load_samples(dataset, scale)
+            samples = load_samples(dataset, scale)  # non-integer factors: HR cut to whole LR pixels, LR made
             n = len(dataset.hr_paths())
             if progress is not None:
                 samples = progress(samples, n, f"{dataset.name} x{scale}")
@@ -205,7 +222,8 @@ def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterat
                 if i < keep_outputs:
                     kept.append({"name": sample.name, "hr": sample.hr, "methods": {}})
                 for method, model in active:
-                    sr, seconds = run_method(method, sample.lr, scale, model, config.threshold, outputs)
+                    sr, seconds = run_method(method, sample.lr, scale, model, config.threshold, outputs,
+                                             config.precision)
                     if i < keep_outputs:
                         kept[-1]["methods"][method.label] = sr
                     for channel in config.channels:

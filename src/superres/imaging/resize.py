@@ -122,7 +122,7 @@ def imresize(image, scale: float | None = None, output_shape: tuple[int, int] | 
     from PIL import Image  # local: resize is useful without PIL, but accepts PIL images
 
     if isinstance(image, Image.Image):
-        from superres.imageio import Picture, from_pil, to_pil  # noqa: PLC0415
+        from superres.imaging.io import Picture, from_pil, to_pil  # noqa: PLC0415
 
         pic = from_pil(image)
         out = imresize(pic.pixels, scale, output_shape, method, antialiasing)

@@ -20,7 +20,7 @@ log = logging.getLogger("superres")
 
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
     """Files from paths, folders (their images, sorted) and glob patterns; plus one error per input that matched nothing."""
-    from superres.data import list_images
+    from superres.imaging.datasets import list_images
 
     files: list[Path] = []
     errors: list[str] = []
@@ -59,8 +59,8 @@ def _report(errors: list[str]) -> None:
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     from superres.api import ImageUpscaler
-    from superres.correction import DEFAULT_THRESHOLD
-    from superres.imageio import WRITE_FORMATS, read_image, write_image
+    from superres.inference.correction import DEFAULT_THRESHOLD
+    from superres.imaging.io import WRITE_FORMATS, read_image, write_image
 
     correct = args.correct
     if correct is not None and correct != "default":
@@ -72,15 +72,16 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise SuperresError("no input images given")
     files, errors = expand_inputs(args.inputs)
-    if args.method is not None and args.scale is None and args.outscale is None:
-        raise SuperresError("--method needs --scale (or --outscale)")
+    if args.method is not None and args.scale is None and args.outscale is None and args.size is None \
+            and args.width is None and args.height is None:
+        raise SuperresError("--method needs --scale, --size, --width or --height")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     runner = ImageUpscaler(
-        scale=args.scale, model=args.model, method=args.method, outscale=args.outscale,
-        correct=None if correct is None else (DEFAULT_THRESHOLD if correct == "default" else correct),
+        scale=args.scale, model=args.model, method=args.method, outscale=args.outscale, size=args.size,
+        width=args.width, height=args.height, correct=None if correct is None else (DEFAULT_THRESHOLD if correct == "default" else correct),
         device=args.device, precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
         self_ensemble=args.self_ensemble, backend=args.backend)
     out_format = f".{args.out_format.lstrip('.').lower()}" if args.out_format else None
@@ -90,7 +91,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         and Path(args.output).suffix.lower() in WRITE_FORMATS and not Path(args.output).is_dir()
     if args.output is not None and not single_file and len(files) > 1 and Path(args.output).suffix.lower() in WRITE_FORMATS:
         raise SuperresError(f"-o {args.output} names a file, but there are {len(files)} inputs; give a folder")
-    suffix = args.suffix if args.suffix is not None else ("" if args.output and not single_file else f"_x{runner.factor:g}")
+    suffix = args.suffix if args.suffix is not None else ("" if args.output and not single_file else f"_{runner.size.label()}")
     inputs = {p.resolve() for p in files}
     made: dict[Path, Path] = {}  # output -> the input it was made from, in this run
     done = 0
@@ -121,13 +122,13 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             errors.append(f"{path}: failed while upscaling ({str(e).strip().splitlines()[0] if str(e).strip() else e})")
     _report(errors)
     if not args.quiet and (files or errors):
-        print(f"upscaled {done} of {done + len(errors)} image(s) x{runner.factor:g}", file=sys.stderr)
+        print(f"upscaled {done} of {done + len(errors)} image(s) {runner.size.label()}", file=sys.stderr)
     return 1 if errors else 0
 
 
 def cmd_degrade(args: argparse.Namespace) -> int:
-    from superres.data import bicubic_lr
-    from superres.imageio import Picture, read_image, write_image
+    from superres.imaging.datasets import bicubic_lr
+    from superres.imaging.io import Picture, read_image, write_image
 
     files, errors = expand_inputs(args.inputs)
     s = args.scale
@@ -152,10 +153,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     from superres.models.summary import format_summary, summarize
 
     model = load_model(args.model, scale=args.scale, allow_untrained=True)
-    c = model.config
-    title = (f"{args.model}: EDSR x{c.scale}, {c.n_resblocks} blocks x {c.n_feats} features, res_scale {c.res_scale}, "
-             f"{c.n_colors} colour(s), {count_parameters(model):,} parameters; input {args.input_size[0]}x{args.input_size[1]}")
-    print(format_summary(summarize(model, args.input_size), title))
+    scale = args.scale if args.scale is not None else model.scales[0]
+    title = (f"{args.model}: {model.describe()}, {model.n_colors} colour(s), {count_parameters(model):,} parameters; "
+             f"at x{scale}, input {args.input_size[0]}x{args.input_size[1]}")
+    print(format_summary(summarize(model, args.input_size, scale), title))
     return 0
 
 
@@ -165,10 +166,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     from superres.models.registry import PRESETS, PRETRAINED, bundled_results, create_model
     from superres.models.summary import summarize
 
-    print(f"{'preset':<16} {'blocks':>6} {'feats':>6} {'res_scale':>9} {'params x2':>11}")
+    print(f"{'preset':<16} {'family':>6} {'blocks':>6} {'feats':>6} {'params':>11}  (EDSR at x2; MDSR with x2, x3, x4)")
     for name, p in sorted(PRESETS.items()):
-        print(f"{name:<16} {p['n_resblocks']:>6} {p['n_feats']:>6} {p['res_scale']:>9} "
-              f"{count_parameters(create_model(name, scale=2)):>11,}")
+        print(f"{name:<16} {p['arch']:>6} {p['n_resblocks']:>6} {p['n_feats']:>6} "
+              f"{count_parameters(create_model(name)):>11,}")
     print()
     if not PRETRAINED:
         print("bundled models: none")
@@ -179,25 +180,25 @@ def cmd_models(args: argparse.Namespace) -> int:
           + "   (GFLOPs for a 1280x720 output; Y-PSNR dB from weights/eval.json)")
     for entry in PRETRAINED.values():
         model = load_model(entry.name)
-        s = entry.scale
-        gflops = 2 * sum(r.macs for r in summarize(model, (720 // s, 1280 // s))) / 1e9
-        scores = {r["dataset"]: r["psnr"] for r in results
-                  if r["method"] in (entry.name, "model" if entry.default else None)
-                  and r["scale"] == s and r["channel"] == "y"}
-        cells = " ".join(f"{scores[d]:>6.2f}" if d in scores else f"{'-':>6}" for d in sets)
-        print(f"{entry.name:<18} {'x' + str(s):>5} {count_parameters(model):>9,} {gflops:>7.1f}  {cells}"
-              f"{'   default' if entry.default else ''}")
+        for s in model.scales:
+            gflops = 2 * sum(r.macs for r in summarize(model, (720 // s, 1280 // s), s)) / 1e9
+            scores = {r["dataset"]: r["psnr"] for r in results
+                      if r["method"] in (entry.name, "model" if entry.default else None)
+                      and r["scale"] == s and r["channel"] == "y"}
+            cells = " ".join(f"{scores[d]:>6.2f}" if d in scores else f"{'-':>6}" for d in sets)
+            print(f"{entry.name:<18} {'x' + str(s):>5} {count_parameters(model):>9,} {gflops:>7.1f}  {cells}"
+                  f"{'   default' if entry.default else ''}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from superres.correction import DEFAULT_THRESHOLD
-    from superres.evaluation import EvalConfig, evaluate
+    from superres.inference.correction import DEFAULT_THRESHOLD
+    from superres.evaluation.benchmark import EvalConfig, evaluate
 
     try:
-        scales = [int(x) for x in args.scale.split(",") if x.strip()]
+        scales = [float(x) for x in args.scale.split(",") if x.strip()]
     except ValueError:
-        raise SuperresError(f"--scale must be comma-separated integers, got '{args.scale}'") from None
+        raise SuperresError(f"--scale must be comma-separated factors (e.g. 2,3,4 or 1.5,2.5), got '{args.scale}'") from None
     shave = args.shave
     if shave is not None and shave != "div2k":
         try:
@@ -205,7 +206,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except ValueError:
             raise SuperresError(f"--shave must be a number of pixels or 'div2k', got '{shave}'") from None
     config = EvalConfig(datasets=args.data, scales=scales, methods=[m for m in args.methods.split(",") if m.strip()],
-                        channel=args.channel, shave=shave,
+                        channel=args.channel, shave=shave, precision=args.precision,
                         threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold)
 
     def progress(items, total, desc):
@@ -214,16 +215,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return tqdm(items, total=total, desc=desc, unit="img", leave=False,
                     disable=args.quiet or not sys.stderr.isatty())
 
-    from superres.report import CROP_IMAGES
+    from superres.evaluation.report import CROP_IMAGES
 
     results = evaluate(config, progress=progress, keep_outputs=CROP_IMAGES if args.report else 0)
     print(results.markdown())
     if args.json_path:
-        from superres.files import write_text
+        from superres.imaging.files import write_text
 
         write_text(args.json_path, results.to_json())
     if args.report:
-        from superres.report import write_report
+        from superres.evaluation.report import write_report
 
         written = write_report(results, args.report)
         print(f"report: {len(written)} files in {args.report}")
@@ -233,8 +234,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import json
 
-    from superres.train_config import TrainConfig, read_config_file
-    from superres.training import train
+    from superres.training.config import TrainConfig, read_config_file
+    from superres.training.loop import train
 
     given = {k: v for k, v in vars(args).items() if k not in ("command", "verbose", "config", "resume")}
     settings: dict = {}
@@ -265,7 +266,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from superres.models.checkpoints import load_model, save_weights
-    from superres.training import run_weights
+    from superres.training.loop import run_weights
 
     output = Path(args.output)
     fmt = args.out_format or ("onnx" if output.suffix == ".onnx" else "safetensors")
@@ -283,9 +284,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         raise SuperresError(f"{source}: not a run folder or training checkpoint")
     if fmt == "onnx":
-        from superres.onnx import export_onnx
+        from superres.inference.onnx import export_onnx
 
-        path = export_onnx(model, output, metadata=meta)
+        # one file per scale: the given name for a single scale, <stem>-x<s>.onnx for each of several
+        scales = [args.scale] if args.scale is not None else list(model.scales)
+        for scale in scales:
+            target = output if len(scales) == 1 else output.with_name(f"{output.stem}-x{scale}{output.suffix}")
+            if target.exists() and not args.overwrite:
+                raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
+            path = export_onnx(model, target, scale=scale, metadata=meta)
+            if len(scales) > 1:
+                print(f"wrote {path}")
+        if len(scales) > 1:
+            return 0
     else:
         import torch
 
@@ -295,7 +306,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _is_training_checkpoint(path: Path) -> bool:
-    from superres.training import read_checkpoint
+    from superres.training.loop import read_checkpoint
 
     try:
         return "optimizer" in read_checkpoint(path)
@@ -304,7 +315,7 @@ def _is_training_checkpoint(path: Path) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from superres.demo import PHOTOS, run_demo
+    from superres.cli.demo import PHOTOS, run_demo
     from superres.models.checkpoints import load_model
     from superres.models.registry import default_model_name
 

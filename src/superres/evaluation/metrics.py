@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from superres.color import rgb_to_y
+from superres.imaging.color import rgb_to_y
 from superres.errors import ConfigError
 
 

@@ -31,14 +31,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from superres.data import MultiScaleSampler, PatchSampler, Sample, find_dataset, load_samples
+from superres.imaging.datasets import Sample, find_dataset, load_samples
+from superres.training.patches import MultiScaleSampler, PatchSampler
 from superres.errors import ConfigError
-from superres.files import atomic_path, write_text
-from superres.metrics import psnr
+from superres.imaging.files import atomic_path, write_text
+from superres.evaluation.metrics import psnr
 from superres.models.base import SRNet
 from superres.models.checkpoints import init_from, load_weights, save_weights
 from superres.models.registry import create_model
-from superres.train_config import TrainConfig, learning_rate, split_holdout
+from superres.training.config import TrainConfig, learning_rate, split_holdout
 
 log = logging.getLogger(__name__)
 

@@ -6,16 +6,45 @@ Exit codes: 0 success, 1 some inputs failed (the others were still done), 2 usag
 from __future__ import annotations
 
 import argparse
+import math
 import logging
 import signal
 import sys
 import traceback
 
-from superres.commands import (cmd_degrade, cmd_demo, cmd_eval, cmd_export, cmd_info, cmd_models, cmd_train,
+from superres.cli.commands import (cmd_degrade, cmd_demo, cmd_eval, cmd_export, cmd_info, cmd_models, cmd_train,
                                cmd_upscale)
 from superres.errors import SuperresError
 
 log = logging.getLogger("superres")
+
+
+def _factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scale must be a number such as 2 or 2.5, got '{text}'") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"scale must be > 0, got {text}")
+    return value
+
+
+def _pixels(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 pixel, got {value}")
+    return value
+
+
+def _wxh(text: str) -> tuple[int, int]:
+    """'1920x1080' -> (1920, 1080), width first."""
+    parts = text.lower().split("x")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 1920x1080, got '{text}'")
+    return _pixels(parts[0]), _pixels(parts[1])
 
 
 def _scale(text: str) -> int:
@@ -39,7 +68,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from superres.resize import METHODS
+    from superres.imaging.resize import METHODS
 
     parser = argparse.ArgumentParser(prog="superres", description="Image super-resolution with EDSR.")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks and debug logging")
@@ -47,21 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("upscale", help="upscale images with a model or an interpolation method")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
-    p.add_argument("--scale", "-s", type=_scale, help="upscaling factor (default: the model's; 2 for the bundled models)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--scale", "-s", type=_factor, help="any factor, e.g. 2, 2.5 or 3.7 (default 2, or the model's "
+                      "only scale): the network's smallest scale at or above it, then a MATLAB-bicubic resize")
+    size.add_argument("--size", type=_wxh, metavar="WxH", help="exact output size, e.g. 1920x1080")
+    size.add_argument("--width", type=_pixels, metavar="W", help="output width; the height keeps the aspect ratio")
+    size.add_argument("--height", type=_pixels, metavar="H", help="output height; the width keeps the aspect ratio")
+    size.add_argument("--outscale", type=_factor, help=argparse.SUPPRESS)  # the former name of a non-integer --scale
     how = p.add_mutually_exclusive_group()
     how.add_argument("--model", "-m", help="bundled model name, preset, or weights file (.safetensors/.pt/.pth)")
     how.add_argument("--method", choices=sorted(METHODS), help="interpolation instead of a model")
     p.add_argument("--correct", nargs="?", const="default", default=None, metavar="TAU",
                    help="replace output values more than TAU gray levels from the bilinear upscaling by that "
                         "value (the original report's correction; default TAU from the sweep)")
-    p.add_argument("--outscale", type=float, help="any final factor, e.g. 2.5: the nearest trained scale, then "
-                   "a MATLAB-bicubic resize")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (EDSR+; 8x slower)")
     p.add_argument("--tile", type=int, help="LR tile side in pixels (0: no tiling; default: from image size and memory)")
     p.add_argument("--tile-overlap", type=int, help="LR margin per tile (default and minimum: the receptive radius)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
-                   help="default fp32 on CPU, fp16 on GPU; fp16 on CPU runs as bf16")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                   help="auto: CUDA, else Apple's MPS, else the CPU")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto (default): fp16 on a GPU, bf16 on a CPU with native bf16 (AMX, AVX512-BF16), else fp32")
     p.add_argument("--backend", choices=["torch", "onnxruntime"], help="default: torch (onnxruntime for .onnx)")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's, one per core)")
     p.add_argument("-o", "--output", help="output file (one input) or folder (default: beside each input)")
@@ -88,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="PSNR/SSIM of methods on benchmark sets (the field's protocol)")
     p.add_argument("--data", nargs="+", required=True, metavar="DIR",
                    help="EDSR benchmark layout (HR/ + LR_bicubic/), DIV2K layout, or a folder of HR images")
-    p.add_argument("--scale", default="2,3,4", help="comma-separated scales (default 2,3,4)")
+    p.add_argument("--scale", default="2,3,4", help="comma-separated factors, any > 1 (default 2,3,4; e.g. 1.5,2.5,3.5)")
+    p.add_argument("--precision", choices=["fp32", "auto", "bf16", "fp16"], default="fp32",
+                   help="fp32 (default: numbers that do not depend on the CPU), or auto as upscale runs")
     p.add_argument("--methods", default="bicubic", help="comma-separated: bicubic, bilinear, nearest, lanczos, "
                    "model (bundled default), a model name or weights path, and any of those + '+correct'")
     p.add_argument("--channel", choices=["y", "rgb", "y,rgb"], default="y",
@@ -114,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=["best", "last"], default="best",
                    help="best validation score (default) or the latest weights (EMA when present)")
     p.add_argument("--half", action="store_true", help="store fp16 weights (half the size)")
+    p.add_argument("--scale", "-s", type=_scale, help="ONNX: the one scale to export (default: every scale of the "
+                   "network, one file each, named <stem>-x<scale>.onnx where there are several)")
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("demo", help="shrink a bundled photo, upscale it back, print PSNR, write a comparison")

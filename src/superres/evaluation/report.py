@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from superres.errors import ConfigError
-from superres.evaluation import EvalResults, Method
-from superres.files import write_bytes, write_text
+from superres.evaluation.benchmark import EvalResults, Method
+from superres.imaging.files import write_bytes, write_text
 
 CROP_IMAGES = 3  # images per dataset and scale shown as crops (evaluate(keep_outputs=...))
 

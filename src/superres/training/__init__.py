@@ -1,0 +1,1 @@
+"""Training: settings (TrainConfig), patch sampling with augmentations, and the resumable loop."""
