@@ -11,7 +11,7 @@ from superres.errors import ConfigError
 from superres.evaluation.benchmark import EvalConfig, evaluate, find_dataset
 from superres.imaging.io import Picture, write_image
 from superres.evaluation.metrics import psnr
-from superres.models import EDSR, EDSRConfig, save_weights
+from superres.models import EDSR, EDSRConfig, load_model, save_weights
 
 
 @pytest.fixture
@@ -166,3 +166,36 @@ def test_y_and_rgb_in_one_run(tmp_path, hr_images):
     by = {r["channel"]: r["psnr"] for r in both.results}
     assert by == {"y": y.results[0]["psnr"], "rgb": rgb.results[0]["psnr"]}
     assert "on Y (BT.601)" in both.markdown() and "on RGB" in both.markdown()
+
+
+def test_non_integer_factors_follow_the_protocol(tmp_path, hr_images):
+    """x1.5: HR cut to a multiple of 3 (the numerator of 3/2), LR = MATLAB bicubic by 1/1.5, shave ceil(1.5) = 2;
+    a model runs at its smallest scale >= 1.5 and is resized to the HR size."""
+    bench = make_benchmark(tmp_path / "Mini", hr_images)
+    torch.manual_seed(0)
+    from superres.models import create_model
+
+    weights = save_weights(create_model("mdsr-tiny"), tmp_path / "ms.safetensors")
+    res = evaluate(EvalConfig(datasets=[str(bench)], scales=[1.5, 2.5], methods=["bicubic", str(weights)]))
+    hr = hr_images["coffee"]  # 66 x 90
+    crop = hr[:66 // 3 * 3, :90 // 3 * 3]
+    lr = imresize(crop, 1 / 1.5)
+    assert lr.shape[:2] == (44, 60)
+    row = next(r for r in res.per_image if r["image"] == "coffee" and r["scale"] == 1.5 and r["method"] == "bicubic")
+    assert row["psnr"] == pytest.approx(psnr(imresize(lr, 1.5), crop, shave=2), abs=1e-4)
+    from superres import upscale
+
+    sr = imresize(upscale(lr, 2, model=load_model(weights), precision="fp32"), output_shape=crop.shape[:2])
+    row = next(r for r in res.per_image if r["image"] == "coffee" and r["scale"] == 1.5 and r["method"] == str(weights))
+    assert row["psnr"] == pytest.approx(psnr(sr, crop, shave=2), abs=1e-4)
+    assert {(r["scale"], r["shave"]) for r in res.results} == {(1.5, 2), (2.5, 3)}
+
+
+def test_eval_precision_setting(tmp_path, hr_images, model_file):
+    bench = make_benchmark(tmp_path / "Mini", hr_images)
+    fp32 = evaluate(EvalConfig(datasets=[str(bench)], scales=[2], methods=[str(model_file)]))
+    bf16 = evaluate(EvalConfig(datasets=[str(bench)], scales=[2], methods=[str(model_file)], precision="bf16"))
+    assert fp32.results[0]["psnr"] != bf16.results[0]["psnr"]  # the setting reaches the network
+    assert abs(fp32.results[0]["psnr"] - bf16.results[0]["psnr"]) < 0.5
+    with pytest.raises(ConfigError, match="precision"):
+        evaluate(EvalConfig(datasets=[str(bench)], scales=[2], methods=["bicubic"], precision="fp8"))

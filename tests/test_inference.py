@@ -202,3 +202,59 @@ def test_out_of_gpu_memory_retries_with_smaller_tiles(monkeypatch, caplog):
     monkeypatch.setattr(up, "_forward", no_room)
     with pytest.raises(ConfigError, match="smallest tile"):
         up(img)
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    from superres.inference import upscaler as mod
+
+    model = busy_model(2, blocks=1)
+    monkeypatch.setattr(mod, "native_bf16", lambda: False)
+    assert Upscaler(model, device="cpu").precision == "fp32"  # no native bf16: fp32, never a slow emulation
+    monkeypatch.setattr(mod, "native_bf16", lambda: True)
+    assert Upscaler(model, device="cpu").precision == "bf16"
+    assert Upscaler(model, device="cpu", precision="fp32").precision == "fp32"
+    assert mod.resolve_precision("auto", torch.device("cuda")) == "fp16"
+    assert mod.resolve_precision(None, torch.device("mps")) == "fp16"
+    with pytest.raises(ConfigError, match="precision"):
+        Upscaler(model, device="cpu", precision="int8")
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
+    from superres.inference import upscaler as mod
+
+    real_open = open
+    for flags, expected in (("fpu sse avx512f avx512_bf16", True), ("fpu amx_bf16 amx_tile", True),
+                            ("fpu sse avx2 avx512f", False)):
+        (tmp_path / "cpuinfo").write_text(f"processor : 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr("builtins.open", lambda p, *a, **k: real_open(tmp_path / "cpuinfo" if p == "/proc/cpuinfo" else p, *a, **k))
+        assert mod.native_bf16() is expected
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_default_is_fp16_and_close_to_fp32():
+    model = busy_model(2, blocks=2)
+    img = image(40, 36)
+    up = Upscaler(model)  # device auto, precision auto
+    assert up.device.type == "cuda" and up.precision == "fp16"
+    ref = Upscaler(model, device="cpu", precision="fp32")(img)
+    assert np.abs(up(img) - ref).mean() < 0.5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_out_of_memory_retries_with_smaller_tiles(monkeypatch):
+    """A real CUDA OOM raised for calls above a size: the band is redone with smaller tiles, same output."""
+    model = busy_model(2, blocks=2)
+    img = image(64, 64)
+    up = Upscaler(model, precision="fp32", tile=0)
+    expected = Upscaler(model, device="cpu", precision="fp32", tile=0)(img)
+    net = up._net
+
+    def limited(x):
+        if x.shape[-1] * x.shape[-2] * x.shape[0] > 40 * 40:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated limit)")
+        return net(x)
+
+    monkeypatch.setattr(up, "_net", limited)
+    assert np.abs(up(img) - expected).max() < 1e-2

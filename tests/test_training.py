@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import signal
@@ -161,6 +162,9 @@ def test_patches_are_aligned_under_every_augmentation():
     lrs, hrs = bright.sample()
     assert lrs.dtype == np.float32
     assert all(np.allclose(h[::3, ::3], l) for l, h in zip(lrs, hrs))
+    permuted = PatchSampler([Sample("a", lr, hr)], scale=3, patch_size=8, batch_size=16, rgb_permute=1.0, seed=1)
+    lrs, hrs = permuted.sample()
+    assert all(np.array_equal(h[::3, ::3], l) for l, h in zip(lrs, hrs))
 
 
 def test_small_images_are_skipped_with_a_warning(caplog):
@@ -244,3 +248,76 @@ def test_ddp_two_gloo_processes(hr_folder, tmp_path):
     assert state["sampler_states"][0] != state["sampler_states"][1]  # each rank samples its own patches
     assert proc.stdout.count("finished at step 6") == 1  # only rank 0 reports
     assert len((run / "log.csv").read_text().splitlines()) == 1 + 2
+
+
+@pytest.mark.parametrize("options", [dict(), dict(rgb_permute=0.5), dict(brightness=0.3, rgb_permute=1.0),
+                                     dict(flips=False)])
+def test_device_sampler_cuts_the_same_patches(rng, options):
+    """Patches cut with torch (on the training device) equal PatchSampler's numpy patches for the same seed."""
+    from superres.training.patches import DevicePatchSampler
+
+    samples = [Sample(f"s{i}", rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8), None) for i in range(3)]
+    for s in samples:
+        s.hr = rng.integers(0, 256, (s.lr.shape[0] * 3, s.lr.shape[1] * 3, 3), dtype=np.uint8)
+    host = PatchSampler(samples, 3, 8, 6, seed=5, **options)
+    device = DevicePatchSampler(samples, 3, 8, 6, "cuda" if torch.cuda.is_available() else "cpu", seed=5, **options)
+    for _ in range(3):
+        (lr_a, hr_a), (lr_b, hr_b) = host.sample(), device.sample()
+        assert lr_b.shape == (6, 3, 8, 8) and hr_b.shape == (6, 3, 24, 24) and lr_b.dtype == torch.float32
+        assert np.array_equal(lr_b.permute(0, 2, 3, 1).cpu().numpy(), lr_a.astype(np.float32))
+        assert np.array_equal(hr_b.permute(0, 2, 3, 1).cpu().numpy(), hr_a.astype(np.float32))
+    if options.get("rgb_permute") == 1.0:  # every patch had its channels shuffled: some order is not RGB
+        assert any(order is not None and list(order) != [0, 1, 2] for *_, order in host._choose()[0])
+
+
+def test_multi_scale_training_validates_every_scale(hr_folder, tmp_path):
+    cfg = tiny_config(hr_folder, tmp_path / "ms", preset="mdsr-tiny", scale=[2, 3, 4], iters=24, val_every=12,
+                      rgb_permute=0.5)
+    result = train(cfg, progress=False)
+    assert result["steps"] == 24
+    rows = list(csv.DictReader((tmp_path / "ms" / "log.csv").open()))
+    scored = [r for r in rows if r["val_psnr_y"]]
+    assert scored and all(set(r["val_by_scale"].split()) and len(r["val_by_scale"].split()) == 3 for r in scored)
+    by_scale = [dict(item.split(":") for item in r["val_by_scale"].split()) for r in scored]
+    for r, scales in zip(scored, by_scale):  # the score that picks the best checkpoint is the mean over scales
+        assert float(r["val_psnr_y"]) == pytest.approx(np.mean([float(v) for v in scales.values()]), abs=1e-3)
+    model = load_model(tmp_path / "ms" / "best.safetensors")
+    assert model.scales == (2, 3, 4) and model.metadata["val_psnr_y_by_scale"].keys() == {"2", "3", "4"}
+
+
+def test_multi_scale_sampler_draws_every_scale_and_resumes(rng):
+    from superres.training.patches import MultiScaleSampler
+
+    samples = {s: [Sample("a", rng.integers(0, 256, (20, 20, 3), dtype=np.uint8),
+                          rng.integers(0, 256, (20 * s, 20 * s, 3), dtype=np.uint8))] for s in (2, 3, 4)}
+    make = lambda: MultiScaleSampler({s: PatchSampler(v, s, 8, 2, seed=s) for s, v in samples.items()}, seed=1)
+    a = make()
+    drawn = [a.sample() for _ in range(30)]
+    assert {scale for scale, *_ in drawn} == {2, 3, 4}
+    assert all(hr.shape[1] == 8 * scale for scale, _, hr in drawn)  # the same LR patch size at every scale
+    b = make()
+    for _ in range(10):
+        b.sample()
+    state = json.loads(json.dumps(b.state))
+    c = make()
+    c.state = state
+    for (s1, lr1, hr1), (s2, lr2, hr2) in zip(drawn[10:], [c.sample() for _ in range(20)]):
+        assert s1 == s2 and np.array_equal(lr1, lr2) and np.array_equal(hr1, hr2)
+
+
+def test_init_from_an_edsr_x2_into_mdsr(hr_folder, tmp_path):
+    x2 = EDSR(EDSRConfig(scale=2, n_feats=16, n_resblocks=4))
+    path = save_weights(x2, tmp_path / "x2.safetensors")
+    model = build_model(TrainConfig(data=["x"], scale=[2, 3, 4], preset="mdsr-tiny", init=[str(path)]))
+    x = torch.rand(1, 3, 9, 9) * 255
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x, 2), x2.eval()(x), atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_training_keeps_the_images_on_the_device(hr_folder, tmp_path):
+    result = train(tiny_config(hr_folder, tmp_path / "gpu", device="cuda", iters=30), progress=False)
+    assert result["steps"] == 30
+    cfg = json.loads((tmp_path / "gpu" / "config.json").read_text())
+    assert cfg["device"] == "cuda"

@@ -199,6 +199,8 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model")
     p.add_argument("--prefetch", type=int, help="batches prepared ahead in a thread (default 2)")
+    p.add_argument("--data-on-device", action=argparse.BooleanOptionalAction,
+                   help="keep training images on the device and cut patches there (default: on a GPU)")
     p.add_argument("--threads", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int)

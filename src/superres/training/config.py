@@ -50,6 +50,7 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False  # torch.compile the model
     prefetch: int = 2  # batches prepared ahead by a background thread (0: none)
+    data_on_device: bool | None = None  # training images on the device, patches cut there; None: on a GPU
     threads: int | None = None  # torch CPU threads
     device: str = "auto"  # auto, cpu, cuda
     seed: int = 0

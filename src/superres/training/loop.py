@@ -32,7 +32,7 @@ import torch
 from torch.nn import functional as F
 
 from superres.imaging.datasets import Sample, find_dataset, load_samples
-from superres.training.patches import MultiScaleSampler, PatchSampler
+from superres.training.patches import DevicePatchSampler, MultiScaleSampler, PatchSampler
 from superres.errors import ConfigError
 from superres.imaging.files import atomic_path, write_text
 from superres.evaluation.metrics import psnr
@@ -82,8 +82,11 @@ def load_training_data(cfg: TrainConfig) -> tuple[dict[int, list[Sample]], dict[
     return train_samples, val
 
 
-def to_tensor(batch: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """(N, H, W, C) uint8 or float 0..255 -> float32 (N, C, H, W) on device."""
+def to_tensor(batch: np.ndarray | torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """(N, H, W, C) uint8 or float 0..255 -> float32 (N, C, H, W) on device. A tensor batch (from a
+    DevicePatchSampler) is already (N, C, H, W) float32 on the device."""
+    if isinstance(batch, torch.Tensor):
+        return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch.contiguous()
     t = torch.from_numpy(np.ascontiguousarray(batch))
     if device.type == "cuda":
         t = t.pin_memory().to(device, non_blocking=True)
@@ -212,9 +215,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
     torch.manual_seed(cfg.seed + rank)
 
     train_samples, val_samples = load_training_data(cfg)
+    on_device = cfg.data_on_device if cfg.data_on_device is not None else device.type == "cuda"
+    options = dict(flips=cfg.flips, brightness=cfg.brightness, rgb_permute=cfg.rgb_permute)
     sampler = MultiScaleSampler(
-        {s: PatchSampler(train_samples[s], s, cfg.patch_size, cfg.batch_size, flips=cfg.flips, brightness=cfg.brightness,
-                         rgb_permute=cfg.rgb_permute, seed=cfg.seed + 1000 * rank + s) for s in cfg.scale},
+        {s: (DevicePatchSampler(train_samples[s], s, cfg.patch_size, cfg.batch_size, device,
+                                seed=cfg.seed + 1000 * rank + s, **options) if on_device else
+             PatchSampler(train_samples[s], s, cfg.patch_size, cfg.batch_size, seed=cfg.seed + 1000 * rank + s, **options))
+         for s in cfg.scale},
         seed=cfg.seed + 1000 * rank)
     has_val = any(val_samples.values())
     n_train = len(train_samples[cfg.scale[0]])
@@ -259,7 +266,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
     model.train()
     loss_fn = F.l1_loss if cfg.loss == "l1" else F.mse_loss
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-    prefetcher = Prefetcher(sampler, cfg.prefetch)
+    prefetcher = Prefetcher(sampler, 0 if on_device else cfg.prefetch)  # on the device, cutting is cheap
     sampler_state = copy.deepcopy(sampler.state)  # the state after the last consumed batch
     scored = ema if ema is not None else model
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import torch
 
 from superres.errors import ConfigError
 from superres.imaging.datasets import Sample
@@ -42,32 +43,80 @@ class PatchSampler:
     def state(self, value: dict) -> None:
         self.rng.bit_generator.state = value
 
+    def _choose(self) -> tuple[list[tuple[int, int, int, int, bool, np.ndarray | None]], np.ndarray | None]:
+        """The random choices of one batch: per patch (image, y, x, quarter turns, flip, channel order or
+        None), and the brightness factors (N, 1, 1, 1) or None."""
+        p = self.patch_size
+        choices = []
+        for i in self.rng.integers(len(self.samples), size=self.batch_size):
+            lr = self.samples[i].lr
+            y = int(self.rng.integers(lr.shape[0] - p + 1))
+            x = int(self.rng.integers(lr.shape[1] - p + 1))
+            k, flip = (int(self.rng.integers(4)), bool(self.rng.integers(2))) if self.flips else (0, False)
+            order = None
+            if self.rgb_permute and lr.shape[2] == 3 and self.rng.random() < self.rgb_permute:
+                order = self.rng.permutation(3)
+            choices.append((int(i), y, x, k, flip, order))
+        factors = None
+        if self.brightness > 0:  # one factor per patch, the same for LR and HR
+            factors = self.rng.uniform(1 - self.brightness, 1 + self.brightness, size=(self.batch_size, 1, 1, 1))
+        return choices, factors
+
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """(lr, hr) arrays (N, p, p, C) and (N, p*s, p*s, C): uint8, or float32 0-255 with brightness."""
         p, s = self.patch_size, self.scale
+        choices, factors = self._choose()
         lrs, hrs = [], []
-        for i in self.rng.integers(len(self.samples), size=self.batch_size):
-            sample = self.samples[i]
-            y = int(self.rng.integers(sample.lr.shape[0] - p + 1))
-            x = int(self.rng.integers(sample.lr.shape[1] - p + 1))
-            lr = sample.lr[y:y + p, x:x + p]
-            hr = sample.hr[y * s:(y + p) * s, x * s:(x + p) * s]
-            if self.flips:
-                k, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))
-                lr, hr = np.rot90(lr, k), np.rot90(hr, k)
-                if flip:
-                    lr, hr = lr[:, ::-1], hr[:, ::-1]
-            if self.rgb_permute and lr.shape[2] == 3 and self.rng.random() < self.rgb_permute:
-                order = self.rng.permutation(3)
+        for i, y, x, k, flip, order in choices:
+            lr = self.samples[i].lr[y:y + p, x:x + p]
+            hr = self.samples[i].hr[y * s:(y + p) * s, x * s:(x + p) * s]
+            lr, hr = np.rot90(lr, k), np.rot90(hr, k)
+            if flip:
+                lr, hr = lr[:, ::-1], hr[:, ::-1]
+            if order is not None:
                 lr, hr = lr[..., order], hr[..., order]
             lrs.append(lr)
             hrs.append(hr)
         lr_batch, hr_batch = np.stack(lrs), np.stack(hrs)
-        if self.brightness > 0:  # one factor per patch, the same for LR and HR
-            f = self.rng.uniform(1 - self.brightness, 1 + self.brightness, size=(self.batch_size, 1, 1, 1))
-            lr_batch = np.clip(lr_batch * f, 0, 255).astype(np.float32)
-            hr_batch = np.clip(hr_batch * f, 0, 255).astype(np.float32)
+        if factors is not None:
+            lr_batch = np.clip(lr_batch * factors, 0, 255).astype(np.float32)
+            hr_batch = np.clip(hr_batch * factors, 0, 255).astype(np.float32)
         return lr_batch, hr_batch
+
+
+class DevicePatchSampler(PatchSampler):
+    """PatchSampler whose images live on the training device (a GPU), where patches are cut, turned and
+    flipped, so that no batch crosses the bus and the data loader cannot starve the GPU. The random choices
+    are PatchSampler's (same seed, same patches); batches come as float32 (N, C, H, W) tensors."""
+
+    def __init__(self, samples: list[Sample], scale: int, patch_size: int, batch_size: int,
+                 device: torch.device | str, **options) -> None:
+        super().__init__(samples, scale, patch_size, batch_size, **options)
+        self.device = torch.device(device)
+        self.lr_images = [torch.from_numpy(np.ascontiguousarray(s.lr)).to(self.device) for s in self.samples]
+        self.hr_images = [torch.from_numpy(np.ascontiguousarray(s.hr)).to(self.device) for s in self.samples]
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        """(lr, hr) float32 tensors (N, C, p, p) and (N, C, p*s, p*s) on the device, 0-255."""
+        p, s = self.patch_size, self.scale
+        choices, factors = self._choose()
+        lrs, hrs = [], []
+        for i, y, x, k, flip, order in choices:
+            lr = torch.rot90(self.lr_images[i][y:y + p, x:x + p], k, dims=(0, 1))  # (p, p, C)
+            hr = torch.rot90(self.hr_images[i][y * s:(y + p) * s, x * s:(x + p) * s], k, dims=(0, 1))
+            if flip:
+                lr, hr = lr.flip(1), hr.flip(1)
+            if order is not None:
+                index = torch.as_tensor(order, device=self.device)
+                lr, hr = lr[..., index], hr[..., index]
+            lrs.append(lr)
+            hrs.append(hr)
+        lr_batch, hr_batch = torch.stack(lrs), torch.stack(hrs)  # (N, H, W, C)
+        if factors is not None:
+            f = torch.as_tensor(factors, device=self.device)
+            lr_batch = (lr_batch.double() * f).clamp(0, 255)
+            hr_batch = (hr_batch.double() * f).clamp(0, 255)
+        return lr_batch.permute(0, 3, 1, 2).float(), hr_batch.permute(0, 3, 1, 2).float()
 
 
 class MultiScaleSampler:
