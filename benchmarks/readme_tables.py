@@ -27,7 +27,7 @@ def main(path: str) -> int:
 
     methods = list(dict.fromkeys(r["method"] for r in results))
     scales = sorted({r["scale"] for r in results})
-    print("Y-PSNR (dB) / SSIM, shave = scale:\n")
+    print("Y-PSNR (dB) / SSIM, shave = ceil(scale):\n")
     print("| scale | method | " + " | ".join(SETS) + " |")
     print("|---|---|" + "---|" * len(SETS))
     for s in scales:
@@ -36,14 +36,18 @@ def main(path: str) -> int:
             for d in SETS:
                 p, q = get(m, d, s, "y"), get(m, d, s, "y", "ssim")
                 cells.append("-" if p is None else f"{p:.2f} / {q:.4f}")
-            print(f"| x{s} | {m} | " + " | ".join(cells) + " |")
-        print(f"| x{s} | *published bicubic* | " + " | ".join(f"*{v:.2f}*" for v in BICUBIC[s]) + " |")
-        print(f"| x{s} | *published EDSR-baseline* | " + " | ".join(f"*{v:.2f}*" for v in EDSR_BASELINE[s]) + " |")
+            if any(c != "-" for c in cells):
+                print(f"| x{s:g} | {m} | " + " | ".join(cells) + " |")
+        if s in BICUBIC:
+            print(f"| x{s} | *published bicubic* | " + " | ".join(f"*{v:.2f}*" for v in BICUBIC[s]) + " |")
+            print(f"| x{s} | *published EDSR-baseline* | " + " | ".join(f"*{v:.2f}*" for v in EDSR_BASELINE[s]) + " |")
     print("\nThe original report's table shape, on B100 (RGB PSNR, dB):\n")
     print("| scale | model alone | bilinear | model + correction |")
     print("|---|---|---|---|")
-    for s in scales:
+    for s in [s for s in scales if s == int(s)]:
         vals = [get(m, "B100", s, "rgb") for m in ("model", "bilinear", "model+correct")]
+        if all(v is None for v in vals):
+            continue
         print(f"| x{s} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |")
     return 0
 

@@ -1,9 +1,11 @@
-"""Training throughput: patches/s and the share of the conv roofline, for a few presets.
+"""Training throughput: steps/s, patches/s and the share of the conv roofline, for a few presets.
 
 A training step costs about 3x the forward multiply-adds (forward, and twice that backward), x2 FLOPs
-each. Runs the real loop's pieces (sampler, autocast, channels_last, Adam) on synthetic images.
+each. Runs the real loop's pieces (sampler, autocast, channels_last, Adam) on synthetic images. Multi-scale
+presets (mdsr-*) draw a scale per step, as `superres train --scale 2,3,4` does. On a GPU, patches are cut
+on the device from images kept there ("device" sampler) and, for comparison, on the CPU ("host").
 
-    python benchmarks/train_throughput.py [--presets edsr-small edsr-baseline] [--device cpu|cuda]
+    python benchmarks/train_throughput.py [--presets edsr-medium mdsr-medium] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -18,25 +20,32 @@ import torch
 from torch.nn import functional as F
 
 from superres.imaging.datasets import make_sample
-from superres.training.patches import PatchSampler
+from superres.training.patches import DevicePatchSampler, MultiScaleSampler, PatchSampler
 from superres.models.registry import create_model
 from superres.models.summary import summarize
 from superres.training.loop import to_tensor
 
 
-def throughput(preset: str, bf16: bool, device: torch.device, batch: int, patch: int, steps: int) -> tuple[float, float]:
-    """(steps/s, training GFLOP per step)"""
+def throughput(preset: str, bf16: bool, device: torch.device, batch: int, patch: int, steps: int,
+               on_device: bool) -> tuple[float, float]:
+    """(steps/s, training GFLOP per step, averaged over the model's scales)"""
     rng = np.random.default_rng(0)
-    samples = [make_sample(f"s{i}", rng.integers(0, 256, size=(240, 240, 3), dtype=np.uint8), 2) for i in range(8)]
-    sampler = PatchSampler(samples, 2, patch, batch)
-    model = create_model(preset, scale=2).to(device).to(memory_format=torch.channels_last).train()
+    model = create_model(preset).to(device).to(memory_format=torch.channels_last).train()
+    images = [rng.integers(0, 256, size=(240, 240, 3), dtype=np.uint8) for _ in range(8)]
+    samplers = {}
+    for s in model.scales:
+        samples = [make_sample(f"s{i}", hr, s) for i, hr in enumerate(images)]
+        samplers[s] = (DevicePatchSampler(samples, s, patch, batch, device) if on_device else
+                       PatchSampler(samples, s, patch, batch))
+    sampler = MultiScaleSampler(samplers)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    gflop = 3 * 2 * batch * sum(r.macs for r in summarize(model, (patch, patch))) / 1e9
+    gflop = np.mean([3 * 2 * batch * sum(r.macs for r in summarize(model, (patch, patch), s)) / 1e9
+                     for s in model.scales])
 
     def step() -> None:
-        lr, hr = sampler.sample()
+        scale, lr, hr = sampler.sample()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            sr = model(to_tensor(lr, device, True))
+            sr = model(to_tensor(lr, device, True), scale)
         loss = F.l1_loss(sr.float(), to_tensor(hr, device, True))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -56,7 +65,7 @@ def throughput(preset: str, bf16: bool, device: torch.device, batch: int, patch:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["edsr-small", "edsr-medium", "edsr-baseline"])
+    parser.add_argument("--presets", nargs="+", default=["edsr-medium", "mdsr-medium", "edsr-baseline"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--patch-size", type=int, default=48)
@@ -66,15 +75,16 @@ def main() -> int:
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"device {device}, {os.cpu_count()} CPU threads, torch {torch.__version__}; batch {args.batch_size}, "
-          f"{args.patch_size} px LR patches, x2")
-    print(f"{'preset':<15} {'precision':<9} {'steps/s':>8} {'patches/s':>10} {'GFLOP/s':>8} {'roofline':>9}")
+          f"{args.patch_size} px LR patches; EDSR at x2, MDSR at x2/x3/x4 drawn per step")
+    print(f"{'preset':<15} {'precision':<9} {'sampler':<7} {'steps/s':>8} {'patches/s':>10} {'GFLOP/s':>8} {'roofline':>9}")
     for preset in args.presets:
         for bf16 in (True, False):
-            rate, gflop = throughput(preset, bf16, device, args.batch_size, args.patch_size, args.steps)
-            roof = args.roofline_bf16 if bf16 else args.roofline_fp32
-            share = f"{100 * rate * gflop / roof:.0f}%" if device.type == "cpu" else "-"
-            print(f"{preset:<15} {'bf16' if bf16 else 'fp32':<9} {rate:>8.2f} {rate * args.batch_size:>10.1f} "
-                  f"{rate * gflop:>8.1f} {share:>9}")
+            for on_device in ((True, False) if device.type == "cuda" else (False,)):
+                rate, gflop = throughput(preset, bf16, device, args.batch_size, args.patch_size, args.steps, on_device)
+                roof = args.roofline_bf16 if bf16 else args.roofline_fp32
+                share = f"{100 * rate * gflop / roof:.0f}%" if device.type == "cpu" else "-"
+                print(f"{preset:<15} {'bf16' if bf16 else 'fp32':<9} {'device' if on_device else 'host':<7} "
+                      f"{rate:>8.2f} {rate * args.batch_size:>10.1f} {rate * gflop:>8.1f} {share:>9}")
     return 0
 
 

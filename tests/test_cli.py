@@ -211,3 +211,17 @@ def test_sigterm_during_upscale_leaves_no_partial_file(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert list(out.iterdir()) == []
+
+
+def test_demo_with_a_multi_scale_model(tmp_path, capsys):
+    import torch
+
+    from superres.models import create_model, save_weights
+
+    torch.manual_seed(0)
+    weights = save_weights(create_model("mdsr-tiny"), tmp_path / "ms.safetensors")
+    assert main(["demo", "-o", str(tmp_path / "demo"), "--model", str(weights), "--scale", "3",
+                 "--photo", "coffee"]) == 0
+    out = capsys.readouterr().out
+    assert all(m in out for m in ("bilinear", "bicubic", "model+correct")) and "shrunk x3" in out
+    assert (tmp_path / "demo" / "comparison.png").is_file() and (tmp_path / "demo" / "model.png").is_file()

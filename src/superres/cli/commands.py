@@ -325,9 +325,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     model = load_model(name, scale=args.scale) if name else None
     if model is None:
         print(f"note: no bundled model for x{args.scale}; showing interpolation only (give --model FILE)")
-    results = run_demo(args.output, model, args.scale, args.photo)
+    results = run_demo(args.output, model, args.scale, args.photo, precision=args.precision)
+    from superres.inference.upscaler import resolve_precision
+    import torch
+
+    used = resolve_precision(args.precision, torch.device("cpu"))
     print(f"{args.photo}, shrunk x{args.scale} with MATLAB bicubic and upscaled back "
-          f"(Y-PSNR, {args.scale}-px border shaved; model: {name or 'none'})")
+          f"(Y-PSNR, {args.scale}-px border shaved; model: {name or 'none'}, {used} on the CPU)")
     print(f"{'method':<14} {'PSNR (dB)':>9} {'SSIM':>7} {'seconds':>8}  output")
     for r in results:
         print(f"{r.method:<14} {r.psnr_y:>9.2f} {r.ssim_y:>7.4f} {r.seconds:>8.2f}  {r.path}")

@@ -14,7 +14,7 @@ from superres.evaluation.benchmark import Method, run_method
 from superres.imaging.files import write_bytes
 from superres.imaging.io import Picture, write_image
 from superres.evaluation.metrics import psnr, ssim
-from superres.models.edsr import EDSR
+from superres.models.base import SRNet
 from superres.evaluation.report import busiest_window, crop_strip
 from superres.imaging.resize import imresize
 
@@ -39,9 +39,10 @@ def load_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(getattr(data, name)()[..., :3])
 
 
-def run_demo(out_dir: str | Path, model: EDSR | None, scale: int = 2, photo: str = "astronaut",
-             overwrite: bool = True) -> list[DemoResult]:
-    """Write hr/lr/bicubic/bilinear(/model) PNGs and comparison.png into out_dir; return Y-PSNR per method."""
+def run_demo(out_dir: str | Path, model: SRNet | None, scale: int = 2, photo: str = "astronaut",
+             overwrite: bool = True, precision: str = "auto") -> list[DemoResult]:
+    """Write hr/lr/bicubic/bilinear(/model) PNGs and comparison.png into out_dir; return Y-PSNR per method.
+    The model runs at `scale` with `precision` ('auto': as `superres upscale` runs it)."""
     out = Path(out_dir)
     hr = load_photo(photo)
     hr = hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale]
@@ -53,7 +54,8 @@ def run_demo(out_dir: str | Path, model: EDSR | None, scale: int = 2, photo: str
     names = ["bilinear", "bicubic"] + (["model", "model+correct"] if model is not None else [])
     cache: dict = {}  # model and model+correct share one network run
     for name in names:
-        sr, seconds = run_method(Method.parse(name), lr, scale, model, DEFAULT_THRESHOLD, cache)
+        sr, seconds = run_method(Method.parse(name), lr, scale, None if model is None else (model, scale),
+                                 DEFAULT_THRESHOLD, cache, precision)
         path = write_image(out / f"{name}.png", Picture(sr), overwrite=overwrite)
         results.append(DemoResult(name, psnr(sr, hr, shave=scale), ssim(sr, hr, shave=scale), seconds, path))
         outputs[name] = sr

@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", "-m", help="model name or weights file (default: the bundled model for the scale)")
     p.add_argument("--scale", "-s", type=_scale, default=2)
     p.add_argument("--photo", default="astronaut", help="scikit-image photo: astronaut, coffee, chelsea, rocket")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto (default, as upscale): bf16 on a CPU with native bf16, else fp32")
     return parser
 
 

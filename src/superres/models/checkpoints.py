@@ -239,7 +239,8 @@ def load_model(name_or_path: str | os.PathLike | None = None, scale: int | None 
             bundled = ", ".join(PRETRAINED) or "none yet"
             raise UnknownModelError(f"'{key}' is an architecture without weights; give a weights file or a "
                                     f"bundled model ({bundled})")
-        model = create_model(key, scale=scale or 2).eval()
+        # an MDSR preset keeps all its scales (the check below still applies); an EDSR one is built for `scale`
+        model = (create_model(key) if PRESETS[key]["arch"] == "mdsr" else create_model(key, scale=scale or 2)).eval()
         model.metadata = {"untrained": True}
     elif Path(key).exists() or Path(key).suffix in (".safetensors", ".pt", ".pth"):
         model = load_weights(key)

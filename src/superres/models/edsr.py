@@ -83,6 +83,22 @@ class Upsampler(nn.Sequential):
         super().__init__(*layers)
 
 
+def check_body_config(config) -> None:
+    """Checks the fields EDSR and MDSR configs share and fills in rgb_mean (a frozen dataclass)."""
+    from superres.errors import ConfigError  # local: keep the model file free of other imports
+
+    if config.n_feats < 1 or config.n_resblocks < 0:
+        raise ConfigError(f"n_feats must be >= 1 and n_resblocks >= 0, got {config.n_feats} and {config.n_resblocks}")
+    if config.n_colors not in (1, 3):
+        raise ConfigError(f"n_colors must be 1 (grayscale) or 3 (RGB), got {config.n_colors}")
+    if not config.res_scale > 0:
+        raise ConfigError(f"res_scale must be > 0, got {config.res_scale}")
+    mean = config.rgb_mean if config.rgb_mean is not None else DIV2K_RGB_MEAN if config.n_colors == 3 else DIV2K_GRAY_MEAN
+    object.__setattr__(config, "rgb_mean", tuple(float(m) for m in mean))
+    if len(config.rgb_mean) != config.n_colors:
+        raise ConfigError(f"rgb_mean needs {config.n_colors} values, got {len(config.rgb_mean)}")
+
+
 @dataclass(frozen=True)
 class EDSRConfig:
     scale: int = 2
@@ -101,17 +117,7 @@ class EDSRConfig:
 
         if self.scale not in SUPPORTED_SCALES:
             raise ConfigError(f"scale must be one of {', '.join(map(str, SUPPORTED_SCALES))}, got {self.scale}")
-        if self.n_feats < 1 or self.n_resblocks < 0:
-            raise ConfigError(f"n_feats must be >= 1 and n_resblocks >= 0, got {self.n_feats} and {self.n_resblocks}")
-        if self.n_colors not in (1, 3):
-            raise ConfigError(f"n_colors must be 1 (grayscale) or 3 (RGB), got {self.n_colors}")
-        if not self.res_scale > 0:
-            raise ConfigError(f"res_scale must be > 0, got {self.res_scale}")
-        if self.rgb_mean is None:
-            object.__setattr__(self, "rgb_mean", DIV2K_RGB_MEAN if self.n_colors == 3 else DIV2K_GRAY_MEAN)
-        object.__setattr__(self, "rgb_mean", tuple(float(m) for m in self.rgb_mean))
-        if len(self.rgb_mean) != self.n_colors:
-            raise ConfigError(f"rgb_mean needs {self.n_colors} values, got {len(self.rgb_mean)}")
+        check_body_config(self)
 
     def to_dict(self) -> dict:
         d = asdict(self)
