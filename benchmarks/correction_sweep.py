@@ -21,7 +21,7 @@ import numpy as np
 
 from superres.inference.correction import correct
 from superres.imaging.datasets import find_dataset, load_samples
-from superres.inference.upscaler import upscale_picture
+from superres.inference.upscaler import Upscaler, upscale_picture
 from superres.imaging.io import Picture
 from superres.evaluation.metrics import psnr
 from superres.imaging.resize import imresize
@@ -55,7 +55,8 @@ def main() -> int:
     models["good"] = load_model(args.model, scale=args.scale)
     table: dict[str, list[float]] = {}
     for name, model in models.items():
-        outputs = [upscale_picture(Picture(p.lr), args.scale, model=model).pixels for p in pairs]
+        runner = Upscaler(model, args.scale, device="cpu", precision="fp32")  # the threshold is chosen on fp32 outputs
+        outputs = [upscale_picture(Picture(p.lr), args.scale, model=runner).pixels for p in pairs]
         base = float(np.mean([psnr(sr, p.hr, shave=args.scale) for sr, p in zip(outputs, pairs)]))
         gains = []
         for tau in THRESHOLDS:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from superres.models.checkpoints import load_model
-from superres.models.edsr import count_parameters
+from superres.models.base import count_parameters
 from superres.models.registry import PRETRAINED
 from superres.models.summary import summarize
 

@@ -39,7 +39,8 @@ def main() -> int:
         before = peak_mb()
         code = cli(["upscale", str(Path(tmp) / "in.png"), "--model", args.model, "-o", str(Path(tmp) / "out.png"), "--quiet"])
     print(f"peak RSS {peak_mb():.0f} MB (before upscaling: {before:.0f} MB)")
-    runner = Upscaler(load_model(args.model), 2, device="cpu")  # what the command chose (x2), for the record
+    model = load_model(args.model)
+    runner = Upscaler(model, 2 if 2 in model.scales else None, device="cpu")  # what the command chose, for the record
     tile = runner.auto_tile(h, w)
     extra = ((tile + 2 * runner.margin) / tile) ** 2 - 1 if tile else 0.0
     print(f"memory budget {runner.memory_budget / 2**20:.0f} MB of activations: whole images up to "

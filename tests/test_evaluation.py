@@ -199,3 +199,5 @@ def test_eval_precision_setting(tmp_path, hr_images, model_file):
     assert abs(fp32.results[0]["psnr"] - bf16.results[0]["psnr"]) < 0.5
     with pytest.raises(ConfigError, match="precision"):
         evaluate(EvalConfig(datasets=[str(bench)], scales=[2], methods=["bicubic"], precision="fp8"))
+    with pytest.raises(ConfigError, match="denominator"):  # 2.33 = 233/100: LR x 2.33 misses whole HR pixels
+        evaluate(EvalConfig(datasets=[str(bench)], scales=[2.33], methods=["bicubic"]))

@@ -221,7 +221,7 @@ def test_loading_never_runs_code_from_the_file(tmp_path):
     assert not os.path.exists(marker)
 
 
-def test_init_from_x2_copies_all_but_the_upsampler():
+def test_init_from_an_x2_model_copies_all_but_the_upsampler():
     x2 = tiny(scale=2)
     for scale in (3, 4):
         model = tiny(scale=scale)
@@ -247,5 +247,8 @@ def test_summary_totals_and_conv_macs():
 
 
 def test_public_api_exports():
-    for name in ("load_model", "upscale", "imresize", "create_model", "psnr"):
+    for name in ("load_model", "upscale", "imresize", "create_model", "psnr", "init_from"):
         assert name in superres.__all__ and callable(getattr(superres, name))
+    from superres.evaluation import EvalConfig, evaluate  # the evaluation API keeps its name
+
+    assert callable(evaluate) and EvalConfig

@@ -89,3 +89,12 @@ def test_tiled_streaming_and_correction_at_a_non_integer_factor(tmp_path):
     whole = ImageUpscaler(2.5, model=model, precision="fp32", tile=0, correct=20)(Picture(img)).pixels
     assert tiled.shape == (100, 110, 3)
     assert np.abs(tiled.astype(int) - whole).max() <= 1
+
+
+def test_no_enlargement_is_a_plain_bicubic_resize():
+    """An output no larger than the input runs no network (it would have nothing to add)."""
+    model = mdsr()
+    img = np.random.default_rng(4).integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+    out = superres.upscale(img, model=model, size=(15, 10))
+    assert np.array_equal(out, superres.imresize(img, output_shape=(10, 15)))
+    assert superres.upscale(img, 1, model=model).shape == img.shape

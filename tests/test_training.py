@@ -64,18 +64,18 @@ def test_sigkill_then_resume_gives_identical_weights(hr_folder, tmp_path):
     settings.write_text(json.dumps({**cfg.__dict__, "out": str(killed)}))
     script = textwrap.dedent(f"""
         import json, os, signal
-        from superres.training import patches as data
+        from superres.training import patches
         from superres.training.config import TrainConfig
         from superres.training.loop import train
         calls = 0
-        original = data.PatchSampler.sample
+        original = patches.PatchSampler.sample
         def sample(self):  # the 23rd batch drawn: kill the process outright
             global calls
             calls += 1
             if calls == 23:
                 os.kill(os.getpid(), signal.SIGKILL)
             return original(self)
-        data.PatchSampler.sample = sample
+        patches.PatchSampler.sample = sample
         train(TrainConfig(**json.load(open({str(settings)!r}))), progress=False)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -92,10 +92,10 @@ def test_sigkill_then_resume_gives_identical_weights(hr_folder, tmp_path):
 
 
 def test_sigint_stops_with_a_checkpoint(hr_folder, tmp_path, monkeypatch):
-    from superres.training import patches as data
+    from superres.training import patches
 
     calls = {"n": 0}
-    original = data.PatchSampler.sample
+    original = patches.PatchSampler.sample
 
     def sample(self):
         calls["n"] += 1
@@ -103,7 +103,7 @@ def test_sigint_stops_with_a_checkpoint(hr_folder, tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return original(self)
 
-    monkeypatch.setattr(data.PatchSampler, "sample", sample)
+    monkeypatch.setattr(patches.PatchSampler, "sample", sample)
     result = train(tiny_config(hr_folder, tmp_path / "run", prefetch=0, checkpoint_every=100), progress=False)
     assert result["interrupted"] and result["steps"] < 40
     assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == result["steps"]
@@ -235,17 +235,20 @@ def test_bad_config_files_and_existing_runs(hr_folder, tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
 
 
-def test_ddp_two_gloo_processes(hr_folder, tmp_path):
+@pytest.mark.parametrize("preset, scales", [("edsr-tiny", "2"), ("mdsr-tiny", "2,3")])
+def test_ddp_two_gloo_processes(hr_folder, tmp_path, preset, scales):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "superres",
-           "train", "--data", str(hr_folder), "--preset", "edsr-tiny", "--iters", "6", "--batch-size", "2",
-           "--patch-size", "16", "--holdout", "1", "--val-every", "3", "--checkpoint-every", "3", "--threads", "1",
-           "--out", str(run)]
+           "train", "--data", str(hr_folder), "--preset", preset, "--scale", scales, "--iters", "6", "--batch-size",
+           "2", "--patch-size", "16", "--holdout", "1", "--val-every", "3", "--checkpoint-every", "3", "--threads",
+           "1", "--out", str(run)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     state = read_checkpoint(run / "last.pt")
     assert state["step"] == 6 and state["world_size"] == 2
-    assert state["sampler_states"][0] != state["sampler_states"][1]  # each rank samples its own patches
+    ranks = [json.loads(s) for s in state["sampler_states"]]
+    assert ranks[0]["scales"] != ranks[1]["scales"]  # each rank samples its own patches
+    assert ranks[0]["choice"] == ranks[1]["choice"]  # but all ranks train the same scale at each step
     assert proc.stdout.count("finished at step 6") == 1  # only rank 0 reports
     assert len((run / "log.csv").read_text().splitlines()) == 1 + 2
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
@@ -14,7 +16,11 @@ from superres.inference.sizes import OutputSize, network_scale
 from superres.inference.upscaler import Upscaler, resize_picture, upscale_picture_stream
 from superres.models.base import SRNet
 from superres.models.checkpoints import load_model
+from superres.models.registry import default_scales
 from superres.imaging.resize import imresize
+
+
+log = logging.getLogger(__name__)
 
 
 class ImageUpscaler:
@@ -47,7 +53,6 @@ class ImageUpscaler:
         if scale is not None and (width is not None or height is not None):
             raise ConfigError("give a scale or an output size, not both")
         self.method = method
-        self.runner: Upscaler | None = None  # the ONNX backend's single-scale runner
         self.net: SRNet | None = None
         self._runners: dict[int, Upscaler] = {}
         self._options = dict(device=device, precision=precision, tile=tile, overlap=tile_overlap,
@@ -65,12 +70,13 @@ class ImageUpscaler:
 
                 if model is None or isinstance(model, SRNet):
                     raise ConfigError("the onnxruntime backend needs an .onnx file (superres export --format onnx)")
-                self.runner = OnnxUpscaler(model, tile=tile, overlap=tile_overlap, self_ensemble=self_ensemble)
-                self._runners[self.runner.scale] = self.runner
-                self.scales = (self.runner.scale,)
+                runner = OnnxUpscaler(model, tile=tile, overlap=tile_overlap, self_ensemble=self_ensemble)
+                self._runners[runner.scale] = runner  # the file's one scale
+                self.scales = (runner.scale,)
             elif backend == "torch":
-                # no model: the bundled default that has the scale a factor needs (2 for an output size)
-                hint = None if model is not None else 2 if scale is None else network_scale((2, 3, 4), scale)
+                # no model: the bundled default that has the scale a factor needs (any for an output size)
+                hint = None if model is None and scale is None else network_scale(default_scales() or (2,), scale or 2)
+                hint = hint if model is None else None
                 self.net = model if isinstance(model, SRNet) else load_model(model, scale=hint)
                 self.scales = self.net.scales
             else:
@@ -81,11 +87,6 @@ class ImageUpscaler:
         if correct is not None and correct < 0:
             raise ConfigError(f"the correction threshold must be >= 0, got {correct}")
         self.threshold = correct
-
-    @property
-    def factor(self) -> float | None:
-        """The overall enlargement when it is a factor (None for an output size)."""
-        return self.size.factor
 
     def upscaler(self, scale: int) -> Upscaler:
         """The network ready to run at one of its scales (made once per scale)."""
@@ -103,11 +104,17 @@ class ImageUpscaler:
         if self.method is not None:
             return resize_picture(picture, shape, self.method, self.size.factor)
         h, w = picture.size
-        scale = network_scale(self.scales, max(shape[0] / h, shape[1] / w))
-        result = upscale_picture_stream(picture, scale, model=self.upscaler(scale))
+        needed = max(shape[0] / h, shape[1] / w)
+        if needed <= 1:  # no enlargement: the network has nothing to add, the antialiased bicubic does it all
+            log.info("output %dx%d is no larger than the input; resizing with bicubic", shape[1], shape[0])
+            return resize_picture(picture, shape, "bicubic")
+        scale = network_scale(self.scales, needed)
+        exact = shape == (h * scale, w * scale)
+        source = picture if exact else replace(picture, alpha=None)  # alpha is resized straight to the size below
+        result = upscale_picture_stream(source, scale, model=self.upscaler(scale))
         if self.threshold is not None:
             result.strips = correct_strips(result.strips, picture.pixels, scale, self.threshold)
-        if shape != (h * scale, w * scale):
+        if not exact:
             whole = result.collect()
             pixels = imresize(whole.pixels, output_shape=shape)
             alpha = None if picture.alpha is None else imresize(picture.alpha, output_shape=shape)

@@ -149,7 +149,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from superres.models.checkpoints import load_model
-    from superres.models.edsr import count_parameters
+    from superres.models.base import count_parameters
     from superres.models.summary import format_summary, summarize
 
     model = load_model(args.model, scale=args.scale, allow_untrained=True)
@@ -162,7 +162,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from superres.models.checkpoints import load_model
-    from superres.models.edsr import count_parameters
+    from superres.models.base import count_parameters
     from superres.models.registry import PRESETS, PRETRAINED, bundled_results, create_model
     from superres.models.summary import summarize
 
@@ -272,7 +272,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     fmt = args.out_format or ("onnx" if output.suffix == ".onnx" else "safetensors")
     if output.suffix != f".{fmt}":
         raise SuperresError(f"{output}: a {fmt} export needs a .{fmt} file name")
-    if output.exists() and not args.overwrite:
+    if fmt != "onnx" and output.exists() and not args.overwrite:  # ONNX names are checked per scale below
         raise SuperresError(f"{output}: already exists (use --overwrite to replace it)")
     source = Path(args.source)
     is_run = source.is_dir() or (source.suffix == ".pt" and _is_training_checkpoint(source))
@@ -288,10 +288,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         # one file per scale: the given name for a single scale, <stem>-x<s>.onnx for each of several
         scales = [args.scale] if args.scale is not None else list(model.scales)
-        for scale in scales:
-            target = output if len(scales) == 1 else output.with_name(f"{output.stem}-x{scale}{output.suffix}")
+        targets = [output] if len(scales) == 1 else [output.with_name(f"{output.stem}-x{s}{output.suffix}") for s in scales]
+        for target in targets:  # all checked before any is written
             if target.exists() and not args.overwrite:
                 raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
+        for scale, target in zip(scales, targets):
             path = export_onnx(model, target, scale=scale, metadata=meta)
             if len(scales) > 1:
                 print(f"wrote {path}")

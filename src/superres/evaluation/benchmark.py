@@ -18,14 +18,14 @@ import numpy as np
 import torch
 
 from superres.inference.correction import DEFAULT_THRESHOLD, correct
-from superres.imaging.datasets import find_dataset, load_samples
+from superres.imaging.datasets import as_fraction, find_dataset, load_samples
 from superres.errors import ConfigError, SuperresError
 from superres.imaging.io import Picture
 from superres.inference.sizes import network_scale
 from superres.inference.upscaler import Upscaler, upscale_picture
 from superres.evaluation.metrics import psnr, ssim
 from superres.models.base import SRNet
-from superres.models.registry import default_model_name
+from superres.models.registry import default_model_name, default_scales
 from superres.imaging.resize import METHODS, imresize, output_shape_for
 
 log = logging.getLogger(__name__)
@@ -79,14 +79,12 @@ class ModelCache:
     def get(self, spec: str, factor: float) -> tuple[SRNet, int] | None:
         from superres.models.checkpoints import load_model
 
-        key = spec if spec != "model" else f"model@{network_scale((2, 3, 4), factor)}"
-        if key not in self._models:
-            if spec == "model":  # the bundled default that has the scale this factor runs at
-                name = default_model_name(network_scale((2, 3, 4), factor))
-                self._models[key] = load_model(name).to(self.device) if name else None
-            else:
-                self._models[key] = load_model(spec).to(self.device)
-        model = self._models[key]
+        if spec == "model":  # the bundled default that has the scale this factor runs at
+            scales = default_scales()
+            spec = (default_model_name(network_scale(scales, factor)) if scales else None) or "model"
+        if spec not in self._models:
+            self._models[spec] = None if spec == "model" else load_model(spec).to(self.device)
+        model = self._models[spec]
         if model is None:
             log.warning("no bundled model for x%g; skipping 'model' there", factor)
             return None
@@ -160,6 +158,9 @@ class EvalConfig:
         for s in self.scales:
             if not (isinstance(s, (int, float)) and math.isfinite(s) and 1 < s <= 16):
                 raise ConfigError(f"scale must be a factor in (1, 16], got {s}")
+            if abs(float(as_fraction(s)) - s) > 1e-9:  # LR x factor must land on whole HR pixels
+                raise ConfigError(f"scale {s} is not a fraction with a denominator up to 64 (e.g. 2.5 = 5/2, "
+                                  f"2.25 = 9/4); the protocol needs LR x scale to be a whole number of HR pixels")
         self.scales = [int(s) if s == int(s) else float(s) for s in self.scales]
         if self.precision not in ("fp32", "auto", "bf16", "fp16"):
             raise ConfigError(f"precision must be fp32, auto, bf16 or fp16, got '{self.precision}'")

@@ -119,12 +119,31 @@ def load_samples(dataset: Dataset, scale: float, n_colors: int | None = None,
                  paths: list[Path] | None = None) -> Iterator[Sample]:
     """(LR, HR) pairs of a dataset (or of the given HR paths in it) at any factor; ready LR files
     (integer factors) are used when present."""
+    for by_scale in _pairs(dataset, (scale,), n_colors, paths):
+        yield by_scale[scale]
+
+
+def load_samples_at(dataset: Dataset, scales: list[int], n_colors: int | None = None,
+                    paths: list[Path] | None = None) -> dict[int, list[Sample]]:
+    """load_samples at several scales, each HR image read once: every scale's HR is a view of it."""
+    out: dict[int, list[Sample]] = {s: [] for s in scales}
+    for by_scale in _pairs(dataset, tuple(scales), n_colors, paths):
+        for s, sample in by_scale.items():
+            out[s].append(sample)
+    return out
+
+
+def _pairs(dataset: Dataset, scales: tuple[float, ...], n_colors: int | None,
+           paths: list[Path] | None) -> Iterator[dict[float, Sample]]:
     paths = dataset.hr_paths() if paths is None else paths
     if not paths:
         raise ConfigError(f"{dataset.hr_dir}: no images")
     for hr_path in paths:
         hr = to_colors(read_image(hr_path).pixels, n_colors)
-        ready = dataset.lr_root is not None and scale == int(scale)
-        lr_path = dataset.lr_root / f"X{int(scale)}" / f"{hr_path.stem}x{int(scale)}.png" if ready else None
-        lr = to_colors(read_image(lr_path).pixels, n_colors) if lr_path is not None and lr_path.is_file() else None
-        yield make_sample(hr_path.stem, hr, scale, lr)
+        pairs = {}
+        for scale in scales:
+            ready = dataset.lr_root is not None and scale == int(scale)
+            lr_path = dataset.lr_root / f"X{int(scale)}" / f"{hr_path.stem}x{int(scale)}.png" if ready else None
+            lr = to_colors(read_image(lr_path).pixels, n_colors) if lr_path is not None and lr_path.is_file() else None
+            pairs[scale] = make_sample(hr_path.stem, hr, scale, lr)
+        yield pairs

@@ -51,8 +51,8 @@ def export_onnx(model: SRNet, path: str | os.PathLike, scale: int | None = None,
             raise ConfigError("ONNX export needs the onnx package: pip install 'superres[onnx]'") from e
         proto = onnx.load(tmp)
         entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps({"arch": model.arch, "config": model.config.to_dict(),
-                                                          "scale": scale, **(metadata or {})})
+        entry.key, entry.value = METADATA_KEY, json.dumps({**(metadata or {}), "arch": model.arch,
+                                                          "config": model.config.to_dict(), "scale": scale})
         onnx.save(proto, tmp)
     return path
 

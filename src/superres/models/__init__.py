@@ -1,9 +1,9 @@
 """Super-resolution networks (EDSR, MDSR), presets, and weights files. Everything outside this package
 holds an `SRNet` and uses only its members (scales, colours, receptive radius, forward at a scale)."""
 
-from superres.models.base import SRNet
+from superres.models.base import SRNet, count_parameters
 from superres.models.checkpoints import build, init_from, load_model, load_weights, save_weights
-from superres.models.edsr import EDSR, EDSRConfig, count_parameters
+from superres.models.edsr import EDSR, EDSRConfig
 from superres.models.mdsr import MDSR, MDSRConfig
 from superres.models.registry import PRESETS, PRETRAINED, create_model, list_models
 from superres.models.summary import format_summary, summarize

@@ -33,8 +33,8 @@ class SRNet(nn.Module):
 
     @property
     def scale(self) -> int:
-        """The only scale of a single-scale network; the smallest of a multi-scale one."""
-        return self.scales[0]
+        """The scale of a single-scale network (a multi-scale one has no single answer: see `scales`)."""
+        return self.check_scale(None)
 
     @property
     def n_colors(self) -> int:
@@ -75,8 +75,6 @@ class SRNet(nn.Module):
         raise NotImplementedError
 
 
-def conv_radius(module: nn.Module) -> int:
-    """Half the kernel size of a conv (its context in pixels on each side); 0 for other layers."""
-    if isinstance(module, nn.Conv2d):
-        return (module.kernel_size[0] - 1) // 2 * module.dilation[0]
-    return 0
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters; the mean shifts are buffers and are not counted (as in the paper)."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,7 +1,8 @@
-"""Read and write EDSR weights: detect the key layout, infer the architecture, load strictly.
+"""Read and write EDSR and MDSR weights: detect the key layout, infer the architecture, load strictly.
 
 Three layouts are understood:
-- official EDSR-PyTorch state dicts (`head.0.weight`, `body.{i}.body.0.weight`, `tail.0.0.weight`, ...),
+- official EDSR-PyTorch state dicts of EDSR (`head.0.weight`, `body.{i}.body.0.weight`, `tail.0.0.weight`, ...)
+  and MDSR (`pre_process.{i}.*`, `upsample.{i}.*`, `tail.0.weight`),
   with or without `sub_mean`/`add_mean` and a DataParallel `module.` prefix;
 - BasicSR's EDSR (`conv_first`, `body.{i}.conv1`, `conv_after_body`, `upsample.*`, `conv_last`),
   optionally inside `params` / `params_ema`;
@@ -16,7 +17,6 @@ import json
 import os
 import re
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,11 @@ from safetensors.torch import load_file, safe_open, save_file
 from superres.errors import CheckpointError, UnknownModelError
 from superres.imaging.files import atomic_path
 from superres.models.base import SRNet
-from superres.models.edsr import EDSR, EDSRConfig
-from superres.models.mdsr import MDSR, MDSRConfig
-from superres.models.registry import PRESETS, PRETRAINED, create_model, default_model_name, suggest
+from superres.models.edsr import EDSRConfig
+from superres.models.mdsr import MDSRConfig
+from superres.models.registry import FAMILIES, PRESETS, PRETRAINED, create_model, default_model_name, preset_arch, suggest
 
 METADATA_KEY = "superres"  # safetensors metadata entry holding our JSON
-FAMILIES: dict[str, type[SRNet]] = {"edsr": EDSR, "mdsr": MDSR}
 
 _BASICSR_RENAMES = [
     (re.compile(r"^conv_first\."), "head.0."),
@@ -240,7 +239,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, scale: int | None 
             raise UnknownModelError(f"'{key}' is an architecture without weights; give a weights file or a "
                                     f"bundled model ({bundled})")
         # an MDSR preset keeps all its scales (the check below still applies); an EDSR one is built for `scale`
-        model = (create_model(key) if PRESETS[key]["arch"] == "mdsr" else create_model(key, scale=scale or 2)).eval()
+        model = (create_model(key) if preset_arch(key) == "mdsr" else create_model(key, scale=scale or 2)).eval()
         model.metadata = {"untrained": True}
     elif Path(key).exists() or Path(key).suffix in (".safetensors", ".pt", ".pth"):
         model = load_weights(key)

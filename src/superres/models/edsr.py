@@ -191,8 +191,3 @@ class EDSR(SRNet):
         x = self.body(x) + x  # global skip
         x = self.tail(x)  # (N, C, H*s, W*s)
         return self.add_mean(x)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters; the mean shifts are buffers and are not counted (as in the paper)."""
-    return sum(p.numel() for p in model.parameters())

@@ -19,6 +19,9 @@ from superres.models.base import SRNet
 from superres.models.edsr import EDSR, EDSRConfig
 from superres.models.mdsr import MDSR, MDSRConfig
 
+# family name -> network class (each with its config_class)
+FAMILIES: dict[str, type[SRNet]] = {"edsr": EDSR, "mdsr": MDSR}
+
 # name -> family and architecture settings (scales and colours are chosen when the model is built)
 PRESETS: dict[str, dict] = {
     "edsr": dict(arch="edsr", n_feats=256, n_resblocks=32, res_scale=0.1),  # the paper's large model, 40.7M params at x2
@@ -71,6 +74,11 @@ def list_models(pretrained: bool = False) -> list[str]:
     return sorted(PRETRAINED) if pretrained else sorted(PRESETS)
 
 
+def default_scales() -> tuple[int, ...]:
+    """The scales the bundled default models produce, ascending (empty without bundled models)."""
+    return tuple(sorted({s for entry in PRETRAINED.values() if entry.default for s in entry.scales}))
+
+
 def default_model_name(scale: int | None = None) -> str | None:
     """The bundled model used when none is named (the default one that has `scale`, if given), or None."""
     for entry in PRETRAINED.values():
@@ -108,5 +116,4 @@ def preset_config(name: str, scale: int | Sequence[int] | None = None, n_colors:
 def create_model(name: str, scale: int | Sequence[int] | None = None, n_colors: int = 3, **overrides) -> SRNet:
     """An untrained model of a named architecture, e.g. create_model('edsr-baseline', scale=3) or
     create_model('mdsr-baseline') (x2, x3 and x4 in one network)."""
-    config = preset_config(name, scale=scale, n_colors=n_colors, **overrides)
-    return (EDSR if isinstance(config, EDSRConfig) else MDSR)(config)
+    return FAMILIES[preset_arch(name)](preset_config(name, scale=scale, n_colors=n_colors, **overrides))

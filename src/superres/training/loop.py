@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from superres.imaging.datasets import Sample, find_dataset, load_samples
+from superres.imaging.datasets import Sample, find_dataset, load_samples, load_samples_at
 from superres.training.patches import DevicePatchSampler, MultiScaleSampler, PatchSampler
 from superres.errors import ConfigError
 from superres.imaging.files import atomic_path, write_text
@@ -53,9 +53,9 @@ def build_model(cfg: TrainConfig) -> SRNet:
         sources = [load_weights(path) for path in cfg.init]
         copied = init_from(model, sources)
         if not any(k.startswith("body.") for k in copied):
-            shapes = ", ".join(f"{s.config.n_resblocks}x{s.config.n_feats}" for s in sources)
-            raise ConfigError(f"--init weights ({shapes}) do not fit the model "
-                              f"({model.config.n_resblocks}x{model.config.n_feats}): no body weights could be copied")
+            shapes = "; ".join(s.describe() for s in sources)
+            raise ConfigError(f"--init weights ({shapes}) do not fit the model ({model.describe()}): no body weights "
+                              f"could be copied")
         log.info("initialised %d of %d tensors from %s", len(copied), len(model.state_dict()), ", ".join(cfg.init))
     return model
 
@@ -71,8 +71,9 @@ def load_training_data(cfg: TrainConfig) -> tuple[dict[int, list[Sample]], dict[
         if not paths:
             raise ConfigError(f"{folder}: no images")
         paths_by_folder.append((dataset, paths))
+    loaded = [load_samples_at(dataset, cfg.scale, cfg.n_colors, paths) for dataset, paths in paths_by_folder]
     for scale in cfg.scale:
-        samples = [s for dataset, paths in paths_by_folder for s in load_samples(dataset, scale, cfg.n_colors, paths)]
+        samples = [s for by_scale in loaded for s in by_scale[scale]]
         held_out: list[Sample] = []
         if cfg.holdout:  # the same images at every scale: the split depends only on their number
             keep, out = split_holdout(list(range(len(samples))), cfg.holdout)
@@ -222,7 +223,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
                                 seed=cfg.seed + 1000 * rank + s, **options) if on_device else
              PatchSampler(train_samples[s], s, cfg.patch_size, cfg.batch_size, seed=cfg.seed + 1000 * rank + s, **options))
          for s in cfg.scale},
-        seed=cfg.seed + 1000 * rank)
+        seed=cfg.seed)  # every rank trains the same scale at each step (DDP reduces one set of gradients)
     has_val = any(val_samples.values())
     n_train = len(train_samples[cfg.scale[0]])
     model = build_model(cfg).to(device)
@@ -260,7 +261,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
         model = model.to(memory_format=torch.channels_last)
     net: torch.nn.Module = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if use_cuda else None)
+        # a multi-scale step leaves the other scales' parts without gradients
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if use_cuda else None,
+                                                        find_unused_parameters=len(model.scales) > 1)
     if cfg.compile:
         net = torch.compile(net)
     model.train()
