@@ -31,8 +31,8 @@ class ImageUpscaler:
     (.safetensors/.pt/.pth/.onnx), or None for the bundled default; method: an interpolation instead. The
     network runs at the smallest of its scales at or above the needed factor (else its largest), and its
     output is resized to the exact size with the MATLAB bicubic. correct: the correction threshold (gray
-    levels) or None. The rest go to `Upscaler` (device, precision, tiling, self-ensemble). outscale is
-    the former name of a non-integer scale.
+    levels) or None. The rest go to `Upscaler` (device, precision, tiling, self-ensemble). outscale, the
+    former name of the final factor, overrides scale.
     """
 
     def __init__(self, scale: float | None = None, model: SRNet | str | os.PathLike | None = None,
@@ -42,9 +42,7 @@ class ImageUpscaler:
                  tile_overlap: int | None = None, self_ensemble: bool = False, backend: str | None = None) -> None:
         if model is not None and method is not None:
             raise ConfigError("give a model or a method, not both")
-        if outscale is not None:
-            if scale is not None and scale != outscale and not (model is not None and isinstance(scale, int)):
-                raise ConfigError("give --scale or --outscale, not both")
+        if outscale is not None:  # the former API: `scale` chose the network, `outscale` the final factor
             scale = outscale
         if size is not None:
             if width is not None or height is not None:
@@ -74,9 +72,9 @@ class ImageUpscaler:
                 self._runners[runner.scale] = runner  # the file's one scale
                 self.scales = (runner.scale,)
             elif backend == "torch":
-                # no model: the bundled default that has the scale a factor needs (any for an output size)
-                hint = None if model is None and scale is None else network_scale(default_scales() or (2,), scale or 2)
-                hint = hint if model is None else None
+                hint = None  # no model: the bundled default that has the scale a factor needs (any for a size)
+                if model is None and scale is not None and default_scales():
+                    hint = network_scale(default_scales(), scale)
                 self.net = model if isinstance(model, SRNet) else load_model(model, scale=hint)
                 self.scales = self.net.scales
             else:

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The evaluations behind the README tables and the model card (needs ../shared/data; about 10 minutes on
+# 2 CPU cores). Run from the repo root: benchmarks/eval_bundled.sh, then benchmarks/floor_table.py and
+# benchmarks/readme_tables.py on the JSON files it writes.
+set -euo pipefail
+B=../shared/data/benchmark
+S="$B/Set5 $B/Set14 $B/B100"
+SR=.venv/bin/superres
+date
+# the new default, fp32 (the protocol), every integer and non-integer factor, Y and RGB
+$SR eval --data $S --scale 2,3,4,1.5,2.5,3.5 --channel y,rgb --methods bilinear,bicubic,model,model+correct \
+    --json src/superres/weights/eval.json -q
+date
+# the same network as upscale runs it (precision auto)
+$SR eval --data $S --scale 2,3,4,1.5,2.5,3.5 --methods model --precision auto --json docs/results/auto.json -q
+date
+# the previous per-scale models at their scale and where --outscale used them: x2 for 1.5, x3 for 2.5, x4 for 3.5
+$SR eval --data $S --scale 1.5,2 --methods configs/previous/edsr-medium-x2.safetensors --json docs/results/previous-x2.json -q
+$SR eval --data $S --scale 2.5,3 --methods configs/previous/edsr-medium-x3.safetensors --json docs/results/previous-x3.json -q
+$SR eval --data $S --scale 3.5,4 --methods configs/previous/edsr-medium-x4.safetensors --json docs/results/previous-x4.json -q
+date
