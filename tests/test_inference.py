@@ -251,10 +251,32 @@ def test_cuda_out_of_memory_retries_with_smaller_tiles(monkeypatch):
     expected = Upscaler(model, device="cpu", precision="fp32", tile=0)(img)
     net = up._net
 
-    def limited(x):
-        if x.shape[-1] * x.shape[-2] * x.shape[0] > 40 * 40:
+    def limited(x):  # tiles larger than 40 x 40 do not fit
+        if x.shape[-1] * x.shape[-2] > 40 * 40:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated limit)")
         return net(x)
 
     monkeypatch.setattr(up, "_net", limited)
     assert np.abs(up(img) - expected).max() < 1e-2
+
+
+def test_onnx_export_of_a_multi_scale_model_writes_one_file_per_scale(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from superres.inference.onnx import OnnxUpscaler
+    from superres.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("mdsr-tiny").eval()
+    weights = save_weights(model, tmp_path / "ms.safetensors")
+    (tmp_path / "ms-x4.onnx").write_bytes(b"keep")  # already there: nothing is written, not even x2 and x3
+    assert main(["export", str(weights), "-o", str(tmp_path / "ms.onnx")]) == 2
+    assert not (tmp_path / "ms-x2.onnx").exists() and (tmp_path / "ms-x4.onnx").read_bytes() == b"keep"
+    assert main(["export", str(weights), "-o", str(tmp_path / "ms.onnx"), "--overwrite"]) == 0
+    img = image(19, 23)
+    for scale in (2, 3, 4):
+        ort = OnnxUpscaler(tmp_path / f"ms-x{scale}.onnx", tile=0)
+        assert ort.scale == scale
+        expected = Upscaler(model, scale, device="cpu", precision="fp32", tile=0)(img)
+        assert np.abs(ort(img) - expected).max() < 1e-2
+    assert main(["export", str(weights), "-o", str(tmp_path / "x3.onnx"), "--scale", "3"]) == 0
+    assert OnnxUpscaler(tmp_path / "x3.onnx").scale == 3
