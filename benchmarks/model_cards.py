@@ -37,7 +37,9 @@ def run_facts(run: Path) -> dict:
         steps, seconds = int(rows[-1][0]), float(rows[-1][4])
         vals = [float(r[3]) for r in rows]
     config = json.loads((run / "config.json").read_text())
-    return {"steps": steps, "seconds": seconds, "best_val": max(vals) if vals else None, "config": config}
+    last_lr = float((data if rows and rows[0][0] == "step" else rows)[-1][2])
+    return {"steps": steps, "seconds": seconds, "best_val": max(vals) if vals else None, "config": config,
+            "last_lr": last_lr}
 
 
 def hardware() -> str:
@@ -107,7 +109,10 @@ def main() -> int:
             init = cfg.get("init") or []
             init = [init] if isinstance(init, str) else init
             by_scale = meta.get("val_psnr_y_by_scale") or {}
-            out += [f"- Training: {facts['steps']:,} steps of batch {cfg['batch_size']} x {cfg['patch_size']} px LR "
+            stopped = (f" (stopped at step {facts['steps']:,} of the planned {cfg['iters']:,}, with the learning rate "
+                       f"down to {facts['last_lr']:.1e}, {100 * facts['last_lr'] / cfg['lr']:.0f}% of its peak)"
+                       if facts["steps"] < cfg["iters"] else "")
+            out += [f"- Training: {facts['steps']:,} steps{stopped} of batch {cfg['batch_size']} x {cfg['patch_size']} px LR "
                     f"patches (one scale per batch, drawn at random), {facts['seconds'] / 60:.0f} minutes on "
                     f"{args.hardware or hardware()}; data {', '.join(Path(d).name for d in cfg['data'])} "
                     f"({cfg.get('holdout', 0)} images held out); best held-out Y-PSNR {facts['best_val']:.3f} dB "

@@ -175,3 +175,16 @@ def test_bad_configs():
     assert MDSRConfig(scales=(4, 2)).scales == (2, 4)
     with pytest.raises(ConfigError, match="single-scale EDSR"):
         create_model("edsr-tiny", scale=(2, 3))
+
+
+def test_pixel_valued_layers_stay_fp32_under_autocast():
+    """The first conv always, and the last conv at x2, run in fp32 under bf16 autocast (FULL_PRECISION_TAIL_SCALES):
+    bf16 would round output values near 100 by up to a quarter of a gray level."""
+    model = _randomize(create_model("mdsr-tiny")).eval()
+    x = torch.rand(1, 3, 12, 12) * 255
+    with torch.no_grad():
+        exact = model(x, 2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half2, half4 = model(x, 2), model(x, 4)
+    assert half2.dtype == torch.float32 and half4.dtype == torch.bfloat16
+    assert (half2 - exact).abs().max() < 0.5  # the body's bf16 error only, not the output rounding on top

@@ -12,6 +12,7 @@ Read top to bottom: the mean shift, the residual block, the upsampler, the confi
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -27,6 +28,29 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 DIV2K_GRAY_MEAN = (round(0.299 * 0.4488 + 0.587 * 0.4371 + 0.114 * 0.4040, 4),)
 
 SUPPORTED_SCALES = (2, 3, 4, 8)
+
+
+# Scales whose last conv runs in fp32 under autocast. bf16 has 8 significant bits, so an output value
+# near 100 rounds by up to 0.25 gray level: at x2 (and the factors below 2 it serves), where outputs are
+# accurate to better than that, bf16 cost up to 0.025 dB (Set5 x1.5) and the fp32 tail brings it to
+# 0.002; at x3 and x4 bf16 costs at most 0.009 dB (benchmarks/eval_bundled.sh, README), and the fp32 tail
+# (a fixed ~0.09 s per 1280x720 output on the development CPU) would be 20% of the time.
+FULL_PRECISION_TAIL_SCALES = (2,)
+
+
+def full_precision(x: torch.Tensor, enabled: bool = True):
+    """A context that turns autocast off (when `enabled`), for layers whose outputs are pixel values."""
+    if enabled and x.device.type in ("cpu", "cuda", "mps"):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()  # e.g. the meta device of summaries
+
+
+def to_autocast(x: torch.Tensor) -> torch.Tensor:
+    """x in the autocast dtype where autocast is on, so that the residual stream after a full-precision
+    layer stays half precision (an fp32 skip would turn every residual add, and so the stream, fp32)."""
+    if x.device.type in ("cpu", "cuda", "mps") and torch.is_autocast_enabled(x.device.type):
+        return x.to(torch.get_autocast_dtype(x.device.type))
+    return x
 
 
 def conv3x3(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Conv2d:
@@ -186,8 +210,12 @@ class EDSR(SRNet):
 
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         self.check_scale(scale)
-        x = self.sub_mean(x)
-        x = self.head(x)  # (N, F, H, W)
+        with full_precision(x):
+            x = self.head(self.sub_mean(x.to(self.head[0].weight.dtype)))  # (N, F, H, W)
+        x = to_autocast(x)
         x = self.body(x) + x  # global skip
-        x = self.tail(x)  # (N, C, H*s, W*s)
-        return self.add_mean(x)
+        x = self.tail[0](x)  # upsampler: (N, F, H*s, W*s)
+        exact = self.config.scale in FULL_PRECISION_TAIL_SCALES
+        with full_precision(x, exact):
+            x = x.to(self.tail[1].weight.dtype) if exact else x
+            return self.add_mean(self.tail[1](x))  # (N, C, H*s, W*s)

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from superres.models.base import SRNet
-from superres.models.edsr import SUPPORTED_SCALES, MeanShift, ResBlock, Upsampler, check_body_config, conv3x3
+from superres.models.edsr import (FULL_PRECISION_TAIL_SCALES, SUPPORTED_SCALES, MeanShift, ResBlock, Upsampler, check_body_config, conv3x3,
+                                  full_precision, to_autocast)
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,14 @@ class MDSR(SRNet):
 
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         i = self.scales.index(self.check_scale(scale))
-        x = self.sub_mean(x)
-        x = self.head(x)  # (N, F, H, W)
+        with full_precision(x):
+            x = self.head(self.sub_mean(x.to(self.head[0].weight.dtype)))  # (N, F, H, W)
+        x = to_autocast(x)
         if self.config.pre_process:
             x = self.pre_process[i](x)
         x = self.body(x) + x  # global skip
         x = self.upsample[i](x)  # (N, F, H*s, W*s)
-        x = self.tail(x)  # (N, C, H*s, W*s)
-        return self.add_mean(x)
+        exact = self.scales[i] in FULL_PRECISION_TAIL_SCALES
+        with full_precision(x, exact):
+            x = x.to(self.tail[0].weight.dtype) if exact else x
+            return self.add_mean(self.tail(x))  # (N, C, H*s, W*s)
