@@ -19,24 +19,24 @@ from superres.errors import SuperresError
 log = logging.getLogger("superres")
 
 
-def _factor(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"scale must be a number such as 2 or 2.5, got '{text}'") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"scale must be > 0, got {text}")
-    return value
+def _positive(kind: type, what: str, example: str):
+    """An argparse type: `kind` (int or float) parsed from the text, finite and > 0."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be {example}, got '{text}'") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"{what} must be > 0, got {text}")
+        return value
+
+    return parse
 
 
-def _pixels(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1 pixel, got {value}")
-    return value
+_factor = _positive(float, "scale", "a number such as 2 or 2.5")
+_pixels = _positive(int, "a size in pixels", "a whole number")
+_scale = _positive(int, "scale", "an integer (2, 3 or 4)")
 
 
 def _wxh(text: str) -> tuple[int, int]:
@@ -45,16 +45,6 @@ def _wxh(text: str) -> tuple[int, int]:
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 1920x1080, got '{text}'")
     return _pixels(parts[0]), _pixels(parts[1])
-
-
-def _scale(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"scale must be an integer (2, 3 or 4), got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"scale must be >= 1, got {value}")
-    return value
 
 
 def _size(text: str) -> tuple[int, int]:

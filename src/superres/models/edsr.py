@@ -32,9 +32,9 @@ SUPPORTED_SCALES = (2, 3, 4, 8)
 
 # Scales whose last conv runs in fp32 under autocast. bf16 has 8 significant bits, so an output value
 # near 100 rounds by up to 0.25 gray level: at x2 (and the factors below 2 it serves), where outputs are
-# accurate to better than that, bf16 cost up to 0.025 dB (Set5 x1.5) and the fp32 tail brings it to
-# 0.002; at x3 and x4 bf16 costs at most 0.009 dB (benchmarks/eval_bundled.sh, README), and the fp32 tail
-# (a fixed ~0.09 s per 1280x720 output on the development CPU) would be 20% of the time.
+# accurate to better than that, an all-bf16 network cost up to 0.025 dB (Set5 x1.5) and the fp32 tail
+# brings it to 0.002; at x3 and x4 the bf16 tail costs at most 0.009 dB (README, "Bundled models"), and an
+# fp32 tail at full output resolution would cost time those scales cannot spare (README, "Speed").
 FULL_PRECISION_TAIL_SCALES = (2,)
 
 
