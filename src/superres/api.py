@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from superres.inference.correction import DEFAULT_THRESHOLD, correct_strips
+from superres.inference.denoise import DenoiseChoice, PhotoPair, auto_strength, parse_denoise
 from superres.errors import ConfigError
 from superres.imaging.io import Picture, PictureStream, from_pil, to_pil
 from superres.inference.sizes import OutputSize, network_scale
@@ -33,13 +34,21 @@ class ImageUpscaler:
     output is resized to the exact size with the MATLAB bicubic. correct: the correction threshold (gray
     levels) or None. The rest go to `Upscaler` (device, precision, tiling, self-ensemble). outscale, the
     former name of the final factor, overrides scale.
+
+    denoise: 'auto' (default), a strength from 0 (the clean model) to 1 (its photo model), or None (off).
+    Strengths between blend the two networks' weights; auto reads the strength off each picture (its JPEG
+    quality and noise level, inference.denoise). It applies to bundled models that have a photo counterpart;
+    auto leaves any other model alone, a strength above 0 is an error there. A picture no larger than the
+    output is restored without enlarging (the network at its smallest scale, then resized) when the strength
+    is above 0, and only resized otherwise.
     """
 
     def __init__(self, scale: float | None = None, model: SRNet | str | os.PathLike | None = None,
                  method: str | None = None, outscale: float | None = None, correct: float | None = None,
                  size: tuple[int, int] | None = None, width: int | None = None, height: int | None = None,
                  device: str = "auto", precision: str | None = "auto", tile: int | None = None,
-                 tile_overlap: int | None = None, self_ensemble: bool = False, backend: str | None = None) -> None:
+                 tile_overlap: int | None = None, self_ensemble: bool = False, backend: str | None = None,
+                 denoise: float | str | None = "auto") -> None:
         if model is not None and method is not None:
             raise ConfigError("give a model or a method, not both")
         if outscale is not None:  # the former API: `scale` chose the network, `outscale` the final factor
@@ -52,7 +61,9 @@ class ImageUpscaler:
             raise ConfigError("give a scale or an output size, not both")
         self.method = method
         self.net: SRNet | None = None
-        self._runners: dict[int, Upscaler] = {}
+        self.pair: PhotoPair | None = None
+        self.denoise = parse_denoise(denoise) if method is None else None
+        self._runners: dict[tuple[int, float], Upscaler] = {}
         self._options = dict(device=device, precision=precision, tile=tile, overlap=tile_overlap,
                              self_ensemble=self_ensemble)
         if method is not None:
@@ -69,7 +80,7 @@ class ImageUpscaler:
                 if model is None or isinstance(model, SRNet):
                     raise ConfigError("the onnxruntime backend needs an .onnx file (superres export --format onnx)")
                 runner = OnnxUpscaler(model, tile=tile, overlap=tile_overlap, self_ensemble=self_ensemble)
-                self._runners[runner.scale] = runner  # the file's one scale
+                self._runners[(runner.scale, 0.0)] = runner  # the file's one scale
                 self.scales = (runner.scale,)
             elif backend == "torch":
                 hint = None  # no model: the bundled default that has the scale a factor needs (any for a size)
@@ -77,8 +88,13 @@ class ImageUpscaler:
                     hint = network_scale(default_scales(), scale)
                 self.net = model if isinstance(model, SRNet) else load_model(model, scale=hint)
                 self.scales = self.net.scales
+                if self.denoise is not None and (model is None or isinstance(model, str)):
+                    self.pair = PhotoPair.bundled(model, clean=self.net)
             else:
                 raise ConfigError(f"backend must be 'torch' or 'onnxruntime', got '{backend}'")
+        if isinstance(self.denoise, float) and self.denoise > 0 and self.pair is None:
+            raise ConfigError(f"denoise {self.denoise:g} needs a bundled model with a photo counterpart (the default "
+                              f"has one); {model if model is not None else 'this model'} has none")
         if scale is None and width is None and height is None:
             scale = 2 if len(self.scales) != 1 else self.scales[0]
         self.size = OutputSize(float(scale) if scale is not None else None, width, height)
@@ -86,30 +102,40 @@ class ImageUpscaler:
             raise ConfigError(f"the correction threshold must be >= 0, got {correct}")
         self.threshold = correct
 
-    def upscaler(self, scale: int) -> Upscaler:
-        """The network ready to run at one of its scales (made once per scale)."""
-        if scale not in self._runners:
-            self._runners[scale] = Upscaler(self.net, scale, **self._options)
-        return self._runners[scale]
+    def upscaler(self, scale: int, strength: float = 0.0) -> Upscaler:
+        """The network (blended at a denoise strength) ready to run at one of its scales, made once each."""
+        key = (scale, strength)
+        if key not in self._runners:
+            net = self.pair.at(strength) if self.pair is not None else self.net
+            self._runners[key] = Upscaler(net, scale, **self._options)
+        return self._runners[key]
+
+    def choose_denoise(self, picture: Picture) -> DenoiseChoice:
+        """The denoise strength this upscaler uses for a picture (0 where there is no photo model)."""
+        if self.pair is None or self.denoise is None:
+            return DenoiseChoice(0.0)
+        return auto_strength(picture) if self.denoise == "auto" else DenoiseChoice(float(self.denoise))
 
     def __call__(self, picture: Picture) -> Picture:
         return self.stream(picture).collect()
 
-    def stream(self, picture: Picture) -> PictureStream:
+    def stream(self, picture: Picture, denoise: DenoiseChoice | None = None) -> PictureStream:
         """The upscaled picture as a PictureStream, made band by band while it is written (see write_image).
-        Where the network's scale is not the exact output size, the output is made whole and resized."""
+        Where the network's scale is not the exact output size, the output is made whole and resized.
+        denoise: the strength to use (default: choose_denoise's)."""
         shape = self.size.shape_for(picture.size)
         if self.method is not None:
             return resize_picture(picture, shape, self.method, self.size.factor)
+        strength = (denoise or self.choose_denoise(picture)).strength
         h, w = picture.size
         needed = max(shape[0] / h, shape[1] / w)
-        if needed <= 1:  # no enlargement: the network has nothing to add, the antialiased bicubic does it all
+        if needed <= 1 and strength == 0:  # nothing to restore or enlarge: the antialiased bicubic does it all
             log.info("output %dx%d is no larger than the input; resizing with bicubic", shape[1], shape[0])
             return resize_picture(picture, shape, "bicubic")
-        scale = network_scale(self.scales, needed)
+        scale = network_scale(self.scales, needed)  # below 1: the smallest scale, then resized down
         exact = shape == (h * scale, w * scale)
         source = picture if exact else replace(picture, alpha=None)  # alpha is resized straight to the size below
-        result = upscale_picture_stream(source, scale, model=self.upscaler(scale))
+        result = upscale_picture_stream(source, scale, model=self.upscaler(scale, strength))
         if self.threshold is not None:
             result.strips = correct_strips(result.strips, picture.pixels, scale, self.threshold)
         if not exact:
@@ -126,9 +152,9 @@ def upscale(image, scale: float | None = None, model: SRNet | str | os.PathLike 
 
     image: numpy uint8/uint16 array (H, W), (H, W, 3) or (H, W, 4) (last channel alpha), or a PIL image.
     scale: any factor (default 2); or size=(width, height), width=W or height=H instead. With neither
-    model nor method, the bundled default model is used. Options: correct (threshold, e.g.
-    superres.DEFAULT_THRESHOLD), device, precision ('auto' by default), tile, tile_overlap, self_ensemble,
-    backend. Returns the same kind of object: an array of the same dtype and channels,
+    model nor method, the bundled default model is used. Options: denoise ('auto' by default, or 0-1; see
+    ImageUpscaler), correct (threshold, e.g. superres.DEFAULT_THRESHOLD), device, precision ('auto' by
+    default), tile, tile_overlap, self_ensemble, backend. Returns the same kind of object: an array of the same dtype and channels,
     or a PIL image.
     """
     runner = ImageUpscaler(scale=scale, model=model, method=method, **options)

@@ -83,7 +83,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         scale=args.scale, model=args.model, method=args.method, outscale=args.outscale, size=args.size,
         width=args.width, height=args.height, correct=None if correct is None else (DEFAULT_THRESHOLD if correct == "default" else correct),
         device=args.device, precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
-        self_ensemble=args.self_ensemble, backend=args.backend)
+        self_ensemble=args.self_ensemble, backend=args.backend, denoise=args.denoise)
     out_format = f".{args.out_format.lstrip('.').lower()}" if args.out_format else None
     if out_format and out_format not in WRITE_FORMATS:
         raise SuperresError(f"cannot write '{out_format}'; choose from {', '.join(sorted(WRITE_FORMATS))}")
@@ -110,7 +110,11 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             if target.exists() and not args.overwrite:
                 raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
             kwargs = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
-            write_image(target, runner.stream(read_image(path, **kwargs)), overwrite=args.overwrite)
+            picture = read_image(path, **kwargs)
+            choice = runner.choose_denoise(picture)
+            if runner.pair is not None:
+                log.info("%s: %s", path.name, choice.describe())
+            write_image(target, runner.stream(picture, choice), overwrite=args.overwrite)
             made[target.resolve()] = path
             done += 1
             log.info("%s -> %s", path, target)

@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--correct", nargs="?", const="default", default=None, metavar="TAU",
                    help="replace output values more than TAU gray levels from the bilinear upscaling by that "
                         "value (the original report's correction; default TAU from the sweep)")
+    p.add_argument("--denoise", default="auto", metavar="S|auto",
+                   help="0: the clean model, 1: its photo model (JPEG and noise removed), between: the two blended; "
+                        "auto (default): from each file's JPEG quality and noise level (--verbose says what it chose). "
+                        "With --scale 1 (or a smaller size) and a strength above 0, restores without enlarging")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (EDSR+; 8x slower)")
     p.add_argument("--tile", type=int, help="LR tile side in pixels (0: no tiling; default: from image size and memory)")
     p.add_argument("--tile-overlap", type=int, help="LR margin per tile (default and minimum: the receptive radius)")
@@ -178,6 +182,10 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flips", action=argparse.BooleanOptionalAction, help="the 8 flips/rotations (default on)")
     p.add_argument("--brightness", type=float, help="random brightness factor in [1-B, 1+B] (default off)")
     p.add_argument("--rgb-permute", type=float, metavar="P", help="chance of shuffling a patch's RGB channels (default 0)")
+    p.add_argument("--degradation", metavar="PRESET",
+                   help="how LR patches are made: bicubic (default), photo, real, jpeg:Q, noise:SIGMA, blur:SIGMA, ...")
+    p.add_argument("--cutblur", type=float, metavar="P",
+                   help="chance that a rectangle of a degraded patch is swapped with the clean LR (default 0)")
     p.add_argument("--val", nargs="+", metavar="DIR", help="validation sets (benchmark layout or HR folder)")
     p.add_argument("--holdout", type=int, help="training images held out for validation")
     p.add_argument("--val-every", type=int)

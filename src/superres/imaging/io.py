@@ -25,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from superres.errors import ImageError
 from superres.imaging.files import TargetExistsError, atomic_path, write_bytes
 from superres.imaging.png import PngWriter, encode_png
+from superres.imaging.quality import jpeg_quality
 
 DEFAULT_MAX_PIXELS = 200_000_000  # refuse larger images (decompression bombs) unless asked
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
@@ -39,6 +40,7 @@ class Picture:
     pixels: np.ndarray  # (H, W) or (H, W, 3), uint8 or uint16
     alpha: np.ndarray | None = None  # (H, W), same dtype as pixels
     icc_profile: bytes | None = None
+    jpeg_quality: int | None = None  # for a JPEG, the libjpeg quality its quantisation tables match (1-100)
 
     @property
     def is_gray(self) -> bool:
@@ -211,7 +213,8 @@ def from_pil(im: Image.Image) -> Picture:
         raise ImageError("floating-point images are not supported; convert to 8 or 16 bit first")
     else:
         pixels = np.asarray(im.convert("RGB"))
-    return Picture(np.ascontiguousarray(pixels), alpha, im.info.get("icc_profile") or None)
+    quality = jpeg_quality(getattr(im, "quantization", None)) if im.format == "JPEG" else None
+    return Picture(np.ascontiguousarray(pixels), alpha, im.info.get("icc_profile") or None, quality)
 
 
 def to_pil(picture_or_pixels: Picture | np.ndarray) -> Image.Image:

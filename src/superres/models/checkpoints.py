@@ -13,6 +13,8 @@ Weights are read with safetensors or `torch.load(weights_only=True)`: no code fr
 
 from __future__ import annotations
 
+import copy
+
 import json
 import os
 import re
@@ -269,3 +271,18 @@ def init_from(target: SRNet, sources: list[SRNet]) -> list[str]:
                 copied[mine] = value
     target.load_state_dict({**own, **copied}, strict=True)
     return sorted(copied)
+
+
+def interpolate(a: SRNet, b: SRNet, t: float) -> SRNet:
+    """A new network whose every tensor is (1 - t) * a + t * b: network interpolation (Wang et al., 2019), as
+    Real-ESRGAN's `-dn` blends its general and denoising models. a and b must have the same architecture and
+    are left unchanged; t = 0 and t = 1 give exact copies of a and b."""
+    if a.state_dict().keys() != b.state_dict().keys() or any(
+            x.shape != y.shape for x, y in zip(a.state_dict().values(), b.state_dict().values())):
+        raise CheckpointError(f"cannot blend {a.describe()} with {b.describe()}: the architectures differ")
+    out = copy.deepcopy(a)
+    with torch.no_grad():
+        mixed = {k: (v if t == 0 else b.state_dict()[k] if t == 1 else torch.lerp(v, b.state_dict()[k], t))
+                 for k, v in a.state_dict().items()}
+    out.load_state_dict(mixed)
+    return out

@@ -46,6 +46,7 @@ class Pretrained:
     arch: str  # the preset it was trained as
     description: str
     default: bool = False  # the model `load_model()` returns (for the scales it has)
+    photo: str | None = None  # its photo counterpart (same architecture, trained on degraded inputs): --denoise
 
     def path(self) -> Path:
         return Path(str(resources.files("superres.weights").joinpath(self.file)))
@@ -85,6 +86,13 @@ def default_model_name(scale: int | None = None) -> str | None:
         if entry.default and (scale is None or scale in entry.scales):
             return entry.name
     return None
+
+
+def photo_partner(name: str | None) -> str | None:
+    """The bundled photo model paired with a bundled model (None: the default), or None if it has none."""
+    name = default_model_name() if name is None else str(name)
+    entry = PRETRAINED.get(name) if name is not None else None
+    return entry.photo if entry is not None and entry.photo in PRETRAINED else None
 
 
 def suggest(name: str, choices: list[str]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from superres.errors import ConfigError
+from superres.imaging.degrade import parse_preset
 from superres.models.registry import PRESETS, preset_config
 
 
@@ -39,6 +40,8 @@ class TrainConfig:
     flips: bool = True  # the 8 flips/rotations
     rgb_permute: float = 0.0  # chance that a patch's RGB channels are shuffled (Yoo et al., CVPR 2020)
     brightness: float = 0.0  # the original report's brightness change: factor in [1 - b, 1 + b]
+    degradation: str = "bicubic"  # how LR patches are made from HR ones: an imaging.degrade preset ("photo", ...)
+    cutblur: float = 0.0  # chance that a rectangle of a degraded patch is swapped with the clean LR
     val: list[str] = field(default_factory=list)  # benchmark-layout or HR folders
     holdout: int = 0  # training images kept out of training for validation
     val_every: int = 1000
@@ -93,6 +96,13 @@ class TrainConfig:
             raise ConfigError(f"grad_clip must be > 0, got {self.grad_clip}")
         if not 0 <= self.rgb_permute <= 1:
             raise ConfigError(f"rgb_permute must be a probability in [0, 1], got {self.rgb_permute}")
+        clean = parse_preset(self.degradation).is_clean
+        if not 0 <= self.cutblur <= 1:
+            raise ConfigError(f"cutblur must be a probability in [0, 1], got {self.cutblur}")
+        if self.cutblur and clean:
+            raise ConfigError("cutblur mixes degraded and clean inputs: it needs a degradation other than bicubic")
+        if not clean and self.data_on_device:
+            raise ConfigError("degradations run on the CPU: they cannot be combined with data_on_device")
         if not 0 <= self.brightness < 1:
             raise ConfigError(f"brightness must be in [0, 1), got {self.brightness}")
         if not 0 < self.lr_gamma <= 1:

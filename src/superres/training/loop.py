@@ -32,6 +32,7 @@ import torch
 from torch.nn import functional as F
 
 from superres.imaging.datasets import Sample, find_dataset, load_samples, load_samples_at
+from superres.imaging.degrade import degrade, parse_preset
 from superres.training.patches import DevicePatchSampler, MultiScaleSampler, PatchSampler
 from superres.errors import ConfigError
 from superres.imaging.files import atomic_path, write_text
@@ -80,6 +81,10 @@ def load_training_data(cfg: TrainConfig) -> tuple[dict[int, list[Sample]], dict[
             samples, held_out = [samples[i] for i in keep], [samples[i] for i in out]
         train_samples[scale] = samples
         val[scale] = held_out + [s for folder in cfg.val for s in load_samples(find_dataset(folder), scale, cfg.n_colors)]
+    preset = parse_preset(cfg.degradation)
+    if not preset.is_clean:  # validation on fixed degraded LR: one draw per image, from (seed 0, image)
+        val = {scale: [Sample(s.name, degrade(s.hr, scale, preset, seed=0).pixels, s.hr) for s in samples]
+               for scale, samples in val.items()}
     return train_samples, val
 
 
@@ -216,8 +221,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
     torch.manual_seed(cfg.seed + rank)
 
     train_samples, val_samples = load_training_data(cfg)
-    on_device = cfg.data_on_device if cfg.data_on_device is not None else device.type == "cuda"
+    clean = parse_preset(cfg.degradation).is_clean
+    on_device = cfg.data_on_device if cfg.data_on_device is not None else device.type == "cuda" and clean
     options = dict(flips=cfg.flips, brightness=cfg.brightness, rgb_permute=cfg.rgb_permute)
+    if not clean:
+        options.update(degradation=parse_preset(cfg.degradation), cutblur=cfg.cutblur)
     sampler = MultiScaleSampler(
         {s: (DevicePatchSampler(train_samples[s], s, cfg.patch_size, cfg.batch_size, device,
                                 seed=cfg.seed + 1000 * rank + s, **options) if on_device else

@@ -11,6 +11,7 @@ import torch
 
 from superres.errors import ConfigError
 from superres.imaging.datasets import Sample
+from superres.imaging.degrade import Preset
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +20,18 @@ class PatchSampler:
     """Random aligned LR/HR patch batches from in-memory samples, with the 8 flips/rotations and the
     original report's brightness change as options.
 
+    With a `degradation` (imaging.degrade), each LR patch is made from its HR patch by that preset instead
+    of cut from the sample's bicubic LR. `cutblur` is then the chance that a rectangle of it is swapped
+    with the clean bicubic LR of the same place (either way round), while the target stays the clean HR:
+    CutBlur (Yoo et al., 2020) for a network whose input is smaller than its output, teaching it to restore
+    where the input is degraded and to leave clean parts alone.
+
     Its whole random state is a numpy Generator whose state can be saved and restored (resumable runs).
     """
 
     def __init__(self, samples: list[Sample], scale: int, patch_size: int, batch_size: int,
-                 flips: bool = True, brightness: float = 0.0, rgb_permute: float = 0.0, seed: int = 0) -> None:
+                 flips: bool = True, brightness: float = 0.0, rgb_permute: float = 0.0,
+                 degradation: Preset | None = None, cutblur: float = 0.0, seed: int = 0) -> None:
         self.samples = [s for s in samples if min(s.lr.shape[:2]) >= patch_size]
         for s in samples:
             if min(s.lr.shape[:2]) < patch_size:
@@ -33,6 +41,8 @@ class PatchSampler:
             raise ConfigError(f"no training image is large enough for {patch_size} px LR patches at x{scale}")
         self.scale, self.patch_size, self.batch_size = scale, patch_size, batch_size
         self.flips, self.brightness, self.rgb_permute = flips, brightness, rgb_permute
+        self.degradation = None if degradation is None or degradation.is_clean else degradation
+        self.cutblur = cutblur
         self.rng = np.random.default_rng(seed)
 
     @property
@@ -75,6 +85,8 @@ class PatchSampler:
                 lr, hr = lr[:, ::-1], hr[:, ::-1]
             if order is not None:
                 lr, hr = lr[..., order], hr[..., order]
+            if self.degradation is not None:
+                lr = self._degrade(lr, np.ascontiguousarray(hr))
             lrs.append(lr)
             hrs.append(hr)
         lr_batch, hr_batch = np.stack(lrs), np.stack(hrs)
@@ -82,6 +94,20 @@ class PatchSampler:
             lr_batch = np.clip(lr_batch * factors, 0, 255).astype(np.float32)
             hr_batch = np.clip(hr_batch * factors, 0, 255).astype(np.float32)
         return lr_batch, hr_batch
+
+
+    def _degrade(self, clean: np.ndarray, hr: np.ndarray) -> np.ndarray:
+        """The degraded LR patch of an HR patch; with chance `cutblur`, a rectangle (about 0.7 of each side)
+        swapped with the clean LR patch."""
+        lr = self.degradation.apply(hr, self.scale, self.rng).pixels
+        if self.cutblur and self.rng.random() < self.cutblur:
+            p = self.patch_size
+            side = int(p * float(np.clip(self.rng.normal(0.7, 0.1), 0.3, 0.9)))
+            y, x = (int(v) for v in self.rng.integers(p - side + 1, size=2))
+            inside, outside = (clean, lr) if self.rng.random() < 0.5 else (lr, clean)
+            lr = outside.copy()
+            lr[y:y + side, x:x + side] = inside[y:y + side, x:x + side]
+        return lr
 
 
 class DevicePatchSampler(PatchSampler):

@@ -1,0 +1,341 @@
+"""Degradations: how a clean HR image becomes the low-resolution image a real photo is.
+
+Operations (each takes and returns uint8 (H, W, C) pixels): blur by a kernel (isotropic and anisotropic
+Gaussian, generalized Gaussian, plateau, sinc), resize (area, bilinear, bicubic), noise (Gaussian in
+colour or gray, Poisson) and JPEG (libjpeg through Pillow). They are chained as named presets:
+
+    bicubic (or clean)   the MATLAB bicubic shrink, as the benchmarks
+    jpeg:Q               the shrink, then saved as JPEG of quality Q
+    noise:SIGMA          the shrink, then Gaussian colour noise of SIGMA gray levels
+    blur:SIGMA           a Gaussian blur of SIGMA HR pixels, then the shrink
+    blur:1+noise:5+jpeg:70   several: blurs before the shrink, the rest after it, in the order given
+    real                 Real-ESRGAN's second-order random chain, with its published ranges
+    photo                what the photo model trains on: half `real`, half the shrink followed at random
+                         by Gaussian noise and/or JPEG
+
+Every random choice comes from the numpy Generator passed in; `image_rng(seed, pixels)` makes one from a
+seed and the image, so a degraded set is the same on every run. The arithmetic is exact: images are
+integers after every step, kernels are quantised to multiples of 2^-16 and applied in integer
+arithmetic, and resizing is `imresize` (taps summed in order), so the result does not depend on the
+CPU's vector unit or the order of a floating-point sum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from superres.errors import ConfigError
+from superres.imaging.resize import imresize
+
+KERNEL_ONE = 1 << 16  # kernels are integers that sum to this
+RESIZE_MODES = ("area", "bilinear", "bicubic")
+
+
+class Degraded(NamedTuple):
+    """A degraded image: uint8 (H, W, C) pixels, and the JPEG file they decode from when the last step
+    was a JPEG save (None otherwise), so that a caller can store or inspect the real file."""
+
+    pixels: np.ndarray
+    jpeg: bytes | None = None
+
+
+def image_rng(seed: int, pixels: np.ndarray) -> np.random.Generator:
+    """A Generator that depends only on the seed and the image (its shape and pixel values)."""
+    digest = hashlib.sha256(str(pixels.shape).encode() + np.ascontiguousarray(pixels).tobytes()).digest()
+    return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
+
+
+# ---------------------------------------------------------------------------------------------- kernels
+
+def _grid(size: int) -> np.ndarray:
+    """(size, size, 2) pixel offsets from the centre (size odd)."""
+    r = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    xx, yy = np.meshgrid(r, r)
+    return np.stack([xx, yy], axis=-1)
+
+
+def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0,
+                    shape: str = "gaussian", beta: float = 1.0) -> np.ndarray:
+    """A normalised (size, size) blur kernel on the quadratic form d = x^T S^-1 x with S the covariance of
+    standard deviations (sigma_x, sigma_y) rotated by theta: 'gaussian' exp(-d/2), 'generalized'
+    exp(-(d)^beta / 2), 'plateau' 1 / (1 + d^beta)."""
+    sigma_y = sigma_x if sigma_y is None else sigma_y
+    c, s = math.cos(theta), math.sin(theta)
+    rot = np.array([[c, -s], [s, c]])
+    cov = rot @ np.diag([sigma_x ** 2, sigma_y ** 2]) @ rot.T
+    g = _grid(size)
+    d = np.einsum("...i,ij,...j->...", g, np.linalg.inv(cov), g)
+    if shape == "gaussian":
+        k = np.exp(-0.5 * d)
+    elif shape == "generalized":
+        k = np.exp(-0.5 * np.power(d, beta))
+    elif shape == "plateau":
+        k = 1 / (np.power(d, beta) + 1)
+    else:
+        raise ConfigError(f"unknown kernel shape '{shape}'")
+    return k / k.sum()
+
+
+def sinc_kernel(size: int, cutoff: float) -> np.ndarray:
+    """A normalised circular low-pass (2-D sinc, Airy) kernel with cutoff in radians per pixel (0 to pi):
+    the ringing of sharpened and over-compressed images."""
+    from scipy.special import j1
+
+    r = np.hypot(*np.moveaxis(_grid(size), -1, 0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = cutoff * j1(cutoff * r) / (2 * np.pi * r)
+    k[(size - 1) // 2, (size - 1) // 2] = cutoff ** 2 / (4 * np.pi)
+    return k / k.sum()
+
+
+def quantize_kernel(kernel: np.ndarray) -> np.ndarray:
+    """The kernel as int64 multiples of 1 / KERNEL_ONE summing to exactly KERNEL_ONE (the rounding error goes
+    to the centre tap)."""
+    q = np.rint(np.asarray(kernel, dtype=np.float64) * KERNEL_ONE).astype(np.int64)
+    q[q.shape[0] // 2, q.shape[1] // 2] += KERNEL_ONE - int(q.sum())
+    return q
+
+
+def blur(pixels: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, C) pixels filtered by a centred odd-sized kernel, mirrored borders (reflect-101).
+
+    Exact: the kernel is quantised, OpenCV sums integer products in float64 (any error is far below 0.5,
+    so rounding recovers the exact integer sum), and the sum is divided with rounding in integers."""
+    q = quantize_kernel(kernel)
+    pad = q.shape[0] // 2
+    src = pixels.astype(np.float64)
+    if pad >= min(src.shape[:2]):  # reflect-101 needs the image wider than the kernel's radius
+        src = np.pad(src, ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
+        return blur(src.astype(np.uint8), kernel)[pad:-pad, pad:-pad]
+    sums = cv2.filter2D(src, -1, q.astype(np.float64), borderType=cv2.BORDER_REFLECT_101)
+    sums = np.rint(sums).astype(np.int64).reshape(pixels.shape)
+    out = (sums + KERNEL_ONE // 2) >> 16  # round half up
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------- other steps
+
+def resize(pixels: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:
+    """uint8 pixels resized to (height, width): 'area' (box average when shrinking, nearest when enlarging),
+    'bilinear' and 'bicubic' (no antialiasing, as a plain interpolation library does)."""
+    if tuple(shape) == pixels.shape[:2]:
+        return pixels
+    method, aa = {"area": ("nearest", True), "bilinear": ("bilinear", False), "bicubic": ("bicubic", False)}[mode]
+    return imresize(pixels, output_shape=shape, method=method, antialiasing=aa)
+
+
+def add_gaussian_noise(pixels: np.ndarray, rng: np.random.Generator, sigma: float, gray: bool = False) -> np.ndarray:
+    """Gaussian noise of standard deviation sigma gray levels; gray: the same noise in every channel."""
+    h, w, c = pixels.shape
+    noise = rng.standard_normal((h, w, 1) if gray else (h, w, c)) * sigma
+    return np.clip(np.rint(pixels + noise), 0, 255).astype(np.uint8)
+
+
+def add_poisson_noise(pixels: np.ndarray, rng: np.random.Generator, scale: float, gray: bool = False) -> np.ndarray:
+    """Shot noise as in BasicSR: Poisson counts at 2^ceil(log2(distinct levels)) levels, times `scale`."""
+    values = pixels
+    if gray and pixels.shape[2] == 3:
+        y = pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        values = np.clip(np.rint(y), 0, 255).astype(np.uint8)[..., None]
+    distinct = int(np.count_nonzero(np.bincount(values.ravel(), minlength=256)))
+    levels = 2 ** math.ceil(math.log2(max(2, distinct)))
+    img = values / 255
+    noise = rng.poisson(img * levels) / levels - img
+    return np.clip(np.rint(pixels + noise * scale * 255), 0, 255).astype(np.uint8)
+
+
+def jpeg(pixels: np.ndarray, quality: int) -> tuple[np.ndarray, bytes]:
+    """(decoded pixels, the file): saved by libjpeg (Pillow) at quality 1-100, 4:2:0 chroma as Pillow's default."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(buf, "JPEG", quality=int(quality))
+    data = buf.getvalue()
+    decoded = np.array(Image.open(io.BytesIO(data)))
+    return (decoded[..., None] if decoded.ndim == 2 else decoded), data
+
+
+def shrink(pixels: np.ndarray, scale: float) -> np.ndarray:
+    """The benchmark's LR: MATLAB bicubic by 1/scale (the HR is already a multiple of it)."""
+    return pixels.copy() if scale == 1 else imresize(pixels, 1 / scale)
+
+
+# ---------------------------------------------------------------------------------------------- the random chain
+
+@dataclass(frozen=True)
+class StageRanges:
+    """The random ranges of one stage of Real-ESRGAN's chain (Wang et al., 2021; its x4 training options)."""
+
+    kernel_sizes: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19, 21)
+    # kernel shapes and their chances: iso, aniso, generalized iso/aniso, plateau iso/aniso
+    kernel_probs: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
+    blur_prob: float = 1.0
+    sinc_prob: float = 0.1
+    sigma: tuple[float, float] = (0.2, 3.0)
+    beta_generalized: tuple[float, float] = (0.5, 4.0)
+    beta_plateau: tuple[float, float] = (1.0, 2.0)
+    resize_probs: tuple[float, float, float] = (0.2, 0.7, 0.1)  # up, down, keep
+    resize_range: tuple[float, float] = (0.15, 1.5)
+    gaussian_noise_prob: float = 0.5  # else Poisson
+    noise_sigma: tuple[float, float] = (1.0, 30.0)
+    poisson_scale: tuple[float, float] = (0.05, 3.0)
+    gray_noise_prob: float = 0.4
+    jpeg_quality: tuple[float, float] = (30.0, 95.0)
+
+
+@dataclass(frozen=True)
+class RealChain:
+    """Real-ESRGAN's second-order degradation: blur, resize, noise, JPEG; then again with milder ranges;
+    then the resize to the LR size with a sinc filter, before or after the last JPEG (even chance)."""
+
+    first: StageRanges = field(default_factory=StageRanges)
+    second: StageRanges = field(default_factory=lambda: StageRanges(
+        blur_prob=0.8, sigma=(0.2, 1.5), resize_probs=(0.3, 0.4, 0.3), resize_range=(0.3, 1.2),
+        noise_sigma=(1.0, 25.0), poisson_scale=(0.05, 2.5)))
+    final_sinc_prob: float = 0.8
+
+    def apply(self, hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+        h, w = hr.shape[0] / scale, hr.shape[1] / scale  # the LR size
+        img = self._stage(hr, self.first, rng, hr.shape[:2])
+        img = self._stage(img, self.second, rng, (h, w), jpeg_last=False)
+        size = (round(h), round(w))
+        mode = RESIZE_MODES[int(rng.integers(3))]
+        sinc = None
+        if rng.random() < self.final_sinc_prob:
+            sinc = sinc_kernel(int(rng.choice(self.first.kernel_sizes)), rng.uniform(math.pi / 3, math.pi))
+        quality = int(round(rng.uniform(*self.second.jpeg_quality)))
+        if rng.random() < 0.5:  # resize and sinc, then the last JPEG
+            img = resize(img, size, mode)
+            if sinc is not None:
+                img = blur(img, sinc)
+            return Degraded(*jpeg(img, quality))
+        img, _ = jpeg(img, quality)
+        img = resize(img, size, mode)
+        return Degraded(img if sinc is None else blur(img, sinc))
+
+    @staticmethod
+    def _stage(img: np.ndarray, r: StageRanges, rng: np.random.Generator, base: tuple[float, float],
+               jpeg_last: bool = True) -> np.ndarray:
+        """Blur, resize (relative to `base`, the stage's reference size), noise and (jpeg_last) JPEG."""
+        if rng.random() < r.blur_prob:
+            img = blur(img, random_kernel(r, rng))
+        kind = int(rng.choice(3, p=r.resize_probs))
+        factor = (rng.uniform(1, r.resize_range[1]), rng.uniform(r.resize_range[0], 1), 1.0)[kind]
+        shape = (max(1, int(base[0] * factor)), max(1, int(base[1] * factor)))
+        img = resize(img, shape, RESIZE_MODES[int(rng.integers(3))])
+        gray = rng.random() < r.gray_noise_prob
+        if rng.random() < r.gaussian_noise_prob:
+            img = add_gaussian_noise(img, rng, rng.uniform(*r.noise_sigma), gray)
+        else:
+            img = add_poisson_noise(img, rng, rng.uniform(*r.poisson_scale), gray)
+        if jpeg_last:
+            img, _ = jpeg(img, int(round(rng.uniform(*r.jpeg_quality))))
+        return img
+
+
+def random_kernel(r: StageRanges, rng: np.random.Generator) -> np.ndarray:
+    """A blur kernel drawn as Real-ESRGAN draws them: a sinc with chance r.sinc_prob, else one of six shapes."""
+    size = int(rng.choice(r.kernel_sizes))
+    if rng.random() < r.sinc_prob:
+        low = math.pi / 3 if size < 13 else math.pi / 5
+        return sinc_kernel(size, rng.uniform(low, math.pi))
+    kind = int(rng.choice(6, p=r.kernel_probs))
+    shape = ("gaussian", "generalized", "plateau")[kind // 2]
+    sx = rng.uniform(*r.sigma)
+    sy, theta = (sx, 0.0) if kind % 2 == 0 else (rng.uniform(*r.sigma), rng.uniform(-math.pi, math.pi))
+    beta = 1.0
+    if shape != "gaussian":
+        lo, hi = r.beta_generalized if shape == "generalized" else r.beta_plateau
+        beta = rng.uniform(lo, 1) if rng.random() < 0.5 and lo < 1 else rng.uniform(1, hi)
+    return gaussian_kernel(size, sx, sy, theta, shape, beta)
+
+
+# ---------------------------------------------------------------------------------------------- presets
+
+@dataclass(frozen=True)
+class Preset:
+    """A named degradation; `apply(hr, scale, rng)` makes the LR. hr: uint8 (H, W, C) with H and W multiples
+    of the scale's numerator; the LR is (H / scale, W / scale, C)."""
+
+    name: str
+    steps: tuple[tuple[str, float], ...] = ()  # ("blur" | "noise" | "jpeg", value), for simple presets
+
+    def apply(self, hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+        squeeze = hr.ndim == 2
+        hr = hr[..., None] if squeeze else hr
+        if hr.dtype != np.uint8:
+            raise ConfigError(f"degradations work on 8-bit images, got {hr.dtype}")
+        if self.name == "real":
+            out = REAL.apply(hr, scale, rng)
+        elif self.name == "photo":
+            out = REAL.apply(hr, scale, rng) if rng.random() < 0.5 else _light(hr, scale, rng)
+        else:
+            out = self._simple(hr, scale, rng)
+        return Degraded(out.pixels[..., 0] if squeeze else out.pixels, out.jpeg)
+
+    def _simple(self, hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+        img = hr
+        for kind, value in self.steps:
+            if kind == "blur":
+                img = blur(img, gaussian_kernel(2 * math.ceil(3 * value) + 1, value))
+        img, data = shrink(img, scale), None
+        for kind, value in self.steps:
+            if kind == "noise":
+                img, data = add_gaussian_noise(img, rng, value), None
+            elif kind == "jpeg":
+                img, data = jpeg(img, int(value))
+        return Degraded(img, data)
+
+    @property
+    def is_clean(self) -> bool:
+        return self.name in ("bicubic", "clean")
+
+
+REAL = RealChain()
+
+
+def _light(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+    """The other half of 'photo': the bicubic shrink, then Gaussian noise (sigma 1-20, gray with chance 0.4)
+    with chance 0.5, then JPEG (quality 30-95) with chance 0.7; 15% of these stay clean."""
+    img, data = shrink(hr, scale), None
+    if rng.random() < 0.5:
+        img = add_gaussian_noise(img, rng, rng.uniform(1, 20), gray=rng.random() < 0.4)
+    if rng.random() < 0.7:
+        img, data = jpeg(img, int(round(rng.uniform(30, 95))))
+    return Degraded(img, data)
+
+
+def parse_preset(text: str) -> Preset:
+    """A Preset from its name: bicubic, clean, real, photo, jpeg:Q, noise:SIGMA, blur:SIGMA, or simple ones
+    joined by '+'. Raises ConfigError naming what is wrong."""
+    text = text.strip()
+    if text in ("bicubic", "clean", "real", "photo"):
+        return Preset(text)
+    steps = []
+    for part in text.split("+"):
+        kind, _, value = part.strip().partition(":")
+        if kind not in ("jpeg", "noise", "blur") or not value:
+            raise ConfigError(f"unknown degradation '{text}': use bicubic, clean, real, photo, jpeg:Q, noise:SIGMA, "
+                              f"blur:SIGMA, or several joined by '+' (e.g. blur:1+noise:5+jpeg:70)")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"degradation '{part}': '{value}' is not a number") from None
+        if kind == "jpeg" and not (number == int(number) and 1 <= number <= 100):
+            raise ConfigError(f"degradation '{part}': JPEG quality must be an integer from 1 to 100")
+        if kind != "jpeg" and not (math.isfinite(number) and 0 < number <= 50):
+            raise ConfigError(f"degradation '{part}': sigma must be in (0, 50]")
+        steps.append((kind, number))
+    return Preset(text, tuple(steps))
+
+
+def degrade(hr: np.ndarray, scale: float, preset: str | Preset, seed: int = 0) -> Degraded:
+    """The LR of an HR image under a preset, with random choices drawn from (seed, image)."""
+    preset = parse_preset(preset) if isinstance(preset, str) else preset
+    return preset.apply(hr, scale, image_rng(seed, hr))

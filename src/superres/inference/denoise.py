@@ -1,0 +1,92 @@
+"""The denoise knob: a clean model and its photo counterpart blended by one strength (0 = the clean model,
+1 = the photo model), and `auto`, which reads the strength off the picture itself.
+
+auto: s = max(s_jpeg, s_noise), each a ramp clipped to [0, 1]:
+    s_jpeg  = (JPEG_CLEAN - quality) / (JPEG_CLEAN - JPEG_FULL)   for a JPEG file (its quantisation tables)
+    s_noise = (sigma - NOISE_CLEAN) / (NOISE_FULL - NOISE_CLEAN)  sigma: the measured noise (gray levels)
+The four end points were chosen on held-out training images, not on the benchmark sets
+(benchmarks/denoise_frontier.py measures the best strength for each degradation and prints the fit).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from superres.errors import ConfigError
+from superres.imaging.io import Picture
+from superres.imaging.quality import noise_sigma
+from superres.models.base import SRNet
+from superres.models.checkpoints import interpolate, load_model
+from superres.models.registry import photo_partner
+
+log = logging.getLogger(__name__)
+
+JPEG_CLEAN, JPEG_FULL = 95, 60  # quality at and above which the clean model is used; at and below, full strength
+NOISE_CLEAN, NOISE_FULL = 3.0, 9.0  # measured sigma (8-bit levels) at and below: clean; at and above: full
+STEP = 0.05  # strengths are rounded to this, so a folder of similar photos shares a few blended networks
+
+
+@dataclass(frozen=True)
+class DenoiseChoice:
+    """A strength and, for auto, what it was chosen from."""
+
+    strength: float
+    quality: int | None = None  # the JPEG quality read from the file, if it is a JPEG
+    sigma: float | None = None  # the noise level measured on the pixels (auto only)
+
+    def describe(self) -> str:
+        """e.g. 'JPEG quality ~72, noise sigma ~2.1 -> denoise 0.8'"""
+        if self.sigma is None:
+            return f"denoise {self.strength:g}"
+        found = ([f"JPEG quality ~{self.quality}"] if self.quality is not None else ["not a JPEG"]) + [
+            f"noise sigma ~{self.sigma:.1f}"]
+        return f"{', '.join(found)} -> denoise {self.strength:g}"
+
+
+def _ramp(value: float, zero: float, one: float) -> float:
+    return min(1.0, max(0.0, (value - zero) / (one - zero)))
+
+
+def auto_strength(picture: Picture) -> DenoiseChoice:
+    """The strength for a picture from its JPEG quality (if it came from a JPEG) and its measured noise."""
+    sigma = noise_sigma(picture.pixels)
+    s = _ramp(sigma, NOISE_CLEAN, NOISE_FULL)
+    if picture.jpeg_quality is not None:
+        s = max(s, _ramp(picture.jpeg_quality, JPEG_CLEAN, JPEG_FULL))
+    return DenoiseChoice(round(round(s / STEP) * STEP, 2), picture.jpeg_quality, sigma)
+
+
+def parse_denoise(value: float | str | None) -> float | str | None:
+    """'auto', a strength in [0, 1] (number or text), or None (off). Raises ConfigError otherwise."""
+    if value is None or value == "auto":
+        return value
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"denoise must be 'auto' or a strength from 0 to 1, got {value!r}") from None
+    if not 0 <= s <= 1:
+        raise ConfigError(f"denoise must be 'auto' or a strength from 0 to 1, got {value!r}")
+    return s
+
+
+class PhotoPair:
+    """A clean network and its photo counterpart, blended on demand (each strength made once)."""
+
+    def __init__(self, clean: SRNet, photo: SRNet) -> None:
+        self.clean, self.photo = clean, photo
+        self._blends: dict[float, SRNet] = {0.0: clean, 1.0: photo}
+
+    @classmethod
+    def bundled(cls, name: str | None = None, clean: SRNet | None = None) -> "PhotoPair | None":
+        """The bundled model `name` (None: the default) with its photo model, or None if it has none."""
+        partner = photo_partner(name)
+        if partner is None:
+            return None
+        return cls(clean if clean is not None else load_model(name), load_model(partner))
+
+    def at(self, strength: float) -> SRNet:
+        key = round(float(strength), 4)
+        if key not in self._blends:
+            self._blends[key] = interpolate(self.clean, self.photo, key).eval()
+        return self._blends[key]
