@@ -225,3 +225,20 @@ def test_demo_with_a_multi_scale_model(tmp_path, capsys):
     out = capsys.readouterr().out
     assert all(m in out for m in ("bilinear", "bicubic", "model+correct")) and "shrunk x3" in out
     assert (tmp_path / "demo" / "comparison.png").is_file() and (tmp_path / "demo" / "model.png").is_file()
+
+
+def test_degrade_presets_write_the_real_files(tmp_path, images, capsys, photo):
+    from superres.imaging.degrade import degrade
+    from superres.imaging.quality import jpeg_file_quality
+
+    out = tmp_path / "lr"
+    code, _, _ = run(capsys, "degrade", images / "a.png", "--scale", "2", "--preset", "jpeg:60", "-o", out)
+    data = (out / "ax2.jpg").read_bytes()
+    assert code == 0 and jpeg_file_quality(data) == 60
+    assert data == degrade(photo, 2, "jpeg:60").jpeg  # the file the degradation made, not a re-encoding
+    code, _, _ = run(capsys, "degrade", images / "a.png", "-s", "2", "--preset", "noise:5", "--seed", "4", "-o", out)
+    assert code == 0 and np.array_equal(read_image(out / "ax2.png").pixels, degrade(photo, 2, "noise:5", seed=4).pixels)
+    code, _, err = run(capsys, "degrade", images / "a.png", "-s", "2", "--preset", "jpeg:60", "-o", out)
+    assert code == 1 and "ax2.jpg: already exists" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "degrade", images / "a.png", "-s", "2", "--preset", "jpeg:high", "-o", out)
+    assert code == 2 and err.startswith("error: degradation 'jpeg:high'") and len(err.strip().splitlines()) == 1

@@ -201,3 +201,27 @@ def test_eval_precision_setting(tmp_path, hr_images, model_file):
         evaluate(EvalConfig(datasets=[str(bench)], scales=[2], methods=["bicubic"], precision="fp8"))
     with pytest.raises(ConfigError, match="denominator"):  # 2.33 = 233/100: LR x 2.33 misses whole HR pixels
         evaluate(EvalConfig(datasets=[str(bench)], scales=[2.33], methods=["bicubic"]))
+
+
+def test_eval_on_degraded_inputs(tmp_path, hr_images, model_file, capsys):
+    from superres.imaging.degrade import degrade
+
+    bench = make_benchmark(tmp_path / "Mini", hr_images)
+    out = evaluate(EvalConfig(datasets=[str(bench)], scales=[2, 1], methods=["bicubic", str(model_file)],
+                              degrade=["clean", "jpeg:50", "noise:10"], seed=3))
+    rows = {(r["scale"], r["degradation"], r["method"]): r["psnr"] for r in out.results}
+    assert (1, "clean", "bicubic") not in rows  # at x1 the clean input is the HR itself
+    assert rows[(2, "clean", "bicubic")] > rows[(2, "jpeg:50", "bicubic")]
+    # at x1 the baseline is the degraded image itself, scored against the HR
+    hr = hr_images["coffee"][:66, :90]
+    noisy = degrade(hr, 1, "noise:10", seed=3).pixels
+    per = {(r["scale"], r["degradation"], r["method"], r["image"]): r["psnr"] for r in out.per_image}
+    assert per[(1, "noise:10", "bicubic", "coffee")] == round(psnr(noisy, hr, shave=1, channel="y"), 4)
+    assert "| noise:10 |" in out.markdown() and "degraded input itself" in out.markdown()
+    code = main(["eval", "--data", str(bench), "--scale", "2", "--methods", "bicubic", "--degrade", "jpeg:40",
+                 "--json", str(tmp_path / "r.json")])
+    assert code == 0 and json.loads((tmp_path / "r.json").read_text())["results"][0]["degradation"] == "jpeg:40"
+    with pytest.raises(ConfigError, match="scale"):
+        evaluate(EvalConfig(datasets=[str(bench)], scales=[1], methods=["bicubic"]))  # x1 needs degradations
+    with pytest.raises(ConfigError, match="degradation"):
+        evaluate(EvalConfig(datasets=[str(bench)], scales=[2], methods=["bicubic"], degrade=["jpeg"]))

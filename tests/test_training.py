@@ -324,3 +324,79 @@ def test_gpu_training_keeps_the_images_on_the_device(hr_folder, tmp_path):
     assert result["steps"] == 30
     cfg = json.loads((tmp_path / "gpu" / "config.json").read_text())
     assert cfg["device"] == "cuda"
+
+
+# ---------------------------------------------------------------------------------------------- degraded training
+
+def _sample(photo, scale=2):
+    from superres.imaging.datasets import make_sample
+
+    return make_sample("p", np.ascontiguousarray(photo[:64, :64]), scale)
+
+
+def test_degraded_patches_are_made_from_the_hr_patch(photo):
+    from superres.imaging.degrade import jpeg, parse_preset
+    from superres.imaging.resize import imresize
+
+    sampler = PatchSampler([_sample(photo)], scale=2, patch_size=12, batch_size=6, flips=True,
+                           degradation=parse_preset("jpeg:40"), seed=5)
+    lr, hr = sampler.sample()
+    assert lr.shape == (6, 12, 12, 3) and hr.shape == (6, 24, 24, 3)
+    for a, b in zip(lr, hr):  # each LR is exactly the named degradation of its (turned, flipped) HR patch
+        assert np.array_equal(a, jpeg(imresize(b, 0.5), 40)[0])
+
+
+def test_degraded_sampling_resumes_the_same_stream(photo):
+    from superres.imaging.degrade import parse_preset
+
+    def make():
+        return PatchSampler([_sample(photo, 3)], scale=3, patch_size=8, batch_size=3,
+                            degradation=parse_preset("photo"), seed=2)
+
+    a, b = make(), make()
+    a.sample()
+    b.state = a.state
+    assert all(np.array_equal(x, y) for x, y in zip(a.sample(), b.sample()))
+
+
+def test_cutblur_swaps_a_rectangle_with_the_clean_lr(photo):
+    from superres.imaging.degrade import parse_preset
+
+    sample = _sample(photo)
+
+    def clean_share(cutblur):
+        sampler = PatchSampler([sample], scale=2, patch_size=16, batch_size=32, flips=False,
+                               degradation=parse_preset("noise:30"), cutblur=cutblur, seed=1)
+        choices, _ = sampler._choose()
+        sampler.rng.bit_generator.state = PatchSampler([sample], 2, 16, 32, flips=False, seed=1).rng.bit_generator.state
+        lr, _ = sampler.sample()
+        clean = np.stack([sample.lr[y:y + 16, x:x + 16] for _, y, x, *_ in choices])
+        return (lr == clean).all(axis=-1).mean(axis=(1, 2))  # per patch: the share of pixels equal to the clean LR
+
+    assert clean_share(0.0).max() < 0.1  # sigma 30 noise leaves few pixels unchanged
+    shares = clean_share(1.0)
+    assert (shares > 0.08).all() and (shares < 0.95).all()  # a clean rectangle inside, or a noisy one inside
+    assert (shares > 0.5).any() and (shares < 0.5).any()  # both ways round
+
+
+def test_degradation_settings_are_checked(hr_folder, tmp_path):
+    with pytest.raises(ConfigError, match="degradation"):
+        tiny_config(hr_folder, tmp_path, degradation="jpg:5").validate()
+    with pytest.raises(ConfigError, match="cutblur"):
+        tiny_config(hr_folder, tmp_path, cutblur=0.5).validate()
+    with pytest.raises(ConfigError, match="data_on_device"):
+        tiny_config(hr_folder, tmp_path, degradation="photo", data_on_device=True).validate()
+
+
+def test_training_on_degraded_inputs_validates_on_degraded_images(hr_folder, tmp_path):
+    from superres.imaging.degrade import degrade
+    from superres.training.loop import load_training_data
+
+    cfg = tiny_config(hr_folder, tmp_path / "photo", degradation="noise:20", cutblur=0.5, iters=20, val_every=10)
+    _, val = load_training_data(cfg)
+    _, clean_val = load_training_data(tiny_config(hr_folder, tmp_path / "clean"))
+    (held_out,), (clean,) = val[2], clean_val[2]
+    assert np.array_equal(held_out.hr, clean.hr) and not np.array_equal(held_out.lr, clean.lr)
+    assert np.array_equal(held_out.lr, degrade(clean.hr, 2, "noise:20", seed=0).pixels)  # fixed: seed 0 and the image
+    result = train(cfg, progress=False)
+    assert result["steps"] == 20 and np.isfinite(result["best_psnr"])

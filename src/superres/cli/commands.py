@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from superres.errors import SuperresError
 
 log = logging.getLogger("superres")
@@ -131,20 +133,40 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 
 def cmd_degrade(args: argparse.Namespace) -> int:
-    from superres.imaging.datasets import bicubic_lr
+    from superres.imaging.datasets import as_fraction, bicubic_lr
+    from superres.imaging.degrade import image_rng, parse_preset
+    from superres.imaging.files import write_bytes
     from superres.imaging.io import Picture, read_image, write_image
 
     files, errors = expand_inputs(args.inputs)
     s = args.scale
+    n = as_fraction(s).numerator
+    if abs(float(as_fraction(s)) - s) > 1e-9:
+        raise SuperresError(f"scale {s:g} is not a fraction with a denominator up to 64 (e.g. 2.5 = 5/2)")
+    preset = parse_preset(args.preset)
     for path in _progress(files, args.quiet, "degrade"):
-        target = Path(args.output) / f"{path.stem}x{s}.png"
         try:
             pic = read_image(path)
-            if min(pic.size) < s:
-                raise SuperresError(f"{path}: {pic.size[1]}x{pic.size[0]} is smaller than the scale {s}")
-            lr = bicubic_lr(pic.pixels, s)
+            if min(pic.size) < n:
+                raise SuperresError(f"{path}: {pic.size[1]}x{pic.size[0]} is smaller than the scale {s:g}")
             alpha = None if pic.alpha is None else bicubic_lr(pic.alpha, s)
-            write_image(target, Picture(lr, alpha, pic.icc_profile), overwrite=args.overwrite)
+            if preset.is_clean:
+                lr, data = bicubic_lr(pic.pixels, s), None
+            else:
+                if pic.pixels.dtype != np.uint8:
+                    raise SuperresError(f"{path}: 16-bit; the '{preset.name}' degradation works on 8-bit images")
+                hr = pic.pixels[: pic.size[0] // n * n, : pic.size[1] // n * n]
+                lr, data = preset.apply(hr, s, image_rng(args.seed, hr))
+            stem = f"{path.stem}x{s:g}"
+            if data is not None and alpha is None:  # the JPEG file itself, as the degradation made it
+                target = Path(args.output) / f"{stem}.jpg"
+                try:
+                    write_bytes(target, data, overwrite=args.overwrite)
+                except FileExistsError:
+                    raise SuperresError(f"{target}: already exists (use --overwrite to replace it)") from None
+            else:
+                write_image(Path(args.output) / f"{stem}.png", Picture(lr, alpha, pic.icc_profile),
+                            overwrite=args.overwrite)
         except SuperresError as e:
             errors.append(str(e))
     _report(errors)
@@ -209,9 +231,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             shave = int(shave)
         except ValueError:
             raise SuperresError(f"--shave must be a number of pixels or 'div2k', got '{shave}'") from None
-    config = EvalConfig(datasets=args.data, scales=scales, methods=[m for m in args.methods.split(",") if m.strip()],
+    degrade = [d.strip() for d in (args.degrade or "").split(",") if d.strip()]
+    methods = args.methods or ("bicubic,model,photo,auto" if degrade else "bicubic")
+    config = EvalConfig(datasets=args.data, scales=scales, methods=[m for m in methods.split(",") if m.strip()],
                         channel=args.channel, shave=shave, precision=args.precision,
-                        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold)
+                        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+                        degrade=degrade, seed=args.seed)
 
     def progress(items, total, desc):
         from tqdm import tqdm

@@ -99,10 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=None, help="largest input accepted, in pixels (default 200M)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("degrade", help="make LR images with the MATLAB bicubic (EDSR benchmark naming)")
+    p = sub.add_parser("degrade", help="make LR images from HR ones: the MATLAB bicubic (EDSR benchmark naming), "
+                       "or with JPEG, noise, blur or the real-photo chain")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--scale", "-s", type=_scale, required=True)
-    p.add_argument("-o", "--output", required=True, help="output folder; writes <stem>x<scale>.png")
+    p.add_argument("--scale", "-s", type=_factor, required=True, help="shrink factor: 2, 3, 4, 1.5, ... or 1 (none)")
+    p.add_argument("--preset", default="bicubic", help="bicubic (default), jpeg:Q, noise:SIGMA, blur:SIGMA, several "
+                   "joined by '+' (e.g. blur:1+noise:5+jpeg:70), real (Real-ESRGAN's random chain) or photo")
+    p.add_argument("--seed", type=int, default=0, help="random choices come from the seed and each image (default 0)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder; writes <stem>x<scale>.png, or .jpg where the last step is a JPEG save")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", "-q", action="store_true")
 
@@ -119,8 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="2,3,4", help="comma-separated factors, any > 1 (default 2,3,4; e.g. 1.5,2.5,3.5)")
     p.add_argument("--precision", choices=["fp32", "auto", "bf16", "fp16"], default="fp32",
                    help="fp32 (default: numbers that do not depend on the CPU), or auto as upscale runs")
-    p.add_argument("--methods", default="bicubic", help="comma-separated: bicubic, bilinear, nearest, lanczos, "
-                   "model (bundled default), a model name or weights path, and any of those + '+correct'")
+    p.add_argument("--methods", default=None, help="comma-separated: bicubic, bilinear, nearest, lanczos, "
+                   "model (bundled default), a model name or weights path, and any of those + '+correct'; photo "
+                   "(its photo model), denoise=S (the two blended), auto (as upscale's --denoise auto). Default: "
+                   "bicubic, or with --degrade: bicubic,model,photo,auto")
+    p.add_argument("--degrade", default=None, metavar="PRESETS",
+                   help="comma-separated degradations of the HR, each scored against the clean HR: clean, "
+                        "jpeg:Q, noise:SIGMA, blur:SIGMA, real, ... (see `superres degrade`); --scale 1 restores "
+                        "without enlarging")
+    p.add_argument("--seed", type=int, default=0, help="the degradations' random choices: from the seed and each image")
     p.add_argument("--channel", choices=["y", "rgb", "y,rgb"], default="y",
                    help="score Y (BT.601 luma, the default), RGB, or both")
     p.add_argument("--shave", default=None, help="border pixels cut before scoring: a number, or 'div2k' "

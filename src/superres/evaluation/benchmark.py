@@ -18,6 +18,9 @@ import numpy as np
 import torch
 
 from superres.inference.correction import DEFAULT_THRESHOLD, correct
+from superres.inference.denoise import PhotoPair, auto_strength, parse_denoise
+from superres.imaging.degrade import image_rng, parse_preset
+from superres.imaging.quality import jpeg_file_quality
 from superres.imaging.datasets import as_fraction, find_dataset, load_samples
 from superres.errors import ConfigError, SuperresError
 from superres.imaging.io import Picture
@@ -38,11 +41,13 @@ SUFFIXES = ("+correct", "+ensemble")  # model + the correction; model with the 8
 class Method:
     """What produces an output: an interpolation, or a model (optionally followed by the correction)."""
 
-    label: str  # as given, e.g. "bicubic", "model+correct", "runs/x2/best.safetensors"
+    label: str  # as given, e.g. "bicubic", "model+correct", "runs/x2/best.safetensors", "auto"
     interpolation: str | None = None
     model: str | None = None  # "model" = the bundled default for each scale, else a name or path
     correct: bool = False
     ensemble: bool = False
+    # the bundled default blended with its photo model: a strength (photo = 1, denoise=S) or "auto"
+    denoise: float | str | None = None
 
     @classmethod
     def parse(cls, text: str) -> "Method":
@@ -51,6 +56,9 @@ class Method:
             raise ConfigError("empty method name")
         if text in METHODS:
             return cls(text, interpolation=text)
+        if text in ("photo", "auto") or text.startswith("denoise="):
+            value = {"photo": 1.0, "auto": "auto"}.get(text, text[len("denoise="):])
+            return cls(text, model="model", denoise=parse_denoise(value))
         base, found = text, set()
         while base.endswith(SUFFIXES):
             suffix = next(s for s in SUFFIXES if base.endswith(s))
@@ -75,6 +83,16 @@ class ModelCache:
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
         self._models: dict[str, SRNet | None] = {}
+        self._pair: PhotoPair | None = None
+
+    def pair(self) -> PhotoPair:
+        """The bundled default and its photo model (for photo, auto and denoise=S)."""
+        if self._pair is None:
+            pair = PhotoPair.bundled()
+            if pair is None:
+                raise ConfigError("the bundled default has no photo model: photo, auto and denoise=S cannot run")
+            self._pair = PhotoPair(pair.clean.to(self.device), pair.photo.to(self.device))
+        return self._pair
 
     def get(self, spec: str, factor: float) -> tuple[SRNet, int] | None:
         from superres.models.checkpoints import load_model
@@ -88,7 +106,7 @@ class ModelCache:
         if model is None:
             log.warning("no bundled model for x%g; skipping 'model' there", factor)
             return None
-        if factor == int(factor):
+        if factor == int(factor) and factor > 1:
             if int(factor) not in model.scales:
                 log.warning("%s upscales x%s; skipping it at x%g", spec, ", x".join(map(str, model.scales)), factor)
                 return None
@@ -138,6 +156,8 @@ class EvalConfig:
     threshold: float = DEFAULT_THRESHOLD  # for MODEL+correct
     device: str = "auto"  # where models run: auto (a GPU when there is one), cpu, cuda
     precision: str = "fp32"  # fp32 gives numbers that do not depend on the CPU; "auto" as `upscale` runs
+    degrade: list[str] = field(default_factory=list)  # degradations of the HR (imaging.degrade presets) instead
+    seed: int = 0  # of the ready bicubic LR; their random choices come from (seed, image)
 
     @property
     def channels(self) -> list[str]:
@@ -155,9 +175,13 @@ class EvalConfig:
             raise ConfigError(f"channel must be 'y', 'rgb' or 'y,rgb', got '{self.channel}'")
         if not self.datasets:
             raise ConfigError("give at least one dataset folder")
+        for d in self.degrade:
+            parse_preset(d)
         for s in self.scales:
+            if s == 1 and self.degrade:
+                continue  # restoration at the same size: the degraded image itself is the baseline
             if not (isinstance(s, (int, float)) and math.isfinite(s) and 1 < s <= 16):
-                raise ConfigError(f"scale must be a factor in (1, 16], got {s}")
+                raise ConfigError(f"scale must be a factor in (1, 16] (or 1 with degradations), got {s}")
             if abs(float(as_fraction(s)) - s) > 1e-9:  # LR x factor must land on whole HR pixels
                 raise ConfigError(f"scale {s} is not a fraction with a denominator up to 64 (e.g. 2.5 = 5/2, "
                                   f"2.25 = 9/4); the protocol needs LR x scale to be a whole number of HR pixels")
@@ -173,13 +197,15 @@ class EvalResults:
     results: list[dict] = field(default_factory=list)
     per_image: list[dict] = field(default_factory=list)
     # outputs kept for the report's crops: (dataset, scale) -> one dict per image: name, hr, {method: sr}
-    outputs: dict[tuple[str, int], list[dict]] = field(default_factory=dict, repr=False)
+    outputs: dict[tuple, list[dict]] = field(default_factory=dict, repr=False)  # key: (dataset, scale[, degradation])
 
     def to_json(self) -> str:
         return json.dumps({"results": self.results, "per_image": self.per_image}, indent=2)
 
     def markdown(self) -> str:
         """Per channel: methods as rows, dataset x scale as columns, 'PSNR / SSIM' in each cell."""
+        if any("degradation" in r for r in self.results):
+            return self._markdown_by_degradation()
         blocks = []
         for channel in dict.fromkeys(r["channel"] for r in self.results):
             rows = [r for r in self.results if r["channel"] == channel]
@@ -196,52 +222,95 @@ class EvalResults:
         return "\n\n".join(blocks)
 
 
+    def _markdown_by_degradation(self) -> str:
+        """Per channel, dataset and scale: degradations as rows, methods as columns, 'PSNR / SSIM' in each cell."""
+        blocks = []
+        for channel, dataset, scale in dict.fromkeys((r["channel"], r["dataset"], r["scale"]) for r in self.results):
+            rows = [r for r in self.results if (r["channel"], r["dataset"], r["scale"]) == (channel, dataset, scale)]
+            methods = list(dict.fromkeys(r["method"] for r in rows))
+            cell = {(r["degradation"], r["method"]): f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in rows}
+            lines = [f"{dataset} x{scale:g}" + (" (bicubic at x1 is the degraded input itself)" if scale == 1 else ""),
+                     "", "| input | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
+            for d in dict.fromkeys(r["degradation"] for r in rows):
+                lines.append(f"| {d} | " + " | ".join(cell.get((d, m), "-") for m in methods) + " |")
+            lines.append(f"\nPSNR (dB) / SSIM on {'Y (BT.601)' if channel == 'y' else 'RGB'} against the clean HR, "
+                         f"border shaved: {rows[0]['shave']} px")
+            blocks.append("\n".join(lines))
+        return "\n\n".join(blocks)
+
+
 def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterator] | None = None,
              keep_outputs: int = 0) -> EvalResults:
-    """Score every method on every dataset and scale. `progress(iterable, total, description)` may wrap loops.
-    The outputs of the first `keep_outputs` images of each dataset and scale are kept (for the report)."""
+    """Score every method on every dataset, scale and degradation. `progress(iterable, total, description)`
+    may wrap loops. The outputs of the first `keep_outputs` images of each group are kept (for the report)."""
     config.validate()
     methods = [Method.parse(m) for m in config.methods]
     datasets = [find_dataset(d) for d in config.datasets]
     models = ModelCache("cuda" if config.device == "auto" and torch.cuda.is_available() else
                         "cpu" if config.device == "auto" else config.device)
+    presets = [parse_preset(d) for d in config.degrade] or [None]
     out = EvalResults()
     for dataset in datasets:
         for scale in config.scales:
             shave = config.shave_for(scale)
             active = [(m, models.get(m.model, scale) if m.model else None) for m in methods]
             active = [(m, model) for m, model in active if m.interpolation or model is not None]
-            scores: dict[tuple[str, str], list[tuple[float, float, float]]] = {
-                (m.label, c): [] for m, _ in active for c in config.channels}
-            samples = load_samples(dataset, scale)  # non-integer factors: HR cut to whole LR pixels, LR made
-            n = len(dataset.hr_paths())
-            if progress is not None:
-                samples = progress(samples, n, f"{dataset.name} x{scale}")
-            kept = out.outputs.setdefault((dataset.name, scale), [])
-            for i, sample in enumerate(samples):
-                outputs: dict = {}  # model outputs of this image, shared by MODEL and MODEL+correct
-                if i < keep_outputs:
-                    kept.append({"name": sample.name, "hr": sample.hr, "methods": {}})
-                for method, model in active:
-                    sr, seconds = run_method(method, sample.lr, scale, model, config.threshold, outputs,
-                                             config.precision)
-                    if i < keep_outputs:
-                        kept[-1]["methods"][method.label] = sr
-                    for channel in config.channels:
-                        p = psnr(sr, sample.hr, shave=shave, channel=channel)
-                        s = ssim(sr, sample.hr, shave=shave, channel=channel)
-                        scores[(method.label, channel)].append((p, s, seconds))
-                        out.per_image.append({"dataset": dataset.name, "scale": scale, "method": method.label,
-                                              "channel": channel, "image": sample.name, "psnr": round(p, 4),
-                                              "ssim": round(s, 5)})
-            for (label, channel), rows in scores.items():
-                if not rows:
+            samples = None
+            for preset in presets:
+                if scale == 1 and (preset is None or preset.is_clean):
+                    log.warning("skipping the clean input at x1: it is the HR itself")
                     continue
-                arr = np.array(rows)
-                out.results.append({"dataset": dataset.name, "scale": scale, "method": label,
-                                    "channel": channel, "shave": shave, "psnr": round(float(arr[:, 0].mean()), 4),
-                                    "ssim": round(float(arr[:, 1].mean()), 5), "images": len(rows),
-                                    "seconds_per_image": round(float(arr[:, 2].mean()), 4)})
+                if samples is None:  # non-integer factors: HR cut to whole LR pixels, LR made
+                    samples = list(load_samples(dataset, scale)) if len(presets) > 1 else load_samples(dataset, scale)
+                group = (dataset.name, scale) if preset is None else (dataset.name, scale, preset.name)
+                images = samples
+                if progress is not None:
+                    images = progress(samples, len(dataset.hr_paths()), " ".join(f"{g}" for g in group))
+                _score_group(config, group, images, active, models, preset, shave, out, keep_outputs)
     if not out.results:
         raise SuperresError("nothing was evaluated (no method applies to the given scales)")
     return out
+
+
+def _score_group(config: EvalConfig, group: tuple, samples, active: list, models: ModelCache, preset, shave: int,
+                 out: EvalResults, keep_outputs: int) -> None:
+    """Every method on the samples of one dataset, scale and degradation (preset None: the bicubic LR as given)."""
+    dataset, scale = group[0], group[1]
+    tag = {} if preset is None else {"degradation": preset.name}
+    scores: dict[tuple[str, str], list[tuple[float, float, float]]] = {
+        (m.label, c): [] for m, _ in active for c in config.channels}
+    kept = out.outputs.setdefault(group, [])
+    for i, sample in enumerate(samples):
+        lr, quality = sample.lr, None
+        if preset is not None and not preset.is_clean:
+            degraded = preset.apply(sample.hr, scale, image_rng(config.seed, sample.hr))
+            lr = degraded.pixels
+            quality = None if degraded.jpeg is None else jpeg_file_quality(degraded.jpeg)
+        outputs: dict = {}  # model outputs of this image, shared by MODEL and MODEL+correct
+        if i < keep_outputs:
+            kept.append({"name": sample.name, "hr": sample.hr, "methods": {}})
+        for method, model in active:
+            extra = {}
+            if method.denoise is not None:
+                strength = (auto_strength(Picture(lr, jpeg_quality=quality)).strength if method.denoise == "auto"
+                            else float(method.denoise))
+                model = (models.pair().at(strength), model[1])
+                extra = {"denoise": strength}
+            sr, seconds = run_method(method, lr, scale, model, config.threshold, outputs, config.precision)
+            if i < keep_outputs:
+                kept[-1]["methods"][method.label] = sr
+            for channel in config.channels:
+                p = psnr(sr, sample.hr, shave=shave, channel=channel)
+                s = ssim(sr, sample.hr, shave=shave, channel=channel)
+                scores[(method.label, channel)].append((p, s, seconds))
+                out.per_image.append({"dataset": dataset, "scale": scale, **tag, "method": method.label,
+                                      "channel": channel, "image": sample.name, "psnr": round(p, 4),
+                                      "ssim": round(s, 5), **extra})
+    for (label, channel), rows in scores.items():
+        if not rows:
+            continue
+        arr = np.array(rows)
+        out.results.append({"dataset": dataset, "scale": scale, **tag, "method": label,
+                            "channel": channel, "shave": shave, "psnr": round(float(arr[:, 0].mean()), 4),
+                            "ssim": round(float(arr[:, 1].mean()), 5), "images": len(rows),
+                            "seconds_per_image": round(float(arr[:, 2].mean()), 4)})

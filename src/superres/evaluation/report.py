@@ -26,9 +26,10 @@ def write_report(results: EvalResults, out_dir: str | Path) -> list[Path]:
     written = [write_text(out / "results.md", results.markdown() + "\n"),
                write_text(out / "results.json", results.to_json() + "\n"),
                write_text(out / "results.csv", _csv(results))]
-    groups = list(dict.fromkeys((r["dataset"], r["scale"]) for r in results.results))
-    for dataset, scale in groups:
-        written.append(plot_per_image(results, dataset, scale, out / f"psnr_{dataset}_x{scale}.png"))
+    groups = list(dict.fromkeys((r["dataset"], r["scale"], r.get("degradation")) for r in results.results))
+    for dataset, scale, degradation in groups:
+        written.append(plot_per_image(results, dataset, scale, out / f"psnr_{_name(dataset, scale, degradation)}.png",
+                                      degradation))
     written += comparison_crops(results, out)
     return written
 
@@ -42,7 +43,13 @@ def _csv(results: EvalResults) -> str:
     return buf.getvalue()
 
 
-def plot_per_image(results: EvalResults, dataset: str, scale: int, path: Path) -> Path:
+def _name(dataset: str, scale: float, degradation: str | None) -> str:
+    """For file names: 'B100_x2', or 'B100_x2_jpeg-75' with a degradation."""
+    tail = "" if degradation is None else "_" + "".join(c if c.isalnum() or c in ".-" else "-" for c in degradation)
+    return f"{dataset}_x{scale}{tail}"
+
+
+def plot_per_image(results: EvalResults, dataset: str, scale: int, path: Path, degradation: str | None = None) -> Path:
     """x = image, y = PSNR, one line per method (as the original report's figures)."""
     try:
         import matplotlib
@@ -52,7 +59,8 @@ def plot_per_image(results: EvalResults, dataset: str, scale: int, path: Path) -
     import matplotlib.pyplot as plt
 
     channel = next(r["channel"] for r in results.results if r["dataset"] == dataset)  # the first scored
-    rows = [r for r in results.per_image if r["dataset"] == dataset and r["scale"] == scale and r["channel"] == channel]
+    rows = [r for r in results.per_image if r["dataset"] == dataset and r["scale"] == scale and r["channel"] == channel
+            and r.get("degradation") == degradation]
     images = list(dict.fromkeys(r["image"] for r in rows))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(images) + 4), 4), dpi=110)
     for method in dict.fromkeys(r["method"] for r in rows):
@@ -62,7 +70,7 @@ def plot_per_image(results: EvalResults, dataset: str, scale: int, path: Path) -
     ax.set_xticks(range(len(images)))
     ax.set_xticklabels(images, rotation=90 if len(images) > 8 else 0, fontsize=7 if len(images) > 20 else 9)
     ax.set_ylabel("PSNR (dB)")
-    ax.set_title(f"{dataset} x{scale}: PSNR per image ({'Y' if channel == 'y' else 'RGB'})")
+    ax.set_title(f"{dataset} x{scale}{'' if degradation is None else ', ' + degradation}: PSNR per image ({'Y' if channel == 'y' else 'RGB'})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -80,17 +88,20 @@ def comparison_crops(results: EvalResults, out: Path, crop: int = 64, zoom: int 
     models = [m for m in evaluated if m.model]
     labels = [m.label for m in (first + models[:2] if models else evaluated[:3])]  # e.g. bilinear | model | model+correct
     channel = results.results[0]["channel"]
-    scores = {(r["dataset"], r["scale"], r["image"], r["method"]): r["psnr"]
+    scores = {(r["dataset"], r["scale"], r.get("degradation"), r["image"], r["method"]): r["psnr"]
               for r in results.per_image if r["channel"] == channel}
     written = []
-    for (dataset, scale), kept in results.outputs.items():
+    for group, kept in results.outputs.items():
+        dataset, scale, degradation = (*group, None)[:3]
         for image in kept:
-            panels = [(f"{label}  {scores[(dataset, scale, image['name'], label)]:.2f} dB", image["methods"][label])
+            panels = [(f"{label}  {scores[(dataset, scale, degradation, image['name'], label)]:.2f} dB",
+                       image["methods"][label])
                       for label in labels if label in image["methods"]]
             panels.append(("HR", image["hr"]))
             buf = io.BytesIO()
             crop_strip(panels, crop, zoom).save(buf, format="PNG")
-            written.append(write_bytes(out / f"crops_{dataset}_x{scale}_{image['name']}.png", buf.getvalue()))
+            written.append(write_bytes(out / f"crops_{_name(dataset, scale, degradation)}_{image['name']}.png",
+                                       buf.getvalue()))
     return written
 
 

@@ -39,6 +39,12 @@ def jpeg_quality(quantization: dict | None) -> int | None:
     return min(errors, key=lambda q: (errors[q], -q))  # ties (the tables saturate near 100): the higher quality
 
 
+def jpeg_file_quality(data: bytes) -> int | None:
+    """jpeg_quality of a JPEG file held in memory."""
+    with Image.open(io.BytesIO(data)) as im:
+        return jpeg_quality(getattr(im, "quantization", None))
+
+
 def noise_sigma(pixels: np.ndarray) -> float:
     """The standard deviation of white Gaussian noise in the pixels, in 8-bit gray levels: scikit-image's
     wavelet estimator (Donoho's median of the finest diagonal band), averaged over channels, on the central

@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from superres import upscale
+from superres.api import ImageUpscaler
+from superres.cli.main import main
+from superres.errors import CheckpointError, ConfigError
+from superres.imaging.degrade import add_gaussian_noise
+from superres.imaging.io import Picture, read_image
+from superres.inference.denoise import (JPEG_CLEAN, JPEG_FULL, PhotoPair, auto_strength, parse_denoise)
+from superres.models import create_model, load_model
+from superres.models.checkpoints import interpolate
+from superres.models.registry import photo_partner
+
+
+def smooth(h=80, w=96):
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([60 + x, 60 + y, 180 - (x + y) // 2], axis=-1).astype(np.uint8)
+
+
+def test_interpolation_is_a_weight_blend():
+    torch.manual_seed(0)
+    a, b = create_model("mdsr-tiny"), create_model("mdsr-tiny")
+    mid = interpolate(a, b, 0.25)
+    for k, v in mid.state_dict().items():
+        assert torch.allclose(v, 0.75 * a.state_dict()[k] + 0.25 * b.state_dict()[k], atol=1e-6)
+    assert all(torch.equal(v, a.state_dict()[k]) for k, v in interpolate(a, b, 0).state_dict().items())
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in interpolate(a, b, 1).state_dict().items())
+    assert mid is not a and not torch.equal(a.state_dict()["head.0.weight"], mid.state_dict()["head.0.weight"])
+    with pytest.raises(CheckpointError, match="architectures differ"):
+        interpolate(a, create_model("edsr-tiny"), 0.5)
+
+
+def test_auto_strength_from_quality_and_noise():
+    clean = smooth()
+    assert auto_strength(Picture(clean)).strength == 0
+    assert auto_strength(Picture(clean, jpeg_quality=JPEG_CLEAN)).strength == 0
+    assert auto_strength(Picture(clean, jpeg_quality=JPEG_FULL)).strength == 1
+    ramp = [auto_strength(Picture(clean, jpeg_quality=q)).strength for q in range(100, 20, -5)]
+    assert ramp == sorted(ramp) and ramp[0] == 0 and ramp[-1] == 1 and any(0 < s < 1 for s in ramp)
+    noisy = add_gaussian_noise(clean, np.random.default_rng(0), 20.0)
+    choice = auto_strength(Picture(noisy))
+    assert choice.strength == 1 and 17 < choice.sigma < 23 and choice.quality is None
+    assert "not a JPEG, noise sigma ~" in choice.describe() and choice.describe().endswith("-> denoise 1")
+
+
+@pytest.mark.parametrize("bad", ["strong", -0.1, 1.5, "nan"])
+def test_bad_strengths(bad):
+    with pytest.raises(ConfigError, match="denoise"):
+        parse_denoise(bad)
+
+
+def test_a_model_without_a_photo_counterpart():
+    net = create_model("edsr-tiny").eval()
+    with pytest.raises(ConfigError, match="photo counterpart"):
+        ImageUpscaler(model=net, denoise=0.5)
+    auto = ImageUpscaler(model=net, precision="fp32")  # auto: nothing to blend, the model alone
+    assert auto.pair is None and auto.choose_denoise(Picture(smooth())).strength == 0
+    img = smooth()
+    assert np.array_equal(auto(Picture(img)).pixels, ImageUpscaler(model=net, precision="fp32", denoise=None)(
+        Picture(img)).pixels)
+
+
+def test_a_jpeg_file_tells_its_quality(tmp_path):
+    Image.fromarray(smooth()).save(tmp_path / "a.jpg", quality=63)
+    Image.fromarray(smooth()).save(tmp_path / "a.png")
+    assert read_image(tmp_path / "a.jpg").jpeg_quality == 63
+    assert read_image(tmp_path / "a.png").jpeg_quality is None
+
+
+# ---------------------------------------------------------------------------------------------- the bundled pair
+
+@pytest.fixture(scope="module")
+def pair():
+    pair = PhotoPair.bundled()
+    assert pair is not None and photo_partner(None) == "mdsr-medium-photo"
+    return pair
+
+
+def test_strengths_0_and_1_are_the_two_models(pair, photo):
+    for strength, name in ((0, "mdsr-medium"), (1, "mdsr-medium-photo")):
+        got = upscale(photo, 2, denoise=strength, precision="fp32")
+        assert np.array_equal(got, upscale(photo, 2, model=load_model(name), denoise=None, precision="fp32"))
+    half = upscale(photo, 2, denoise=0.5, precision="fp32")
+    assert not np.array_equal(half, upscale(photo, 2, denoise=0, precision="fp32"))
+    assert not np.array_equal(half, upscale(photo, 2, denoise=1, precision="fp32"))
+
+
+def test_restoring_at_the_same_size(pair):
+    noisy = add_gaussian_noise(smooth(), np.random.default_rng(1), 15.0)
+    restored = upscale(noisy, 1, denoise=1, precision="fp32")
+    assert restored.shape == noisy.shape
+    truth = smooth().astype(np.float64)
+    assert np.abs(restored - truth).mean() < 0.6 * np.abs(noisy - truth).mean()  # the noise is mostly gone
+    assert np.array_equal(upscale(noisy, 1, denoise=0), noisy)  # nothing to restore: a plain copy
+
+
+def test_auto_picks_the_photo_model_for_a_poor_jpeg(pair, tmp_path, capsys, photo):
+    from skimage import data
+
+    big = np.ascontiguousarray(data.astronaut()[:128, :128])
+    Image.fromarray(big).save(tmp_path / "poor.jpg", quality=35)
+    Image.fromarray(big).save(tmp_path / "clean.png")
+    code = main(["--verbose", "upscale", str(tmp_path / "poor.jpg"), str(tmp_path / "clean.png"), "-o",
+                 str(tmp_path / "out"), "--precision", "fp32", "--format", "png"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "poor.jpg: JPEG quality ~35, noise sigma ~" in err and "-> denoise 1\n" in err
+    assert "clean.png: not a JPEG, noise sigma ~" in err and "-> denoise 0\n" in err
+    poor = read_image(tmp_path / "poor.jpg").pixels
+    assert np.array_equal(read_image(tmp_path / "out" / "poor.png").pixels,
+                          upscale(poor, 2, denoise=1, precision="fp32"))
+    assert np.array_equal(read_image(tmp_path / "out" / "clean.png").pixels,
+                          upscale(big, 2, denoise=0, precision="fp32"))
