@@ -73,12 +73,32 @@ def table(results: list[dict], name: str, default: bool) -> list[str]:
     return lines
 
 
+def degraded_table(results: list[dict]) -> list[str]:
+    """Y-PSNR on degraded inputs (`superres eval --degrade`): bicubic, the clean model, the photo model and auto."""
+    methods = ("bicubic", "model", "photo", "auto")
+    cells = {(r["dataset"], r["scale"], r["degradation"], r["method"]): r["psnr"] for r in results
+             if r["channel"] == "y"}
+    lines = ["| scale | set | input | " + " | ".join("input" if m == "bicubic" else m for m in methods) + " |",
+             "|---|---|---|" + "---|" * len(methods)]
+    for s in sorted({r["scale"] for r in results}):
+        for d in SETS:
+            for deg in dict.fromkeys(r["degradation"] for r in results if r["scale"] == s):
+                row = [cells.get((d, s, deg, m)) for m in methods]
+                if all(v is None for v in row):
+                    continue
+                lines.append(f"| x{s:g} | {d} | {deg} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in row)
+                             + " |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", default=[], metavar="NAME=RUN_DIR")
     parser.add_argument("--configs", nargs="+", default=[], metavar="NAME=CONFIG",
                         help="the config file each run was started with (for the command line in the card)")
     parser.add_argument("--hardware", default=None, help="where the runs trained (default: this machine)")
+    parser.add_argument("--degraded", nargs="*", default=["docs/results/degraded.json", "docs/results/degraded-x1.json"],
+                        help="`superres eval --degrade` results, shown on the cards of photo models")
     args = parser.parse_args()
     runs = dict(item.split("=", 1) for item in args.runs)
     configs = dict(item.split("=", 1) for item in args.configs)
@@ -112,6 +132,12 @@ def main() -> int:
             stopped = (f" (stopped at step {facts['steps']:,} of the planned {cfg['iters']:,}, with the learning rate "
                        f"down to {facts['last_lr']:.1e}, {100 * facts['last_lr'] / cfg['lr']:.0f}% of its peak)"
                        if facts["steps"] < cfg["iters"] else "")
+            degradation = cfg.get("degradation", "bicubic")
+            if degradation not in ("bicubic", "clean"):
+                out.append(f"- Inputs: LR patches made from the HR patches by the `{degradation}` degradation "
+                           f"(superres/imaging/degrade.py), drawn anew for every patch"
+                           + (f", CutBlur-style mixing with chance {cfg['cutblur']}" if cfg.get("cutblur") else "")
+                           + "; validation on the held-out images degraded once (seed 0).")
             out += [f"- Training: {facts['steps']:,} steps{stopped} of batch {cfg['batch_size']} x {cfg['patch_size']} px LR "
                     f"patches (one scale per batch, drawn at random), {facts['seconds'] / 60:.0f} minutes on "
                     f"{args.hardware or hardware()}; data {', '.join(Path(d).name for d in cfg['data'])} "
@@ -125,7 +151,14 @@ def main() -> int:
                     "", "```json", json.dumps(cfg, indent=1), "```"]
         elif meta.get("steps"):
             out.append(f"- Training: {meta['steps']:,} steps (from the weights' metadata).")
-        out += ["", *table(results, entry.name, entry.default), ""]
+        photo_of = [e.name for e in PRETRAINED.values() if e.photo == entry.name]
+        if photo_of:
+            degraded = [r for p in args.degraded if Path(p).exists() for r in json.loads(Path(p).read_text())["results"]]
+            out += ["", f"Scores on degraded inputs (`benchmarks/eval_degraded.sh`: Y-PSNR dB against the clean HR; "
+                        f"model = {photo_of[0]}, photo = this model, auto = the two blended by `--denoise auto`; "
+                        f"at x1 the input column is the degraded image itself):", "", *degraded_table(degraded), ""]
+        else:
+            out += ["", *table(results, entry.name, entry.default), ""]
     (WEIGHTS / "MODELS.md").write_text("\n".join(out) + "\n")
     print(f"wrote {WEIGHTS / 'MODELS.md'}")
     return 0

@@ -20,6 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from superres.imaging.datasets import make_sample
+from superres.imaging.degrade import parse_preset
 from superres.training.patches import DevicePatchSampler, MultiScaleSampler, PatchSampler
 from superres.models.registry import create_model
 from superres.models.summary import summarize
@@ -27,8 +28,9 @@ from superres.training.loop import to_tensor
 
 
 def throughput(preset: str, bf16: bool, device: torch.device, batch: int, patch: int, steps: int,
-               on_device: bool) -> tuple[float, float]:
-    """(steps/s, training GFLOP per step, averaged over the model's scales)"""
+               on_device: bool, degradation: str | None = None) -> tuple[float, float]:
+    """(steps/s, training GFLOP per step, averaged over the model's scales); degradation: LR patches made
+    from the HR ones by that preset, inline"""
     rng = np.random.default_rng(0)
     model = create_model(preset).to(device).to(memory_format=torch.channels_last).train()
     images = [rng.integers(0, 256, size=(240, 240, 3), dtype=np.uint8) for _ in range(8)]
@@ -36,7 +38,8 @@ def throughput(preset: str, bf16: bool, device: torch.device, batch: int, patch:
     for s in model.scales:
         samples = [make_sample(f"s{i}", hr, s) for i, hr in enumerate(images)]
         samplers[s] = (DevicePatchSampler(samples, s, patch, batch, device) if on_device else
-                       PatchSampler(samples, s, patch, batch))
+                       PatchSampler(samples, s, patch, batch,
+                                    degradation=parse_preset(degradation) if degradation else None))
     sampler = MultiScaleSampler(samplers)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     gflop = np.mean([3 * 2 * batch * sum(r.macs for r in summarize(model, (patch, patch), s)) / 1e9

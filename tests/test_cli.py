@@ -221,7 +221,7 @@ def test_demo_with_a_multi_scale_model(tmp_path, capsys):
     torch.manual_seed(0)
     weights = save_weights(create_model("mdsr-tiny"), tmp_path / "ms.safetensors")
     assert main(["demo", "-o", str(tmp_path / "demo"), "--model", str(weights), "--scale", "3",
-                 "--photo", "coffee"]) == 0
+                 "--image", "coffee"]) == 0
     out = capsys.readouterr().out
     assert all(m in out for m in ("bilinear", "bicubic", "model+correct")) and "shrunk x3" in out
     assert (tmp_path / "demo" / "comparison.png").is_file() and (tmp_path / "demo" / "model.png").is_file()

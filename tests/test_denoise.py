@@ -114,3 +114,13 @@ def test_auto_picks_the_photo_model_for_a_poor_jpeg(pair, tmp_path, capsys, phot
                           upscale(poor, 2, denoise=1, precision="fp32"))
     assert np.array_equal(read_image(tmp_path / "out" / "clean.png").pixels,
                           upscale(big, 2, denoise=0, precision="fp32"))
+
+
+def test_photo_demo(pair, tmp_path, capsys):
+    assert main(["demo", "--photo", "--image", "coffee", "-o", str(tmp_path / "d"), "--precision", "fp32"]) == 0
+    out = capsys.readouterr().out
+    assert "saved as JPEG quality 70" in out and "auto: JPEG quality ~70, noise sigma ~" in out
+    scores = {line.split()[0]: float(line.split()[-4]) for line in out.splitlines()
+              if line.startswith(("bicubic", "clean", "auto"))}
+    assert scores["auto"] > scores["clean"] and scores["auto"] > scores["bicubic"]
+    assert (tmp_path / "d" / "lr.jpg").read_bytes()[:2] == b"\xff\xd8" and (tmp_path / "d" / "comparison.png").is_file()

@@ -212,8 +212,9 @@ def cmd_models(args: argparse.Namespace) -> int:
                       if r["method"] in (entry.name, "model" if entry.default else None)
                       and r["scale"] == s and r["channel"] == "y"}
             cells = " ".join(f"{scores[d]:>6.2f}" if d in scores else f"{'-':>6}" for d in sets)
-            print(f"{entry.name:<18} {'x' + str(s):>5} {count_parameters(model):>9,} {gflops:>7.1f}  {cells}"
-                  f"{'   default' if entry.default else ''}")
+            partner_of = [e.name for e in PRETRAINED.values() if e.photo == entry.name]
+            note = "   default" if entry.default else f"   photo model of {partner_of[0]} (--denoise)" if partner_of else ""
+            print(f"{entry.name:<18} {'x' + str(s):>5} {count_parameters(model):>9,} {gflops:>7.1f}  {cells}{note}")
     return 0
 
 
@@ -345,25 +346,52 @@ def _is_training_checkpoint(path: Path) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
     from superres.cli.demo import PHOTOS, run_demo
+    from superres.inference.upscaler import resolve_precision
     from superres.models.checkpoints import load_model
     from superres.models.registry import default_model_name
 
-    if args.photo not in PHOTOS:
-        raise SuperresError(f"unknown photo '{args.photo}'; choose from {', '.join(PHOTOS)}")
+    if args.image not in PHOTOS:
+        raise SuperresError(f"unknown image '{args.image}'; choose from {', '.join(PHOTOS)}")
+    used = resolve_precision(args.precision, torch.device("cpu"))
+    if args.photo:
+        return _photo_demo(args, used)
     name = args.model or default_model_name(args.scale)
     model = load_model(name, scale=args.scale) if name else None
     if model is None:
         print(f"note: no bundled model for x{args.scale}; showing interpolation only (give --model FILE)")
-    results = run_demo(args.output, model, args.scale, args.photo, precision=args.precision)
-    from superres.inference.upscaler import resolve_precision
-    import torch
-
-    used = resolve_precision(args.precision, torch.device("cpu"))
-    print(f"{args.photo}, shrunk x{args.scale} with MATLAB bicubic and upscaled back "
+    results = run_demo(args.output, model, args.scale, args.image, precision=args.precision)
+    print(f"{args.image}, shrunk x{args.scale} with MATLAB bicubic and upscaled back "
           f"(Y-PSNR, {args.scale}-px border shaved; model: {name or 'none'}, {used} on the CPU)")
-    print(f"{'method':<14} {'PSNR (dB)':>9} {'SSIM':>7} {'seconds':>8}  output")
-    for r in results:
-        print(f"{r.method:<14} {r.psnr_y:>9.2f} {r.ssim_y:>7.4f} {r.seconds:>8.2f}  {r.path}")
+    _print_results(results)
     print(f"side by side: {Path(args.output) / 'comparison.png'}")
     return 0
+
+
+def _photo_demo(args: argparse.Namespace, used: str) -> int:
+    from superres.cli.demo import run_photo_demo
+    from superres.inference.denoise import PhotoPair
+
+    if args.model is not None:
+        raise SuperresError("--photo shows the bundled model and its photo model; it takes no --model")
+    if not 1 <= args.quality <= 100:
+        raise SuperresError(f"--quality must be from 1 to 100, got {args.quality}")
+    pair = PhotoPair.bundled()
+    if pair is None:
+        raise SuperresError("the bundled default has no photo model to show")
+    results, choice = run_photo_demo(args.output, pair, args.scale, args.image, args.quality, precision=args.precision)
+    print(f"{args.image}, shrunk x{args.scale} with MATLAB bicubic, saved as JPEG quality {args.quality} "
+          f"({Path(args.output) / 'lr.jpg'}) and upscaled back (Y-PSNR against the original, {args.scale}-px border "
+          f"shaved; {used} on the CPU)")
+    print(f"auto: {choice.describe()}")
+    _print_results(results)
+    print(f"side by side: {Path(args.output) / 'comparison.png'}")
+    return 0
+
+
+def _print_results(results) -> None:
+    print(f"{'method':<20} {'PSNR (dB)':>9} {'SSIM':>7} {'seconds':>8}  output")
+    for r in results:
+        print(f"{r.method:<20} {r.psnr_y:>9.2f} {r.ssim_y:>7.4f} {r.seconds:>8.2f}  {r.path}")

@@ -164,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="demo-output", help="folder for the images (default demo-output)")
     p.add_argument("--model", "-m", help="model name or weights file (default: the bundled model for the scale)")
     p.add_argument("--scale", "-s", type=_scale, default=2)
-    p.add_argument("--photo", default="astronaut", help="scikit-image photo: astronaut, coffee, chelsea, rocket")
+    p.add_argument("--image", default="astronaut", help="scikit-image photo: astronaut, coffee, chelsea, rocket")
+    p.add_argument("--photo", action="store_true", help="a real-photo case: the shrunk image saved as a JPEG of "
+                   "--quality, upscaled by bicubic, the clean model and --denoise auto")
+    p.add_argument("--quality", type=int, default=70, help="JPEG quality for --photo (default 70)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto (default, as upscale): bf16 on a CPU with native bf16, else fp32")
     return parser

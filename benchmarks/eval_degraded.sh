@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The degraded-input evaluations behind the README's real-photo table and the photo model's card (needs
+# ../shared/data; about 30 minutes on 2 CPU cores). Run from the repo root, then
+# `python benchmarks/degraded_table.py docs/results/degraded.json docs/results/degraded-x1.json`.
+set -euo pipefail
+B=../shared/data/benchmark
+S="$B/Set5 $B/Set14 $B/B100"
+SR=.venv/bin/superres
+date
+# every method on fixed degraded LR made from the HR (seed 0), scored against the clean HR, fp32
+$SR eval --data $S --scale 2,3,4 --degrade clean,jpeg:75,jpeg:50,noise:10,real --seed 0 \
+    --methods bicubic,model,photo,auto --json docs/results/degraded.json -q
+date
+# restoration at the same size: the degraded image itself is the baseline
+$SR eval --data $S --scale 1 --degrade jpeg:75,jpeg:50,noise:10,real --seed 0 \
+    --methods bicubic,model,photo,auto --json docs/results/degraded-x1.json -q
+date
