@@ -121,6 +121,6 @@ def test_photo_demo(pair, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "saved as JPEG quality 70" in out and "auto: JPEG quality ~70, noise sigma ~" in out
     scores = {line.split()[0]: float(line.split()[-4]) for line in out.splitlines()
-              if line.startswith(("bicubic", "clean", "auto"))}
+              if line.startswith(("bicubic ", "clean model ", "auto (denoise"))}
     assert scores["auto"] > scores["clean"] and scores["auto"] > scores["bicubic"]
     assert (tmp_path / "d" / "lr.jpg").read_bytes()[:2] == b"\xff\xd8" and (tmp_path / "d" / "comparison.png").is_file()
