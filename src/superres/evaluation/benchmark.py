@@ -12,16 +12,16 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from superres.inference.correction import DEFAULT_THRESHOLD, correct
 from superres.inference.denoise import PhotoPair, auto_strength, parse_denoise
-from superres.imaging.degrade import image_rng, parse_preset
+from superres.imaging.degrade import Preset, image_rng, parse_preset
 from superres.imaging.quality import jpeg_file_quality
-from superres.imaging.datasets import as_fraction, find_dataset, load_samples
+from superres.imaging.datasets import Sample, as_fraction, find_dataset, load_samples
 from superres.errors import ConfigError, SuperresError
 from superres.imaging.io import Picture
 from superres.inference.sizes import network_scale
@@ -272,8 +272,8 @@ def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterat
     return out
 
 
-def _score_group(config: EvalConfig, group: tuple, samples, active: list, models: ModelCache, preset, shave: int,
-                 out: EvalResults, keep_outputs: int) -> None:
+def _score_group(config: EvalConfig, group: tuple, samples: Iterable[Sample], active: list, models: ModelCache,
+                 preset: Preset | None, shave: int, out: EvalResults, keep_outputs: int) -> None:
     """Every method on the samples of one dataset, scale and degradation (preset None: the bicubic LR as given)."""
     dataset, scale = group[0], group[1]
     tag = {} if preset is None else {"degradation": preset.name}
