@@ -6,7 +6,8 @@ benchmark sets are never read. Each LR is the degradation of the HR with seed 0,
 
     python benchmarks/denoise_frontier.py --run runs/photo --scale 2 --json docs/results/denoise-frontier.json
     python benchmarks/denoise_frontier.py --run runs/photo --photo runs/photo/best.safetensors  # before bundling
-    python benchmarks/denoise_frontier.py --run runs/photo --fit docs/results/denoise-frontier-*.json  # ramps only
+    python benchmarks/denoise_frontier.py --run runs/photo --fit docs/results/denoise-frontier-{jpeg,noise}.json
+        # only the ramps, then the table of gains at the best, full and auto strengths
 
 The noise ramp is kept from hurting clean photos: its expected loss on the clean row, over the noise
 readings of every training image's clean LR (texture reads as some noise), must stay within --budget dB (0.01).
@@ -110,6 +111,21 @@ def fit_rows(rows: list[dict], clean: np.ndarray | None = None, budget: float = 
     return fit
 
 
+def print_table(rows: list[dict]) -> None:
+    """Each row's best strength and the gain over the clean model at it, at 1 and at the strength the current
+    `--denoise auto` ramps (inference/denoise.py) give the row's mean reading, as a markdown table."""
+    from superres.inference.denoise import JPEG_CLEAN, JPEG_FULL, NOISE_CLEAN, NOISE_FULL
+
+    print("| input | best strength | gain at best | gain at 1 (photo) | gain at auto's strength |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        xs, ys = _curve(r)
+        s = float(ramp(r["quality"], JPEG_CLEAN, JPEG_FULL) if r["degradation"].startswith("jpeg")
+                  else ramp(r["sigma"], NOISE_CLEAN, NOISE_FULL))
+        print(f"| {r['degradation']} | {r['best_strength']:.1f} | {ys.max() - ys[0]:+.2f} | {ys[-1] - ys[0]:+.2f} | "
+              f"{np.interp(s, xs, ys) - ys[0]:+.2f} (S = {s:.2f}) |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="the photo model's run folder (for its held-out images)")
@@ -125,7 +141,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.fit:
         clean = clean_readings(Path(args.run), args.scale) if args.run else None
-        fit_rows([r for path in args.fit for r in json.loads(Path(path).read_text())["rows"]], clean, args.budget)
+        rows = [r for path in args.fit for r in json.loads(Path(path).read_text())["rows"]]
+        fit_rows(rows, clean, args.budget)
+        print_table(rows)
         return 0
     if not args.run:
         parser.error("--run is required")
