@@ -242,3 +242,11 @@ def test_degrade_presets_write_the_real_files(tmp_path, images, capsys, photo):
     assert code == 1 and "ax2.jpg: already exists" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "degrade", images / "a.png", "-s", "2", "--preset", "jpeg:high", "-o", out)
     assert code == 2 and err.startswith("error: degradation 'jpeg:high'") and len(err.strip().splitlines()) == 1
+
+
+def test_degrade_refuses_bad_settings_in_one_line(tmp_path, images, capsys):
+    for args, message in ((["--seed", "-1", "--scale", "2"], "seed must be an integer >= 0"),
+                          (["--scale", "0.5"], "scale 0.5 would enlarge")):
+        code, _, err = run(capsys, "degrade", images / "a.png", "-o", tmp_path / "lr", "--preset", "jpeg:50", *args)
+        assert code == 2 and message in err.strip().splitlines()[-1], err  # argparse adds its usage line above
+    assert not (tmp_path / "lr").exists()

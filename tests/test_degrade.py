@@ -188,3 +188,14 @@ def test_noise_sigma_reads_added_noise():
         measured = noise_sigma(add_gaussian_noise(clean, np.random.default_rng(0), sigma))
         assert abs(measured - sigma) < 0.15 * sigma
     assert abs(noise_sigma(add_gaussian_noise(clean, np.random.default_rng(0), 10.0)[..., 0]) - 10) < 1.5  # gray
+
+
+def test_seeds_must_not_be_negative(hr):
+    with pytest.raises(ConfigError, match="seed"):
+        degrade(hr, 2, "real", seed=-1)
+
+
+def test_wide_blurs_are_refused():
+    parse_preset("blur:10")
+    with pytest.raises(ConfigError, match="sigma"):
+        parse_preset("blur:11")

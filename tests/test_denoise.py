@@ -124,3 +124,20 @@ def test_photo_demo(pair, tmp_path, capsys):
               if line.startswith(("bicubic ", "clean model ", "auto (denoise"))}
     assert scores["auto"] > scores["clean"] and scores["auto"] > scores["bicubic"]
     assert (tmp_path / "d" / "lr.jpg").read_bytes()[:2] == b"\xff\xd8" and (tmp_path / "d" / "comparison.png").is_file()
+
+
+def test_blends_do_not_depend_on_where_the_ends_ran(pair):
+    """An Upscaler moves the network it runs onto its device; blends are made from CPU copies, so running the
+    clean model first (anywhere) cannot make a later blend mix devices."""
+    pair.clean.to(torch.float64)  # stands in for a move elsewhere: the ends change, the blend must not
+    try:
+        half = pair.at(0.35)
+        assert next(half.parameters()).dtype == torch.float32
+    finally:
+        pair.clean.to(torch.float32)
+
+
+def test_correction_is_skipped_when_denoising(pair):
+    noisy = add_gaussian_noise(smooth(), np.random.default_rng(2), 15.0)
+    plain = upscale(noisy, 2, denoise=1, precision="fp32")
+    assert np.array_equal(upscale(noisy, 2, denoise=1, precision="fp32", correct=10), plain)

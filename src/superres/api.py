@@ -136,7 +136,10 @@ class ImageUpscaler:
         exact = shape == (h * scale, w * scale)
         source = picture if exact else replace(picture, alpha=None)  # alpha is resized straight to the size below
         result = upscale_picture_stream(source, scale, model=self.upscaler(scale, strength))
-        if self.threshold is not None:
+        if self.threshold is not None and strength > 0:
+            log.info("the correction is skipped for a denoised picture: it would pull the output back toward "
+                     "the noise and JPEG blocks of the input")
+        elif self.threshold is not None:
             result.strips = correct_strips(result.strips, picture.pixels, scale, self.threshold)
         if not exact:
             whole = result.collect()

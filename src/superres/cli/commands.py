@@ -135,12 +135,14 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 def cmd_degrade(args: argparse.Namespace) -> int:
     from superres.imaging.datasets import as_fraction, bicubic_lr
     from superres.imaging.degrade import image_rng, parse_preset
-    from superres.imaging.files import write_bytes
+    from superres.imaging.files import TargetExistsError, write_bytes
     from superres.imaging.io import Picture, read_image, write_image
 
     files, errors = expand_inputs(args.inputs)
     s = args.scale
     n = as_fraction(s).numerator
+    if s < 1:
+        raise SuperresError(f"scale {s:g} would enlarge; degrade shrinks by a factor >= 1")
     if abs(float(as_fraction(s)) - s) > 1e-9:
         raise SuperresError(f"scale {s:g} is not a fraction with a denominator up to 64 (e.g. 2.5 = 5/2)")
     preset = parse_preset(args.preset)
@@ -160,10 +162,14 @@ def cmd_degrade(args: argparse.Namespace) -> int:
             stem = f"{path.stem}x{s:g}"
             if data is not None and alpha is None:  # the JPEG file itself, as the degradation made it
                 target = Path(args.output) / f"{stem}.jpg"
+                if target.exists() and not args.overwrite:
+                    raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
                 try:
                     write_bytes(target, data, overwrite=args.overwrite)
-                except FileExistsError:
+                except TargetExistsError:
                     raise SuperresError(f"{target}: already exists (use --overwrite to replace it)") from None
+                except OSError as e:
+                    raise SuperresError(f"{target}: cannot be written ({e.strerror or e})") from e
             else:
                 write_image(Path(args.output) / f"{stem}.png", Picture(lr, alpha, pic.icc_profile),
                             overwrite=args.overwrite)

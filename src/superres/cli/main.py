@@ -39,6 +39,17 @@ _pixels = _positive(int, "a size in pixels", "a whole number")
 _scale = _positive(int, "scale", "an integer (2, 3 or 4)")
 
 
+def _seed(text: str) -> int:
+    """An argparse type: a random seed, an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be an integer >= 0, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must be an integer >= 0, got {value}")
+    return value
+
+
 def _wxh(text: str) -> tuple[int, int]:
     """'1920x1080' -> (1920, 1080), width first."""
     parts = text.lower().split("x")
@@ -105,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", "-s", type=_factor, required=True, help="shrink factor: 2, 3, 4, 1.5, ... or 1 (none)")
     p.add_argument("--preset", default="bicubic", help="bicubic (default), jpeg:Q, noise:SIGMA, blur:SIGMA, several "
                    "joined by '+' (e.g. blur:1+noise:5+jpeg:70), real (Real-ESRGAN's random chain) or photo")
-    p.add_argument("--seed", type=int, default=0, help="random choices come from the seed and each image (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random choices come from the seed and each image (default 0)")
     p.add_argument("-o", "--output", required=True,
                    help="output folder; writes <stem>x<scale>.png, or .jpg where the last step is a JPEG save")
     p.add_argument("--overwrite", action="store_true")
@@ -132,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated degradations of the HR, each scored against the clean HR: clean, "
                         "jpeg:Q, noise:SIGMA, blur:SIGMA, real, ... (see `superres degrade`); --scale 1 restores "
                         "without enlarging")
-    p.add_argument("--seed", type=int, default=0, help="the degradations' random choices: from the seed and each image")
+    p.add_argument("--seed", type=_seed, default=0, help="the degradations' random choices: from the seed and each image")
     p.add_argument("--channel", choices=["y", "rgb", "y,rgb"], default="y",
                    help="score Y (BT.601 luma, the default), RGB, or both")
     p.add_argument("--shave", default=None, help="border pixels cut before scoring: a number, or 'div2k' "

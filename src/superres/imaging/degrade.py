@@ -49,6 +49,8 @@ class Degraded(NamedTuple):
 
 def image_rng(seed: int, pixels: np.ndarray) -> np.random.Generator:
     """A Generator that depends only on the seed and the image (its shape and pixel values)."""
+    if int(seed) < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed}")
     digest = hashlib.sha256(str(pixels.shape).encode() + np.ascontiguousarray(pixels).tobytes()).digest()
     return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
 
@@ -113,7 +115,7 @@ def blur(pixels: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     pad = q.shape[0] // 2
     src = pixels.astype(np.float64)
     if pad >= min(src.shape[:2]):  # reflect-101 needs the image wider than the kernel's radius
-        src = np.pad(src, ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
+        src = np.pad(src, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")  # reflect-101, as OpenCV's
         return blur(src.astype(np.uint8), kernel)[pad:-pad, pad:-pad]
     sums = cv2.filter2D(src, -1, q.astype(np.float64), borderType=cv2.BORDER_REFLECT_101)
     sums = np.rint(sums).astype(np.int64).reshape(pixels.shape)
@@ -142,9 +144,9 @@ def add_gaussian_noise(pixels: np.ndarray, rng: np.random.Generator, sigma: floa
 def add_poisson_noise(pixels: np.ndarray, rng: np.random.Generator, scale: float, gray: bool = False) -> np.ndarray:
     """Shot noise as in BasicSR: Poisson counts at 2^ceil(log2(distinct levels)) levels, times `scale`."""
     values = pixels
-    if gray and pixels.shape[2] == 3:
-        y = pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        values = np.clip(np.rint(y), 0, 255).astype(np.uint8)[..., None]
+    if gray and pixels.shape[2] == 3:  # BT.601 luma in integers (exact: no float tie to round either way)
+        rgb = pixels.astype(np.int64)
+        values = ((299 * rgb[..., 0] + 587 * rgb[..., 1] + 114 * rgb[..., 2] + 500) // 1000).astype(np.uint8)[..., None]
     distinct = int(np.count_nonzero(np.bincount(values.ravel(), minlength=256)))
     levels = 2 ** math.ceil(math.log2(max(2, distinct)))
     img = values / 255
@@ -329,8 +331,9 @@ def parse_preset(text: str) -> Preset:
             raise ConfigError(f"degradation '{part}': '{value}' is not a number") from None
         if kind == "jpeg" and not (number == int(number) and 1 <= number <= 100):
             raise ConfigError(f"degradation '{part}': JPEG quality must be an integer from 1 to 100")
-        if kind != "jpeg" and not (math.isfinite(number) and 0 < number <= 50):
-            raise ConfigError(f"degradation '{part}': sigma must be in (0, 50]")
+        limit = 10 if kind == "blur" else 50  # wider blurs would need finer kernel quantisation than 2^-16
+        if kind != "jpeg" and not (math.isfinite(number) and 0 < number <= limit):
+            raise ConfigError(f"degradation '{part}': sigma must be in (0, {limit}]")
         steps.append((kind, number))
     return Preset(text, tuple(steps))
 

@@ -13,6 +13,7 @@ texture reads as noise (5% of them read above 4.5), so only a reading of 9 or mo
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 
@@ -79,6 +80,8 @@ class PhotoPair:
     def __init__(self, clean: SRNet, photo: SRNet) -> None:
         self.clean, self.photo = clean, photo
         self._blends: dict[float, SRNet] = {0.0: clean, 1.0: photo}
+        # blends are made from copies on the CPU: an Upscaler moves the network it runs onto its device
+        self._sources = (copy.deepcopy(clean).cpu(), copy.deepcopy(photo).cpu())
 
     @classmethod
     def bundled(cls, name: str | None = None, clean: SRNet | None = None) -> "PhotoPair | None":
@@ -91,5 +94,5 @@ class PhotoPair:
     def at(self, strength: float) -> SRNet:
         key = round(float(strength), 4)
         if key not in self._blends:
-            self._blends[key] = interpolate(self.clean, self.photo, key).eval()
+            self._blends[key] = interpolate(*self._sources, key).eval()
         return self._blends[key]
