@@ -144,9 +144,12 @@ def add_gaussian_noise(pixels: np.ndarray, rng: np.random.Generator, sigma: floa
 def add_poisson_noise(pixels: np.ndarray, rng: np.random.Generator, scale: float, gray: bool = False) -> np.ndarray:
     """Shot noise as in BasicSR: Poisson counts at 2^ceil(log2(distinct levels)) levels, times `scale`."""
     values = pixels
-    if gray and pixels.shape[2] == 3:  # BT.601 luma in integers (exact: no float tie to round either way)
-        rgb = pixels.astype(np.int64)
-        values = ((299 * rgb[..., 0] + 587 * rgb[..., 1] + 114 * rgb[..., 2] + 500) // 1000).astype(np.uint8)[..., None]
+    if gray and pixels.shape[2] == 3:
+        # The one float step of the chain: where the luma lands exactly on .5, another CPU's BLAS may round it
+        # the other way, and the Poisson sampler's use of random numbers then shifts the rest of the chain.
+        # Integer luma would fix it but would change every published `real` set; kept until they are remade.
+        y = pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        values = np.clip(np.rint(y), 0, 255).astype(np.uint8)[..., None]
     distinct = int(np.count_nonzero(np.bincount(values.ravel(), minlength=256)))
     levels = 2 ** math.ceil(math.log2(max(2, distinct)))
     img = values / 255
