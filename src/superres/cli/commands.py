@@ -162,8 +162,6 @@ def cmd_degrade(args: argparse.Namespace) -> int:
             stem = f"{path.stem}x{s:g}"
             if data is not None and alpha is None:  # the JPEG file itself, as the degradation made it
                 target = Path(args.output) / f"{stem}.jpg"
-                if target.exists() and not args.overwrite:
-                    raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
                 try:
                     write_bytes(target, data, overwrite=args.overwrite)
                 except TargetExistsError:

@@ -28,7 +28,7 @@ from superres.inference.sizes import network_scale
 from superres.inference.upscaler import Upscaler, upscale_picture
 from superres.evaluation.metrics import psnr, ssim
 from superres.models.base import SRNet
-from superres.models.registry import default_model_name, default_scales
+from superres.models.registry import default_model_name, default_scales, photo_partner
 from superres.imaging.resize import METHODS, imresize, output_shape_for
 
 log = logging.getLogger(__name__)
@@ -86,12 +86,17 @@ class ModelCache:
         self._pair: PhotoPair | None = None
 
     def pair(self) -> PhotoPair:
-        """The bundled default and its photo model (for photo, auto and denoise=S)."""
+        """The bundled default and its photo model (for photo, auto and denoise=S). The clean end is the
+        cached default itself, so `model` and a strength of 0 share one network and its outputs."""
         if self._pair is None:
-            pair = PhotoPair.bundled()
-            if pair is None:
+            from superres.models.checkpoints import load_model
+
+            name = default_model_name()
+            if photo_partner(name) is None:
                 raise ConfigError("the bundled default has no photo model: photo, auto and denoise=S cannot run")
-            self._pair = PhotoPair(pair.clean.to(self.device), pair.photo.to(self.device))
+            if self._models.get(name) is None:
+                self._models[name] = load_model(name).to(self.device)
+            self._pair = PhotoPair(self._models[name], load_model(photo_partner(name)).to(self.device))
         return self._pair
 
     def get(self, spec: str, factor: float) -> tuple[SRNet, int] | None:

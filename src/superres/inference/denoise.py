@@ -80,8 +80,7 @@ class PhotoPair:
     def __init__(self, clean: SRNet, photo: SRNet) -> None:
         self.clean, self.photo = clean, photo
         self._blends: dict[float, SRNet] = {0.0: clean, 1.0: photo}
-        # blends are made from copies on the CPU: an Upscaler moves the network it runs onto its device
-        self._sources = (copy.deepcopy(clean).cpu(), copy.deepcopy(photo).cpu())
+        self._sources: tuple[SRNet, SRNet] | None = None  # CPU copies, made at the first blend
 
     @classmethod
     def bundled(cls, name: str | None = None, clean: SRNet | None = None) -> "PhotoPair | None":
@@ -94,5 +93,7 @@ class PhotoPair:
     def at(self, strength: float) -> SRNet:
         key = round(float(strength), 4)
         if key not in self._blends:
+            if self._sources is None:  # copies: an Upscaler moves the network it runs onto its device
+                self._sources = (copy.deepcopy(self.clean).cpu().float(), copy.deepcopy(self.photo).cpu().float())
             self._blends[key] = interpolate(*self._sources, key).eval()
         return self._blends[key]
