@@ -163,7 +163,7 @@ def test_two_inputs_with_the_same_output_name(tmp_path, images, capsys, photo):
     write_image(images / "a.bmp", Picture(photo))
     code, _, err = run(capsys, "upscale", images / "a.png", images / "a.bmp", "--method", "bicubic", "-s", "2",
                        "-o", tmp_path / "o", "--format", "png", "--overwrite")
-    assert code == 1 and "already written from" in err
+    assert code == 1 and "would also be made from" in err
     assert np.array_equal(read_image(tmp_path / "o" / "a.png").pixels, superres_imresize(photo, 2))
 
 

@@ -20,9 +20,11 @@ log = logging.getLogger("superres")
 
 # ---------------------------------------------------------------------------------------------- inputs
 
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
-    """Files from paths, folders (their images, sorted) and glob patterns; plus one error per input that matched nothing."""
+def expand_inputs(inputs: list[str], videos: bool = False) -> tuple[list[Path], list[str]]:
+    """Files from paths, folders (their images, and videos if asked, sorted) and glob patterns; plus one error
+    per input that matched nothing."""
     from superres.imaging.datasets import list_images
+    from superres.imaging.video import VIDEO_SUFFIXES
 
     files: list[Path] = []
     errors: list[str] = []
@@ -30,8 +32,10 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
         path = Path(text)
         if path.is_dir():
             found = list_images(path)
+            if videos:
+                found = sorted(found + [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES])
             if not found:
-                errors.append(f"{path}: folder holds no images")
+                errors.append(f"{path}: folder holds no images{' or videos' if videos else ''}")
             files += found
         elif path.exists():
             files.append(path)
@@ -61,8 +65,8 @@ def _report(errors: list[str]) -> None:
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     from superres.api import ImageUpscaler
+    from superres.inference.batch import Ranks, run_batch, share
     from superres.inference.correction import DEFAULT_THRESHOLD
-    from superres.imaging.io import WRITE_FORMATS, read_image, write_image
 
     correct = args.correct
     if correct is not None and correct != "default":
@@ -73,7 +77,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             correct = "default"
     if not args.inputs:
         raise SuperresError("no input images given")
-    files, errors = expand_inputs(args.inputs)
+    files, errors = expand_inputs(args.inputs, videos=True)
     if args.method is not None and args.scale is None and args.outscale is None and args.size is None \
             and args.width is None and args.height is None:
         raise SuperresError("--method needs --scale, --size, --width or --height")
@@ -81,55 +85,91 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    runner = ImageUpscaler(
-        scale=args.scale, model=args.model, method=args.method, outscale=args.outscale, size=args.size,
-        width=args.width, height=args.height, correct=None if correct is None else (DEFAULT_THRESHOLD if correct == "default" else correct),
-        device=args.device, precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
-        self_ensemble=args.self_ensemble, backend=args.backend, denoise=args.denoise)
-    out_format = f".{args.out_format.lstrip('.').lower()}" if args.out_format else None
-    if out_format and out_format not in WRITE_FORMATS:
-        raise SuperresError(f"cannot write '{out_format}'; choose from {', '.join(sorted(WRITE_FORMATS))}")
-    single_file = args.output is not None and len(args.inputs) == 1 and len(files) == 1 \
-        and Path(args.output).suffix.lower() in WRITE_FORMATS and not Path(args.output).is_dir()
-    if args.output is not None and not single_file and len(files) > 1 and Path(args.output).suffix.lower() in WRITE_FORMATS:
-        raise SuperresError(f"-o {args.output} names a file, but there are {len(files)} inputs; give a folder")
-    suffix = args.suffix if args.suffix is not None else ("" if args.output and not single_file else f"_{runner.size.label()}")
-    inputs = {p.resolve() for p in files}
-    made: dict[Path, Path] = {}  # output -> the input it was made from, in this run
-    done = 0
-    for path in _progress(files, args.quiet, "upscale"):
-        if single_file:
-            target = Path(args.output)
-        else:
-            folder = Path(args.output) if args.output else path.parent
-            target = folder / f"{path.stem}{suffix}{out_format or path.suffix}"
-        try:
-            if target.resolve() in inputs:
-                raise SuperresError(f"{target}: is an input; refusing to overwrite it (use another -o or --suffix)")
-            if target.resolve() in made:
-                raise SuperresError(f"{path}: its output {target} was already written from {made[target.resolve()]} "
-                                    f"in this run (use --suffix or keep the formats apart)")
-            if target.exists() and not args.overwrite:
-                raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
-            kwargs = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
-            picture = read_image(path, **kwargs)
-            choice = runner.choose_denoise(picture)
-            if runner.pair is not None:
-                log.info("%s: %s", path.name, choice.describe())
-            write_image(target, runner.stream(picture, choice), overwrite=args.overwrite)
-            made[target.resolve()] = path
-            done += 1
-            log.info("%s -> %s", path, target)
-        except SuperresError as e:
-            errors.append(str(e))
-        except MemoryError:
-            errors.append(f"{path}: out of memory (try a smaller --tile)")
-        except RuntimeError as e:  # torch: out of memory and other failures inside the network
-            errors.append(f"{path}: failed while upscaling ({str(e).strip().splitlines()[0] if str(e).strip() else e})")
-    _report(errors)
-    if not args.quiet and (files or errors):
-        print(f"upscaled {done} of {done + len(errors)} image(s) {runner.size.label()}", file=sys.stderr)
+    ranks = Ranks()
+    try:
+        runner = ImageUpscaler(
+            scale=args.scale, model=args.model, method=args.method, outscale=args.outscale, size=args.size,
+            width=args.width, height=args.height,
+            correct=None if correct is None else (DEFAULT_THRESHOLD if correct == "default" else correct),
+            device=ranks.device(args.device), precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
+            self_ensemble=args.self_ensemble, backend=args.backend, denoise=args.denoise)
+        jobs, plan_errors = plan_jobs(files, args, runner.size.label())
+        errors += plan_errors
+        shown = not args.quiet and sys.stderr.isatty() and ranks.rank == 0
+        outcome = run_batch(
+            share(jobs, ranks.rank, ranks.world), runner, overwrite=args.overwrite,
+            **({} if args.max_pixels is None else {"max_pixels": args.max_pixels}),
+            video=dict(codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt),
+            progress=_bar("upscale", "file", shown and len(jobs) > 1),
+            frame_progress=_bar("frames", "frame", shown, leave=False))
+        gathered = ranks.gather((len(outcome.done), outcome.errors))
+    finally:
+        ranks.close()
+    done = sum(n for n, _ in gathered)
+    errors += [msg for _, errs in gathered for msg in errs]
+    if ranks.rank == 0:
+        _report(errors)
+        if not args.quiet and (files or errors):
+            where = f" on {ranks.world} processes" if ranks.world > 1 else ""
+            print(f"upscaled {done} of {done + len(errors)} file(s) {runner.size.label()}{where}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def plan_jobs(files: list[Path], args: argparse.Namespace, label: str) -> tuple[list, list[str]]:
+    """Each input's output file, from -o, --suffix and --format; and one error per input that cannot be
+    done (output is an input, two inputs with one output, output exists). The same on every process."""
+    from superres.imaging.io import WRITE_FORMATS
+    from superres.imaging.video import CONTAINERS, VIDEO_SUFFIXES, looks_like_video
+    from superres.inference.batch import Job
+
+    out_format = f".{args.out_format.lstrip('.').lower()}" if args.out_format else None
+    if out_format and out_format not in WRITE_FORMATS and out_format not in CONTAINERS:
+        raise SuperresError(f"cannot write '{out_format}'; choose from {', '.join(sorted(WRITE_FORMATS))} "
+                            f"for images, or {', '.join(sorted(CONTAINERS))} for videos")
+    writable = set(WRITE_FORMATS) | set(CONTAINERS)
+    output = Path(args.output) if args.output is not None else None
+    single_file = output is not None and len(args.inputs) == 1 and len(files) == 1 \
+        and output.suffix.lower() in writable and not output.is_dir()
+    if output is not None and not single_file and len(files) > 1 and output.suffix.lower() in writable:
+        raise SuperresError(f"-o {output} names a file, but there are {len(files)} inputs; give a folder")
+    suffix = args.suffix if args.suffix is not None else ("" if output and not single_file else f"_{label}")
+    inputs = {p.resolve() for p in files}
+    made: dict[Path, Path] = {}  # output -> the input it is made from
+    jobs, errors = [], []
+    for path in files:
+        video = looks_like_video(path) or path.suffix.lower() in VIDEO_SUFFIXES
+        if video:  # a video keeps its container unless --format names another (image formats are for images)
+            ext = out_format if out_format in CONTAINERS else path.suffix.lower() if path.suffix.lower() in CONTAINERS \
+                else ".mkv"
+        else:
+            ext = out_format if out_format in WRITE_FORMATS else path.suffix
+        target = output if single_file else (output or path.parent) / f"{path.stem}{suffix}{ext}"
+        if video and target.suffix.lower() not in CONTAINERS:
+            errors.append(f"{path}: is a video; its output {target} must be a video file "
+                          f"({', '.join(sorted(CONTAINERS))})")
+        elif not video and target.suffix.lower() not in WRITE_FORMATS:
+            errors.append(f"{path}: is an image; its output {target} must be an image file")
+        elif target.resolve() in inputs:
+            errors.append(f"{target}: is an input; refusing to overwrite it (use another -o or --suffix)")
+        elif target.resolve() in made:
+            errors.append(f"{path}: its output {target} would also be made from {made[target.resolve()]} "
+                          f"(use --suffix or keep the formats apart)")
+        elif target.exists() and not args.overwrite:
+            errors.append(f"{target}: already exists (use --overwrite to replace it)")
+        else:
+            made[target.resolve()] = path
+            jobs.append(Job(path, target, video))
+    return jobs, errors
+
+
+def _bar(desc: str, unit: str, shown: bool, leave: bool = True):
+    """A progress(iterable, total) for run_batch: tqdm with rate and ETA, or nothing."""
+    def wrap(items, total):
+        from tqdm import tqdm
+
+        return tqdm(items, total=total or None, desc=desc, unit=unit, leave=leave, disable=not shown)
+
+    return wrap
 
 
 def cmd_degrade(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -109,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--max-pixels", type=int, default=None, help="largest input accepted, in pixels (default 200M)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    v = p.add_argument_group("video (inputs are videos by their content; needs superres[video])")
+    v.add_argument("--codec", default=None, help="video encoder: h264 (default, libx264), hevc, vp9, av1, ffv1, ...")
+    v.add_argument("--crf", type=int, default=None, help="constant quality for x264/x265/VP9/AV1 (default 18; lower is better)")
+    v.add_argument("--pix-fmt", default=None, help="output pixel format (default: the input's where the encoder takes "
+                   "it, else yuv420p)")
 
     p = sub.add_parser("degrade", help="make LR images from HR ones: the MATLAB bicubic (EDSR benchmark naming), "
                        "or with JPEG, noise, blur or the real-photo chain")
@@ -238,8 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
         return int(e.code or 0)
+    rank = f"[rank {os.environ['RANK']}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
+                        format=f"{rank}%(levelname)s: %(message)s", stream=sys.stderr, force=True)
     previous = _stop_on_sigterm()
     try:
         return COMMANDS[args.command](args)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 
 def _umask() -> int:
@@ -39,6 +41,56 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, overwrite: bool = True) -> Iterator[BinaryIO]:
+    """Yield a file open for reading and writing that becomes `path` once the block succeeds.
+
+    On Linux the file has no name until then (O_TMPFILE): a crash at any moment, SIGKILL included, leaves
+    nothing behind. Where the kernel or file system cannot make unnamed files, this is atomic_path's named
+    temporary file. overwrite=False as in atomic_path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path.parent, os.O_TMPFILE | os.O_RDWR, 0o666)  # the umask applies
+    except (AttributeError, OSError) as e:  # no O_TMPFILE (not Linux, or e.g. some network file systems)
+        if isinstance(e, OSError) and e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            raise
+        with atomic_path(path, overwrite) as tmp, open(tmp, "w+b") as f:
+            yield f
+        return
+    with os.fdopen(fd, "w+b") as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+        _link_unnamed(f.fileno(), path, overwrite)
+
+
+def _link_unnamed(fd: int, path: Path, overwrite: bool) -> None:
+    """Give the unnamed file `fd` the name `path` (replacing a file there only if overwrite)."""
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        def link(name: str) -> None:  # linkat(..., AT_SYMLINK_FOLLOW), which a dir_fd makes os.link use
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder, follow_symlinks=True)
+
+        if not overwrite:
+            try:
+                link(path.name)
+            except FileExistsError:
+                raise TargetExistsError(str(path)) from None
+            return
+        tmp = f".{path.name}.{secrets.token_hex(4)}.part"  # a name only between these two calls
+        link(tmp)
+        try:
+            os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        finally:
+            try:
+                os.unlink(tmp, dir_fd=folder)
+            except FileNotFoundError:
+                pass
+    finally:
+        os.close(folder)
 
 
 class TargetExistsError(FileExistsError):

@@ -1,0 +1,173 @@
+"""Upscaling a video frame by frame, streaming: decode, network and encode overlap in three threads, and
+memory holds a few frames whatever the length.
+
+The decoder thread reads the file in order and passes on frames (RGB) and the packets of the audio and
+subtitle streams; the calling thread upscales the frames; the encoder thread encodes them and writes
+everything, in the order read, into a file with no name until it is complete (imaging.files.atomic_file).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+import numpy as np
+
+from superres.errors import SuperresError
+from superres.imaging.files import TargetExistsError, atomic_file
+from superres.imaging.io import Picture, PictureStream
+from superres.imaging.video import Frame, VideoError, VideoReader, VideoWriter
+from superres.inference.denoise import DenoiseChoice
+from superres.inference.sizes import OutputSize
+from superres.inference.threads import END, Worker, get, put
+
+log = logging.getLogger(__name__)
+
+QUEUE_FRAMES = 4  # frames waiting between two threads, at most
+
+
+class FrameUpscaler(Protocol):
+    """What upscale_video needs of an upscaler (api.ImageUpscaler has it)."""
+
+    size: OutputSize
+
+    def choose_denoise(self, picture: Picture) -> DenoiseChoice: ...
+
+    def stream(self, picture: Picture, denoise: DenoiseChoice | None = None) -> PictureStream: ...
+
+
+@dataclass
+class VideoResult:
+    frames: int
+    size: tuple[int, int]  # (height, width) of the output frames
+    denoise: DenoiseChoice
+
+
+def output_shape(size: OutputSize, frame: tuple[int, int], rotation: int) -> tuple[int, int]:
+    """(height, width) of the stored output frames. Sizes given by the user mean the picture as displayed:
+    for a stream turned by 90 degrees, the stored frames' sides swap."""
+    turned = rotation % 180 == 90
+    shape = size.shape_for(frame[::-1] if turned else frame)
+    return shape[::-1] if turned else shape
+
+
+def upscale_video(source: str | Path, target: str | Path, upscaler: FrameUpscaler, *, codec: str | None = None,
+                  crf: int | None = None, pix_fmt: str | None = None, overwrite: bool = False,
+                  progress: Callable[[Iterable, int], Iterable] | None = None) -> VideoResult:
+    """Upscale every frame of `source` and write the video `target` (container from its extension).
+
+    The denoise strength is chosen once, from the first frame, so that it cannot change from frame to frame.
+    codec, crf, pix_fmt: see imaging.video.VideoWriter. progress(iterable, total) wraps the frame loop (e.g.
+    tqdm). On any error or interruption nothing is left at `target` (an existing file there is kept)."""
+    source, target = Path(source), Path(target)
+    if target.exists() and not overwrite:
+        raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
+    stop = threading.Event()
+    frames_in: queue.Queue = queue.Queue(QUEUE_FRAMES)
+    frames_out: queue.Queue = queue.Queue(QUEUE_FRAMES)
+    with VideoReader(source) as reader:
+        items = reader.items()
+        ahead = []  # decoding starts here, so that the first frame's size and rotation are known
+        while not isinstance(ahead[-1] if ahead else None, Frame):
+            ahead.append(next(items))  # (audio packets may come before it)
+        first = ahead[-1].pixels
+        shape = output_shape(upscaler.size, first.shape[:2], reader.info.rotation)
+        choice = upscaler.choose_denoise(Picture(first))
+        log.info("%s: %dx%d, %s frames, rotation %d; output %dx%d; %s", source.name, first.shape[1], first.shape[0],
+                 reader.info.frames or "?", reader.info.rotation, shape[1], shape[0], choice.describe())
+
+        def decode() -> None:
+            for item in _chain(ahead, items):
+                put(frames_in, item, stop)
+                if stop.is_set():
+                    return
+            put(frames_in, END, stop)
+
+        try:
+            with atomic_file(target, overwrite) as file:
+                writer = VideoWriter(file, target.suffix, reader, shape, codec, crf, pix_fmt, name=target)
+                log.debug("%s: writing", target)
+
+                def encode() -> None:
+                    while (item := get(frames_out, stop)) is not END:
+                        if isinstance(item, Frame):
+                            writer.write_frame(item.pixels, item.pts)
+                        else:
+                            writer.copy_packet(item)
+
+                try:
+                    decoder = Worker(decode, "superres-decode")
+                    encoder = Worker(encode, "superres-encode")
+                    count = _run_frames(frames_in, frames_out, decoder, encoder, upscaler, choice, stop, shape,
+                                        progress, reader.info.frames)
+                    encoder.thread.join()
+                    for worker in (encoder, decoder):
+                        if worker.error is not None:
+                            raise worker.error
+                    writer.close()
+                except BaseException:
+                    stop.set()
+                    writer.abort()  # the unnamed file is then dropped: nothing appears at target
+                    raise
+        except TargetExistsError:
+            raise SuperresError(f"{target}: already exists (use --overwrite to replace it)") from None
+        except OSError as e:
+            raise VideoError(f"{target}: cannot write ({e.strerror or e})") from e
+        except _av_errors() as e:
+            raise VideoError(f"{target}: the encoder failed ({str(e).strip() or type(e).__name__})") from e
+        finally:
+            stop.set()
+    return VideoResult(count, shape, choice)
+
+
+def _chain(first: list, rest: Iterable) -> Iterable:
+    yield from first
+    yield from rest
+
+
+def _run_frames(frames_in: queue.Queue, frames_out: queue.Queue, decoder: Worker, encoder: Worker,
+                upscaler: FrameUpscaler, choice: DenoiseChoice, stop: threading.Event, shape: tuple[int, int],
+                progress, total: int) -> int:
+    """The calling thread's part: frames from the decoder, upscaled, to the encoder; packets passed on."""
+    count = 0
+
+    def frames():
+        while (item := get(frames_in, stop, decoder.alive)) is not END:
+            yield item
+
+    try:
+        bar = progress(frames(), total) if progress is not None else frames()
+        for item in bar:
+            if not encoder.alive():  # it failed: its error is raised by the caller
+                return count
+            if isinstance(item, Frame):
+                out = upscaler.stream(Picture(item.pixels), choice).collect().pixels
+                if out.shape[:2] != shape:
+                    raise SuperresError(f"a frame of {item.pixels.shape[1]}x{item.pixels.shape[0]} changed the "
+                                        f"picture size mid-stream; this is not supported")
+                if out.ndim == 2:
+                    out = np.repeat(out[..., None], 3, axis=2)
+                item = replace(item, pixels=out)
+                count += 1
+            if not put(frames_out, item, stop, encoder.alive):
+                return count
+        if decoder.error is not None:
+            raise decoder.error
+        put(frames_out, END, stop, encoder.alive)
+    except BaseException:
+        stop.set()
+        encoder.thread.join()
+        raise
+    return count
+
+
+def _av_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import av  # noqa: PLC0415
+    except ImportError:
+        return ()
+    return (av.FFmpegError,)
