@@ -94,8 +94,9 @@ class _Writer:
                         raise _Abandoned
                     yield band
 
+            bands_in = rows()
             try:
-                write_image(job.target, PictureStream(stream.height, stream.width, rows(), stream.alpha,
+                write_image(job.target, PictureStream(stream.height, stream.width, bands_in, stream.alpha,
                                                       stream.icc_profile), overwrite=self.overwrite)
                 self.outcome.done.append(job)
                 log.info("%s -> %s", job.source, job.target)
@@ -103,7 +104,10 @@ class _Writer:
                 continue
             except SuperresError as e:
                 self.outcome.errors.append(str(e))
-                for _ in rows():  # let the network thread finish handing over this image's bands
+                try:
+                    for _ in bands_in:  # let the network thread finish handing over this image's bands
+                        pass
+                except _Abandoned:
                     pass
 
 

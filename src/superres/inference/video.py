@@ -8,6 +8,7 @@ everything, in the order read, into a file with no name until it is complete (im
 
 from __future__ import annotations
 
+import copy
 import logging
 import queue
 import threading
@@ -76,6 +77,9 @@ def upscale_video(source: str | Path, target: str | Path, upscaler: FrameUpscale
             ahead.append(next(items))  # (audio packets may come before it)
         first = ahead[-1].pixels
         shape = output_shape(upscaler.size, first.shape[:2], reader.info.rotation)
+        if shape != upscaler.size.shape_for(first.shape[:2]):  # a turned stream given a width or height
+            upscaler = copy.copy(upscaler)
+            upscaler.size = OutputSize(width=shape[1], height=shape[0])
         choice = upscaler.choose_denoise(Picture(first))
         log.info("%s: %dx%d, %s frames, rotation %d; output %dx%d; %s", source.name, first.shape[1], first.shape[0],
                  reader.info.frames or "?", reader.info.rotation, shape[1], shape[0], choice.describe())
