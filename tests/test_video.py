@@ -263,3 +263,14 @@ def test_interrupted_video_leaves_nothing(tmp_path, how):
     if how == signal.SIGTERM:
         assert proc.returncode == 130 and "interrupted" in rest and "Traceback" not in rest
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_ten_bit_video_stays_ten_bit(tmp_path, capsys, nearest):
+    clip = make_clip(tmp_path / "deep.mkv", frames=3, pix_fmt="yuv420p10le", audio=False, rotation=0)
+    with VideoReader(clip) as reader:
+        frame = next(f for f in reader.items())
+    assert reader.info.deep and frame.pixels.dtype == np.uint16 and frame.pixels.max() > 255
+    code, err = run(capsys, "upscale", clip, "--model", nearest, "-o", tmp_path / "out.mkv")
+    assert code == 0, err
+    out = describe(tmp_path / "out.mkv")
+    assert out["pix_fmt"] == "yuv420p10le" and out["frames"] == 3 and out["size"] == (128, 96)
