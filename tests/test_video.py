@@ -20,10 +20,11 @@ av = pytest.importorskip("av")
 
 
 def make_clip(path, frames=50, rate=25, size=(64, 48), audio=True, rotation=90, codec="libx264",
-              pix_fmt="yuv420p", pts=None, subtitles=False, colour=None, photo=None):
-    """A clip with a moving bar over a still picture; `pts` (in 1/rate) for variable frame rate."""
+              pix_fmt="yuv420p", pts=None, subtitles=False, colour=None, photo=None, options=None, audio_start=0):
+    """A clip with a moving bar over a still picture; `pts` (in 1/rate) for variable frame rate;
+    audio_start: the audio's first timestamp, in samples (48 kHz)."""
     w, h = size
-    out = av.open(str(path), "w")
+    out = av.open(str(path), "w", options=options or {})
     v = out.add_stream(codec, rate=rate)
     v.width, v.height, v.pix_fmt = w, h, pix_fmt
     v.codec_context.time_base = Fraction(1, rate)
@@ -54,7 +55,7 @@ def make_clip(path, frames=50, rate=25, size=(64, 48), audio=True, rotation=90, 
         wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
         for k in range(0, len(wave), 1024):
             af = av.AudioFrame.from_ndarray(wave[None, k:k + 1024], format="flt", layout="mono")
-            af.sample_rate, af.pts = sr, k
+            af.sample_rate, af.pts = sr, audio_start + k
             for p in a.encode(af):
                 out.mux(p)
         for p in a.encode():
@@ -203,15 +204,44 @@ def test_truncated_and_bad_videos_are_one_line_errors(tmp_path, capsys, nearest)
 
 
 def test_a_clip_cut_mid_stream_is_an_error(tmp_path, capsys, nearest):
-    """A file that declares 40 frames but holds fewer is refused, and nothing is written."""
-    clip = make_clip(tmp_path / "clip.mkv", frames=40, audio=False, rotation=0)
+    """An MP4 with its index first ('faststart'), cut after two thirds: FFmpeg alone would decode the first
+    frames and stop quietly; the index points past the end of the file, so it is refused."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=40, audio=False, rotation=0, options={"movflags": "faststart"})
     data = clip.read_bytes()
-    (tmp_path / "cut.mkv").write_bytes(data[: len(data) * 2 // 3])
-    code, err = run(capsys, "upscale", tmp_path / "cut.mkv", "--model", nearest, "-o", tmp_path / "out.mkv")
-    if code == 0:  # Matroska declares no frame count: the cut clip is a shorter clip
-        assert describe(tmp_path / "out.mkv")["frames"] == describe(tmp_path / "cut.mkv")["frames"] < 40
-    else:
-        assert "cut.mkv" in err and not (tmp_path / "out.mkv").exists()
+    assert data[4:8] == b"ftyp" and b"moov" in data[:64]
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) * 2 // 3])
+    code, err = run(capsys, "upscale", tmp_path / "cut.mp4", "--model", nearest, "-o", tmp_path / "out.mp4")
+    assert code == 1 and "cut.mp4: truncated: its index points" in err and not (tmp_path / "out.mp4").exists()
+    code, err = run(capsys, "upscale", clip, "--model", nearest, "-o", tmp_path / "whole.mp4")
+    assert code == 0 and describe(tmp_path / "whole.mp4")["frames"] == 40
+
+
+def test_audio_start_time_is_kept_when_reencoded(tmp_path, capsys, nearest):
+    """Audio that starts a second after the picture still does after AAC is re-encoded to Opus for WebM."""
+    clip = make_clip(tmp_path / "late.mkv", frames=50, rotation=0, audio_start=48000)
+    code, err = run(capsys, "upscale", clip, "--model", nearest, "--codec", "vp9", "-o", tmp_path / "late.webm")
+    assert code == 0 and "re-encoding it as opus" in err
+
+    def audio_start(path):
+        with av.open(str(path)) as c:
+            frame = next(c.decode(audio=0))
+            return float(frame.pts * frame.time_base)
+
+    assert abs(audio_start(clip) - 1.0) < 0.03
+    assert abs(audio_start(tmp_path / "late.webm") - audio_start(clip)) < 0.03
+
+
+def test_images_are_not_taken_for_videos(tmp_path, photo):
+    from PIL import Image
+
+    for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"):
+        for k in range(40):  # GIFs start with 'G' = 0x47, MPEG-TS's sync byte: vary the content
+            path = tmp_path / f"{k}.{fmt.lower()}"
+            Image.fromarray(np.roll(photo, 7 * k, axis=1)).save(path, fmt)
+            assert not looks_like_video(path), (fmt, k)
+    heic = tmp_path / "x.heic"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    assert not looks_like_video(heic)
 
 
 def test_odd_output_sizes_and_bad_options_are_refused(tmp_path, capsys, nearest):
@@ -226,6 +256,8 @@ def test_odd_output_sizes_and_bad_options_are_refused(tmp_path, capsys, nearest)
     assert code == 1 and "unknown video encoder 'nonesuch'" in err
     code, err = run(capsys, "upscale", clip, "-o", tmp_path / "c.png")
     assert code == 1 and "must be a video file" in err
+    code, err = run(capsys, "upscale", clip, "--max-pixels", "3000", "-o", tmp_path / "d.mp4")
+    assert code == 1 and "64x48 = 3,072 pixels are over the limit of 3,000" in err
 
 
 def test_rotated_clip_sizes_mean_the_displayed_picture(tmp_path, capsys):

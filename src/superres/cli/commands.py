@@ -95,6 +95,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             self_ensemble=args.self_ensemble, backend=args.backend, denoise=args.denoise)
         jobs, plan_errors = plan_jobs(files, args, runner.size.label())
         errors += plan_errors
+        ranks.barrier()  # every process plans before any writes, so all see the same existing files
         shown = not args.quiet and sys.stderr.isatty() and ranks.rank == 0
         outcome = run_batch(
             share(jobs, ranks.rank, ranks.world), runner, overwrite=args.overwrite,

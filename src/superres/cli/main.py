@@ -15,6 +15,7 @@ import traceback
 
 from superres.cli.commands import (cmd_degrade, cmd_demo, cmd_eval, cmd_export, cmd_info, cmd_models, cmd_train,
                                cmd_upscale)
+from superres.cli.serve import add_serve_parser, cmd_serve
 from superres.errors import SuperresError
 
 log = logging.getLogger("superres")
@@ -127,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder; writes <stem>x<scale>.png, or .jpg where the last step is a JPEG save")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", "-q", action="store_true")
+
+    add_serve_parser(sub)
 
     p = sub.add_parser("info", help="the layers of a model: output shapes, parameters, multiply-adds")
     p.add_argument("model", help="bundled model name, preset, or weights file")
@@ -275,4 +278,4 @@ def _stop_on_sigterm():
         return None
 
 
-COMMANDS = {"upscale": cmd_upscale, "degrade": cmd_degrade, "info": cmd_info, "models": cmd_models, "demo": cmd_demo, "eval": cmd_eval, "train": cmd_train, "export": cmd_export}
+COMMANDS = {"upscale": cmd_upscale, "degrade": cmd_degrade, "info": cmd_info, "models": cmd_models, "demo": cmd_demo, "eval": cmd_eval, "train": cmd_train, "export": cmd_export, "serve": cmd_serve}

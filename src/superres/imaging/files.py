@@ -53,6 +53,8 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Bin
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        if not os.path.isdir("/proc/self/fd"):  # the unnamed file is named through /proc (linkat)
+            raise AttributeError
         fd = os.open(path.parent, os.O_TMPFILE | os.O_RDWR, 0o666)  # the umask applies
     except (AttributeError, OSError) as e:  # no O_TMPFILE (not Linux, or e.g. some network file systems)
         if isinstance(e, OSError) and e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):

@@ -37,20 +37,29 @@ class VideoError(ImageError):
     """A video that cannot be read or written."""
 
 
+IMAGE_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}  # ISO files that are images
+
+
 def looks_like_video(path: str | Path) -> bool:
     """Whether a file's first bytes are those of a video container (MP4/MOV, Matroska/WebM, AVI, MPEG-TS/PS,
-    FLV, Ogg, ASF, Y4M), whatever its name."""
+    FLV, Ogg, ASF, Y4M), whatever its name. Image signatures (PNG, JPEG, GIF, BMP, TIFF, WebP, HEIF/AVIF)
+    are never videos."""
     try:
         with open(path, "rb") as f:
-            head = f.read(376)
+            head = f.read(512)
     except OSError:
         return False
-    return (head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide") and head[4:8] != b""  # ISO media / QuickTime
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")) \
+            or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return False
+    if head[4:8] == b"ftyp":  # ISO media: MP4, MOV, 3GP, ... but also HEIC and AVIF pictures
+        return head[8:12] not in IMAGE_BRANDS
+    return (head[4:8] in (b"moov", b"mdat", b"free", b"wide")  # QuickTime without ftyp
             or head[:4] == b"\x1a\x45\xdf\xa3"  # EBML: Matroska, WebM
             or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
-            or (len(head) >= 189 and head[0] == head[188] == 0x47)  # MPEG-TS sync bytes, 188 apart
+            or (len(head) > 376 and head[0] == head[188] == head[376] == 0x47)  # MPEG-TS: sync bytes 188 apart
             or head[:4] == b"\x00\x00\x01\xba"  # MPEG program stream
-            or head[:3] == b"FLV" or head[:4] == b"OggS" and b"theora" in head
+            or head[:3] == b"FLV" or (head[:4] == b"OggS" and b"theora" in head)
             or head[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # ASF / WMV
             or head[:10] == b"YUV4MPEG2 ")
 
@@ -110,6 +119,12 @@ class VideoReader:
             raise VideoError(f"{path}: holds no video stream")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
+        entries = self.stream.index_entries  # an index (MP4's sample table) that points past the end: cut short
+        end = max((e.pos + e.size for e in entries), default=0) if entries is not None else 0
+        if end > self.path.stat().st_size:
+            self.container.close()
+            raise VideoError(f"{path}: truncated: its index points {end - self.path.stat().st_size:,} bytes past "
+                             f"the end of the file")
         self.copied = [s for s in self.container.streams if s.type in ("audio", "subtitle")]
         cc = self.stream.codec_context
         if not cc.width or not cc.height or cc.format is None:
@@ -169,9 +184,9 @@ class VideoReader:
         if count == 0:
             raise VideoError(f"{self.path}: no video frame could be decoded (truncated or corrupt?)")
         declared = self.stream.frames
-        if declared and count < declared:
-            raise VideoError(f"{self.path}: only {count} of the {declared} frames the file declares could be "
-                             f"decoded; it is truncated or corrupt")
+        if declared and count < declared:  # an edit list (a trimmed clip) also shows fewer: not an error
+            log.warning("%s: %d of the %d frames the file declares were decoded (trimmed by an edit list, or "
+                        "truncated)", self.path, count, declared)
 
 
 def _reason(e: Exception) -> str:
@@ -333,7 +348,9 @@ class VideoWriter:
                 self.out.mux(encoded)
                 return
             for frame in packet.decode():
-                frame.pts = None  # the encoder counts samples itself
+                if frame.pts is not None:  # the source's time, counted in samples, so that sync is kept
+                    rate = out.codec_context.sample_rate
+                    frame.pts, frame.time_base = round(frame.pts * frame.time_base * rate), Fraction(1, rate)
                 for p in out.encode(frame):
                     self.out.mux(p)
 

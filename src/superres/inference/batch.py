@@ -139,6 +139,8 @@ def run_batch(jobs: list[Job], upscaler: FrameUpscaler, *, overwrite: bool = Fal
                     item = e
                 except MemoryError:
                     item = SuperresError(f"{job.source}: out of memory while reading it")
+                except Exception as e:  # noqa: BLE001 - one file's surprise must not end the batch
+                    item = SuperresError(f"{job.source}: cannot be read ({type(e).__name__}: {e})")
             if not put(ready, (job, item), stop):
                 return
         put(ready, END, stop)
@@ -157,7 +159,7 @@ def run_batch(jobs: list[Job], upscaler: FrameUpscaler, *, overwrite: bool = Fal
                     raise item
                 if job.video:
                     result = upscale_video(job.source, job.target, upscaler, overwrite=overwrite,
-                                           progress=frame_progress, **(video or {}))
+                                           max_pixels=max_pixels, progress=frame_progress, **(video or {}))
                     outcome.done.append(job)
                     log.info("%s -> %s (%d frames)", job.source, job.target, result.frames)
                 else:
@@ -201,6 +203,13 @@ class Ranks:
         if self.world > 1 and asked in ("auto", "cuda") and torch.cuda.is_available():
             return f"cuda:{self.local_rank % torch.cuda.device_count()}"
         return asked
+
+    def barrier(self) -> None:
+        """Wait until every process is here (no-op alone)."""
+        if self.world > 1:
+            import torch.distributed as dist  # noqa: PLC0415
+
+            dist.barrier()
 
     def gather(self, value: Any) -> list[Any]:
         """Every process's value, in rank order, on every process."""

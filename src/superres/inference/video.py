@@ -20,7 +20,7 @@ import numpy as np
 
 from superres.errors import SuperresError
 from superres.imaging.files import TargetExistsError, atomic_file
-from superres.imaging.io import Picture, PictureStream
+from superres.imaging.io import DEFAULT_MAX_PIXELS, Picture, PictureStream
 from superres.imaging.video import Frame, VideoError, VideoReader, VideoWriter
 from superres.inference.denoise import DenoiseChoice
 from superres.inference.sizes import OutputSize
@@ -58,11 +58,12 @@ def output_shape(size: OutputSize, frame: tuple[int, int], rotation: int) -> tup
 
 def upscale_video(source: str | Path, target: str | Path, upscaler: FrameUpscaler, *, codec: str | None = None,
                   crf: int | None = None, pix_fmt: str | None = None, overwrite: bool = False,
+                  max_pixels: int | None = DEFAULT_MAX_PIXELS,
                   progress: Callable[[Iterable, int], Iterable] | None = None) -> VideoResult:
     """Upscale every frame of `source` and write the video `target` (container from its extension).
 
     The denoise strength is chosen once, from the first frame, so that it cannot change from frame to frame.
-    codec, crf, pix_fmt: see imaging.video.VideoWriter. progress(iterable, total) wraps the frame loop (e.g.
+    codec, crf, pix_fmt: see imaging.video.VideoWriter; max_pixels: the largest frame accepted. progress(iterable, total) wraps the frame loop (e.g.
     tqdm). On any error or interruption nothing is left at `target` (an existing file there is kept)."""
     source, target = Path(source), Path(target)
     if target.exists() and not overwrite:
@@ -71,6 +72,10 @@ def upscale_video(source: str | Path, target: str | Path, upscaler: FrameUpscale
     frames_in: queue.Queue = queue.Queue(QUEUE_FRAMES)
     frames_out: queue.Queue = queue.Queue(QUEUE_FRAMES)
     with VideoReader(source) as reader:
+        w, h = reader.info.width, reader.info.height
+        if max_pixels is not None and w * h > max_pixels:
+            raise VideoError(f"{source}: frames of {w}x{h} = {w * h:,} pixels are over the limit of {max_pixels:,}; "
+                             f"raise the limit (--max-pixels) if the video is genuine")
         items = reader.items()
         ahead = []  # decoding starts here, so that the first frame's size and rotation are known
         while not isinstance(ahead[-1] if ahead else None, Frame):
@@ -103,18 +108,23 @@ def upscale_video(source: str | Path, target: str | Path, upscaler: FrameUpscale
                         else:
                             writer.copy_packet(item)
 
+                decoder = encoder = None
                 try:
                     decoder = Worker(decode, "superres-decode")
                     encoder = Worker(encode, "superres-encode")
-                    count = _run_frames(frames_in, frames_out, decoder, encoder, upscaler, choice, stop, shape,
+                    count = _run_frames(source, frames_in, frames_out, decoder, encoder, upscaler, choice, stop, shape,
                                         progress, reader.info.frames)
-                    encoder.thread.join()
                     for worker in (encoder, decoder):
-                        if worker.error is not None:
-                            raise worker.error
+                        worker.join()  # raises what failed in it
                     writer.close()
                 except BaseException:
                     stop.set()
+                    for worker in (w for w in (encoder, decoder) if w is not None):
+                        while worker.alive():  # (a second Ctrl-C must not leave them using what is closed)
+                            try:
+                                worker.thread.join()
+                            except KeyboardInterrupt:
+                                pass
                     writer.abort()  # the unnamed file is then dropped: nothing appears at target
                     raise
         except TargetExistsError:
@@ -133,7 +143,7 @@ def _chain(first: list, rest: Iterable) -> Iterable:
     yield from rest
 
 
-def _run_frames(frames_in: queue.Queue, frames_out: queue.Queue, decoder: Worker, encoder: Worker,
+def _run_frames(source: Path, frames_in: queue.Queue, frames_out: queue.Queue, decoder: Worker, encoder: Worker,
                 upscaler: FrameUpscaler, choice: DenoiseChoice, stop: threading.Event, shape: tuple[int, int],
                 progress, total: int) -> int:
     """The calling thread's part: frames from the decoder, upscaled, to the encoder; packets passed on."""
@@ -151,8 +161,8 @@ def _run_frames(frames_in: queue.Queue, frames_out: queue.Queue, decoder: Worker
             if isinstance(item, Frame):
                 out = upscaler.stream(Picture(item.pixels), choice).collect().pixels
                 if out.shape[:2] != shape:
-                    raise SuperresError(f"a frame of {item.pixels.shape[1]}x{item.pixels.shape[0]} changed the "
-                                        f"picture size mid-stream; this is not supported")
+                    raise SuperresError(f"{source}: a frame of {item.pixels.shape[1]}x{item.pixels.shape[0]} changes "
+                                        f"the picture size mid-stream; this is not supported")
                 if out.ndim == 2:
                     out = np.repeat(out[..., None], 3, axis=2)
                 item = replace(item, pixels=out)
@@ -163,8 +173,7 @@ def _run_frames(frames_in: queue.Queue, frames_out: queue.Queue, decoder: Worker
             raise decoder.error
         put(frames_out, END, stop, encoder.alive)
     except BaseException:
-        stop.set()
-        encoder.thread.join()
+        stop.set()  # the caller joins the threads
         raise
     return count
 

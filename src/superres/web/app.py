@@ -1,0 +1,294 @@
+"""The web page and its HTTP API, as a Starlette app (the optional extra `superres[serve]`).
+
+    GET  /                       the page (static files under /static; no CDN, works offline)
+    GET  /api/info               the models, options and limits the page offers
+    POST /api/upscale            multipart: the file in 'image', options named as the CLI's; answers with
+                                 the upscaled image in the input's format, or 4xx {"error": "..."}
+    POST /api/jobs               the same, answered at once with a job (202) whose progress can be read:
+    GET  /api/jobs/{id}          {"state": queued|running|done|failed|cancelled, "progress": 0..1, ...}
+    GET  /api/jobs/{id}/result   the image, once; its files are deleted once it is sent
+    DELETE /api/jobs/{id}        cancel (POST /api/jobs/{id}/cancel does the same, for navigator.sendBeacon)
+
+Requests whose Host header is not the served address are refused (DNS rebinding), as are cross-site
+requests that change anything (an Origin other than the page's, or Sec-Fetch-Site: cross-site).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import mimetypes
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from PIL import Image, UnidentifiedImageError
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from superres.errors import SuperresError
+from superres.imaging.io import DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_FORMATS
+from superres.web.jobs import Job, JobQueue, Options, QueueFull
+from superres.web.upload import UploadError, discard, read_upload
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+DEFAULT_MAX_UPLOAD = 64 * 2**20
+MAX_OUTPUT_PIXELS = 400_000_000
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class Server:
+    """The app's state: the job queue and the upscalers it runs, one per set of options (a few kept)."""
+
+    def __init__(self, device: str = "auto", precision: str = "auto", max_upload: int = DEFAULT_MAX_UPLOAD,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, max_waiting: int = 8, heartbeat: float = 30.0,
+                 keep: float = 600.0) -> None:
+        self.device, self.precision = device, precision
+        self.max_upload, self.max_pixels = max_upload, max_pixels
+        self.runners: OrderedDict[Options, object] = OrderedDict()
+        self.runners_lock = threading.Lock()
+        self.queue = JobQueue(self.runner, max_waiting=max_waiting, max_pixels=max_pixels, heartbeat=heartbeat,
+                              keep=keep)
+
+    def runner(self, options: Options):
+        """The ImageUpscaler for `options`, made once (the four most recent are kept)."""
+        from superres.api import ImageUpscaler  # noqa: PLC0415
+
+        with self.runners_lock:
+            if options in self.runners:
+                self.runners.move_to_end(options)
+                return self.runners[options]
+            runner = ImageUpscaler(scale=options.scale, size=options.size, model=options.model,
+                                   denoise=options.denoise, self_ensemble=options.self_ensemble, device=self.device,
+                                   precision=self.precision)
+            self.runners[options] = runner
+            while len(self.runners) > 4:
+                self.runners.popitem(last=False)
+            return runner
+
+
+def parse_options(fields: dict[str, str]) -> Options:
+    """Options from form fields named as the CLI's flags: scale, size (WxH), width, height, model, denoise,
+    self_ensemble. Raises SuperresError with a one-line reason."""
+    known = {"scale", "size", "width", "height", "model", "denoise", "self_ensemble"}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise SuperresError(f"unknown option(s) {', '.join(unknown)}; use {', '.join(sorted(known))}")
+    text = {k: v.strip() for k, v in fields.items() if v.strip()}
+    scale = size = None
+    try:
+        if "scale" in text:
+            scale = float(text["scale"])
+        if "size" in text:
+            w, h = text["size"].lower().split("x")
+            size = (int(w), int(h))
+    except ValueError:
+        raise SuperresError("scale must be a number (e.g. 2 or 2.5) and size WIDTHxHEIGHT (e.g. 1920x1080)") from None
+    if "width" in text or "height" in text:
+        raise SuperresError("give size=WIDTHxHEIGHT; width or height alone are not taken here")
+    if scale is not None and size is not None:
+        raise SuperresError("give a scale or a size, not both")
+    if scale is not None and not 0 < scale <= 16:
+        raise SuperresError(f"scale must be above 0 and at most 16, got {text['scale']}")
+    if size is not None and min(size) < 1:
+        raise SuperresError(f"size must be positive, got {text['size']}")
+    denoise: float | str | None = text.get("denoise", "auto")
+    if denoise not in ("auto", "off"):
+        try:
+            denoise = float(denoise)
+        except ValueError:
+            raise SuperresError(f"denoise must be auto, off or a strength from 0 to 1, got {denoise}") from None
+    ensemble = text.get("self_ensemble", "false").lower()
+    if ensemble not in ("1", "0", "true", "false", "on", "off", "yes", "no"):
+        raise SuperresError(f"self_ensemble must be true or false, got {ensemble}")
+    return Options(model=text.get("model"), scale=scale, size=size, denoise=None if denoise == "off" else denoise,
+                   self_ensemble=ensemble in ("1", "true", "on", "yes"))
+
+
+def create_app(host: str = "127.0.0.1", port: int = 8000, server: Server | None = None,
+               allowed_hosts: list[str] | None = None) -> Starlette:
+    """The ASGI app. allowed_hosts: Host header values accepted besides the served address (and, for a
+    loopback address, localhost, 127.0.0.1 and [::1]); a server on 0.0.0.0 or :: accepts any Host."""
+    server = server or Server()
+    hosts = {h.lower() for h in allowed_hosts or []}
+    names = LOOPBACK if host in LOOPBACK else {host}
+    hosts |= {f"{n}:{port}" for n in names} | ({*names} if port == 80 else set())
+    any_host = host in ("0.0.0.0", "::", "")
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def info(request: Request) -> Response:
+        from superres.models.registry import PRETRAINED  # noqa: PLC0415
+
+        models = [{"name": e.name, "default": e.default, "photo": e.photo} for e in PRETRAINED.values()]
+        return JSONResponse({"models": models, "max_upload_bytes": server.max_upload, "max_pixels": server.max_pixels,
+                             "formats": sorted({s.lstrip(".") for s in READ_SUFFIXES}),
+                             "queue": server.queue.waiting.maxsize})
+
+    async def submit(request: Request) -> Job | Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > server.max_upload + 64 * 1024:
+            return error(413, f"the upload is {int(length):,} bytes, over the limit of {server.max_upload:,}")
+        try:
+            upload = await read_upload(request.headers.get("content-type", ""), request.stream(), "image",
+                                       server.max_upload, server.queue.upload_path)
+        except UploadError as e:
+            return error(e.status, str(e))
+        try:
+            options = parse_options({k: v for k, v in upload.fields.items()})
+            await run_in_threadpool(check_image, upload.path, upload.name, server, options)
+            return server.queue.submit(Job(upload.name, upload.path, options))
+        except _Refused as e:
+            discard(upload)
+            return error(e.status, str(e))
+        except SuperresError as e:
+            discard(upload)
+            return error(422, str(e).replace(str(upload.path), upload.name))
+        except QueueFull:
+            discard(upload)
+            return error(503, "busy: the queue is full; try again shortly", {"Retry-After": str(server_retry(server))})
+
+    async def upscale(request: Request) -> Response:
+        job = await submit(request)
+        if isinstance(job, Response):
+            return job
+        while not job.finished.done():  # the client waits here; if it goes away, the job is cancelled
+            job.seen = time.monotonic()
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job.finished)), timeout=0.5)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    server.queue.cancel(job.id)
+                    return error(499, "the client went away")
+        return result_response(job)
+
+    async def jobs(request: Request) -> Response:
+        job = await submit(request)
+        if isinstance(job, Response):
+            return job
+        return JSONResponse(job.public(), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
+
+    async def job_status(request: Request) -> Response:
+        job = server.queue.get(request.path_params["id"])
+        if job is None:
+            return error(404, "no such job (finished and fetched, cancelled, or expired)")
+        return JSONResponse(job.public())
+
+    async def job_result(request: Request) -> Response:
+        job = server.queue.get(request.path_params["id"])
+        if job is None:
+            return error(404, "no such job (finished and fetched, cancelled, or expired)")
+        if not job.ended:
+            return error(409, f"the job is {job.state}; ask for the result once it is done")
+        return result_response(job)
+
+    def result_response(job: Job) -> Response:
+        if job.state == "failed":
+            server.queue.cancel(job.id)
+            return error(422, job.error or "failed")
+        path = server.queue.take_result(job) if job.state == "done" else None
+        if path is None:
+            return error(410, "the job was cancelled")
+        stem = Path(job.name).stem
+        label = (f"x{job.options.scale:g}" if job.options.scale else
+                 f"{job.size[0]}x{job.size[1]}" if job.options.size else "x2")
+        return FileResponse(path, media_type=mimetypes.guess_type(job.name)[0] or "application/octet-stream",
+                            filename=f"{stem}_{label}{path.suffix}",
+                            headers={"X-Superres-Width": str(job.size[0]), "X-Superres-Height": str(job.size[1]),
+                                     "X-Superres-Seconds": str(job.seconds), "Cache-Control": "no-store"},
+                            background=BackgroundTask(path.unlink, missing_ok=True))
+
+    async def cancel(request: Request) -> Response:
+        job = server.queue.cancel(request.path_params["id"])
+        return Response(status_code=204) if job is not None else error(404, "no such job")
+
+    routes = [
+        Route("/", page),
+        Route("/api/info", info),
+        Route("/api/upscale", upscale, methods=["POST"]),
+        Route("/api/jobs", jobs, methods=["POST"]),
+        Route("/api/jobs/{id}", job_status, methods=["GET"]),
+        Route("/api/jobs/{id}", cancel, methods=["DELETE"]),
+        Route("/api/jobs/{id}/cancel", cancel, methods=["POST"]),
+        Route("/api/jobs/{id}/result", job_result, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        server.queue.close()  # cancels what runs, deletes the private folder
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.server = server
+    return _Guard(app, hosts, any_host)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_image(path: Path, name: str, server: Server, options: Options) -> None:
+    """Refuse, before it takes a place in the queue, what is not an image, too large, or has options that
+    cannot be met (e.g. an unknown model): 422, or 413 for sizes over the limits."""
+    if Path(name).suffix.lower() not in WRITE_FORMATS:
+        raise _Refused(422, f"{name}: give a file named .png, .jpg, .webp, .bmp, .tif or .gif; the result comes "
+                            f"back in the same format")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise _Refused(422, f"{name}: not an image, or a format that cannot be read") from None
+    if server.max_pixels is not None and w * h > server.max_pixels:
+        raise _Refused(413, f"{name}: {w}x{h} = {w * h:,} pixels is over the limit of {server.max_pixels:,}")
+    runner = server.runner(options)  # an unknown model or a bad denoise is a SuperresError here
+    out_h, out_w = runner.size.shape_for((h, w))
+    if out_w * out_h > MAX_OUTPUT_PIXELS:
+        raise _Refused(413, f"{name}: the output would be {out_w}x{out_h}, over the limit of "
+                            f"{MAX_OUTPUT_PIXELS:,} pixels")
+
+
+def server_retry(server: Server) -> int:
+    """Seconds a client should wait before retrying, from the queue's length (at least 1)."""
+    return max(1, server.queue.waiting.qsize())
+
+
+class _Guard:
+    """ASGI middleware: the Host check (DNS rebinding) and the cross-site check, answered with 403 JSON."""
+
+    def __init__(self, app: Starlette, hosts: set[str], any_host: bool) -> None:
+        self.app, self.hosts, self.any_host = app, hosts, any_host
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "").lower()
+        reason = None
+        if not self.any_host and host not in self.hosts:
+            reason = f"host '{host}' is not this server's address; refused (DNS rebinding protection)"
+        elif scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            origin = headers.get("origin")
+            if headers.get("sec-fetch-site") == "cross-site" or (
+                    origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != host)):
+                reason = "cross-site request refused"
+        if reason is None:
+            return await self.app(scope, receive, send)
+        await error(403, reason)(scope, receive, send)

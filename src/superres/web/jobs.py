@@ -1,0 +1,221 @@
+"""The server's work queue: one network run at a time, a bounded queue in front of it, progress, cancelling,
+and a private folder that holds uploads and results only as long as they are needed.
+
+A Job is one uploaded image and its options. `JobQueue.submit` queues it (QueueFull when the queue is full);
+one worker thread runs the jobs in order, band by band, so that progress can be read and a cancelled job
+stops between bands. A result is deleted once it has been downloaded, and every job's files once it
+expires (nobody asked about it for `heartbeat` seconds while it waited or ran, or `keep` seconds after it
+ended).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from superres.errors import SuperresError
+from superres.imaging.io import DEFAULT_MAX_PIXELS, PictureStream, read_image, write_image
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """No room for another job; the client should retry later."""
+
+
+class Cancelled(Exception):
+    """The job was cancelled while it ran."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to do to an image; the fields are named as the CLI's flags."""
+
+    model: str | None = None
+    scale: float | None = None
+    size: tuple[int, int] | None = None  # (width, height)
+    denoise: float | str | None = "auto"
+    self_ensemble: bool = False
+
+
+@dataclass
+class Job:
+    name: str  # the uploaded file's name, as the user knows it
+    source: Path
+    options: Options
+    id: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    state: str = "queued"  # queued, running, done, failed, cancelled
+    progress: float = 0.0
+    error: str | None = None
+    result: Path | None = None
+    size: tuple[int, int] | None = None  # output (width, height)
+    seconds: float | None = None
+    seen: float = field(default_factory=time.monotonic)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    finished: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ("done", "failed", "cancelled")
+
+    def public(self) -> dict:
+        """What the job endpoint reports."""
+        return {"id": self.id, "name": self.name, "state": self.state, "progress": round(self.progress, 3),
+                "error": self.error, "width": self.size[0] if self.size else None,
+                "height": self.size[1] if self.size else None, "seconds": self.seconds}
+
+
+Runner = Callable[[Options], object]  # makes an ImageUpscaler for the options (cached by the caller)
+
+
+class JobQueue:
+    """Jobs run one at a time, in a worker thread, by upscalers that `make_runner` gives for their options."""
+
+    def __init__(self, make_runner: Runner, max_waiting: int = 8, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 heartbeat: float = 30.0, keep: float = 600.0, folder: Path | None = None) -> None:
+        self.make_runner, self.max_pixels = make_runner, max_pixels
+        self.heartbeat, self.keep = heartbeat, keep
+        self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="superres-serve-"))  # mode 0700
+        self.jobs: dict[str, Job] = {}
+        self.waiting: queue.Queue[Job] = queue.Queue(max_waiting)
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.worker = threading.Thread(target=self._work, name="superres-serve", daemon=True)
+        self.worker.start()
+        self.janitor = threading.Thread(target=self._sweep, name="superres-expire", daemon=True)
+        self.janitor.start()
+
+    def upload_path(self, name: str) -> Path:
+        """A new file in the private folder for an upload, keeping the upload's extension."""
+        return self.folder / f"{secrets.token_hex(8)}{Path(name).suffix.lower()[:8]}"
+
+    def submit(self, job: Job) -> Job:
+        with self.lock:
+            try:
+                self.waiting.put_nowait(job)
+            except queue.Full:
+                raise QueueFull from None
+            self.jobs[job.id] = job
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        job = self.jobs.get(job_id)
+        if job is not None:
+            job.seen = time.monotonic()
+        return job
+
+    def cancel(self, job_id: str) -> Job | None:
+        """Stop a job (if it waits or runs) and delete its files."""
+        job = self.jobs.pop(job_id, None)
+        if job is not None:
+            job.cancel.set()
+            if job.state == "queued":
+                self._end(job, "cancelled")
+            self._delete(job)
+        return job
+
+    def take_result(self, job: Job) -> Path | None:
+        """The result file, to be sent once: it leaves the queue's books, and is deleted after sending."""
+        with self.lock:
+            if self.jobs.pop(job.id, None) is None or job.result is None:
+                return None
+            return job.result
+
+    def close(self) -> None:
+        self.stopping.set()
+        for job in list(self.jobs.values()):
+            job.cancel.set()
+        self.worker.join(timeout=30)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    # -------------------------------------------------------------------------------------------- worker
+
+    def _work(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                job = self.waiting.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if job.cancel.is_set():
+                self._end(job, "cancelled")
+                continue
+            job.state = "running"
+            start = time.perf_counter()
+            try:
+                job.size = self._run(job)
+                job.seconds = round(time.perf_counter() - start, 3)
+                self._end(job, "done")
+            except Cancelled:
+                self._end(job, "cancelled")
+                self._delete(job)
+            except SuperresError as e:
+                self._fail(job, str(e))
+            except MemoryError:
+                self._fail(job, f"{job.name}: out of memory")
+            except RuntimeError as e:  # torch: out of memory and other failures inside the network
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                self._fail(job, f"{job.name}: failed while upscaling ({first})")
+            finally:
+                job.source.unlink(missing_ok=True)
+
+    def _run(self, job: Job) -> tuple[int, int]:
+        runner = self.make_runner(job.options)
+        picture = read_image(job.source, self.max_pixels)
+        stream = runner.stream(picture)
+        target = self.folder / f"{job.id}{job.source.suffix}"
+
+        def rows(strips) -> Iterator[np.ndarray]:
+            done = 0
+            for band in strips:
+                if job.cancel.is_set():
+                    raise Cancelled
+                done += len(band)
+                job.progress = 0.05 + 0.9 * done / stream.height  # reading is the first 5%, writing the last
+                yield band
+
+        job.progress = 0.05
+        write_image(target, PictureStream(stream.height, stream.width, rows(stream.strips), stream.alpha,
+                                          stream.icc_profile), overwrite=True)
+        if job.cancel.is_set():
+            target.unlink(missing_ok=True)
+            raise Cancelled
+        job.result = target
+        job.progress = 1.0
+        return stream.width, stream.height
+
+    def _fail(self, job: Job, message: str) -> None:
+        job.error = message.replace(str(job.source), job.name)  # the user's name for the file, not ours
+        self._end(job, "failed")
+
+    def _end(self, job: Job, state: str) -> None:
+        job.state = state
+        job.seen = time.monotonic()
+        if not job.finished.done():
+            job.finished.set_result(job)
+
+    def _delete(self, job: Job) -> None:
+        job.source.unlink(missing_ok=True)
+        if job.result is not None:
+            job.result.unlink(missing_ok=True)
+
+    def _sweep(self) -> None:
+        """Cancel jobs nobody asks about (a closed tab), and delete results nobody fetched."""
+        while not self.stopping.wait(1.0):
+            now = time.monotonic()
+            for job in list(self.jobs.values()):
+                idle = now - job.seen
+                if (not job.ended and idle > self.heartbeat) or (job.ended and idle > self.keep):
+                    log.info("job %s (%s) expired", job.id, job.name)
+                    self.cancel(job.id)
+
