@@ -115,7 +115,12 @@ def parse_options(fields: dict[str, str]) -> Options:
     ensemble = text.get("self_ensemble", "false").lower()
     if ensemble not in ("1", "0", "true", "false", "on", "off", "yes", "no"):
         raise SuperresError(f"self_ensemble must be true or false, got {ensemble}")
-    return Options(model=text.get("model"), scale=scale, size=size, denoise=None if denoise == "off" else denoise,
+    model = text.get("model")
+    from superres.models.registry import PRETRAINED  # noqa: PLC0415
+
+    if model is not None and model not in PRETRAINED:  # never a path on the server's disk
+        raise SuperresError(f"unknown model '{model}'; this server has {', '.join(PRETRAINED) or 'none'}")
+    return Options(model=model, scale=scale, size=size, denoise=None if denoise == "off" else denoise,
                    self_ensemble=ensemble in ("1", "true", "on", "yes"))
 
 

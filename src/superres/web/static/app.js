@@ -197,7 +197,14 @@ function setUp() {
     $("scale-box").hidden = bySize;
   });
   $("zip").addEventListener("click", async () => {
-    const files = await Promise.all(results.map(async (r) => ({ name: r.name, bytes: new Uint8Array(await r.blob.arrayBuffer()) })));
+    const used = new Set();
+    const unique = (name) => {  // a second astronaut_x2.png becomes astronaut_x2 (2).png
+      let candidate = name;
+      for (let k = 2; used.has(candidate); k++) candidate = name.replace(/(\.[^.]*)?$/, ` (${k})$1`);
+      used.add(candidate);
+      return candidate;
+    };
+    const files = await Promise.all(results.map(async (r) => ({ name: unique(r.name), bytes: new Uint8Array(await r.blob.arrayBuffer()) })));
     const link = document.createElement("a");
     link.href = URL.createObjectURL(makeZip(files));
     link.download = "superres.zip";

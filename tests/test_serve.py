@@ -1,0 +1,257 @@
+"""The web page's HTTP API, through Starlette's TestClient: formats and sizes, errors, limits, the queue,
+jobs and their files, and the Host and cross-site checks."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+from starlette.testclient import TestClient  # noqa: E402
+
+from superres.api import ImageUpscaler  # noqa: E402
+from superres.imaging.io import Picture, encode_image, read_image  # noqa: E402
+from superres.web.app import Server, create_app  # noqa: E402
+
+
+@pytest.fixture
+def server():
+    made = []
+
+    def make(**options):
+        s = Server(device="cpu", **options)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.queue.close()
+
+
+@pytest.fixture
+def client(server):
+    s = server()
+    with TestClient(create_app("127.0.0.1", 8000, s, allowed_hosts=["testserver"])) as c:
+        c.server = s
+        yield c
+
+
+def png(picture: Picture) -> bytes:
+    return encode_image(picture, "PNG")
+
+
+def post(client, data: bytes, name="in.png", url="/api/upscale", **fields):
+    return client.post(url, files={"image": (name, data)}, data={k: str(v) for k, v in fields.items()})
+
+
+def decoded(response_or_bytes, tmp_path, name):
+    """The picture in a response (or bytes), read as superres reads files."""
+    path = tmp_path / name
+    path.write_bytes(getattr(response_or_bytes, "content", response_or_bytes))
+    return read_image(path)
+
+
+@pytest.mark.parametrize("kind", ["rgb8", "rgb16", "gray_alpha", "rgba16", "jpeg"])
+def test_formats_round_trip_as_the_api_makes_them(client, tmp_path, photo, rng, kind):
+    small = photo[:24, :32]
+    alpha = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (24, 1))
+    pictures = {"rgb8": Picture(small), "rgb16": Picture(rng.integers(0, 65536, (20, 26, 3), dtype=np.uint16)),
+                "gray_alpha": Picture(small[..., 0].copy(), alpha),
+                "rgba16": Picture(small.astype(np.uint16) * 257 + 3, alpha.astype(np.uint16) * 257),
+                "jpeg": Picture(small)}
+    picture = pictures[kind]
+    name = "in.jpg" if kind == "jpeg" else "in.png"
+    data = encode_image(picture, "JPEG" if kind == "jpeg" else "PNG")
+    response = post(client, data, name)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == ("image/jpeg" if kind == "jpeg" else "image/png")
+    assert 'filename="in_x2' in response.headers["content-disposition"]
+    got = decoded(response, tmp_path, name)
+    source = decoded(data, tmp_path, "source" + name[2:])
+    expected = ImageUpscaler(device="cpu")(source)  # as superres.upscale; a picture read from a file keeps
+    # its JPEG quality, which --denoise auto reads
+    if kind == "jpeg":  # what the server's JPEG encoder makes of the same pixels
+        expected = decoded(encode_image(expected, "JPEG"), tmp_path, "expected.jpg")
+    assert got.pixels.dtype == source.pixels.dtype and np.array_equal(got.pixels, expected.pixels)
+    assert (got.alpha is None) == (expected.alpha is None)
+    if got.alpha is not None:
+        assert np.array_equal(got.alpha, expected.alpha)
+    assert response.headers["x-superres-width"] == str(got.size[1]) == str(2 * source.size[1])
+
+
+def test_scale_and_size_fields(client, tmp_path, photo):
+    data = png(Picture(photo[:20, :30]))
+    r = post(client, data, scale=1.5)
+    assert r.status_code == 200 and decoded(r, tmp_path, "a.png").size == (30, 45)
+    r = post(client, data, size="50x34", denoise="0.5", self_ensemble="true")
+    assert r.status_code == 200 and decoded(r, tmp_path, "b.png").size == (34, 50)
+    assert 'filename="in_50x34.png"' in r.headers["content-disposition"]
+
+
+@pytest.mark.parametrize("fields, status, says", [
+    (dict(scale="two"), 422, "scale must be a number"),
+    (dict(scale=40), 422, "at most 16"),
+    (dict(scale=2, size="10x10"), 422, "not both"),
+    (dict(model="../../weights.pt"), 422, "unknown model '../../weights.pt'"),
+    (dict(denoise="lots"), 422, "denoise must be"),
+    (dict(colour="red"), 422, "unknown option(s) colour"),
+])
+def test_bad_options_are_422_with_a_reason(client, photo, fields, status, says):
+    r = post(client, png(Picture(photo[:8, :8])), **fields)
+    assert r.status_code == status and says in r.json()["error"]
+
+
+def test_bad_files_and_bodies(client):
+    r = post(client, b"hello, not a picture", "notes.png")
+    assert r.status_code == 422 and r.json()["error"] == "notes.png: not an image, or a format that cannot be read"
+    r = post(client, b"hello", "notes.txt")
+    assert r.status_code == 422 and "notes.txt: give a file named .png" in r.json()["error"]
+    r = client.post("/api/upscale", data={"scale": "2"})
+    assert r.status_code in (415, 422) and "error" in r.json()
+    r = client.post("/api/upscale", content=b"{}", headers={"content-type": "application/json"})
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["error"]
+    r = client.post("/api/upscale", files={"picture": ("a.png", b"x")})
+    assert r.status_code == 422 and "no file in the field 'image'" in r.json()["error"]
+    assert list(client.server.queue.folder.iterdir()) == []  # nothing kept of the refused uploads
+
+
+def test_limits_are_413(server, photo):
+    s = server(max_upload=2000, max_pixels=500)
+    with TestClient(create_app("127.0.0.1", 8000, s, allowed_hosts=["testserver"])) as c:
+        r = post(c, png(Picture(photo)))  # ~13 kB
+        assert r.status_code == 413 and "over the limit of 2,000 bytes" in r.json()["error"]
+        r = post(c, png(Picture(np.zeros((30, 30), np.uint8))))  # 900 pixels, a small file
+        assert r.status_code == 413 and "900 pixels is over the limit of 500" in r.json()["error"]
+        assert list(s.queue.folder.iterdir()) == []
+
+
+class Gate:
+    """An upscaler for the queue's worker that waits for a gate to open, band by band."""
+
+    def __init__(self, inner):
+        self.inner, self.open, self.size = inner, threading.Event(), inner.size
+
+    def stream(self, picture, denoise=None):
+        stream = self.inner.stream(picture, denoise)
+        bands = stream.strips
+
+        def gated():
+            for band in bands:
+                assert self.open.wait(30)
+                yield band
+
+        stream.strips = gated()
+        return stream
+
+
+def gated(client) -> Gate:
+    gate = Gate(client.server.runner(superres_options()))
+    client.server.queue.make_runner = lambda options: gate
+    return gate
+
+
+def superres_options():
+    from superres.web.jobs import Options
+
+    return Options()
+
+
+def wait_for(predicate, seconds=20):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_job_progress_result_once_and_files_removed(client, tmp_path, photo):
+    gate = gated(client)
+    r = post(client, png(Picture(photo)), url="/api/jobs")
+    assert r.status_code == 202 and r.headers["location"] == f"/api/jobs/{r.json()['id']}"
+    job = r.json()["id"]
+    wait_for(lambda: client.get(f"/api/jobs/{job}").json()["state"] == "running")
+    assert client.get(f"/api/jobs/{job}/result").status_code == 409
+    gate.open.set()
+    wait_for(lambda: client.get(f"/api/jobs/{job}").json()["state"] == "done")
+    status = client.get(f"/api/jobs/{job}").json()
+    assert status["progress"] == 1.0 and (status["width"], status["height"]) == (160, 128)
+    r = client.get(f"/api/jobs/{job}/result")
+    assert r.status_code == 200 and decoded(r, tmp_path, "o.png").size == (128, 160)
+    assert client.get(f"/api/jobs/{job}/result").status_code == 404  # sent once, then deleted
+    assert list(client.server.queue.folder.iterdir()) == []
+
+
+def test_full_queue_is_503_with_retry_after_and_cancel_frees_it(server, photo):
+    s = server(max_waiting=1)
+    with TestClient(create_app("127.0.0.1", 8000, s, allowed_hosts=["testserver"])) as c:
+        c.server = s
+        gate = gated(c)
+        data = png(Picture(photo[:16, :16]))
+        running = post(c, data, url="/api/jobs").json()["id"]
+        wait_for(lambda: c.get(f"/api/jobs/{running}").json()["state"] == "running")
+        waiting = post(c, data, url="/api/jobs").json()["id"]
+        r = post(c, data, url="/api/jobs")
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1 and "busy" in r.json()["error"]
+        assert c.delete(f"/api/jobs/{waiting}").status_code == 204
+        assert c.get(f"/api/jobs/{waiting}").status_code == 404
+        assert c.post(f"/api/jobs/{running}/cancel").status_code == 204  # stops between bands
+        gate.open.set()
+        wait_for(lambda: not s.queue.waiting.qsize() and not any(j.state == "running" for j in s.queue.jobs.values()))
+        again = post(c, data, url="/api/jobs")
+        assert again.status_code == 202
+        wait_for(lambda: c.get(f"/api/jobs/{again.json()['id']}").json()["state"] == "done")
+        leftovers = {p.name for p in s.queue.folder.iterdir()}
+        assert leftovers == {f"{again.json()['id']}.png"}  # only the result nobody fetched yet
+
+
+def test_a_job_nobody_asks_about_is_cancelled(server, photo):
+    """A closed tab stops polling: its job is cancelled after the heartbeat, and its files deleted."""
+    s = server(heartbeat=0.5)
+    with TestClient(create_app("127.0.0.1", 8000, s, allowed_hosts=["testserver"])) as c:
+        c.server = s
+        gate = gated(c)
+        job = post(c, png(Picture(photo[:16, :16])), url="/api/jobs").json()["id"]
+        time.sleep(2.5)
+        gate.open.set()
+        assert c.get(f"/api/jobs/{job}").status_code == 404
+        wait_for(lambda: list(s.queue.folder.iterdir()) == [])
+
+
+def test_host_and_cross_site_checks(server, photo):
+    s = server()
+    app = create_app("127.0.0.1", 8765, s)
+    data = png(Picture(photo[:8, :8]))
+    with TestClient(app, base_url="http://127.0.0.1:8765") as c:
+        assert c.get("/api/info").status_code == 200
+        assert c.get("/api/info", headers={"host": "localhost:8765"}).status_code == 200
+        r = c.get("/", headers={"host": "attacker.example:8765"})
+        assert r.status_code == 403 and "DNS rebinding" in r.json()["error"]
+        assert c.get("/", headers={"host": "127.0.0.1:9999"}).status_code == 403
+        r = c.post("/api/upscale", files={"image": ("a.png", data)}, headers={"origin": "http://attacker.example"})
+        assert r.status_code == 403 and r.json()["error"] == "cross-site request refused"
+        r = c.post("/api/upscale", files={"image": ("a.png", data)}, headers={"sec-fetch-site": "cross-site"})
+        assert r.status_code == 403
+        r = c.post("/api/upscale", files={"image": ("a.png", data)}, headers={"origin": "http://127.0.0.1:8765"})
+        assert r.status_code == 200  # the page itself
+    with TestClient(create_app("0.0.0.0", 8765, s), base_url="http://192.168.1.20:8765") as c:
+        assert c.get("/api/info").status_code == 200  # listening everywhere: any Host
+
+
+def test_page_and_info(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "<title>superres</title>" in page.text
+    for asset in ("app.js", "zip.js", "style.css"):
+        assert client.get(f"/static/{asset}").status_code == 200
+    assert "http" not in page.text.replace("http-equiv", "")  # no CDN: everything from this server
+    info = client.get("/api/info").json()
+    assert any(m["default"] for m in info["models"]) and info["max_upload_bytes"] > 0
+
+
+def test_the_serve_command_without_its_extra(monkeypatch, capsys):
+    import sys
+
+    from superres.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    assert main(["serve"]) == 2
+    assert "pip install 'superres[serve]'" in capsys.readouterr().err
