@@ -255,3 +255,41 @@ def test_the_serve_command_without_its_extra(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     assert main(["serve"]) == 2
     assert "pip install 'superres[serve]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_the_serve_command_serves_and_cleans_up(tmp_path, host):
+    """`superres serve --port 0` prints its address (and a warning off loopback), serves, and on SIGTERM
+    stops with exit code 0, its private folder removed."""
+    import json
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    env = dict(os.environ, TMPDIR=str(tmp_path))  # where its private folder goes
+    proc = subprocess.Popen([sys.executable, "-m", "superres", "serve", "--host", host, "--port", "0",
+                             "--device", "cpu"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = proc.stderr.readline()
+        if host != "127.0.0.1":
+            assert first.startswith("warning: listening on 0.0.0.0") and "no login" in first
+            first = proc.stderr.readline()
+        url = re.search(r"serving on (http://127\.0\.0\.1:\d+/)", first).group(1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "api/info", timeout=5) as r:
+                    info = json.load(r)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.1)
+        assert info["queue"] == 8 and len(list(tmp_path.glob("superres-serve-*"))) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in rest
+    assert list(tmp_path.glob("superres-serve-*")) == []

@@ -58,5 +58,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.open:
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])  # Ctrl-C or SIGTERM: a graceful stop, then the signal again
+    except KeyboardInterrupt:
+        pass
+    print("superres: stopped", file=sys.stderr)
     return 0
