@@ -190,8 +190,37 @@ def test_streamed_output_equals_the_whole_image_pipeline(tmp_path, model_file, c
     assert np.array_equal(got.alpha, whole.alpha)
 
 
-def test_sigterm_during_upscale_leaves_no_partial_file(tmp_path):
-    """Killed politely while the network runs, the command removes its temporary file and exits non-zero."""
+def test_sigterm_during_upscale_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
+    """SIGTERM arriving while the network runs (sent from inside it, so there is no race): the command
+    stops with 130 and leaves nothing in the output folder."""
+    import os
+    import signal
+
+    from superres.inference.upscaler import Upscaler
+
+    write_image(tmp_path / "big.png", Picture(np.zeros((200, 200, 3), np.uint8)))
+    forward = Upscaler._forward
+    calls = []
+
+    def forward_then_signal(self, x):
+        calls.append(1)
+        if len(calls) == 3:  # a few tiles in: the writer has the first bands
+            os.kill(os.getpid(), signal.SIGTERM)
+        return forward(self, x)
+
+    monkeypatch.setattr(Upscaler, "_forward", forward_then_signal)
+    out = tmp_path / "out"
+    tiny = save_weights(EDSR(EDSRConfig(scale=2, n_feats=8, n_resblocks=1)), tmp_path / "tiny.safetensors")
+    code = main(["upscale", str(tmp_path / "big.png"), "--model", str(tiny), "--tile", "16", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err and "Traceback" not in err and len(calls) == 3
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_sigkill_while_writing_leaves_nothing(tmp_path):
+    """Killed outright while the output is being written: the output has no name yet (O_TMPFILE), so
+    nothing at all is left behind."""
+    import os
     import signal
     import subprocess
     import sys
@@ -203,13 +232,21 @@ def test_sigterm_during_upscale_leaves_no_partial_file(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "superres", "upscale", str(tmp_path / "big.png"), "--model", str(slow),
                              "--tile", "16", "-o", str(out)], stderr=subprocess.PIPE, text=True)
+
+    def writing() -> bool:  # an open file of the process in the output folder: the unnamed output
+        try:
+            return any(os.readlink(f"/proc/{proc.pid}/fd/{fd}").startswith(str(out))
+                       for fd in os.listdir(f"/proc/{proc.pid}/fd"))
+        except OSError:
+            return False
+
     deadline = time.monotonic() + 60
-    while not (out.is_dir() and list(out.glob(".*.part"))) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert list(out.glob(".*.part")), "the command never started writing"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    while not writing() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert writing(), "the command never started writing"
+    assert list(out.iterdir()) == []  # being written, and still no file to see
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
     assert list(out.iterdir()) == []
 
 

@@ -1,4 +1,5 @@
 import struct
+from pathlib import Path
 import zlib
 
 import numpy as np
@@ -217,3 +218,53 @@ def test_output_folder_that_is_a_file(tmp_path, photo):
 def test_unknown_output_extension(tmp_path, photo):
     with pytest.raises(ImageError, match="cannot write '.xyz'"):
         write_image(tmp_path / "o.xyz", Picture(photo))
+
+
+def test_32bit_integer_images_are_kept_exactly_or_refused_by_name(tmp_path):
+    """Mode I: values that fit 16 bits are kept exactly; wider ones are refused, never saturated."""
+    fits = np.array([[0, 65535, 1234], [7, 300, 40000]], np.int32)
+    save(Image.fromarray(fits, "I"), tmp_path / "fits.tif")
+    got = read_image(tmp_path / "fits.tif")
+    assert got.pixels.dtype == np.uint16 and np.array_equal(got.pixels, fits)
+    for name, values in (("wide.tif", [[0, 70000]]), ("negative.tif", [[-5, 10]])):
+        save(Image.fromarray(np.array(values, np.int32), "I"), tmp_path / name)
+        with pytest.raises(ImageError) as e:
+            read_image(tmp_path / name)
+        assert str(e.value).startswith(f"{tmp_path / name}: 32-bit integer pixels from")
+        assert "do not fit 16 bits" in str(e.value)
+
+
+def test_float_images_are_refused_by_name(tmp_path):
+    save(Image.fromarray(np.array([[0.5, 2.0]], np.float32), "F"), tmp_path / "float.tif")
+    with pytest.raises(ImageError) as e:
+        read_image(tmp_path / "float.tif")
+    assert str(e.value).startswith(f"{tmp_path / 'float.tif'}: floating-point images are not supported")
+
+
+@pytest.mark.parametrize("with_alpha", [False, True])
+def test_16bit_colour_tiff_keeps_its_icc_profile(tmp_path, rng, with_alpha):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    px = rng.integers(0, 65536, (12, 9, 3), dtype=np.uint16)
+    alpha = rng.integers(0, 65536, (12, 9), dtype=np.uint16) if with_alpha else None
+    back = read_image(write_image(tmp_path / "out.tif", Picture(px, alpha, icc)))
+    assert back.icc_profile == icc and np.array_equal(back.pixels, px)
+    assert (back.alpha is None) == (alpha is None) and (alpha is None or np.array_equal(back.alpha, alpha))
+
+
+def test_stale_partial_files_are_removed_and_fresh_ones_kept(tmp_path):
+    import os
+    import time
+
+    from superres.imaging.files import STALE_SECONDS, atomic_path
+
+    old = tmp_path / ".out.png.abc123.part"
+    fresh = tmp_path / ".out.png.def456.part"
+    other = tmp_path / ".other.png.abc123.part"
+    for p in (old, fresh, other):
+        p.write_bytes(b"half")
+    ago = time.time() - STALE_SECONDS - 60
+    os.utime(old, (ago, ago))
+    os.utime(other, (ago, ago))
+    with atomic_path(tmp_path / "out.png") as tmp:
+        Path(tmp).write_bytes(b"whole")
+    assert not old.exists() and fresh.exists() and other.exists()  # only this output's, and only old ones

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import secrets
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -27,6 +29,7 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str
     system has no hard links, by a last check before the rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
@@ -95,6 +98,24 @@ def _link_unnamed(fd: int, path: Path, overwrite: bool) -> None:
         os.close(folder)
 
 
+STALE_SECONDS = 3600  # a partial file of ours this old is left from a crash, not being written
+
+
+def remove_stale_parts(path: Path) -> list[Path]:
+    """Delete the temporary files a killed run left beside `path` (named .<name>.<random>.part by
+    atomic_path) that have not changed for an hour. Returns what was deleted."""
+    removed = []
+    now = time.time()
+    for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        try:
+            if now - part.stat().st_mtime > STALE_SECONDS:
+                part.unlink()
+                removed.append(part)
+        except OSError:
+            pass
+    return removed
+
+
 class TargetExistsError(FileExistsError):
     """The file to be written appeared while it was being made, and overwriting was not allowed."""
 
@@ -111,9 +132,8 @@ def _place_new(tmp: str, path: Path) -> None:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> Path:
-    with atomic_path(path, overwrite) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
+    with atomic_file(path, overwrite) as f:
+        f.write(data)
     return Path(path)
 
 

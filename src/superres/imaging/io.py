@@ -4,7 +4,8 @@ Pixels are numpy arrays: (H, W) for grayscale or (H, W, 3) for colour, uint8 or 
 apart as (H, W) of the same type. Pillow does the work, except for 16-bit colour PNG/TIFF, which Pillow
 cannot hold and OpenCV reads (and writes, for TIFF), and PNG writing, which superres.imaging.png does faster and
 strip by strip. EXIF orientation is applied on reading. Writes go to a
-temporary file that is renamed into place, so an interrupted write never leaves a partial image.
+file with no name (O_TMPFILE, imaging.files.atomic_file) that is linked into place once complete, so an
+interrupted write, even by SIGKILL, never leaves a partial image.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from superres.errors import ImageError
-from superres.imaging.files import TargetExistsError, atomic_path, write_bytes
+from superres.imaging.files import TargetExistsError, atomic_file, write_bytes
 from superres.imaging.png import PngWriter, encode_png
 from superres.imaging.quality import jpeg_quality
 
@@ -124,8 +125,10 @@ def _read_image(path: Path, max_pixels: int | None) -> Picture:
                     im.seek(0)
                 im.load()
                 picture = from_pil(im)
-    except ImageError:
-        raise
+    except ImageError as e:
+        if str(path) in str(e):
+            raise
+        raise ImageError(f"{path}: {e}") from e  # every per-file error names its file
     except Image.DecompressionBombError as e:
         raise ImageError(f"{path}: image is too large ({e}); raise the pixel limit to read it") from e
     except UnidentifiedImageError as e:
@@ -193,9 +196,14 @@ def from_pil(im: Image.Image) -> Picture:
     if mode in ("1", "L", "I;16", "I;16L", "I;16B", "I;16N"):
         pixels = np.asarray(im.convert("L") if mode == "1" else im)
         pixels = pixels.astype(np.uint16) if mode.startswith("I;16") else pixels
-    elif mode == "I":  # 32-bit integer: Pillow's mode for some 16-bit files
+    elif mode == "I":  # 32-bit integer: Pillow's mode for some 16-bit files, and for true 32-bit ones
         raw = np.asarray(im)
-        pixels = np.clip(raw, 0, 65535).astype(np.uint16) if raw.max(initial=0) > 255 else raw.astype(np.uint8)
+        low, high = int(raw.min(initial=0)), int(raw.max(initial=0))
+        if low < 0 or high > 65535:  # never saturated in silence
+            raise ImageError(f"32-bit integer pixels from {low} to {high} do not fit 16 bits; superres keeps 8 and "
+                             f"16 bits exactly and will not guess a mapping: convert it to 16 bits first (e.g. "
+                             f"scaled by its range)")
+        pixels = raw.astype(np.uint16) if high > 255 else raw.astype(np.uint8)
     elif mode == "LA" or mode == "La":
         arr = np.asarray(im.convert("LA"))
         pixels, alpha = arr[..., 0].copy(), arr[..., 1].copy()
@@ -267,7 +275,7 @@ def write_image(path: str | os.PathLike, picture: Picture | PictureStream, overw
         if fmt == "PNG":
             if isinstance(picture, Picture):
                 picture = PictureStream(*picture.size, [picture.pixels], picture.alpha, picture.icc_profile)
-            with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as f:
+            with atomic_file(path, overwrite=overwrite) as f:
                 _stream_png(f, picture)
             return path
         if isinstance(picture, PictureStream):
@@ -329,17 +337,22 @@ def encode_image(picture: Picture, fmt: str, quality: int = 95) -> bytes:
 
 
 def _encode_16bit_tiff(picture: Picture) -> bytes:
-    """16-bit colour (or gray + alpha) TIFF, which Pillow cannot hold, through OpenCV."""
-    import cv2  # noqa: PLC0415
+    """16-bit colour (or gray + alpha, as RGB + alpha) TIFF, which Pillow cannot hold, through tifffile;
+    deflate-compressed, with the ICC profile."""
+    import tifffile  # noqa: PLC0415
 
     px = picture.pixels if picture.pixels.ndim == 3 else np.repeat(picture.pixels[..., None], 3, axis=2)
-    bgr = px[..., ::-1]
+    extra = {}
     if picture.alpha is not None:
-        bgr = np.dstack([bgr, picture.alpha])
-    ok, buf = cv2.imencode(".tiff", np.ascontiguousarray(bgr))
-    if not ok:
-        raise ImageError("could not encode a 16-bit TIFF")
-    return buf.tobytes()
+        px = np.dstack([px, picture.alpha])
+        extra["extrasamples"] = ["unassalpha"]
+    buf = io.BytesIO()
+    try:
+        tifffile.imwrite(buf, np.ascontiguousarray(px), photometric="rgb", compression="zlib",
+                         iccprofile=picture.icc_profile or None, **extra)
+    except (ValueError, TypeError) as e:
+        raise ImageError(f"could not encode a 16-bit TIFF ({e})") from e
+    return buf.getvalue()
 
 
 def to_8bit(picture: Picture) -> Picture:
