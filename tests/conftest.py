@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -32,3 +34,32 @@ def nearest_edsr(scale: int = 2):
                 model.tail[0][0].weight[c * 4 + k, c, 1, 1] = 1
             model.tail[1].weight[c, c, 1, 1] = 1
     return model
+
+
+@contextlib.contextmanager
+def live_server(server, allowed_hosts=None):
+    """superres.web's app for `server` on uvicorn, on a free port of 127.0.0.1, in a thread: yields (host, port)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from superres.web.app import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app("127.0.0.1", port, server, allowed_hosts=allowed_hosts)
+    runner = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not runner.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield "127.0.0.1", port
+    finally:
+        runner.should_exit = True
+        thread.join(timeout=30)

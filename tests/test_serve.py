@@ -14,6 +14,8 @@ from superres.api import ImageUpscaler  # noqa: E402
 from superres.imaging.io import Picture, encode_image, read_image  # noqa: E402
 from superres.web.app import Server, create_app  # noqa: E402
 
+from conftest import live_server  # noqa: E402
+
 
 @pytest.fixture
 def server():
@@ -107,8 +109,8 @@ def test_bad_files_and_bodies(client):
     assert r.status_code == 422 and r.json()["error"] == "notes.png: not an image, or a format that cannot be read"
     r = post(client, b"hello", "notes.txt")
     assert r.status_code == 422 and "notes.txt: give a file named .png" in r.json()["error"]
-    r = client.post("/api/upscale", data={"scale": "2"})
-    assert r.status_code in (415, 422) and "error" in r.json()
+    r = client.post("/api/upscale", data={"scale": "2"})  # a urlencoded form, no file
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["error"]
     r = client.post("/api/upscale", content=b"{}", headers={"content-type": "application/json"})
     assert r.status_code == 415 and "multipart/form-data" in r.json()["error"]
     r = client.post("/api/upscale", files={"picture": ("a.png", b"x")})
@@ -194,14 +196,75 @@ def test_full_queue_is_503_with_retry_after_and_cancel_frees_it(server, photo):
         assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1 and "busy" in r.json()["error"]
         assert c.delete(f"/api/jobs/{waiting}").status_code == 204
         assert c.get(f"/api/jobs/{waiting}").status_code == 404
+        replacement = post(c, data, url="/api/jobs")  # the cancelled job's place is free at once
+        assert replacement.status_code == 202 and c.get(f"/api/jobs/{running}").json()["state"] == "running"
         assert c.post(f"/api/jobs/{running}/cancel").status_code == 204  # stops between bands
         gate.open.set()
-        wait_for(lambda: not s.queue.waiting.qsize() and not any(j.state == "running" for j in s.queue.jobs.values()))
-        again = post(c, data, url="/api/jobs")
-        assert again.status_code == 202
-        wait_for(lambda: c.get(f"/api/jobs/{again.json()['id']}").json()["state"] == "done")
-        leftovers = {p.name for p in s.queue.folder.iterdir()}
-        assert leftovers == {f"{again.json()['id']}.png"}  # only the result nobody fetched yet
+        job = replacement.json()["id"]
+        wait_for(lambda: c.get(f"/api/jobs/{job}").json()["state"] == "done")
+        wait_for(lambda: {p.name for p in s.queue.folder.iterdir()} == {f"{job}.png"})  # only the unfetched result
+
+
+def test_the_worker_outlives_an_unexpected_error(client, photo):
+    class Broken:
+        size = None
+
+        def stream(self, picture, denoise=None):
+            raise TypeError("unexpected")
+
+    real = client.server.queue.make_runner
+    client.server.queue.make_runner = lambda options: Broken()
+    job = post(client, png(Picture(photo[:8, :8])), url="/api/jobs").json()["id"]
+    wait_for(lambda: client.get(f"/api/jobs/{job}").json()["state"] == "failed")
+    assert "in.png: failed (TypeError: unexpected)" == client.get(f"/api/jobs/{job}").json()["error"]
+    client.server.queue.make_runner = real
+    r = post(client, png(Picture(photo[:8, :8])))
+    assert r.status_code == 200 and client.server.queue.worker.is_alive()
+
+
+def test_bodies_over_the_limit_by_fields_or_chunks(server, photo):
+    s = server(max_upload=2000)
+    with TestClient(create_app("127.0.0.1", 8000, s, allowed_hosts=["testserver"])) as c:
+        fields = {f"f{i}": "x" for i in range(40)}
+        r = c.post("/api/upscale", files={"image": ("a.png", png(Picture(photo[:4, :4])))}, data=fields)
+        assert r.status_code == 413 and "more than 16 form fields" in r.json()["error"]
+
+        def chunks():  # no Content-Length: the size is only known as it arrives
+            body = (b"--b\r\nContent-Disposition: form-data; name=\"pad\"\r\n\r\n" + b"x" * 1000 + b"\r\n") * 100
+            yield body
+
+        r = c.post("/api/upscale", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
+        assert r.status_code == 413 and "over the limit" in r.json()["error"]
+        assert list(s.queue.folder.iterdir()) == []
+
+
+def test_a_result_is_not_spent_by_head_or_range(client, photo):
+    job = post(client, png(Picture(photo[:8, :8])), url="/api/jobs").json()["id"]
+    wait_for(lambda: client.get(f"/api/jobs/{job}").json()["state"] == "done")
+    assert client.head(f"/api/jobs/{job}/result").status_code == 405
+    assert client.get(f"/api/jobs/{job}/result", headers={"range": "bytes=0-0"}).status_code == 416
+    assert client.get(f"/api/jobs/{job}/result").status_code == 200
+
+
+def test_a_client_that_goes_away_cancels_its_job(server, photo):
+    """The synchronous POST: the client sends the image and hangs up; the server notices and cancels."""
+    import socket
+
+    s = server()
+    data = png(Picture(photo))
+    with live_server(s) as (host, port):
+        gate = Gate(s.runner(superres_options()))
+        s.queue.make_runner = lambda options: gate
+        body = (b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n" + data
+                + b"\r\n--b--\r\n")
+        with socket.create_connection((host, port)) as sock:
+            sock.sendall(f"POST /api/upscale HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; "
+                         f"boundary=b\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            wait_for(lambda: any(j.state == "running" for j in s.queue.jobs.values()))
+            job = next(iter(s.queue.jobs.values()))
+        wait_for(lambda: job.cancel.is_set())  # the socket is closed: the job is cancelled
+        gate.open.set()
+        wait_for(lambda: job.state == "cancelled" and list(s.queue.folder.iterdir()) == [])
 
 
 def test_a_job_nobody_asks_about_is_cancelled(server, photo):

@@ -7,9 +7,6 @@ The test's screenshot is docs/serve.png when SUPERRES_SCREENSHOT names that path
 import base64
 import os
 import shutil
-import socket
-import threading
-import time
 import zipfile
 
 import numpy as np
@@ -17,13 +14,15 @@ import pytest
 
 pytest.importorskip("starlette")
 pytest.importorskip("playwright")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from superres.api import ImageUpscaler  # noqa: E402
 from superres.imaging.io import Picture, read_image, write_image  # noqa: E402
-from superres.web.app import Server, create_app  # noqa: E402
+from superres.web.app import Server  # noqa: E402
+
+from conftest import live_server  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
@@ -31,22 +30,9 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromiu
 
 @pytest.fixture
 def live():
-    """The app on uvicorn, on a free port of 127.0.0.1, in a thread."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     server = Server(device="cpu")
-    app = create_app("127.0.0.1", port, server)
-    runner = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not runner.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/", server
-    runner.should_exit = True
-    thread.join(timeout=30)
+    with live_server(server) as (host, port):
+        yield f"http://{host}:{port}/", server
 
 
 def drop(page, path, name, mime="image/png"):

@@ -109,6 +109,24 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from an image file's header, without decoding it; ImageError if it is not an image
+    Pillow can open. Pillow's own pixel limit is not applied (callers apply theirs)."""
+    path = Path(path)
+    with _PIL_LIMIT_LOCK:
+        pil_limit = Image.MAX_IMAGE_PIXELS
+        try:
+            Image.MAX_IMAGE_PIXELS = None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    return im.size
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
+            raise ImageError(f"{path}: not an image, or a format that cannot be read") from e
+        finally:
+            Image.MAX_IMAGE_PIXELS = pil_limit
+
+
 def _read_image(path: Path, max_pixels: int | None) -> Picture:
     pil_limit = Image.MAX_IMAGE_PIXELS
     try:

@@ -25,7 +25,6 @@ from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from PIL import Image, UnidentifiedImageError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -34,8 +33,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from superres.errors import SuperresError
-from superres.imaging.io import DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_FORMATS
+from superres.errors import ImageError, SuperresError
+from superres.imaging.io import DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_FORMATS, image_size
 from superres.web.jobs import Job, JobQueue, Options, QueueFull
 from superres.web.upload import UploadError, discard, read_upload
 
@@ -130,7 +129,7 @@ def create_app(host: str = "127.0.0.1", port: int = 8000, server: Server | None 
     loopback address, localhost, 127.0.0.1 and [::1]); a server on 0.0.0.0 or :: accepts any Host."""
     server = server or Server()
     hosts = {h.lower() for h in allowed_hosts or []}
-    names = LOOPBACK if host in LOOPBACK else {host}
+    names = LOOPBACK if host in LOOPBACK else {f"[{host}]" if ":" in host else host}  # IPv6 in brackets
     hosts |= {f"{n}:{port}" for n in names} | ({*names} if port == 80 else set())
     any_host = host in ("0.0.0.0", "::", "")
 
@@ -143,7 +142,7 @@ def create_app(host: str = "127.0.0.1", port: int = 8000, server: Server | None 
         models = [{"name": e.name, "default": e.default, "photo": e.photo} for e in PRETRAINED.values()]
         return JSONResponse({"models": models, "max_upload_bytes": server.max_upload, "max_pixels": server.max_pixels,
                              "formats": sorted({s.lstrip(".") for s in READ_SUFFIXES}),
-                             "queue": server.queue.waiting.maxsize})
+                             "queue": server.queue.max_waiting})
 
     async def submit(request: Request) -> Job | Response:
         length = request.headers.get("content-length")
@@ -167,6 +166,9 @@ def create_app(host: str = "127.0.0.1", port: int = 8000, server: Server | None 
         except QueueFull:
             discard(upload)
             return error(503, "busy: the queue is full; try again shortly", {"Retry-After": str(server_retry(server))})
+        except BaseException:
+            discard(upload)
+            raise
 
     async def upscale(request: Request) -> Response:
         job = await submit(request)
@@ -195,6 +197,8 @@ def create_app(host: str = "127.0.0.1", port: int = 8000, server: Server | None 
         return JSONResponse(job.public())
 
     async def job_result(request: Request) -> Response:
+        if request.method != "GET" or "range" in request.headers:  # the result is sent once, and whole
+            return error(405 if request.method != "GET" else 416, "the result is sent once, whole: use a plain GET")
         job = server.queue.get(request.path_params["id"])
         if job is None:
             return error(404, "no such job (finished and fetched, cancelled, or expired)")
@@ -256,9 +260,8 @@ def check_image(path: Path, name: str, server: Server, options: Options) -> None
         raise _Refused(422, f"{name}: give a file named .png, .jpg, .webp, .bmp, .tif or .gif; the result comes "
                             f"back in the same format")
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        w, h = image_size(path)
+    except ImageError:
         raise _Refused(422, f"{name}: not an image, or a format that cannot be read") from None
     if server.max_pixels is not None and w * h > server.max_pixels:
         raise _Refused(413, f"{name}: {w}x{h} = {w * h:,} pixels is over the limit of {server.max_pixels:,}")
@@ -271,7 +274,7 @@ def check_image(path: Path, name: str, server: Server, options: Options) -> None
 
 def server_retry(server: Server) -> int:
     """Seconds a client should wait before retrying, from the queue's length (at least 1)."""
-    return max(1, server.queue.waiting.qsize())
+    return max(1, server.queue.queued())
 
 
 class _Guard:

@@ -88,7 +88,8 @@ class JobQueue:
         self.heartbeat, self.keep = heartbeat, keep
         self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="superres-serve-"))  # mode 0700
         self.jobs: dict[str, Job] = {}
-        self.waiting: queue.Queue[Job] = queue.Queue(max_waiting)
+        self.max_waiting = max_waiting
+        self.waiting: queue.Queue[Job] = queue.Queue()  # bounded by queued(), which cancelled jobs leave at once
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.worker = threading.Thread(target=self._work, name="superres-serve", daemon=True)
@@ -100,13 +101,16 @@ class JobQueue:
         """A new file in the private folder for an upload, keeping the upload's extension."""
         return self.folder / f"{secrets.token_hex(8)}{Path(name).suffix.lower()[:8]}"
 
+    def queued(self) -> int:
+        """Jobs waiting for the network (not the one it runs, not cancelled ones)."""
+        return sum(1 for job in list(self.jobs.values()) if job.state == "queued")
+
     def submit(self, job: Job) -> Job:
         with self.lock:
-            try:
-                self.waiting.put_nowait(job)
-            except queue.Full:
-                raise QueueFull from None
+            if self.queued() >= self.max_waiting:
+                raise QueueFull
             self.jobs[job.id] = job
+            self.waiting.put_nowait(job)
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -117,12 +121,13 @@ class JobQueue:
 
     def cancel(self, job_id: str) -> Job | None:
         """Stop a job (if it waits or runs) and delete its files."""
-        job = self.jobs.pop(job_id, None)
-        if job is not None:
-            job.cancel.set()
-            if job.state == "queued":
-                self._end(job, "cancelled")
-            self._delete(job)
+        with self.lock:  # against the worker's last step, which keeps a result only if not cancelled
+            job = self.jobs.pop(job_id, None)
+            if job is not None:
+                job.cancel.set()
+                if job.state == "queued":
+                    self._end(job, "cancelled")
+                self._delete(job)
         return job
 
     def take_result(self, job: Job) -> Path | None:
@@ -147,27 +152,34 @@ class JobQueue:
                 job = self.waiting.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if job.cancel.is_set():
-                self._end(job, "cancelled")
-                continue
-            job.state = "running"
-            start = time.perf_counter()
             try:
-                job.size = self._run(job)
-                job.seconds = round(time.perf_counter() - start, 3)
-                self._end(job, "done")
-            except Cancelled:
-                self._end(job, "cancelled")
-                self._delete(job)
-            except SuperresError as e:
-                self._fail(job, str(e))
-            except MemoryError:
-                self._fail(job, f"{job.name}: out of memory")
-            except RuntimeError as e:  # torch: out of memory and other failures inside the network
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                self._fail(job, f"{job.name}: failed while upscaling ({first})")
+                self._run_one(job)
+            except BaseException as e:  # noqa: BLE001 - the worker must outlive any one job
+                log.exception("job %s failed unexpectedly", job.id)
+                self._fail(job, f"{job.name}: failed ({type(e).__name__}: {e})")
             finally:
                 job.source.unlink(missing_ok=True)
+
+    def _run_one(self, job: Job) -> None:
+        if job.cancel.is_set():
+            self._end(job, "cancelled")
+            return
+        job.state = "running"
+        start = time.perf_counter()
+        try:
+            job.size = self._run(job)
+            job.seconds = round(time.perf_counter() - start, 3)
+            self._end(job, "done")
+        except Cancelled:
+            self._end(job, "cancelled")
+            self._delete(job)
+        except SuperresError as e:
+            self._fail(job, str(e))
+        except MemoryError:
+            self._fail(job, f"{job.name}: out of memory")
+        except RuntimeError as e:  # torch: out of memory and other failures inside the network
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            self._fail(job, f"{job.name}: failed while upscaling ({first})")
 
     def _run(self, job: Job) -> tuple[int, int]:
         runner = self.make_runner(job.options)
@@ -187,10 +199,11 @@ class JobQueue:
         job.progress = 0.05
         write_image(target, PictureStream(stream.height, stream.width, rows(stream.strips), stream.alpha,
                                           stream.icc_profile), overwrite=True)
-        if job.cancel.is_set():
-            target.unlink(missing_ok=True)
-            raise Cancelled
-        job.result = target
+        with self.lock:  # a cancel either came before (the file goes) or comes after (and deletes it)
+            if job.cancel.is_set():
+                target.unlink(missing_ok=True)
+                raise Cancelled
+            job.result = target
         job.progress = 1.0
         return stream.width, stream.height
 
@@ -199,10 +212,14 @@ class JobQueue:
         self._end(job, "failed")
 
     def _end(self, job: Job, state: str) -> None:
+        if job.finished.done():  # ended already (cancelled while the worker finished it)
+            return
         job.state = state
         job.seen = time.monotonic()
-        if not job.finished.done():
+        try:
             job.finished.set_result(job)
+        except concurrent.futures.InvalidStateError:
+            pass
 
     def _delete(self, job: Job) -> None:
         job.source.unlink(missing_ok=True)

@@ -10,6 +10,8 @@ from typing import AsyncIterator, Callable
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 MAX_FIELD_BYTES = 1024  # option fields are short
+MAX_FIELDS = 16
+OVERHEAD_BYTES = 64 * 1024  # the body around the file: boundaries, part headers, fields
 
 
 class UploadError(Exception):
@@ -52,6 +54,9 @@ async def read_upload(content_type: str, chunks: AsyncIterator[bytes], file_fiel
         state["header"] = b""
 
     def on_headers_finished() -> None:
+        state["parts"] = state.get("parts", 0) + 1
+        if state["parts"] > MAX_FIELDS:
+            raise UploadError(413, f"more than {MAX_FIELDS} form fields")
         _, disposition = parse_options_header(state["headers"].get(b"content-disposition", b""))
         name = disposition.get(b"name", b"").decode("utf-8", "replace")
         state["name"] = name
@@ -86,7 +91,11 @@ async def read_upload(content_type: str, chunks: AsyncIterator[bytes], file_fiel
         "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
         "on_part_end": on_part_end})
     try:
-        async for chunk in chunks:
+        received = 0
+        async for chunk in chunks:  # the whole body counts, chunked or not
+            received += len(chunk)
+            if received > max_bytes + OVERHEAD_BYTES:
+                raise UploadError(413, f"{upload.name or 'the upload'}: over the limit of {max_bytes:,} bytes")
             parser.write(chunk)
         parser.finalize()
     except UploadError:

@@ -36,9 +36,19 @@ function options() {
 function addFiles(files) {
   for (const file of files) {
     const card = newCard(file);
-    waitingHere.push(() => send(file, card, options()));
+    const form = options();
+    waitingHere.push(() => send(file, card, form).catch((e) => fail(card, `failed: ${e.message || e}`)));
   }
   pump();
+}
+
+// an answer's JSON, or {error} from its status where the body is not JSON
+async function json(response) {
+  try {
+    return await response.json();
+  } catch {
+    return { error: `the server answered ${response.status} ${response.statusText}` };
+  }
 }
 
 function pump() {
@@ -96,12 +106,12 @@ async function send(file, card, form) {
     card.querySelector(".progress").value = 0.1 + 0.9 * job.progress;
     await new Promise((r) => setTimeout(r, 250));
     const response = await fetch(`/api/jobs/${id}`);
-    job = await response.json();
+    job = await json(response);
     if (!response.ok) return fail(card, job.error || `error ${response.status}`);
   }
   const response = await fetch(`/api/jobs/${id}/result`);
   pending.delete(id);
-  if (!response.ok) return fail(card, (await response.json()).error || `error ${response.status}`);
+  if (!response.ok) return fail(card, (await json(response)).error || `error ${response.status}`);
   const blob = await response.blob();
   const name = filenameOf(response) || file.name;
   results.push({ name, blob });
@@ -205,6 +215,10 @@ function setUp() {
       return candidate;
     };
     const files = await Promise.all(results.map(async (r) => ({ name: unique(r.name), bytes: new Uint8Array(await r.blob.arrayBuffer()) })));
+    if (files.reduce((n, f) => n + f.bytes.length, 0) >= 2 ** 32 - 2 ** 20) {
+      $("summary").textContent = "too large for one zip (4 GB); download the results one by one";
+      return;
+    }
     const link = document.createElement("a");
     link.href = URL.createObjectURL(makeZip(files));
     link.download = "superres.zip";
