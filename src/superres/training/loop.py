@@ -370,6 +370,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
                     torch.distributed.all_reduce(flag)
                     stop_now = bool(flag.item() > 0)
                 if step % cfg.checkpoint_every == 0 or step == cfg.iters or stop_now:
+                    if world > 1:
+                        check_ranks_agree(model, world)
                     checkpoint()
                 if stop_now:
                     interrupted = True
@@ -389,6 +391,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
         save_weights(scored, out / "best.safetensors", _weights_metadata(cfg, step, None, n_train))
     return {"steps": step, "best_psnr": best if has_val else None, "seconds": time.time() - t0,
             "interrupted": interrupted, "run_dir": str(out), "world_size": world}
+
+
+def check_ranks_agree(model: torch.nn.Module, world: int) -> None:
+    """Every rank must hold the same weights: DistributedDataParallel averages the gradients, so all take the
+    same steps. A difference means they trained apart; it is an error, not a checkpoint of one rank's run."""
+    mine = torch.stack([p.detach().double().sum() for p in model.parameters()]
+                       + [p.detach().double().abs().sum() for p in model.parameters()])
+    every = [torch.empty_like(mine) for _ in range(world)]
+    torch.distributed.all_gather(every, mine)
+    if any(not torch.equal(other, mine) for other in every):
+        raise RuntimeError("the ranks' weights differ: their gradients were not averaged (DistributedDataParallel)")
 
 
 def _tensorboard(out: Path):
