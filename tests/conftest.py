@@ -17,24 +17,26 @@ def photo():
     return np.ascontiguousarray(data.astronaut()[100:164, 180:260])
 
 
-def nearest_edsr(scale: int = 2):
-    """An EDSR whose weights make it nearest-neighbour upscaling: an exact, hand-checkable model."""
+def nearest_edsr(scale: int = 2, colors: int = 3, gains: tuple[float, ...] | None = None):
+    """An EDSR whose weights make it nearest-neighbour upscaling: an exact, hand-checkable model.
+
+    gains: a factor per channel around the model's mean (out_c = m_c + g_c (x_c - m_c)), so that channels
+    differ where a test needs them to."""
     import torch
 
     from superres.models import EDSR, EDSRConfig
 
-    model = EDSR(EDSRConfig(scale=scale, n_feats=4, n_resblocks=0)).eval()
+    model = EDSR(EDSRConfig(scale=scale, n_feats=4, n_resblocks=0, n_colors=colors)).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
-        # head copies RGB into features 0..2 (after mean subtraction); the body conv is zero, the skip passes it
-        for c in range(3):
+        # head copies the colours into features 0..; the body conv is zero, the skip passes it
+        for c in range(colors):
             model.head[0].weight[c, c, 1, 1] = 1
-            for k in range(4):  # upsampler: every sub-pixel of channel c reads feature c
-                model.tail[0][0].weight[c * 4 + k, c, 1, 1] = 1
-            model.tail[1].weight[c, c, 1, 1] = 1
+            for k in range(scale * scale):  # upsampler: every sub-pixel of channel c reads feature c
+                model.tail[0][0].weight[c * scale * scale + k, c, 1, 1] = 1
+            model.tail[1].weight[c, c, 1, 1] = 1 if gains is None else gains[c]
     return model
-
 
 @contextlib.contextmanager
 def live_server(server, allowed_hosts=None):
