@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench fuzz mutate clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -27,5 +27,14 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/inference_speed.py
 	$(BIN)/python benchmarks/train_throughput.py
 
+# a longer fuzz run than the test suite's (tests/fuzz_driver.py), over several seeds
+fuzz: $(STAMP)
+	for seed in 1 2 3 4 5; do $(BIN)/python tests/fuzz_driver.py --cases 1000 --seed $$seed || exit 1; done
+
+# mutation testing of the imaging, inference and model-loading code ([tool.mutmut] in pyproject.toml)
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'mutmut>=3.3,<4'
+	$(BIN)/mutmut run --max-children 2; $(BIN)/mutmut results | tail -n 5
+
 clean:
-	rm -rf $(VENV) demo-output
+	rm -rf $(VENV) demo-output mutants

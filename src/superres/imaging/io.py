@@ -183,6 +183,8 @@ def _is_16bit_colour(im: Image.Image) -> bool:
 def _read_16bit_colour(path: Path, im: Image.Image) -> Picture:
     import cv2  # noqa: PLC0415 - only for what Pillow cannot hold
 
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # a damaged file: our one line only
+
     orientation = im.getexif().get(0x0112, 1)
     icc = im.info.get("icc_profile") or None
     data = np.fromfile(path, dtype=np.uint8)
@@ -303,6 +305,10 @@ def write_image(path: str | os.PathLike, picture: Picture | PictureStream, overw
         raise ImageError(f"{path}: already exists (use --overwrite to replace it)") from None
     except OSError as e:
         raise ImageError(f"{path}: cannot write ({e.strerror or e})") from e
+    except ImageError as e:
+        if str(path) in str(e):
+            raise
+        raise ImageError(f"{path}: {e}") from e  # name the file in a batch
 
 
 def _stream_png(f, stream: PictureStream) -> None:
@@ -322,9 +328,16 @@ def _stream_png(f, stream: PictureStream) -> None:
         raise ImageError(f"cannot write the image as PNG ({e})") from e
 
 
+MAX_SIDE = {"JPEG": 65535, "GIF": 65535, "WEBP": 16383, "BMP": 2**31 - 1, "TIFF": 2**32 - 1}  # what each format holds
+
+
 def encode_image(picture: Picture, fmt: str, quality: int = 95) -> bytes:
     """The bytes of a file in format `fmt` ('PNG', 'JPEG', ...); depth and alpha reduced where the format must."""
     px, alpha = picture.pixels, picture.alpha
+    h, w = px.shape[:2]
+    if max(h, w) > MAX_SIDE.get(fmt, 2**31 - 1):
+        raise ImageError(f"a {fmt} image cannot be {w}x{h}: its sides go up to {MAX_SIDE[fmt]:,} pixels; "
+                         f"write PNG or TIFF instead (--format png)")
     if fmt == "PNG":
         return encode_png(px if alpha is None else np.dstack([px, alpha]), picture.icc_profile)
     if px.dtype == np.uint16 and fmt != "TIFF":
@@ -349,7 +362,7 @@ def encode_image(picture: Picture, fmt: str, quality: int = 95) -> bytes:
     buf = io.BytesIO()
     try:
         im.save(buf, format=fmt, **kwargs)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, OverflowError, struct.error) as e:
         raise ImageError(f"cannot encode a {im.mode} image as {fmt} ({e})") from e
     return buf.getvalue()
 

@@ -127,7 +127,7 @@ class VideoReader:
                              f"the end of the file")
         self.copied = [s for s in self.container.streams if s.type in ("audio", "subtitle")]
         cc = self.stream.codec_context
-        if not cc.width or not cc.height or cc.format is None:
+        if cc is None or not cc.width or not cc.height or cc.format is None:  # (no decoder for its codec: None)
             self.container.close()
             raise VideoError(f"{path}: the video stream has no picture size or pixel format")
         deep = max((c.bits for c in cc.format.components), default=8) > 8
