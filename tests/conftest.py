@@ -4,6 +4,16 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def cpu_unless_marked_gpu(request, monkeypatch):
+    """Tests compare numbers made on the CPU; on a CUDA machine, 'auto' would pick the GPU and fp16. Only
+    tests marked gpu see the real device choice."""
+    if request.node.get_closest_marker("gpu") is None:
+        import superres.inference.upscaler as upscaler
+
+        monkeypatch.setattr(upscaler, "auto_device", lambda: "cpu")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -252,3 +252,53 @@ def test_public_api_exports():
     from superres.evaluation import EvalConfig, evaluate  # the evaluation API keeps its name
 
     assert callable(evaluate) and EvalConfig
+
+
+# ---------------------------------------------------------------------------------------------- found by mutmut
+
+@pytest.mark.parametrize("wrapper", ["state_dict", "params_ema", "params", "model"])
+def test_wrapped_pt_files_load_with_their_metadata(tmp_path, wrapper):
+    import torch
+
+    from superres.models import EDSR, EDSRConfig, load_model
+    from superres.models.checkpoints import METADATA_KEY
+
+    torch.manual_seed(0)
+    model = EDSR(EDSRConfig(scale=2, n_feats=8, n_resblocks=1))
+    torch.save({wrapper: model.state_dict(), METADATA_KEY: {"note": "kept"}}, tmp_path / "w.pt")
+    loaded = load_model(tmp_path / "w.pt")
+    assert loaded.metadata == {"note": "kept"}
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+@pytest.mark.parametrize("content", [[1, 2, 3], {}, {"a": 1}])
+def test_a_pt_file_without_tensors_is_named_in_its_error(tmp_path, content):
+    import torch
+
+    from superres.errors import CheckpointError
+    from superres.models import load_model
+
+    torch.save(content, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match=r"odd\.pt: holds no state dict of tensors"):
+        load_model(tmp_path / "odd.pt")
+
+
+def test_an_unknown_architecture_is_named(tmp_path):
+    from superres.errors import CheckpointError
+    from superres.models.checkpoints import build_from_dict
+
+    with pytest.raises(CheckpointError, match="architecture 'swinir' is not supported"):
+        build_from_dict("swinir", {})
+
+
+def test_blending_refuses_networks_of_other_shapes_even_with_the_same_keys():
+    from superres.errors import CheckpointError
+    from superres.models import EDSR, EDSRConfig
+    from superres.models.checkpoints import interpolate
+
+    a = EDSR(EDSRConfig(scale=2, n_feats=8, n_resblocks=1))
+    wider = EDSR(EDSRConfig(scale=2, n_feats=16, n_resblocks=1))  # same names, other shapes
+    deeper = EDSR(EDSRConfig(scale=2, n_feats=8, n_resblocks=2))  # other names
+    for b in (wider, deeper):
+        with pytest.raises(CheckpointError, match="the architectures differ"):
+            interpolate(a, b, 0.5)

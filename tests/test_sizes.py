@@ -26,6 +26,7 @@ def test_output_size_shapes():
     assert OutputSize(height=45).shape_for((30, 40)) == (45, 60)
     assert OutputSize(width=101).shape_for((30, 40)) == (76, 101)  # 75.75 rounds
     assert OutputSize(2.5).label() == "x2.5" and OutputSize(width=7, height=5).label() == "7x5"
+    assert OutputSize(width=1920).label() == "w1920" and OutputSize(height=1080).label() == "h1080"
     for bad in (dict(), dict(factor=0.0), dict(factor=float("nan")), dict(factor=2.0, width=5), dict(width=0)):
         with pytest.raises(ConfigError):
             OutputSize(**bad)
