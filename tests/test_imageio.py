@@ -255,7 +255,7 @@ def test_stale_partial_files_are_removed_and_fresh_ones_kept(tmp_path):
     import os
     import time
 
-    from superres.imaging.files import STALE_SECONDS, atomic_path
+    from superres.imaging.files import STALE_SECONDS, atomic_path, remove_stale_parts
 
     old = tmp_path / ".out.png.abc123.part"
     fresh = tmp_path / ".out.png.def456.part"
@@ -268,3 +268,5 @@ def test_stale_partial_files_are_removed_and_fresh_ones_kept(tmp_path):
     with atomic_path(tmp_path / "out.png") as tmp:
         Path(tmp).write_bytes(b"whole")
     assert not old.exists() and fresh.exists() and other.exists()  # only this output's, and only old ones
+    os.utime(fresh, (ago, ago))
+    assert remove_stale_parts(tmp_path / "out.png") == [fresh]

@@ -111,3 +111,17 @@ def test_bad_arguments():
         imresize(np.zeros((4, 4)), 0)
     with pytest.raises(ConfigError):
         imresize(np.zeros((4,)), 2)
+
+
+def test_pil_images_take_every_option_and_keep_alpha(photo):
+    """Found by mutmut: the PIL path passed on the scale only, and dropped alpha."""
+    alpha = np.tile(np.linspace(0, 255, 80).astype(np.uint8), (64, 1))
+    rgba = Image.fromarray(np.dstack([photo, alpha]), "RGBA")
+    out = imresize(rgba, output_shape=(30, 50))
+    assert out.mode == "RGBA" and out.size == (50, 30)
+    arr = np.asarray(out)
+    assert np.array_equal(arr[..., :3], imresize(photo, output_shape=(30, 50)))
+    assert np.array_equal(arr[..., 3], imresize(alpha, output_shape=(30, 50)))
+    sharp = np.asarray(imresize(Image.fromarray(photo), 0.5, antialiasing=False))
+    assert np.array_equal(sharp, imresize(photo, 0.5, antialiasing=False))
+    assert not np.array_equal(sharp, imresize(photo, 0.5))

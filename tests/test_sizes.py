@@ -99,3 +99,18 @@ def test_no_enlargement_is_a_plain_bicubic_resize():
     out = superres.upscale(img, model=model, size=(15, 10))
     assert np.array_equal(out, superres.imresize(img, output_shape=(10, 15)))
     assert superres.upscale(img, 1, model=model).shape == img.shape
+
+
+def test_size_edges_and_messages():
+    """Found by mutmut: the one-pixel edge, and the words each refusal uses."""
+    assert OutputSize(width=1).shape_for((10, 10)) == (1, 1) and OutputSize(height=1).shape_for((10, 10)) == (1, 1)
+    assert OutputSize(width=10).shape_for((1, 1000)) == (1, 10)  # a sliver still has a row
+    assert OutputSize(height=10).shape_for((1000, 1)) == (10, 1)
+    with pytest.raises(ConfigError, match="give either a scale factor or an output width and/or height"):
+        OutputSize()
+    with pytest.raises(ConfigError, match=r"scale must be a number > 0, got -2"):
+        OutputSize(-2.0)
+    for bad in (0, True, 2.5):
+        with pytest.raises(ConfigError, match=r"output width must be a whole number of pixels >= 1, got"):
+            OutputSize(width=bad)
+    assert network_scale((2, 3, 4), 3.0) == 3 and network_scale((2, 3, 4), 3.0000000001) == 3
