@@ -88,7 +88,7 @@ def reference_resize(img: np.ndarray, shape: tuple[int, int], method: str, large
 
 
 @pytest.mark.parametrize("method", sorted(KERNELS))
-@pytest.mark.parametrize("shape", [(5, 20), (26, 4), (7, 7), (39, 33)])
+@pytest.mark.parametrize("shape", [(5, 20), (26, 4), (7, 7), (39, 33), (13, 20), (4, 11)])
 def test_resize_matches_kernels_written_out_here(rng, method, shape):
     """Catches a wrong lanczos formula, a widened bilinear kernel, and the smaller-scale-first order ignored
     (the shapes give the two dimensions different scales, and uint8 rounds between them)."""
@@ -98,6 +98,16 @@ def test_resize_matches_kernels_written_out_here(rng, method, shape):
     f = rng.random((13, 11))
     np.testing.assert_allclose(superres.imresize(f, output_shape=shape, method=method),
                                reference_resize(f, shape, method), atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 3), (2, 2), (3, 2)])
+@pytest.mark.parametrize("method", ["bicubic", "lanczos3"])
+def test_tiny_images_mirror_at_their_borders(rng, size, method):
+    """Kernels wider than the image reach past both borders, more than once: mirror padding throughout."""
+    img = rng.random(size)
+    for shape in [(5, 7), (1, 1), (2, 9)]:
+        np.testing.assert_allclose(superres.imresize(img, output_shape=shape, method=method),
+                                   reference_resize(img, shape, method), atol=1e-12)
 
 
 def test_resize_order_matters_here(rng):

@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -125,3 +126,23 @@ def test_pil_images_take_every_option_and_keep_alpha(photo):
     sharp = np.asarray(imresize(Image.fromarray(photo), 0.5, antialiasing=False))
     assert np.array_equal(sharp, imresize(photo, 0.5, antialiasing=False))
     assert not np.array_equal(sharp, imresize(photo, 0.5))
+
+
+def test_refusals_say_why_and_the_input_is_never_returned(photo):
+    """Found by mutmut: messages, and a scale-1 resize that handed back the caller's own array."""
+    same = imresize(photo, 1.0)
+    assert same is not photo and np.array_equal(same, photo)
+    before = photo.copy()
+    same[:] = 0
+    assert np.array_equal(photo, before)
+    for args, kwargs, message in [((np.zeros((2, 2, 2, 2)),), {"scale": 2}, "needs an (H, W) or (H, W, C) image"),
+                                  ((np.zeros((0, 4)),), {"scale": 2}, "needs an (H, W) or (H, W, C) image"),
+                                  ((np.zeros((4, 0)),), {"scale": 2}, "needs an (H, W) or (H, W, C) image"),
+                                  ((np.zeros((4, 4)),), {}, "needs a scale or an output_shape"),
+                                  ((np.zeros((4, 4)),), {"output_shape": (0, 3)}, "is empty"),
+                                  ((np.zeros((4, 4), bool),), {"scale": 2}, "does not handle bool images"),
+                                  ((np.zeros((4, 4)),), {"scale": 0}, "scale must be > 0"),
+                                  ((np.zeros((4, 4)),), {"scale": 2, "method": "cubic"}, "choose from bicubic, bilinear")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            imresize(*args, **kwargs)
+    assert imresize(np.zeros((1, 1)), output_shape=(1, 1)).shape == (1, 1)
