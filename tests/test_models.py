@@ -302,3 +302,35 @@ def test_blending_refuses_networks_of_other_shapes_even_with_the_same_keys():
     for b in (wider, deeper):
         with pytest.raises(CheckpointError, match="the architectures differ"):
             interpolate(a, b, 0.5)
+
+
+def test_model_loading_messages_and_presets():
+    """Found by mutmut: what load_model says and builds for presets, missing files and wrong scales."""
+    from superres.errors import CheckpointError, UnknownModelError
+    from superres.models import load_model
+
+    mdsr = load_model("mdsr-tiny", allow_untrained=True)
+    assert mdsr.scales == (2, 3, 4) and mdsr.metadata == {"untrained": True}
+    assert load_model("edsr-tiny", scale=3, allow_untrained=True).scales == (3,)
+    assert load_model("edsr-tiny", allow_untrained=True).scales == (2,)
+    with pytest.raises(UnknownModelError, match=r"'edsr-tiny' is an architecture without weights; give a weights "
+                                                r"file or a bundled model \(mdsr-medium, mdsr-medium-photo\)"):
+        load_model("edsr-tiny")
+    for missing in ("nowhere.pt", "nowhere.pth", "nowhere.safetensors"):
+        with pytest.raises(CheckpointError, match=rf"{missing}: no such file"):
+            load_model(missing)
+    with pytest.raises(CheckpointError, match=r"model 'mdsr-tiny' upscales x2, x3, x4, not x5"):
+        load_model("mdsr-tiny", scale=5, allow_untrained=True)
+
+
+def test_half_precision_export_stores_fp16(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from superres.models import EDSR, EDSRConfig, save_weights
+
+    model = EDSR(EDSRConfig(scale=2, n_feats=8, n_resblocks=1))
+    full = save_weights(model, tmp_path / "full.safetensors")
+    half = save_weights(model, tmp_path / "half.safetensors", dtype=torch.float16)
+    assert {t.dtype for t in load_file(str(half)).values()} == {torch.float16}
+    assert {t.dtype for t in load_file(str(full)).values()} == {torch.float32}
