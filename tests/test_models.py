@@ -334,3 +334,28 @@ def test_half_precision_export_stores_fp16(tmp_path):
     half = save_weights(model, tmp_path / "half.safetensors", dtype=torch.float16)
     assert {t.dtype for t in load_file(str(half)).values()} == {torch.float16}
     assert {t.dtype for t in load_file(str(full)).values()} == {torch.float32}
+
+
+def test_foreign_weights_bring_their_mean_and_mismatches_are_spelt_out(tmp_path):
+    """Found by mutmut: a .pt without our metadata keeps its own mean (from sub_mean), and a state dict
+    that does not fit says what is missing, extra, or of another shape."""
+    import torch
+
+    from superres.errors import CheckpointError
+    from superres.models import EDSR, EDSRConfig, load_model
+    from superres.models.checkpoints import load_state_strict
+
+    model = EDSR(EDSRConfig(scale=2, n_feats=8, n_resblocks=1, rgb_mean=(0.3, 0.5, 0.7)))
+    torch.save(model.state_dict(), tmp_path / "foreign.pt")
+    assert load_model(tmp_path / "foreign.pt").config.rgb_mean == (0.3, 0.5, 0.7)
+    state = model.state_dict()
+    target = EDSR(EDSRConfig(scale=2, n_feats=8, n_resblocks=2))
+    with pytest.raises(CheckpointError) as e:
+        load_state_strict(target, {**state, "extra.a": torch.zeros(1), "extra.b": torch.zeros(1),
+                                   "extra.c": torch.zeros(1), "extra.d": torch.zeros(1)})
+    assert str(e.value) == ("weights do not fit the model: missing 6 key(s): body.1.body.0.weight, "
+                            "body.1.body.0.bias, body.1.body.2.weight ...; unexpected 6 key(s): body.1.weight, "
+                            "body.1.bias, extra.a ...")
+    wide = EDSR(EDSRConfig(scale=2, n_feats=16, n_resblocks=1))
+    with pytest.raises(CheckpointError, match=r"shape mismatch: head\.0\.weight \(8, 3, 3, 3\) vs \(16, 3, 3, 3\)"):
+        load_state_strict(wide, state)
