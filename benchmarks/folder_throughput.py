@@ -8,7 +8,7 @@ upscaled x2 by the bundled default with default settings (precision auto, denois
 - threaded: run_batch, with its reader and writer threads around the network;
 - command: `superres upscale FOLDER -o OUT` through cli.main (model loading included, interpreter
   start-up not).
-With --fast, the same again with edsr-tiny (random weights, 1/9 of the default's work), standing in for a
+With --fast, the same again with edsr-tiny (random weights; about 9x faster than the default here), standing in for a
 network on a GPU, where reading and writing are a large share of the time. Each is timed --repeat times, taking turns (this machine's speed drifts), and the best is kept. The
 target: threaded (and the command) within 10% of the network.
 

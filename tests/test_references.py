@@ -9,7 +9,6 @@ import pytest
 from PIL import Image, ImageCms
 
 import superres
-from superres.api import ImageUpscaler
 from superres.cli import main
 from superres.imaging.io import Picture, encode_image, read_image, write_image
 from superres.imaging.png import chunk

@@ -50,12 +50,6 @@ def expand_inputs(inputs: list[str], videos: bool = False) -> tuple[list[Path], 
     return unique, errors
 
 
-def _progress(items: list, quiet: bool, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, unit="img", disable=quiet or not sys.stderr.isatty() or len(items) < 2)
-
-
 def _report(errors: list[str]) -> None:
     for msg in errors:
         print(f"error: {msg}", file=sys.stderr)
@@ -187,7 +181,8 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     if abs(float(as_fraction(s)) - s) > 1e-9:
         raise SuperresError(f"scale {s:g} is not a fraction with a denominator up to 64 (e.g. 2.5 = 5/2)")
     preset = parse_preset(args.preset)
-    for path in _progress(files, args.quiet, "degrade"):
+    shown = not args.quiet and sys.stderr.isatty() and len(files) > 1
+    for path in _bar("degrade", "img", shown)(files, len(files)):
         try:
             pic = read_image(path)
             if min(pic.size) < n:

@@ -16,9 +16,10 @@ import struct
 import threading
 import warnings
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -102,47 +103,51 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         raise ImageError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: empty file")
-    with _PIL_LIMIT_LOCK:  # Image.MAX_IMAGE_PIXELS is global: one reader at a time changes it
+    with _without_pil_limit():
         return _read_image(path, max_pixels)
 
 
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) from an image file's header, without decoding it; ImageError if it is not an image
-    Pillow can open. Pillow's own pixel limit is not applied (callers apply theirs)."""
-    path = Path(path)
+@contextmanager
+def _without_pil_limit() -> Iterator[None]:
+    """Pillow's own pixel limit and its warning off, for one reader at a time (Image.MAX_IMAGE_PIXELS is
+    global); callers check their own limit from the header."""
     with _PIL_LIMIT_LOCK:
         pil_limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
         try:
-            Image.MAX_IMAGE_PIXELS = None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(path) as im:
-                    return im.size
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
-            raise ImageError(f"{path}: not an image, or a format that cannot be read") from e
+                yield
         finally:
             Image.MAX_IMAGE_PIXELS = pil_limit
 
 
-def _read_image(path: Path, max_pixels: int | None) -> Picture:
-    pil_limit = Image.MAX_IMAGE_PIXELS
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from an image file's header, without decoding it; ImageError if it is not an image
+    Pillow can open. Pillow's own pixel limit is not applied (callers apply theirs)."""
+    path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = None  # our own limit is checked below, from the header alone
-            with Image.open(path) as im:
-                _check_size(path, im.size, max_pixels)
-                if _is_16bit_colour(im):
-                    return _read_16bit_colour(path, im)
-                orientation = im.getexif().get(0x0112, 1)
-                icc = im.info.get("icc_profile") or None
-                if getattr(im, "n_frames", 1) > 1:
-                    im.seek(0)
-                im.load()
-                picture = from_pil(im)
+        with _without_pil_limit(), Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
+        raise ImageError(f"{path}: not an image, or a format that cannot be read") from e
+
+
+def _read_image(path: Path, max_pixels: int | None) -> Picture:
+    try:
+        with Image.open(path) as im:
+            _check_size(path, im.size, max_pixels)  # our own limit, from the header alone
+            if _is_16bit_colour(im):
+                return _read_16bit_colour(path, im)
+            orientation = im.getexif().get(0x0112, 1)
+            icc = im.info.get("icc_profile") or None
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)
+            im.load()
+            picture = from_pil(im)
     except ImageError as e:
         if str(path) in str(e):
             raise
@@ -153,8 +158,6 @@ def _read_image(path: Path, max_pixels: int | None) -> Picture:
         raise ImageError(f"{path}: not an image, or a format that cannot be read") from e
     except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
         raise ImageError(f"{path}: cannot be read, the file may be truncated or corrupt ({e})") from e
-    finally:
-        Image.MAX_IMAGE_PIXELS = pil_limit
     if icc and picture.pixels.ndim == 3 and getattr(im, "mode", "") == "CMYK":
         icc = None  # a CMYK profile does not describe the RGB pixels we now hold
     picture.icc_profile = icc

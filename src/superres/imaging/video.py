@@ -121,10 +121,10 @@ class VideoReader:
         self.stream.thread_type = "AUTO"
         entries = self.stream.index_entries  # an index (MP4's sample table) that points past the end: cut short
         end = max((e.pos + e.size for e in entries), default=0) if entries is not None else 0
-        if end > self.path.stat().st_size:
+        size = self.path.stat().st_size
+        if end > size:
             self.container.close()
-            raise VideoError(f"{path}: truncated: its index points {end - self.path.stat().st_size:,} bytes past "
-                             f"the end of the file")
+            raise VideoError(f"{path}: truncated: its index points {end - size:,} bytes past the end of the file")
         self.copied = [s for s in self.container.streams if s.type in ("audio", "subtitle")]
         cc = self.stream.codec_context
         if cc is None or not cc.width or not cc.height or cc.format is None:  # (no decoder for its codec: None)
@@ -213,7 +213,6 @@ class VideoWriter:
         import av  # noqa: PLC0415
 
         self.name = name
-        info = reader.info
         container = CONTAINERS.get(suffix.lower())
         if container is None:
             raise VideoError(f"{name}: cannot write '{suffix}' video; use one of {', '.join(sorted(CONTAINERS))}")

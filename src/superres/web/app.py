@@ -154,7 +154,7 @@ def create_app(host: str = "127.0.0.1", port: int = 8000, server: Server | None 
         except UploadError as e:
             return error(e.status, str(e))
         try:
-            options = parse_options({k: v for k, v in upload.fields.items()})
+            options = parse_options(upload.fields)
             await run_in_threadpool(check_image, upload.path, upload.name, server, options)
             return server.queue.submit(Job(upload.name, upload.path, options))
         except _Refused as e:
