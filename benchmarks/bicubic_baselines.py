@@ -15,16 +15,24 @@ from pathlib import Path
 from superres.evaluation.benchmark import EvalConfig, evaluate
 
 PUBLISHED = {  # (set, scale) -> bicubic PSNR (dB)
-    ("Set5", 2): 33.66, ("Set5", 3): 30.39, ("Set5", 4): 28.42,
-    ("Set14", 2): 30.24, ("Set14", 3): 27.55, ("Set14", 4): 26.00,
-    ("B100", 2): 29.56, ("B100", 3): 27.21, ("B100", 4): 25.96,
+    ("Set5", 2): 33.66,
+    ("Set5", 3): 30.39,
+    ("Set5", 4): 28.42,
+    ("Set14", 2): 30.24,
+    ("Set14", 3): 27.55,
+    ("Set14", 4): 26.00,
+    ("B100", 2): 29.56,
+    ("B100", 3): 27.21,
+    ("B100", 4): 25.96,
 }
 TOLERANCE = 0.02
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/benchmark")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/benchmark"
+    )
     args = parser.parse_args()
     sets = ["Set5", "Set14", "B100"]
     results = evaluate(EvalConfig(datasets=[str(args.data / s) for s in sets], scales=[2, 3, 4], methods=["bicubic"]))

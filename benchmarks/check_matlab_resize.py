@@ -22,7 +22,9 @@ from superres import imresize
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/benchmark")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/benchmark"
+    )
     parser.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
     parser.add_argument("--scales", nargs="+", type=int, default=[2, 3, 4])
     args = parser.parse_args()
@@ -46,8 +48,10 @@ def main() -> int:
                     worst = max(worst, diff)
                     print(f"  {name} x{s} {hr_path.stem}: differs (shape {lr.shape} vs {ref.shape}, max |diff| {diff})")
             failures += len(hr_files) - exact
-            print(f"{name:6} x{s}: {exact}/{len(hr_files)} LR images bit-exact"
-                  f"{'' if exact == len(hr_files) else f', worst |diff| {worst}'} ({time.perf_counter() - t0:.2f} s)")
+            print(
+                f"{name:6} x{s}: {exact}/{len(hr_files)} LR images bit-exact"
+                f"{'' if exact == len(hr_files) else f', worst |diff| {worst}'} ({time.perf_counter() - t0:.2f} s)"
+            )
     print("PASS: bit-exact" if failures == 0 else f"FAIL: {failures} image(s) differ")
     return 0 if failures == 0 else 1
 

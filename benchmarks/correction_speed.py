@@ -1,6 +1,6 @@
 """Time superres.correct on RGB uint8 images: milliseconds per output megapixel (target: <= 20 ms).
 
-    python benchmarks/correction_speed.py
+python benchmarks/correction_speed.py
 """
 
 from __future__ import annotations

@@ -34,8 +34,18 @@ MAX_COST = 0.1  # dB the good model may lose
 
 
 def undertrained(data: list[str], scale: int, folder: Path) -> Path:
-    cfg = TrainConfig(data=data, scale=scale, preset="edsr-small", iters=40, lr=5e-4, val_every=40,
-                      checkpoint_every=40, out=str(folder / "run"), holdout=10, seed=1)
+    cfg = TrainConfig(
+        data=data,
+        scale=scale,
+        preset="edsr-small",
+        iters=40,
+        lr=5e-4,
+        val_every=40,
+        checkpoint_every=40,
+        out=str(folder / "run"),
+        holdout=10,
+        seed=1,
+    )
     train(cfg, progress=False)
     return folder / "run" / "best.safetensors"
 
@@ -60,21 +70,26 @@ def main() -> int:
         base = float(np.mean([psnr(sr, p.hr, shave=args.scale) for sr, p in zip(outputs, pairs)]))
         gains = []
         for tau in THRESHOLDS:
-            scores = [psnr(correct(sr, threshold=tau, lr=p.lr), p.hr, shave=args.scale) for sr, p in zip(outputs, pairs)]
+            scores = [
+                psnr(correct(sr, threshold=tau, lr=p.lr), p.hr, shave=args.scale) for sr, p in zip(outputs, pairs)
+            ]
             gains.append(float(np.mean(scores)) - base)
         table[name] = [base] + gains
     print(f"held-out images: {', '.join(p.stem for _, p in held_out)}; x{args.scale}, Y-PSNR, shave {args.scale}")
     print(f"{'model':<14} {'alone':>7} " + " ".join(f"{t:>6}" for t in THRESHOLDS))
     for name, row in table.items():
         print(f"{name:<14} {row[0]:>7.2f} " + " ".join(f"{g:>+6.2f}" for g in row[1:]))
-    bilinear = float(np.mean([psnr(imresize(p.lr, args.scale, method="bilinear"), p.hr, shave=args.scale)
-                              for p in pairs]))
+    bilinear = float(
+        np.mean([psnr(imresize(p.lr, args.scale, method="bilinear"), p.hr, shave=args.scale) for p in pairs])
+    )
     print(f"{'bilinear':<14} {bilinear:>7.2f}")
     good = table["good"][1:]
     chosen = next(t for t, g in zip(THRESHOLDS, good) if g >= -MAX_COST)
     k = THRESHOLDS.index(chosen)
-    print(f"chosen threshold: {chosen} (smallest costing the good model <= {MAX_COST} dB: {good[k]:+.3f} dB; "
-          f"undertrained model {table['undertrained'][1 + k]:+.3f} dB)")
+    print(
+        f"chosen threshold: {chosen} (smallest costing the good model <= {MAX_COST} dB: {good[k]:+.3f} dB; "
+        f"undertrained model {table['undertrained'][1 + k]:+.3f} dB)"
+    )
     return 0
 
 

@@ -30,7 +30,7 @@ def patches_per_second(preset: str, seconds: float = 3.0) -> float:
     while time.perf_counter() - t0 < seconds:
         s = (2, 3, 4)[done % 3]
         y, x = (int(v) for v in rng.integers(0, 600 - 48 * s, size=2))
-        p.apply(img[y:y + 48 * s, x:x + 48 * s], s, rng)
+        p.apply(img[y : y + 48 * s, x : x + 48 * s], s, rng)
         done += 1
     return done / (time.perf_counter() - t0)
 
@@ -44,17 +44,20 @@ def main() -> int:
     torch.set_num_threads(torch.get_num_threads())
     rates = {name: patches_per_second(name) for name in args.presets}
     clean, _ = throughput("mdsr-medium", True, torch.device("cpu"), 16, 48, args.steps, False)
-    degraded, _ = throughput("mdsr-medium", True, torch.device("cpu"), 16, 48, args.steps, False,
-                             degradation="photo")
+    degraded, _ = throughput("mdsr-medium", True, torch.device("cpu"), 16, 48, args.steps, False, degradation="photo")
     need = clean * 16
-    print(f"training mdsr-medium bf16, batch 16: {clean:.2f} steps/s = {need:.1f} patches/s with the clean sampler; "
-          f"{degraded:.2f} steps/s with the photo degradations made inline ({degraded / clean:.0%})")
+    print(
+        f"training mdsr-medium bf16, batch 16: {clean:.2f} steps/s = {need:.1f} patches/s with the clean sampler; "
+        f"{degraded:.2f} steps/s with the photo degradations made inline ({degraded / clean:.0%})"
+    )
     print(f"{'preset':<10} {'patches/s (1 thread)':>21} {'x training need':>16}")
     for name, rate in rates.items():
         print(f"{name:<10} {rate:>21.1f} {rate / need:>16.1f}")
     verdict = "not bound" if rates.get("photo", np.inf) > need else "BOUND"
-    print(f"training on 'photo' is {verdict} by the degradations: one prefetch thread makes "
-          f"{rates.get('photo', float('nan')) / need:.1f}x the patches a step consumes")
+    print(
+        f"training on 'photo' is {verdict} by the degradations: one prefetch thread makes "
+        f"{rates.get('photo', float('nan')) / need:.1f}x the patches a step consumes"
+    )
     return 0
 
 

@@ -18,8 +18,11 @@ def main(paths: list[str]) -> int:
     methods = list(dict.fromkeys(r["method"] for r in results))
     for scale in sorted({r["scale"] for r in results}):
         base = "input" if scale == 1 else "bicubic"
-        print(f"\nx{scale:g} (Y-PSNR dB against the clean HR; gain = auto - {base}"
-              + ("; target at x2 in brackets" if scale == 2 else "") + ")\n")
+        print(
+            f"\nx{scale:g} (Y-PSNR dB against the clean HR; gain = auto - {base}"
+            + ("; target at x2 in brackets" if scale == 2 else "")
+            + ")\n"
+        )
         sets = list(dict.fromkeys(r["dataset"] for r in results if r["scale"] == scale))
         print("| input | set | " + " | ".join(base if m == "bicubic" else m for m in methods) + " | gain |")
         print("|---|---|" + "---|" * (len(methods) + 1))
@@ -32,7 +35,9 @@ def main(paths: list[str]) -> int:
                     gain_text = f"{gain:+.2f} (auto - model {psnr[(ds, scale, d, 'auto')] - psnr[(ds, scale, d, 'model')]:+.3f})"
                 else:
                     gain_text = f"{gain:+.2f}{target}"
-                print(f"| {d} | {ds} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in row) + f" | {gain_text} |")
+                print(
+                    f"| {d} | {ds} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in row) + f" | {gain_text} |"
+                )
     return 0
 
 

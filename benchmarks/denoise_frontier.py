@@ -52,8 +52,14 @@ def ramp(x, zero: float, one: float):
     return np.clip((np.asarray(x, dtype=np.float64) - zero) / (one - zero), 0, 1)
 
 
-def fit_ramp(rows: list[dict], key: str, grid: np.ndarray, increasing: bool = True,
-             clean: tuple[dict, np.ndarray] | None = None, budget: float = 0.01) -> tuple[float, float, float, float]:
+def fit_ramp(
+    rows: list[dict],
+    key: str,
+    grid: np.ndarray,
+    increasing: bool = True,
+    clean: tuple[dict, np.ndarray] | None = None,
+    budget: float = 0.01,
+) -> tuple[float, float, float, float]:
     """(zero, one, loss, clean loss): the clipped ramp s = (x - zero) / (one - zero), x = each row's `key`,
     that loses the least mean Y-PSNR against each row's best strength (the PSNR at s read off the row's
     curve, linearly interpolated). With `clean` (the clean row and the noise readings of many clean images),
@@ -61,7 +67,7 @@ def fit_ramp(rows: list[dict], key: str, grid: np.ndarray, increasing: bool = Tr
     curves = [(r[key], *_curve(r)) for r in rows]
     best = (0.0, 1.0, np.inf, 0.0)
     for zero in grid:
-        for one in (grid[grid > zero] if increasing else grid[grid < zero]):
+        for one in grid[grid > zero] if increasing else grid[grid < zero]:
             clean_loss = 0.0
             if clean is not None:
                 xs, ys = _curve(clean[0])
@@ -81,8 +87,11 @@ def clean_readings(run: Path, scale: int) -> np.ndarray:
     values = []
     for p in (p for folder in cfg["data"] for p in find_dataset(folder, split="train").hr_paths()):
         hr = to_colors(read_image(p).pixels, 3)
-        values.append(noise_sigma(degrade(hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale],
-                                          scale, "bicubic").pixels))
+        values.append(
+            noise_sigma(
+                degrade(hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale], scale, "bicubic").pixels
+            )
+        )
     return np.array(values)
 
 
@@ -96,18 +105,24 @@ def fit_rows(rows: list[dict], clean: np.ndarray | None = None, budget: float = 
     if len(jpeg_rows) >= 2:
         jz, jo, jl, _ = fit_ramp(jpeg_rows, "quality", np.arange(30, 101, 1.0), increasing=False)
         fit.update(JPEG_CLEAN=jz, JPEG_FULL=jo)
-        print(f"fitted JPEG ramp: JPEG_CLEAN, JPEG_FULL = {jz:g}, {jo:g} (mean loss against the best strength "
-              f"{jl:.3f} dB)")
+        print(
+            f"fitted JPEG ramp: JPEG_CLEAN, JPEG_FULL = {jz:g}, {jo:g} (mean loss against the best strength "
+            f"{jl:.3f} dB)"
+        )
     if len(noise_rows) >= 2:
         guard = None
         if clean is not None:
             guard = (next(r for r in noise_rows if r["degradation"] == "clean"), clean)
-            print(f"noise readings of {len(clean)} clean training images: median {np.median(clean):.2f}, 90th "
-                  f"percentile {np.percentile(clean, 90):.2f}, 95th {np.percentile(clean, 95):.2f}")
+            print(
+                f"noise readings of {len(clean)} clean training images: median {np.median(clean):.2f}, 90th "
+                f"percentile {np.percentile(clean, 90):.2f}, 95th {np.percentile(clean, 95):.2f}"
+            )
         nz, no, nl, cl = fit_ramp(noise_rows, "sigma", np.arange(0, 20.01, 0.25), True, guard, budget)
         fit.update(NOISE_CLEAN=nz, NOISE_FULL=no)
-        print(f"fitted noise ramp: NOISE_CLEAN, NOISE_FULL = {nz:g}, {no:g} (mean loss against the best strength "
-              f"{nl:.3f} dB" + ("" if clean is None else f"; expected loss on clean images {cl:.3f} dB") + ")")
+        print(
+            f"fitted noise ramp: NOISE_CLEAN, NOISE_FULL = {nz:g}, {no:g} (mean loss against the best strength "
+            f"{nl:.3f} dB" + ("" if clean is None else f"; expected loss on clean images {cl:.3f} dB") + ")"
+        )
     return fit
 
 
@@ -120,10 +135,15 @@ def print_table(rows: list[dict]) -> None:
     print("|---|---|---|---|---|")
     for r in rows:
         xs, ys = _curve(r)
-        s = float(ramp(r["quality"], JPEG_CLEAN, JPEG_FULL) if r["degradation"].startswith("jpeg")
-                  else ramp(r["sigma"], NOISE_CLEAN, NOISE_FULL))
-        print(f"| {r['degradation']} | {r['best_strength']:.1f} | {ys.max() - ys[0]:+.2f} | {ys[-1] - ys[0]:+.2f} | "
-              f"{np.interp(s, xs, ys) - ys[0]:+.2f} (S = {s:.2f}) |")
+        s = float(
+            ramp(r["quality"], JPEG_CLEAN, JPEG_FULL)
+            if r["degradation"].startswith("jpeg")
+            else ramp(r["sigma"], NOISE_CLEAN, NOISE_FULL)
+        )
+        print(
+            f"| {r['degradation']} | {r['best_strength']:.1f} | {ys.max() - ys[0]:+.2f} | {ys[-1] - ys[0]:+.2f} | "
+            f"{np.interp(s, xs, ys) - ys[0]:+.2f} (S = {s:.2f}) |"
+        )
 
 
 def main() -> int:
@@ -135,8 +155,12 @@ def main() -> int:
     parser.add_argument("--json", help="write the measurements here")
     parser.add_argument("--cases", help="comma-separated degradations (default: clean, JPEG 95-30, noise 1-20)")
     parser.add_argument("--images", type=int, default=None, help="only the first N held-out images")
-    parser.add_argument("--budget", type=float, default=0.01,
-                        help="the noise ramp's allowed expected loss on clean photos, dB (default 0.01)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=0.01,
+        help="the noise ramp's allowed expected loss on clean photos, dB (default 0.01)",
+    )
     parser.add_argument("--strengths", help="comma-separated strengths to score (default 0, 0.1, ..., 1)")
     args = parser.parse_args()
     if args.fit:
@@ -152,7 +176,9 @@ def main() -> int:
         sys.exit("no photo model: give --photo")
     images = held_out_images(Path(args.run))[: args.images]
     s = args.scale
-    cases = args.cases.split(",") if args.cases else ["clean"] + [f"jpeg:{q}" for q in JPEG] + [f"noise:{n}" for n in NOISE]
+    cases = (
+        args.cases.split(",") if args.cases else ["clean"] + [f"jpeg:{q}" for q in JPEG] + [f"noise:{n}" for n in NOISE]
+    )
     method = Method("blend", model="blend")
     strengths = [float(v) for v in args.strengths.split(",")] if args.strengths else STRENGTHS
     rows = []
@@ -168,18 +194,28 @@ def main() -> int:
                 sr, _ = run_method(method, lr.pixels, s, (pair.at(strength), s), precision="fp32")
                 scores[i, j] = psnr(sr, hr, shave=s, channel="y")
         mean = scores.mean(axis=0)
-        rows.append({"degradation": case, "quality": qualities[0], "sigma": round(float(np.mean(sigmas)), 3),
-                     "psnr_by_strength": {str(k): round(float(v), 4) for k, v in zip(strengths, mean)},
-                     "best_strength": strengths[int(np.argmax(mean))],
-                     "gain_best_over_clean": round(float(mean.max() - mean[0]), 4)})
-        print(f"{case:>9}  q {qualities[0] or '-':>3}  sigma {np.mean(sigmas):5.2f}  best {rows[-1]['best_strength']:.1f}"
-              f"  " + " ".join(f"{v:6.2f}" for v in mean), flush=True)
+        rows.append(
+            {
+                "degradation": case,
+                "quality": qualities[0],
+                "sigma": round(float(np.mean(sigmas)), 3),
+                "psnr_by_strength": {str(k): round(float(v), 4) for k, v in zip(strengths, mean)},
+                "best_strength": strengths[int(np.argmax(mean))],
+                "gain_best_over_clean": round(float(mean.max() - mean[0]), 4),
+            }
+        )
+        print(
+            f"{case:>9}  q {qualities[0] or '-':>3}  sigma {np.mean(sigmas):5.2f}  best {rows[-1]['best_strength']:.1f}"
+            f"  " + " ".join(f"{v:6.2f}" for v in mean),
+            flush=True,
+        )
 
     fit = fit_rows(rows, clean_readings(Path(args.run), s), args.budget)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"scale": s, "images": [n for n, _ in images], "rows": rows,
-                                               "fit": fit}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps({"scale": s, "images": [n for n, _ in images], "rows": rows, "fit": fit}, indent=2) + "\n"
+        )
     return 0
 
 

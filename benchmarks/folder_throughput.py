@@ -45,10 +45,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="superres-throughput-"))
     big = photo(H + 64 * args.images, W + 64 * args.images)
     for i in range(args.images):
-        write_image(tmp / "in" / f"{i}.png", Picture(big[64 * i:64 * i + H, 32 * i:32 * i + W]))
+        write_image(tmp / "in" / f"{i}.png", Picture(big[64 * i : 64 * i + H, 32 * i : 32 * i + W]))
     files = sorted((tmp / "in").iterdir())
-    print(f"{args.images} PNGs of {W}x{H}, x2 to {2 * W}x{2 * H}, {resolve_precision('auto', torch.device('cpu'))}, "
-          f"{torch.get_num_threads()} threads, {cpu_name()}; seconds per image, best of {args.repeat}")
+    print(
+        f"{args.images} PNGs of {W}x{H}, x2 to {2 * W}x{2 * H}, {resolve_precision('auto', torch.device('cpu'))}, "
+        f"{torch.get_num_threads()} threads, {cpu_name()}; seconds per image, best of {args.repeat}"
+    )
     measure(files, tmp, args, None, "bundled default (mdsr-medium)")
     if args.fast:
         torch.manual_seed(0)

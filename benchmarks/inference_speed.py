@@ -37,8 +37,9 @@ OUT_H, OUT_W = 720, 1280
 CLI_IMAGES = 4  # the CLI is timed on a folder of this many images, per image
 
 
-def cli_per_image(spec: str, scale: int, lr: np.ndarray, tmp: Path, forwards: list, times: list[float]
-                  ) -> tuple[float, list[float]]:
+def cli_per_image(
+    spec: str, scale: int, lr: np.ndarray, tmp: Path, forwards: list, times: list[float]
+) -> tuple[float, list[float]]:
     """Seconds per image of `superres upscale --scale S` (its `main`, default settings) on a folder of
     CLI_IMAGES PNGs: decode + model + encode, model loading included, interpreter start-up not. One warm-up
     run first; then the command and each bare forward take turns (this machine's speed drifts) and the
@@ -47,8 +48,18 @@ def cli_per_image(spec: str, scale: int, lr: np.ndarray, tmp: Path, forwards: li
 
     for i in range(CLI_IMAGES):
         write_image(tmp / "in" / f"{i}.png", Picture(lr))
-    argv = ["upscale", str(tmp / "in"), "--model", spec, "--scale", str(scale), "-o", str(tmp / "out"),
-            "--overwrite", "--quiet"]
+    argv = [
+        "upscale",
+        str(tmp / "in"),
+        "--model",
+        spec,
+        "--scale",
+        str(scale),
+        "-o",
+        str(tmp / "out"),
+        "--overwrite",
+        "--quiet",
+    ]
     assert cli(argv) == 0
     t_cli = float("inf")
     for _ in range(3):
@@ -61,8 +72,12 @@ def cli_per_image(spec: str, scale: int, lr: np.ndarray, tmp: Path, forwards: li
 
 def peak_rss_mb(model_spec: str) -> float:
     """benchmarks/peak_memory.py in a fresh process: `superres upscale` on a 4000x3000 RGB PNG at x2."""
-    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("peak_memory.py")), model_spec],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("peak_memory.py")), model_spec],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(proc.stdout.split()[2])
 
 
@@ -80,9 +95,11 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPU threads, torch {torch.__version__}, {torch.get_num_threads()} torch threads")
     print(f"output {OUT_W}x{OUT_H}; roofline {args.roofline_fp32:.0f} GFLOP/s fp32, {args.roofline_bf16:.0f} bf16\n")
     print(f"precision auto on this CPU: {resolve_precision('auto', torch.device('cpu'))}\n")
-    header = (f"{'model':<20} {'scale':>5} {'GFLOP':>6} {'fp32 s':>7} {'GFLOP/s':>8} {'roof%':>6} {'MP/s':>6} "
-              f"{'bf16 s':>7} {'roof%':>6} {'bf16 dB':>8} {'CLI s':>6} {'CLI/fwd':>8} {'ref s':>6} {'CLI/ref':>8} "
-              f"{'tiled s':>8} {'ort s':>6}")
+    header = (
+        f"{'model':<20} {'scale':>5} {'GFLOP':>6} {'fp32 s':>7} {'GFLOP/s':>8} {'roof%':>6} {'MP/s':>6} "
+        f"{'bf16 s':>7} {'roof%':>6} {'bf16 dB':>8} {'CLI s':>6} {'CLI/fwd':>8} {'ref s':>6} {'CLI/ref':>8} "
+        f"{'tiled s':>8} {'ort s':>6}"
+    )
     print(header)
     print("-" * len(header))
     for spec in specs:
@@ -106,8 +123,9 @@ def main() -> int:
             tiled = Upscaler(model, s, device="cpu", precision="fp32", tile=max(64, lr_h // 2))
             t_tiled = best_time(lambda: tiled(x), repeat=2)
             with tempfile.TemporaryDirectory() as tmp:
-                t_cli, (t32, t_ref) = cli_per_image(spec, s, lr, Path(tmp), [lambda: fp32(x), lambda: ref(x)],
-                                                    [t32, t_ref])
+                t_cli, (t32, t_ref) = cli_per_image(
+                    spec, s, lr, Path(tmp), [lambda: fp32(x), lambda: ref(x)], [t32, t_ref]
+                )
                 t_ort = float("nan")
                 try:
                     from superres.inference.onnx import OnnxUpscaler, export_onnx
@@ -118,12 +136,16 @@ def main() -> int:
                 except Exception as e:  # onnxruntime not installed: leave the column empty
                     print(f"  (onnxruntime skipped: {e})")
             gflops = gflop / t32
-            print(f"{spec:<20} {'x' + str(s):>5} {gflop:>6.1f} {t32:>7.3f} {gflops:>8.1f} "
-                  f"{100 * gflops / args.roofline_fp32:>5.0f}% {OUT_H * OUT_W / 1e6 / t32:>6.2f} {t16:>7.3f} "
-                  f"{100 * gflop / t16 / args.roofline_bf16:>5.0f}% {cost:>+8.3f} {t_cli:>6.3f} {t_cli / t32:>8.2f} "
-                  f"{t_ref:>6.3f} {t_cli / t_ref:>8.2f} {t_tiled:>8.3f} {t_ort:>6.3f}")
+            print(
+                f"{spec:<20} {'x' + str(s):>5} {gflop:>6.1f} {t32:>7.3f} {gflops:>8.1f} "
+                f"{100 * gflops / args.roofline_fp32:>5.0f}% {OUT_H * OUT_W / 1e6 / t32:>6.2f} {t16:>7.3f} "
+                f"{100 * gflop / t16 / args.roofline_bf16:>5.0f}% {cost:>+8.3f} {t_cli:>6.3f} {t_cli / t32:>8.2f} "
+                f"{t_ref:>6.3f} {t_cli / t_ref:>8.2f} {t_tiled:>8.3f} {t_ort:>6.3f}"
+            )
     t_bic = best_time(lambda: imresize(photo(OUT_H // 2, OUT_W // 2), 2))
-    print(f"\nbicubic x2 (MATLAB-exact, NumPy) to {OUT_W}x{OUT_H}: {t_bic:.3f} s, {OUT_H * OUT_W / 1e6 / t_bic:.1f} MP/s")
+    print(
+        f"\nbicubic x2 (MATLAB-exact, NumPy) to {OUT_W}x{OUT_H}: {t_bic:.3f} s, {OUT_H * OUT_W / 1e6 / t_bic:.1f} MP/s"
+    )
     if not args.no_rss:
         print(f"peak RSS, 4000x3000 RGB x2 with {specs[0]} (default settings): {peak_rss_mb(specs[0]):.0f} MB")
     return 0

@@ -37,16 +37,24 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         write_image(Path(tmp) / "in.png", Picture(photo(h, w)))
         before = peak_mb()
-        code = cli(["upscale", str(Path(tmp) / "in.png"), "--model", args.model, "-o", str(Path(tmp) / "out.png"), "--quiet"])
+        code = cli(
+            ["upscale", str(Path(tmp) / "in.png"), "--model", args.model, "-o", str(Path(tmp) / "out.png"), "--quiet"]
+        )
     print(f"peak RSS {peak_mb():.0f} MB (before upscaling: {before:.0f} MB)")
     model = load_model(args.model)
     runner = Upscaler(model, 2 if 2 in model.scales else None, device="cpu")  # what the command chose, for the record
     tile = runner.auto_tile(h, w)
     extra = ((tile + 2 * runner.margin) / tile) ** 2 - 1 if tile else 0.0
-    print(f"memory budget {runner.memory_budget / 2**20:.0f} MB of activations: whole images up to "
-          f"{runner.memory_budget / runner._bytes_per_pixel() / 1e6:.2f} LR megapixels; this one "
-          + (f"in tiles of {tile} px with a {runner.margin} px margin (interior tiles read {100 * extra:.0f}% "
-             "more pixels)" if tile else "whole"))
+    print(
+        f"memory budget {runner.memory_budget / 2**20:.0f} MB of activations: whole images up to "
+        f"{runner.memory_budget / runner._bytes_per_pixel() / 1e6:.2f} LR megapixels; this one "
+        + (
+            f"in tiles of {tile} px with a {runner.margin} px margin (interior tiles read {100 * extra:.0f}% "
+            "more pixels)"
+            if tile
+            else "whole"
+        )
+    )
     return code
 
 

@@ -35,7 +35,9 @@ def main() -> int:
         "superres (Up + ISA-L 1)": lambda: encode_png(img),
         "Pillow, zlib level 1": lambda: pillow(img, 1),
         "Pillow, zlib level 6": lambda: pillow(img, 6),
-        "OpenCV, zlib level 1": lambda: cv2.imencode(".png", img[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes(),
+        "OpenCV, zlib level 1": lambda: cv2.imencode(".png", img[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[
+            1
+        ].tobytes(),
     }
     print(f"{w}x{h} RGB photo, {img.nbytes / 1e6:.1f} MB raw")
     for name, fn in encoders.items():

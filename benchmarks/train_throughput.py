@@ -27,8 +27,16 @@ from superres.models.summary import summarize
 from superres.training.loop import to_tensor
 
 
-def throughput(preset: str, bf16: bool, device: torch.device, batch: int, patch: int, steps: int,
-               on_device: bool, degradation: str | None = None) -> tuple[float, float]:
+def throughput(
+    preset: str,
+    bf16: bool,
+    device: torch.device,
+    batch: int,
+    patch: int,
+    steps: int,
+    on_device: bool,
+    degradation: str | None = None,
+) -> tuple[float, float]:
     """(steps/s, training GFLOP per step, averaged over the model's scales); degradation: LR patches made
     from the HR ones by that preset, inline"""
     rng = np.random.default_rng(0)
@@ -37,13 +45,16 @@ def throughput(preset: str, bf16: bool, device: torch.device, batch: int, patch:
     samplers = {}
     for s in model.scales:
         samples = [make_sample(f"s{i}", hr, s) for i, hr in enumerate(images)]
-        samplers[s] = (DevicePatchSampler(samples, s, patch, batch, device) if on_device else
-                       PatchSampler(samples, s, patch, batch,
-                                    degradation=parse_preset(degradation) if degradation else None))
+        samplers[s] = (
+            DevicePatchSampler(samples, s, patch, batch, device)
+            if on_device
+            else PatchSampler(samples, s, patch, batch, degradation=parse_preset(degradation) if degradation else None)
+        )
     sampler = MultiScaleSampler(samplers)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    gflop = np.mean([3 * 2 * batch * sum(r.macs for r in summarize(model, (patch, patch), s)) / 1e9
-                     for s in model.scales])
+    gflop = np.mean(
+        [3 * 2 * batch * sum(r.macs for r in summarize(model, (patch, patch), s)) / 1e9 for s in model.scales]
+    )
 
     def step() -> None:
         scale, lr, hr = sampler.sample()
@@ -77,17 +88,23 @@ def main() -> int:
     parser.add_argument("--roofline-bf16", type=float, default=430.0)
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(f"device {device}, {os.cpu_count()} CPU threads, torch {torch.__version__}; batch {args.batch_size}, "
-          f"{args.patch_size} px LR patches; EDSR at x2, MDSR at x2/x3/x4 drawn per step")
-    print(f"{'preset':<15} {'precision':<9} {'sampler':<7} {'steps/s':>8} {'patches/s':>10} {'GFLOP/s':>8} {'roofline':>9}")
+    print(
+        f"device {device}, {os.cpu_count()} CPU threads, torch {torch.__version__}; batch {args.batch_size}, "
+        f"{args.patch_size} px LR patches; EDSR at x2, MDSR at x2/x3/x4 drawn per step"
+    )
+    print(
+        f"{'preset':<15} {'precision':<9} {'sampler':<7} {'steps/s':>8} {'patches/s':>10} {'GFLOP/s':>8} {'roofline':>9}"
+    )
     for preset in args.presets:
         for bf16 in (True, False):
-            for on_device in ((True, False) if device.type == "cuda" else (False,)):
+            for on_device in (True, False) if device.type == "cuda" else (False,):
                 rate, gflop = throughput(preset, bf16, device, args.batch_size, args.patch_size, args.steps, on_device)
                 roof = args.roofline_bf16 if bf16 else args.roofline_fp32
                 share = f"{100 * rate * gflop / roof:.0f}%" if device.type == "cpu" else "-"
-                print(f"{preset:<15} {'bf16' if bf16 else 'fp32':<9} {'device' if on_device else 'host':<7} "
-                      f"{rate:>8.2f} {rate * args.batch_size:>10.1f} {rate * gflop:>8.1f} {share:>9}")
+                print(
+                    f"{preset:<15} {'bf16' if bf16 else 'fp32':<9} {'device' if on_device else 'host':<7} "
+                    f"{rate:>8.2f} {rate * args.batch_size:>10.1f} {rate * gflop:>8.1f} {share:>9}"
+                )
     return 0
 
 

@@ -43,8 +43,8 @@ def make_clip(path: Path, frames: int, noise: float) -> np.ndarray:
             img = still + rng.normal(0, noise, still.shape).astype(np.float32)
             x = 8 + (W - SQUARE - 16) * i // max(frames - 1, 1)
             y = H // 2 - SQUARE // 2
-            img[y:y + SQUARE, x:x + SQUARE] = (230, 40, 40)
-            moving[y:y + SQUARE, x:x + SQUARE] = True
+            img[y : y + SQUARE, x : x + SQUARE] = (230, 40, 40)
+            moving[y : y + SQUARE, x : x + SQUARE] = True
             frame = av.VideoFrame.from_ndarray(np.clip(img + 0.5, 0, 255).astype(np.uint8), format="rgb24")
             frame.pts = i
             for packet in v.encode(frame):
@@ -75,11 +75,17 @@ def main() -> None:
     clip = tmp / "clip.mp4"
     still = make_clip(clip, args.frames, args.noise)
     still_hr = still.repeat(2, 0).repeat(2, 1)
-    methods = {"bicubic": dict(method="bicubic", scale=2), "model (denoise 0)": dict(scale=2, denoise=0),
-               "model, denoise auto": dict(scale=2, denoise="auto"), "model, denoise 0.5": dict(scale=2, denoise=0.5),
-               "model, denoise 1": dict(scale=2, denoise=1)}
-    print(f"clip: {W}x{H}, {args.frames} frames, a still photo with a moving square, sensor noise sigma "
-          f"{args.noise:g}, H.264 CRF 23; upscaled x2, written as FFV1 4:4:4; flicker on the still pixels")
+    methods = {
+        "bicubic": dict(method="bicubic", scale=2),
+        "model (denoise 0)": dict(scale=2, denoise=0),
+        "model, denoise auto": dict(scale=2, denoise="auto"),
+        "model, denoise 0.5": dict(scale=2, denoise=0.5),
+        "model, denoise 1": dict(scale=2, denoise=1),
+    }
+    print(
+        f"clip: {W}x{H}, {args.frames} frames, a still photo with a moving square, sensor noise sigma "
+        f"{args.noise:g}, H.264 CRF 23; upscaled x2, written as FFV1 4:4:4; flicker on the still pixels"
+    )
     print(f"input (LR) flicker: {flicker(clip, still):.3f}")
     print(f"{'method':<22} {'flicker':>8} {'vs bicubic':>11} {'frames/s':>9}  denoise chosen")
     reference = None

@@ -48,6 +48,7 @@ def nearest_edsr(scale: int = 2, colors: int = 3, gains: tuple[float, ...] | Non
             model.tail[1].weight[c, c, 1, 1] = 1 if gains is None else gains[c]
     return model
 
+
 @contextlib.contextmanager
 def live_server(server, allowed_hosts=None):
     """superres.web's app for `server` on uvicorn, on a free port of 127.0.0.1, in a thread: yields (host, port)."""

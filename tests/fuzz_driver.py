@@ -44,9 +44,14 @@ def seeds(folder: Path) -> dict[str, bytes]:
     out["rgb.png"] = encode_image(Picture(photo), "PNG")
     out["deep.png"] = encode_image(Picture(rng.integers(0, 65536, (20, 18, 3), dtype=np.uint16)), "PNG")
     out["alpha.png"] = encode_image(Picture(photo, photo[..., 0].copy()), "PNG")
-    for name, fmt, extra in (("photo.jpg", "JPEG", {"quality": 80}), ("photo.bmp", "BMP", {}),
-                             ("photo.tif", "TIFF", {"compression": "tiff_lzw"}), ("photo.webp", "WEBP", {}),
-                             ("palette.gif", "GIF", {}), ("palette.png", "PNG", {})):
+    for name, fmt, extra in (
+        ("photo.jpg", "JPEG", {"quality": 80}),
+        ("photo.bmp", "BMP", {}),
+        ("photo.tif", "TIFF", {"compression": "tiff_lzw"}),
+        ("photo.webp", "WEBP", {}),
+        ("palette.gif", "GIF", {}),
+        ("palette.png", "PNG", {}),
+    ):
         buf = io.BytesIO()
         im = Image.fromarray(photo)
         if name.startswith("palette"):
@@ -106,15 +111,15 @@ def mutate(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
             b[i] ^= 1 << int(rng.integers(0, 8))
         return bytes(b), kind
     if kind == "cut":
-        return bytes(b[:int(rng.integers(0, len(b)))]), kind
+        return bytes(b[: int(rng.integers(0, len(b)))]), kind
     if kind == "swap":
         n = int(rng.integers(1, max(2, len(b) // 4)))
         i, j = sorted(int(x) for x in rng.integers(0, max(1, len(b) - n), 2))
-        b[i:i + n], b[j:j + n] = b[j:j + n], b[i:i + n]
-        return bytes(b[:len(data)]), kind
+        b[i : i + n], b[j : j + n] = b[j : j + n], b[i : i + n]
+        return bytes(b[: len(data)]), kind
     if kind == "huge-length":  # a 4-byte field near the start, as lengths and offsets are, set huge
         i = int(rng.integers(0, max(1, min(len(b), 256) - 4)))
-        b[i:i + 4] = struct.pack(">I" if rng.random() < 0.5 else "<I", int(rng.choice([0xFFFFFFFF, 0x7FFFFFF0])))
+        b[i : i + 4] = struct.pack(">I" if rng.random() < 0.5 else "<I", int(rng.choice([0xFFFFFFFF, 0x7FFFFFF0])))
         return bytes(b), kind
     # sizes: the header's width and height fields set to 0 or huge, where the format is known
     value = int(rng.choice([0, 1, 0xFFFF, 0x7FFF, 100000]))
@@ -128,10 +133,10 @@ def mutate(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
     elif data[:2] == b"\xff\xd8":
         sof = data.find(b"\xff\xc0")
         if sof > 0:
-            b[sof + 5:sof + 9] = struct.pack(">HH", value & 0xFFFF, value & 0xFFFF)
+            b[sof + 5 : sof + 9] = struct.pack(">HH", value & 0xFFFF, value & 0xFFFF)
     else:
         i = int(rng.integers(0, max(1, min(len(b), 128) - 4)))
-        b[i:i + 4] = struct.pack("<I", value)
+        b[i : i + 4] = struct.pack("<I", value)
     return bytes(b), f"size={value}"
 
 
@@ -230,10 +235,21 @@ def main() -> int:
             worst = max(worst, time.monotonic() - t0)
             if problem:
                 failures += 1
-                print(json.dumps({"case": case, "file": name, "mutation": how, "problem": problem,
-                                  "stderr": err[-600:]}), flush=True)
-    print(json.dumps({"cases": args.cases, "failures": failures, "seed": args.seed, "slowest_s": round(worst, 2),
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+                print(
+                    json.dumps({"case": case, "file": name, "mutation": how, "problem": problem, "stderr": err[-600:]}),
+                    flush=True,
+                )
+    print(
+        json.dumps(
+            {
+                "cases": args.cases,
+                "failures": failures,
+                "seed": args.seed,
+                "slowest_s": round(worst, 2),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            }
+        )
+    )
     return 1 if failures else 0
 
 

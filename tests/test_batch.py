@@ -120,10 +120,30 @@ def test_torchrun_two_processes_share_a_folder(tmp_path, folder):
     model = save_weights(nearest_edsr(2), tmp_path / "nearest.safetensors")
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "superres", "--verbose", "upscale", str(folder), "--model", str(model),
-                           "-o", str(out), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "superres",
+            "--verbose",
+            "upscale",
+            str(folder),
+            "--model",
+            str(model),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     err = proc.stderr
     assert proc.returncode != 0 and "src/superres" not in err  # torchrun adds its own report of a failed worker
     written = re.findall(r"\[rank (\d)\] INFO: \S+/in/(\S+) -> ", err)
@@ -132,4 +152,6 @@ def test_torchrun_two_processes_share_a_folder(tmp_path, folder):
     assert err.count("upscaled 5 of 6 file(s) x2 on 2 processes") == 1
     assert err.count("f.png: not an image") == 1
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg", "c.png", "d.png", "e.png"]
-    assert np.array_equal(read_image(out / "a.png").pixels, read_image(folder / "a.png").pixels.repeat(2, 0).repeat(2, 1))
+    assert np.array_equal(
+        read_image(out / "a.png").pixels, read_image(folder / "a.png").pixels.repeat(2, 0).repeat(2, 1)
+    )

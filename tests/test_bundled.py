@@ -68,6 +68,7 @@ def test_measured_results_cover_every_bundled_model():
             results = bundled_results()
             labels = {name, "model"} if entry.default else {name}  # 'model' = the bundled default
         for scale in entry.scales:
-            sets = {r["dataset"] for r in results if r["method"] in labels and r["scale"] == scale
-                    and r["channel"] == "y"}
+            sets = {
+                r["dataset"] for r in results if r["method"] in labels and r["scale"] == scale and r["channel"] == "y"
+            }
             assert {"Set5", "Set14", "B100"} <= sets, scale

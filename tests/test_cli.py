@@ -30,7 +30,9 @@ def run(capsys, *args):
 
 
 def test_upscale_one_file_with_method(tmp_path, images, capsys, photo):
-    code, _, err = run(capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "3", "-o", tmp_path / "big.png")
+    code, _, err = run(
+        capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "3", "-o", tmp_path / "big.png"
+    )
     assert code == 0, err
     assert read_image(tmp_path / "big.png").pixels.shape == (192, 240, 3)
 
@@ -46,8 +48,19 @@ def test_upscale_folder_with_model_file(tmp_path, images, model_file, capsys):
 def test_default_output_beside_input_with_suffix(images, capsys):
     code, _, _ = run(capsys, "upscale", images / "a.png", "--method", "bilinear", "-s", "2")
     assert code == 0 and (images / "a_x2.png").exists()
-    code, _, _ = run(capsys, "upscale", str(images / "*.png"), "--method", "nearest", "-s", "2", "--suffix", "_big",
-                     "--format", "bmp")
+    code, _, _ = run(
+        capsys,
+        "upscale",
+        str(images / "*.png"),
+        "--method",
+        "nearest",
+        "-s",
+        "2",
+        "--suffix",
+        "_big",
+        "--format",
+        "bmp",
+    )
     assert code == 0 and (images / "a_big.bmp").exists() and (images / "a_x2_big.bmp").exists()
 
 
@@ -72,8 +85,9 @@ def test_never_overwrites_without_flag_and_never_clobbers_input(tmp_path, images
     code, _, _ = run(capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "2", "-o", target, "--overwrite")
     assert code == 0 and read_image(target).pixels.shape == (128, 160, 3)
     before = (images / "a.png").read_bytes()
-    code, _, err = run(capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "2", "-o", images / "a.png",
-                       "--overwrite")
+    code, _, err = run(
+        capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "2", "-o", images / "a.png", "--overwrite"
+    )
     assert code == 1 and "is an input" in err and (images / "a.png").read_bytes() == before
 
 
@@ -82,8 +96,9 @@ def test_grayscale_16bit_and_alpha_survive(tmp_path, model_file, capsys, rng):
     write_image(tmp_path / "g.png", Picture(gray16))
     rgba = rng.integers(0, 256, size=(12, 10, 3), dtype=np.uint8)
     write_image(tmp_path / "t.png", Picture(rgba, np.full((12, 10), 128, np.uint8)))
-    code, _, err = run(capsys, "upscale", tmp_path / "g.png", tmp_path / "t.png", "--model", model_file,
-                       "-o", tmp_path / "out")
+    code, _, err = run(
+        capsys, "upscale", tmp_path / "g.png", tmp_path / "t.png", "--model", model_file, "-o", tmp_path / "out"
+    )
     assert code == 0, err
     g = read_image(tmp_path / "out" / "g.png")
     assert g.pixels.dtype == np.uint16 and g.pixels.shape == (24, 20)
@@ -129,15 +144,20 @@ def test_python_module_entry_point(tmp_path, images):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "superres", "upscale", str(images / "nope.png"), "--method", "bicubic",
-                           "-s", "2"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "superres", "upscale", str(images / "nope.png"), "--method", "bicubic", "-s", "2"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
 
 
 def test_correct_option(tmp_path, images, model_file, capsys):
     from superres import imresize
 
-    code, _, err = run(capsys, "upscale", images / "a.png", "--model", model_file, "--correct", "0", "-o", tmp_path / "c.png")
+    code, _, err = run(
+        capsys, "upscale", images / "a.png", "--model", model_file, "--correct", "0", "-o", tmp_path / "c.png"
+    )
     assert code == 0, err
     lr = read_image(images / "a.png").pixels
     assert np.array_equal(read_image(tmp_path / "c.png").pixels, imresize(lr, 2, method="bilinear"))
@@ -148,8 +168,19 @@ def test_correct_option(tmp_path, images, model_file, capsys):
 
 
 def test_pixel_limit_option(tmp_path, images, capsys):
-    code, _, err = run(capsys, "upscale", images / "a.png", "--method", "bicubic", "-s", "2", "--max-pixels", "100",
-                       "-o", tmp_path / "x.png")
+    code, _, err = run(
+        capsys,
+        "upscale",
+        images / "a.png",
+        "--method",
+        "bicubic",
+        "-s",
+        "2",
+        "--max-pixels",
+        "100",
+        "-o",
+        tmp_path / "x.png",
+    )
     assert code == 1 and "over the limit" in err and not (tmp_path / "x.png").exists()
 
 
@@ -161,8 +192,21 @@ def test_correct_flag_before_an_input(tmp_path, images, model_file, capsys):
 
 def test_two_inputs_with_the_same_output_name(tmp_path, images, capsys, photo):
     write_image(images / "a.bmp", Picture(photo))
-    code, _, err = run(capsys, "upscale", images / "a.png", images / "a.bmp", "--method", "bicubic", "-s", "2",
-                       "-o", tmp_path / "o", "--format", "png", "--overwrite")
+    code, _, err = run(
+        capsys,
+        "upscale",
+        images / "a.png",
+        images / "a.bmp",
+        "--method",
+        "bicubic",
+        "-s",
+        "2",
+        "-o",
+        tmp_path / "o",
+        "--format",
+        "png",
+        "--overwrite",
+    )
     assert code == 1 and "would also be made from" in err
     assert np.array_equal(read_image(tmp_path / "o" / "a.png").pixels, superres_imresize(photo, 2))
 
@@ -180,8 +224,19 @@ def test_streamed_output_equals_the_whole_image_pipeline(tmp_path, model_file, c
 
     alpha = np.tile(np.linspace(0, 255, photo.shape[1]).astype(np.uint8), (photo.shape[0], 1))
     write_image(tmp_path / "in.png", Picture(photo, alpha))
-    code, _, err = run(capsys, "upscale", tmp_path / "in.png", "--model", model_file, "--tile", "16",
-                       "--correct", "10", "-o", tmp_path / "out.png")
+    code, _, err = run(
+        capsys,
+        "upscale",
+        tmp_path / "in.png",
+        "--model",
+        model_file,
+        "--tile",
+        "16",
+        "--correct",
+        "10",
+        "-o",
+        tmp_path / "out.png",
+    )
     assert code == 0, err
     got = read_image(tmp_path / "out.png")
     whole = ImageUpscaler(model=load_model(model_file), tile=0)(Picture(photo, alpha))
@@ -230,13 +285,30 @@ def test_sigkill_while_writing_leaves_nothing(tmp_path):
     slow = save_weights(EDSR(EDSRConfig(scale=2, n_feats=32, n_resblocks=8)), tmp_path / "slow.safetensors")
     write_image(tmp_path / "big.png", Picture(np.zeros((400, 400, 3), np.uint8)))
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "superres", "upscale", str(tmp_path / "big.png"), "--model", str(slow),
-                             "--tile", "16", "-o", str(out)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "superres",
+            "upscale",
+            str(tmp_path / "big.png"),
+            "--model",
+            str(slow),
+            "--tile",
+            "16",
+            "-o",
+            str(out),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def writing() -> bool:  # an open file of the process in the output folder: the unnamed output
         try:
-            return any(os.readlink(f"/proc/{proc.pid}/fd/{fd}").startswith(str(out))
-                       for fd in os.listdir(f"/proc/{proc.pid}/fd"))
+            return any(
+                os.readlink(f"/proc/{proc.pid}/fd/{fd}").startswith(str(out))
+                for fd in os.listdir(f"/proc/{proc.pid}/fd")
+            )
         except OSError:
             return False
 
@@ -257,8 +329,9 @@ def test_demo_with_a_multi_scale_model(tmp_path, capsys):
 
     torch.manual_seed(0)
     weights = save_weights(create_model("mdsr-tiny"), tmp_path / "ms.safetensors")
-    assert main(["demo", "-o", str(tmp_path / "demo"), "--model", str(weights), "--scale", "3",
-                 "--image", "coffee"]) == 0
+    assert (
+        main(["demo", "-o", str(tmp_path / "demo"), "--model", str(weights), "--scale", "3", "--image", "coffee"]) == 0
+    )
     out = capsys.readouterr().out
     assert all(m in out for m in ("bilinear", "bicubic", "model+correct")) and "shrunk x3" in out
     assert (tmp_path / "demo" / "comparison.png").is_file() and (tmp_path / "demo" / "model.png").is_file()
@@ -282,8 +355,10 @@ def test_degrade_presets_write_the_real_files(tmp_path, images, capsys, photo):
 
 
 def test_degrade_refuses_bad_settings_in_one_line(tmp_path, images, capsys):
-    for args, message in ((["--seed", "-1", "--scale", "2"], "seed must be an integer >= 0"),
-                          (["--scale", "0.5"], "scale 0.5 would enlarge")):
+    for args, message in (
+        (["--seed", "-1", "--scale", "2"], "seed must be an integer >= 0"),
+        (["--scale", "0.5"], "scale 0.5 would enlarge"),
+    ):
         code, _, err = run(capsys, "degrade", images / "a.png", "-o", tmp_path / "lr", "--preset", "jpeg:50", *args)
         assert code == 2 and message in err.strip().splitlines()[-1], err  # argparse adds its usage line above
     assert not (tmp_path / "lr").exists()

@@ -6,9 +6,21 @@ import pytest
 from PIL import Image
 
 from superres.errors import ConfigError
-from superres.imaging.degrade import (KERNEL_ONE, add_gaussian_noise, add_poisson_noise, blur, degrade,
-                                      gaussian_kernel, image_rng, jpeg, parse_preset, quantize_kernel, resize,
-                                      shrink, sinc_kernel)
+from superres.imaging.degrade import (
+    KERNEL_ONE,
+    add_gaussian_noise,
+    add_poisson_noise,
+    blur,
+    degrade,
+    gaussian_kernel,
+    image_rng,
+    jpeg,
+    parse_preset,
+    quantize_kernel,
+    resize,
+    shrink,
+    sinc_kernel,
+)
 from superres.imaging.quality import jpeg_file_quality, jpeg_quality, noise_sigma
 from superres.imaging.resize import imresize
 
@@ -28,8 +40,10 @@ def smooth(h=96, w=96):
 
 # ---------------------------------------------------------------------------------------------- kernels and steps
 
-@pytest.mark.parametrize("shape,beta", [("gaussian", 1.0), ("generalized", 0.6), ("generalized", 3.0),
-                                        ("plateau", 1.5)])
+
+@pytest.mark.parametrize(
+    "shape,beta", [("gaussian", 1.0), ("generalized", 0.6), ("generalized", 3.0), ("plateau", 1.5)]
+)
 def test_kernels_are_normalised_and_point_symmetric(shape, beta):
     k = gaussian_kernel(15, 2.0, 0.7, theta=0.6, shape=shape, beta=beta)
     assert k.shape == (15, 15) and abs(k.sum() - 1) < 1e-12
@@ -41,7 +55,7 @@ def test_kernels_are_normalised_and_point_symmetric(shape, beta):
 def test_isotropic_gaussian_matches_the_formula():
     k = gaussian_kernel(7, 1.3)
     r = np.arange(7) - 3
-    g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * 1.3 ** 2))
+    g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * 1.3**2))
     assert np.allclose(k, g / g.sum())
 
 
@@ -65,7 +79,7 @@ def test_blur_exact_cases(hr):
     assert np.array_equal(blur(flat, gaussian_kernel(21, 3.0)), flat)  # kernel wider than the image
     box = np.full((3, 3), 1 / 9)
     ref = np.pad(hr.astype(np.int64), ((1, 1), (1, 1), (0, 0)), mode="reflect")
-    sums = sum(ref[dy:dy + 96, dx:dx + 96] for dy in range(3) for dx in range(3)) * quantize_kernel(box)[0, 0]
+    sums = sum(ref[dy : dy + 96, dx : dx + 96] for dy in range(3) for dx in range(3)) * quantize_kernel(box)[0, 0]
     sums += (KERNEL_ONE - quantize_kernel(box).sum()) * hr  # the rounding remainder sits on the centre tap
     assert np.array_equal(blur(hr, box), np.clip((sums + KERNEL_ONE // 2) >> 16, 0, 255).astype(np.uint8))
 
@@ -74,8 +88,9 @@ def test_resize_modes(hr):
     for mode in ("area", "bilinear", "bicubic"):
         assert resize(hr, (40, 50), mode).shape == (40, 50, 3)
         assert resize(hr, (150, 130), mode).shape == (150, 130, 3)
-    assert np.array_equal(resize(hr, (48, 48), "area"), imresize(hr, output_shape=(48, 48), method="nearest",
-                                                                  antialiasing=True))
+    assert np.array_equal(
+        resize(hr, (48, 48), "area"), imresize(hr, output_shape=(48, 48), method="nearest", antialiasing=True)
+    )
     blocks = hr.reshape(48, 2, 48, 2, 3).astype(np.float64).mean(axis=(1, 3))  # area at 1/2 = 2x2 means
     assert np.abs(resize(hr, (48, 48), "area") - blocks).max() <= 1  # rounded after each of the two passes
 
@@ -104,8 +119,10 @@ def test_jpeg_is_libjpeg_and_reports_its_quality(hr):
 
 # ---------------------------------------------------------------------------------------------- presets
 
-@pytest.mark.parametrize("name", ["bicubic", "clean", "jpeg:75", "noise:10", "blur:0.8", "blur:1+noise:5+jpeg:70",
-                                  "real", "photo"])
+
+@pytest.mark.parametrize(
+    "name", ["bicubic", "clean", "jpeg:75", "noise:10", "blur:0.8", "blur:1+noise:5+jpeg:70", "real", "photo"]
+)
 @pytest.mark.parametrize("scale", [1, 2, 3, 4])
 def test_presets_give_the_lr_size(hr, name, scale):
     out = degrade(hr, scale, name, seed=1)
@@ -171,6 +188,7 @@ def test_sixteen_bit_is_refused(hr):
 
 
 # ---------------------------------------------------------------------------------------------- what a file says
+
 
 @pytest.mark.parametrize("quality", [10, 35, 50, 72, 90, 97])
 def test_jpeg_quality_from_the_tables(hr, quality):

@@ -9,7 +9,7 @@ from superres.cli.main import main
 from superres.errors import CheckpointError, ConfigError
 from superres.imaging.degrade import add_gaussian_noise
 from superres.imaging.io import Picture, read_image
-from superres.inference.denoise import (JPEG_CLEAN, JPEG_FULL, PhotoPair, auto_strength, parse_denoise)
+from superres.inference.denoise import JPEG_CLEAN, JPEG_FULL, PhotoPair, auto_strength, parse_denoise
 from superres.models import create_model, load_model
 from superres.models.checkpoints import interpolate
 from superres.models.registry import photo_partner
@@ -59,8 +59,9 @@ def test_a_model_without_a_photo_counterpart():
     auto = ImageUpscaler(model=net, precision="fp32")  # auto: nothing to blend, the model alone
     assert auto.pair is None and auto.choose_denoise(Picture(smooth())).strength == 0
     img = smooth()
-    assert np.array_equal(auto(Picture(img)).pixels, ImageUpscaler(model=net, precision="fp32", denoise=None)(
-        Picture(img)).pixels)
+    assert np.array_equal(
+        auto(Picture(img)).pixels, ImageUpscaler(model=net, precision="fp32", denoise=None)(Picture(img)).pixels
+    )
 
 
 def test_a_jpeg_file_tells_its_quality(tmp_path):
@@ -71,6 +72,7 @@ def test_a_jpeg_file_tells_its_quality(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- the bundled pair
+
 
 @pytest.fixture(scope="module")
 def pair():
@@ -103,25 +105,42 @@ def test_auto_picks_the_photo_model_for_a_poor_jpeg(pair, tmp_path, capsys, phot
     big = np.ascontiguousarray(data.astronaut()[:128, :128])
     Image.fromarray(big).save(tmp_path / "poor.jpg", quality=35)
     Image.fromarray(big).save(tmp_path / "clean.png")
-    code = main(["--verbose", "upscale", str(tmp_path / "poor.jpg"), str(tmp_path / "clean.png"), "-o",
-                 str(tmp_path / "out"), "--precision", "fp32", "--format", "png"])
+    code = main(
+        [
+            "--verbose",
+            "upscale",
+            str(tmp_path / "poor.jpg"),
+            str(tmp_path / "clean.png"),
+            "-o",
+            str(tmp_path / "out"),
+            "--precision",
+            "fp32",
+            "--format",
+            "png",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0
     assert "poor.jpg: JPEG quality ~35, noise sigma ~" in err and "-> denoise 1\n" in err
     assert "clean.png: not a JPEG, noise sigma ~" in err and "-> denoise 0\n" in err
     poor = read_image(tmp_path / "poor.jpg").pixels
-    assert np.array_equal(read_image(tmp_path / "out" / "poor.png").pixels,
-                          upscale(poor, 2, denoise=1, precision="fp32"))
-    assert np.array_equal(read_image(tmp_path / "out" / "clean.png").pixels,
-                          upscale(big, 2, denoise=0, precision="fp32"))
+    assert np.array_equal(
+        read_image(tmp_path / "out" / "poor.png").pixels, upscale(poor, 2, denoise=1, precision="fp32")
+    )
+    assert np.array_equal(
+        read_image(tmp_path / "out" / "clean.png").pixels, upscale(big, 2, denoise=0, precision="fp32")
+    )
 
 
 def test_photo_demo(pair, tmp_path, capsys):
     assert main(["demo", "--photo", "--image", "coffee", "-o", str(tmp_path / "d"), "--precision", "fp32"]) == 0
     out = capsys.readouterr().out
     assert "saved as JPEG quality 70" in out and "auto: JPEG quality ~70, noise sigma ~" in out
-    scores = {line.split()[0]: float(line.split()[-4]) for line in out.splitlines()
-              if line.startswith(("bicubic ", "clean model ", "auto (denoise"))}
+    scores = {
+        line.split()[0]: float(line.split()[-4])
+        for line in out.splitlines()
+        if line.startswith(("bicubic ", "clean model ", "auto (denoise"))
+    }
     assert scores["auto"] > scores["clean"] and scores["auto"] > scores["bicubic"]
     assert (tmp_path / "d" / "lr.jpg").read_bytes()[:2] == b"\xff\xd8" and (tmp_path / "d" / "comparison.png").is_file()
 

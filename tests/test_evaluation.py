@@ -19,7 +19,11 @@ def hr_images(photo):
     from skimage import data
 
     coffee = data.coffee()[100:166, 200:290]
-    return {"astro": photo[:, :78], "coffee": np.ascontiguousarray(coffee), "gray": np.ascontiguousarray(photo[:60, :60, 1])}
+    return {
+        "astro": photo[:, :78],
+        "coffee": np.ascontiguousarray(coffee),
+        "gray": np.ascontiguousarray(photo[:60, :60, 1]),
+    }
 
 
 def make_benchmark(root, hr_images, scales=(2, 3)):
@@ -89,8 +93,23 @@ def test_json_schema_and_methods(tmp_path, hr_images, model_file, capsys):
     for name, hr in hr_images.items():
         write_image(plain / f"{name}.png", Picture(hr))
     out = tmp_path / "r.json"
-    code = main(["eval", "--data", str(bench), str(plain), "--scale", "2,3", "--methods",
-                 f"bicubic,bilinear,{model_file},{model_file}+correct", "--json", str(out), "--shave", "div2k", "-q"])
+    code = main(
+        [
+            "eval",
+            "--data",
+            str(bench),
+            str(plain),
+            "--scale",
+            "2,3",
+            "--methods",
+            f"bicubic,bilinear,{model_file},{model_file}+correct",
+            "--json",
+            str(out),
+            "--shave",
+            "div2k",
+            "-q",
+        ]
+    )
     stdout = capsys.readouterr().out
     assert code == 0
     assert "| method |" in stdout and "Mini x2" in stdout
@@ -100,7 +119,13 @@ def test_json_schema_and_methods(tmp_path, hr_images, model_file, capsys):
     assert {r["shave"] for r in data["results"] if r["scale"] == 2} == {8}
     # the x2 model is skipped at x3, interpolations are not
     assert {(r["method"], r["scale"]) for r in data["results"] if r["dataset"] == "Mini"} == {
-        ("bicubic", 2), ("bilinear", 2), (str(model_file), 2), (f"{model_file}+correct", 2), ("bicubic", 3), ("bilinear", 3)}
+        ("bicubic", 2),
+        ("bilinear", 2),
+        (str(model_file), 2),
+        (f"{model_file}+correct", 2),
+        ("bicubic", 3),
+        ("bilinear", 3),
+    }
     assert all(r["images"] == 3 for r in data["results"])
     per = data["per_image"]
     assert all({"dataset", "scale", "method", "channel", "image", "psnr", "ssim"} <= set(r) for r in per)
@@ -112,8 +137,14 @@ def test_json_schema_and_methods(tmp_path, hr_images, model_file, capsys):
 
 def test_correction_never_leaves_the_bilinear_band(tmp_path, hr_images, model_file):
     bench = make_benchmark(tmp_path / "Mini", hr_images)
-    res = evaluate(EvalConfig(datasets=[str(bench)], scales=[2],
-                              methods=["bilinear", str(model_file), f"{model_file}+correct"], threshold=0))
+    res = evaluate(
+        EvalConfig(
+            datasets=[str(bench)],
+            scales=[2],
+            methods=["bilinear", str(model_file), f"{model_file}+correct"],
+            threshold=0,
+        )
+    )
     by = {r["method"]: r["psnr"] for r in res.results}
     assert by[f"{model_file}+correct"] == pytest.approx(by["bilinear"])  # threshold 0: every pixel replaced
 
@@ -121,8 +152,20 @@ def test_correction_never_leaves_the_bilinear_band(tmp_path, hr_images, model_fi
 def test_report_files(tmp_path, hr_images, model_file):
     bench = make_benchmark(tmp_path / "Mini", hr_images)
     report = tmp_path / "report"
-    code = main(["eval", "--data", str(bench), "--scale", "2", "--methods", f"bilinear,{model_file},{model_file}+correct",
-                 "--report", str(report), "-q"])
+    code = main(
+        [
+            "eval",
+            "--data",
+            str(bench),
+            "--scale",
+            "2",
+            "--methods",
+            f"bilinear,{model_file},{model_file}+correct",
+            "--report",
+            str(report),
+            "-q",
+        ]
+    )
     assert code == 0
     names = {p.name for p in report.iterdir()}
     assert {"results.md", "results.csv", "results.json", "psnr_Mini_x2.png"} <= names
@@ -178,7 +221,7 @@ def test_non_integer_factors_follow_the_protocol(tmp_path, hr_images):
     weights = save_weights(create_model("mdsr-tiny"), tmp_path / "ms.safetensors")
     res = evaluate(EvalConfig(datasets=[str(bench)], scales=[1.5, 2.5], methods=["bicubic", str(weights)]))
     hr = hr_images["coffee"]  # 66 x 90
-    crop = hr[:66 // 3 * 3, :90 // 3 * 3]
+    crop = hr[: 66 // 3 * 3, : 90 // 3 * 3]
     lr = imresize(crop, 1 / 1.5)
     assert lr.shape[:2] == (44, 60)
     row = next(r for r in res.per_image if r["image"] == "coffee" and r["scale"] == 1.5 and r["method"] == "bicubic")
@@ -207,8 +250,15 @@ def test_eval_on_degraded_inputs(tmp_path, hr_images, model_file, capsys):
     from superres.imaging.degrade import degrade
 
     bench = make_benchmark(tmp_path / "Mini", hr_images)
-    out = evaluate(EvalConfig(datasets=[str(bench)], scales=[2, 1], methods=["bicubic", str(model_file)],
-                              degrade=["clean", "jpeg:50", "noise:10"], seed=3))
+    out = evaluate(
+        EvalConfig(
+            datasets=[str(bench)],
+            scales=[2, 1],
+            methods=["bicubic", str(model_file)],
+            degrade=["clean", "jpeg:50", "noise:10"],
+            seed=3,
+        )
+    )
     rows = {(r["scale"], r["degradation"], r["method"]): r["psnr"] for r in out.results}
     assert (1, "clean", "bicubic") not in rows  # at x1 the clean input is the HR itself
     assert rows[(2, "clean", "bicubic")] > rows[(2, "jpeg:50", "bicubic")]
@@ -218,8 +268,21 @@ def test_eval_on_degraded_inputs(tmp_path, hr_images, model_file, capsys):
     per = {(r["scale"], r["degradation"], r["method"], r["image"]): r["psnr"] for r in out.per_image}
     assert per[(1, "noise:10", "bicubic", "coffee")] == round(psnr(noisy, hr, shave=1, channel="y"), 4)
     assert "| noise:10 |" in out.markdown() and "degraded input itself" in out.markdown()
-    code = main(["eval", "--data", str(bench), "--scale", "2", "--methods", "bicubic", "--degrade", "jpeg:40",
-                 "--json", str(tmp_path / "r.json")])
+    code = main(
+        [
+            "eval",
+            "--data",
+            str(bench),
+            "--scale",
+            "2",
+            "--methods",
+            "bicubic",
+            "--degrade",
+            "jpeg:40",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert code == 0 and json.loads((tmp_path / "r.json").read_text())["results"][0]["degradation"] == "jpeg:40"
     with pytest.raises(ConfigError, match="scale"):
         evaluate(EvalConfig(datasets=[str(bench)], scales=[1], methods=["bicubic"]))  # x1 needs degradations

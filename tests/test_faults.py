@@ -107,9 +107,27 @@ def test_two_processes_writing_one_output(tmp_path, photo, overwrite):
     write_image(tmp_path / "a.png", Picture(photo))
     write_image(tmp_path / "b.png", Picture(photo[::-1].copy()))
     target = tmp_path / "out.png"
-    procs = [subprocess.Popen([sys.executable, "-m", "superres", "upscale", str(tmp_path / name), "--method",
-                               "bicubic", "-s", "8", "-o", str(target), *(["--overwrite"] if overwrite else [])],
-                              stderr=subprocess.PIPE, text=True) for name in ("a.png", "b.png")]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "superres",
+                "upscale",
+                str(tmp_path / name),
+                "--method",
+                "bicubic",
+                "-s",
+                "8",
+                "-o",
+                str(target),
+                *(["--overwrite"] if overwrite else []),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a.png", "b.png")
+    ]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
     assert all("Traceback" not in err for _, err in results)
     codes = sorted(code for code, _ in results)
@@ -118,8 +136,10 @@ def test_two_processes_writing_one_output(tmp_path, photo, overwrite):
     else:  # the second to finish finds the first one's file: refused at the start, or when linking it in
         assert codes in ([0, 1], [0, 0]) and (codes == [0, 0] or any("already exists" in e for _, e in results))
     got = read_image(target).pixels
-    options = [np.asarray(read_image(write_image(tmp_path / f"ref{i}.png", Picture(p))).pixels)
-               for i, p in enumerate((photo, photo[::-1].copy()))]
+    options = [
+        np.asarray(read_image(write_image(tmp_path / f"ref{i}.png", Picture(p))).pixels)
+        for i, p in enumerate((photo, photo[::-1].copy()))
+    ]
     from superres import imresize
 
     assert any(np.array_equal(got, imresize(o, 8)) for o in options)
@@ -131,11 +151,11 @@ def test_weights_whose_header_claims_huge_tensors(tmp_path, capsys, photo):
     allocate it."""
     good = save_weights(nearest_edsr(2), tmp_path / "good.safetensors").read_bytes()
     n = struct.unpack("<Q", good[:8])[0]
-    header = json.loads(good[8:8 + n])
+    header = json.loads(good[8 : 8 + n])
     name = next(k for k in header if k != "__metadata__")
     header[name]["shape"] = [10**12, 10**12]
     body = json.dumps(header).encode()
-    (tmp_path / "huge.safetensors").write_bytes(struct.pack("<Q", len(body)) + body + good[8 + n:])
+    (tmp_path / "huge.safetensors").write_bytes(struct.pack("<Q", len(body)) + body + good[8 + n :])
     write_image(tmp_path / "a.png", Picture(photo))
     code, err = run(capsys, "upscale", tmp_path / "a.png", "--model", tmp_path / "huge.safetensors")
     lines = err.strip().splitlines()

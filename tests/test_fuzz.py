@@ -10,8 +10,12 @@ from pathlib import Path
 
 def test_fuzzed_files_end_in_an_output_or_a_one_line_error():
     driver = Path(__file__).with_name("fuzz_driver.py")
-    proc = subprocess.run([sys.executable, str(driver), "--cases", "300", "--seed", "0", "--seconds", "60"],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(driver), "--cases", "300", "--seed", "0", "--seconds", "60"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     summary = lines[-1]
     failures = lines[:-1]

@@ -16,13 +16,16 @@ def save(im: Image.Image, path, **kw):
     return path
 
 
-@pytest.mark.parametrize("mode,shape,dtype,has_alpha", [
-    ("L", (20, 30), np.uint8, False),
-    ("LA", (20, 30), np.uint8, True),
-    ("RGB", (20, 30, 3), np.uint8, False),
-    ("RGBA", (20, 30, 3), np.uint8, True),
-    ("I;16", (20, 30), np.uint16, False),
-])
+@pytest.mark.parametrize(
+    "mode,shape,dtype,has_alpha",
+    [
+        ("L", (20, 30), np.uint8, False),
+        ("LA", (20, 30), np.uint8, True),
+        ("RGB", (20, 30, 3), np.uint8, False),
+        ("RGBA", (20, 30, 3), np.uint8, True),
+        ("I;16", (20, 30), np.uint16, False),
+    ],
+)
 def test_png_modes_round_trip(tmp_path, rng, mode, shape, dtype, has_alpha):
     peak = 65535 if dtype == np.uint16 else 255
     px = rng.integers(0, peak + 1, size=shape, dtype=np.int64).astype(dtype)
@@ -130,6 +133,7 @@ def test_16bit_to_8bit_formats(tmp_path):
 
 # ------------------------------------------------------------------------------ bad input
 
+
 def test_missing_empty_and_non_image(tmp_path):
     with pytest.raises(ImageError, match="no such file"):
         read_image(tmp_path / "absent.png")
@@ -145,7 +149,7 @@ def test_missing_empty_and_non_image(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_truncated_file(tmp_path, photo, suffix):
-    data = (tmp_path / f"full{suffix}")
+    data = tmp_path / f"full{suffix}"
     write_image(data, Picture(np.tile(photo, (4, 4, 1))))
     raw = data.read_bytes()
     (tmp_path / f"cut{suffix}").write_bytes(raw[: len(raw) // 2])
@@ -156,7 +160,9 @@ def test_truncated_file(tmp_path, photo, suffix):
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG whose header claims a huge size (with valid CRCs) and whose data is tiny."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )
 
 
 def test_decompression_bomb_refused_and_limit_option(tmp_path, photo):
@@ -170,6 +176,7 @@ def test_decompression_bomb_refused_and_limit_option(tmp_path, photo):
 
 
 # ------------------------------------------------------------------------------ writing
+
 
 def test_write_is_atomic_and_never_clobbers(tmp_path, photo):
     path = write_image(tmp_path / "o.png", Picture(photo))

@@ -133,10 +133,38 @@ def test_onnx_export_and_backend_match_pytorch(tmp_path, capsys):
     assert main(["export", str(weights), "-o", str(tmp_path / "m.onnx")]) == 0
     rng = np.random.default_rng(1)
     write_image(tmp_path / "in.png", Picture(rng.integers(0, 256, size=(37, 51, 3), dtype=np.uint8)))
-    assert main(["upscale", str(tmp_path / "in.png"), "--model", str(weights), "--precision", "fp32",
-                 "-o", str(tmp_path / "pt.png")]) == 0
-    assert main(["upscale", str(tmp_path / "in.png"), "--model", str(tmp_path / "m.onnx"), "--backend", "onnxruntime",
-                 "--tile", "16", "-o", str(tmp_path / "ort.png")]) == 0
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.png"),
+                "--model",
+                str(weights),
+                "--precision",
+                "fp32",
+                "-o",
+                str(tmp_path / "pt.png"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.png"),
+                "--model",
+                str(tmp_path / "m.onnx"),
+                "--backend",
+                "onnxruntime",
+                "--tile",
+                "16",
+                "-o",
+                str(tmp_path / "ort.png"),
+            ]
+        )
+        == 0
+    )
     a, b = read_image(tmp_path / "pt.png").pixels, read_image(tmp_path / "ort.png").pixels
     assert a.shape == (111, 153, 3)
     assert np.abs(a.astype(int) - b).max() <= 1 and np.mean(a == b) > 0.999
@@ -223,10 +251,15 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
     from superres.inference import upscaler as mod
 
     real_open = open
-    for flags, expected in (("fpu sse avx512f avx512_bf16", True), ("fpu amx_bf16 amx_tile", True),
-                            ("fpu sse avx2 avx512f", False)):
+    for flags, expected in (
+        ("fpu sse avx512f avx512_bf16", True),
+        ("fpu amx_bf16 amx_tile", True),
+        ("fpu sse avx2 avx512f", False),
+    ):
         (tmp_path / "cpuinfo").write_text(f"processor : 0\nflags\t\t: {flags}\n")
-        monkeypatch.setattr("builtins.open", lambda p, *a, **k: real_open(tmp_path / "cpuinfo" if p == "/proc/cpuinfo" else p, *a, **k))
+        monkeypatch.setattr(
+            "builtins.open", lambda p, *a, **k: real_open(tmp_path / "cpuinfo" if p == "/proc/cpuinfo" else p, *a, **k)
+        )
         assert mod.native_bf16() is expected
 
 

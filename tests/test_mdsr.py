@@ -17,8 +17,11 @@ class _OfficialResBlock(nn.Module):
     def __init__(self, n_feats, kernel_size):
         super().__init__()
         pad = kernel_size // 2
-        self.body = nn.Sequential(nn.Conv2d(n_feats, n_feats, kernel_size, padding=pad), nn.ReLU(True),
-                                  nn.Conv2d(n_feats, n_feats, kernel_size, padding=pad))
+        self.body = nn.Sequential(
+            nn.Conv2d(n_feats, n_feats, kernel_size, padding=pad),
+            nn.ReLU(True),
+            nn.Conv2d(n_feats, n_feats, kernel_size, padding=pad),
+        )
 
     def forward(self, x):
         return self.body(x) + x
@@ -50,10 +53,12 @@ class OfficialMDSR(nn.Module):
         self.sub_mean = _OfficialMeanShift(-1)
         self.add_mean = _OfficialMeanShift(+1)
         self.head = nn.Sequential(nn.Conv2d(3, n_feats, 3, padding=1))
-        self.pre_process = nn.ModuleList([nn.Sequential(_OfficialResBlock(n_feats, 5), _OfficialResBlock(n_feats, 5))
-                                          for _ in scales])
-        self.body = nn.Sequential(*[_OfficialResBlock(n_feats, 3) for _ in range(n_resblocks)],
-                                  nn.Conv2d(n_feats, n_feats, 3, padding=1))
+        self.pre_process = nn.ModuleList(
+            [nn.Sequential(_OfficialResBlock(n_feats, 5), _OfficialResBlock(n_feats, 5)) for _ in scales]
+        )
+        self.body = nn.Sequential(
+            *[_OfficialResBlock(n_feats, 3) for _ in range(n_resblocks)], nn.Conv2d(n_feats, n_feats, 3, padding=1)
+        )
         self.upsample = nn.ModuleList([_official_upsampler(s, n_feats) for s in scales])
         self.tail = nn.Sequential(nn.Conv2d(n_feats, 3, 3, padding=1))
 

@@ -59,8 +59,14 @@ def test_grayscale_and_16bit(rng):
 def test_ssim_is_wang_et_al(rng):
     hr = rng.integers(0, 256, size=(32, 32), dtype=np.uint8)
     sr = np.clip(hr.astype(int) + rng.integers(-20, 21, size=hr.shape), 0, 255).astype(np.uint8)
-    ref = structural_similarity(hr.astype(float), sr.astype(float), gaussian_weights=True, sigma=1.5,
-                                use_sample_covariance=False, data_range=255)
+    ref = structural_similarity(
+        hr.astype(float),
+        sr.astype(float),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+    )
     assert ssim(sr, hr) == pytest.approx(ref)
     assert ssim(hr, hr) == pytest.approx(1.0)
     rgb = np.dstack([hr, hr, hr])

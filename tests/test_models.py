@@ -6,8 +6,19 @@ import torch
 
 import superres
 from superres.errors import CheckpointError, ConfigError, UnknownModelError
-from superres.models import (EDSR, EDSRConfig, count_parameters, create_model, format_summary, init_from,
-                             list_models, load_model, load_weights, save_weights, summarize)
+from superres.models import (
+    EDSR,
+    EDSRConfig,
+    count_parameters,
+    create_model,
+    format_summary,
+    init_from,
+    list_models,
+    load_model,
+    load_weights,
+    save_weights,
+    summarize,
+)
 
 
 def tiny(scale=2, n_colors=3, custom_mean=True, **kw) -> EDSR:
@@ -46,9 +57,22 @@ def test_output_shape_every_scale_and_colour(scale, n_colors):
 
 def test_state_dict_keys_are_official():
     keys = set(tiny(scale=4).state_dict())
-    expected = {"sub_mean.weight", "sub_mean.bias", "add_mean.weight", "add_mean.bias", "head.0.weight", "head.0.bias",
-                "body.2.weight", "body.2.bias", "tail.0.0.weight", "tail.0.0.bias", "tail.0.2.weight", "tail.0.2.bias",
-                "tail.1.weight", "tail.1.bias"}
+    expected = {
+        "sub_mean.weight",
+        "sub_mean.bias",
+        "add_mean.weight",
+        "add_mean.bias",
+        "head.0.weight",
+        "head.0.bias",
+        "body.2.weight",
+        "body.2.bias",
+        "tail.0.0.weight",
+        "tail.0.0.bias",
+        "tail.0.2.weight",
+        "tail.0.2.bias",
+        "tail.1.weight",
+        "tail.1.bias",
+    }
     expected |= {f"body.{i}.body.{j}.{p}" for i in range(2) for j in (0, 2) for p in ("weight", "bias")}
     assert keys == expected
     x3 = tiny(scale=3).state_dict()
@@ -86,6 +110,7 @@ def test_bad_config_values():
 
 
 # --------------------------------------------------------------------------------- checkpoints
+
 
 def test_safetensors_round_trip_keeps_config_and_outputs(tmp_path):
     model = tiny(scale=3, res_scale=0.5)
@@ -235,6 +260,7 @@ def test_init_from_an_x2_model_copies_all_but_the_upsampler():
 
 # --------------------------------------------------------------------------------- summary
 
+
 def test_summary_totals_and_conv_macs():
     model = create_model("edsr-baseline", scale=2)
     rows = summarize(model, (10, 20))
@@ -255,6 +281,7 @@ def test_public_api_exports():
 
 
 # ---------------------------------------------------------------------------------------------- found by mutmut
+
 
 @pytest.mark.parametrize("wrapper", ["state_dict", "params_ema", "params", "model"])
 def test_wrapped_pt_files_load_with_their_metadata(tmp_path, wrapper):
@@ -313,8 +340,11 @@ def test_model_loading_messages_and_presets():
     assert mdsr.scales == (2, 3, 4) and mdsr.metadata == {"untrained": True}
     assert load_model("edsr-tiny", scale=3, allow_untrained=True).scales == (3,)
     assert load_model("edsr-tiny", allow_untrained=True).scales == (2,)
-    with pytest.raises(UnknownModelError, match=r"'edsr-tiny' is an architecture without weights; give a weights "
-                                                r"file or a bundled model \(mdsr-medium, mdsr-medium-photo\)"):
+    with pytest.raises(
+        UnknownModelError,
+        match=r"'edsr-tiny' is an architecture without weights; give a weights "
+        r"file or a bundled model \(mdsr-medium, mdsr-medium-photo\)",
+    ):
         load_model("edsr-tiny")
     for missing in ("nowhere.pt", "nowhere.pth", "nowhere.safetensors"):
         with pytest.raises(CheckpointError, match=rf"{missing}: no such file"):
@@ -351,11 +381,21 @@ def test_foreign_weights_bring_their_mean_and_mismatches_are_spelt_out(tmp_path)
     state = model.state_dict()
     target = EDSR(EDSRConfig(scale=2, n_feats=8, n_resblocks=2))
     with pytest.raises(CheckpointError) as e:
-        load_state_strict(target, {**state, "extra.a": torch.zeros(1), "extra.b": torch.zeros(1),
-                                   "extra.c": torch.zeros(1), "extra.d": torch.zeros(1)})
-    assert str(e.value) == ("weights do not fit the model: missing 6 key(s): body.1.body.0.weight, "
-                            "body.1.body.0.bias, body.1.body.2.weight ...; unexpected 6 key(s): body.1.weight, "
-                            "body.1.bias, extra.a ...")
+        load_state_strict(
+            target,
+            {
+                **state,
+                "extra.a": torch.zeros(1),
+                "extra.b": torch.zeros(1),
+                "extra.c": torch.zeros(1),
+                "extra.d": torch.zeros(1),
+            },
+        )
+    assert str(e.value) == (
+        "weights do not fit the model: missing 6 key(s): body.1.body.0.weight, "
+        "body.1.body.0.bias, body.1.body.2.weight ...; unexpected 6 key(s): body.1.weight, "
+        "body.1.bias, extra.a ..."
+    )
     wide = EDSR(EDSRConfig(scale=2, n_feats=16, n_resblocks=1))
     with pytest.raises(CheckpointError, match=r"shape mismatch: head\.0\.weight \(8, 3, 3, 3\) vs \(16, 3, 3, 3\)"):
         load_state_strict(wide, state)

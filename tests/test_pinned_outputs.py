@@ -103,8 +103,10 @@ def test_bundled_output_is_pinned(case):
     # the stored array is the one whose digest was pinned: it must not have changed since
     assert _digest(expected) == PINNED[case]
     assert diff.max() <= 1 and (diff > 0).mean() <= 0.005, f"{case}: {(diff > 0).sum()} values differ, max {diff.max()}"
-    warnings.warn(f"{case}: not bit-identical on this CPU ({(diff > 0).sum()} values off by 1); within the fp32 "
-                  f"summation-order tolerance")
+    warnings.warn(
+        f"{case}: not bit-identical on this CPU ({(diff > 0).sum()} values off by 1); within the fp32 "
+        f"summation-order tolerance"
+    )
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--pin"]:

@@ -14,7 +14,7 @@ def cv2_decode(data: bytes) -> np.ndarray:
     """An independent decoder (libpng through OpenCV), colour back in RGB(A) order."""
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr.ndim == 3:
-        arr = arr[..., [2, 1, 0, 3][:arr.shape[2]]]
+        arr = arr[..., [2, 1, 0, 3][: arr.shape[2]]]
     return arr
 
 
@@ -74,10 +74,10 @@ def test_writer_refuses_wrong_rows():
 
 def test_stream_written_as_png_equals_the_whole_picture(tmp_path, photo):
     alpha = np.linspace(0, 255, photo.shape[0] * photo.shape[1]).reshape(photo.shape[:2]).astype(np.uint8)
-    stream = PictureStream(64, 80, (photo[y:y + 24] for y in range(0, 64, 24)), alpha)
+    stream = PictureStream(64, 80, (photo[y : y + 24] for y in range(0, 64, 24)), alpha)
     back = read_image(write_image(tmp_path / "s.png", stream))
     assert np.array_equal(back.pixels, photo) and np.array_equal(back.alpha, alpha)
-    stream = PictureStream(64, 80, (photo[y:y + 24] for y in range(0, 64, 24)))
+    stream = PictureStream(64, 80, (photo[y : y + 24] for y in range(0, 64, 24)))
     back = read_image(write_image(tmp_path / "s.jpg", stream))  # other formats gather the strips first
     assert back.pixels.shape == photo.shape
 
@@ -102,8 +102,8 @@ def chunks_of(data: bytes) -> list[tuple[bytes, int]]:
     """(type, length) of each chunk after the signature."""
     out, pos = [], 8
     while pos < len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        out.append((data[pos + 4:pos + 8], length))
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        out.append((data[pos + 4 : pos + 8], length))
         pos += 12 + length
     return out
 

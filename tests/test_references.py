@@ -20,6 +20,7 @@ from conftest import nearest_edsr
 
 # ---------------------------------------------------------------------------------------------- resize
 
+
 def _cubic(x):  # Keys' cubic with a = -0.5, as MATLAB's imresize documents it
     x = abs(x)
     x2 = x * x
@@ -46,11 +47,17 @@ def _lanczos(a):
         if abs(x) >= a:
             return 0.0
         return a * math.sin(math.pi * x) * math.sin(math.pi * x / a) / (math.pi**2 * x * x)
+
     return kernel
 
 
-KERNELS = {"bicubic": (_cubic, 4), "bilinear": (_triangle, 2), "nearest": (_box, 1),
-           "lanczos2": (_lanczos(2), 4), "lanczos3": (_lanczos(3), 6)}
+KERNELS = {
+    "bicubic": (_cubic, 4),
+    "bilinear": (_triangle, 2),
+    "nearest": (_box, 1),
+    "lanczos2": (_lanczos(2), 4),
+    "lanczos3": (_lanczos(3), 6),
+}
 
 
 def reference_resize(img: np.ndarray, shape: tuple[int, int], method: str, larger_first: bool = False) -> np.ndarray:
@@ -95,8 +102,9 @@ def test_resize_matches_kernels_written_out_here(rng, method, shape):
     got = superres.imresize(img, output_shape=shape, method=method)
     assert got.shape[:2] == shape and np.array_equal(got, reference_resize(img, shape, method))
     f = rng.random((13, 11))
-    np.testing.assert_allclose(superres.imresize(f, output_shape=shape, method=method),
-                               reference_resize(f, shape, method), atol=1e-12)
+    np.testing.assert_allclose(
+        superres.imresize(f, output_shape=shape, method=method), reference_resize(f, shape, method), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 3), (2, 2), (3, 2)])
@@ -105,8 +113,9 @@ def test_tiny_images_mirror_at_their_borders(rng, size, method):
     """Kernels wider than the image reach past both borders, more than once: mirror padding throughout."""
     img = rng.random(size)
     for shape in [(5, 7), (1, 1), (2, 9)]:
-        np.testing.assert_allclose(superres.imresize(img, output_shape=shape, method=method),
-                                   reference_resize(img, shape, method), atol=1e-12)
+        np.testing.assert_allclose(
+            superres.imresize(img, output_shape=shape, method=method), reference_resize(img, shape, method), atol=1e-12
+        )
 
 
 def test_resize_order_matters_here(rng):
@@ -118,6 +127,7 @@ def test_resize_order_matters_here(rng):
 
 
 # ---------------------------------------------------------------------------------------------- pictures
+
 
 def test_alpha_is_resized_with_bicubic_not_nearest(photo):
     alpha = np.add.outer(np.linspace(0, 200, 64), np.linspace(0, 55, 80)).astype(np.uint8)  # a gradient
@@ -162,8 +172,11 @@ def _png_with_exif(path, pixels, alpha, orientation):
     exif[0x0112] = orientation
     data = encode_image(Picture(pixels, alpha), "PNG")
     end = data.rindex(b"IEND") - 4
-    path.write_bytes(data[:end] + chunk(b"eXIf", exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif")
-                                        else exif.tobytes()) + data[end:])
+    path.write_bytes(
+        data[:end]
+        + chunk(b"eXIf", exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif") else exif.tobytes())
+        + data[end:]
+    )
     return path
 
 
@@ -182,11 +195,15 @@ def test_the_icc_profile_survives_the_upscale_command(tmp_path, photo, suffix, p
     px = photo[:16, :16] if pixels == "8" else photo[:16, :16].astype(np.uint16) * 257
     write_image(tmp_path / f"in{suffix}", Picture(px, None, icc))
     model = save_weights(nearest_edsr(2), tmp_path / "n.safetensors")
-    assert main(["upscale", str(tmp_path / f"in{suffix}"), "--model", str(model), "-o", str(tmp_path / f"out{suffix}")]) == 0
+    assert (
+        main(["upscale", str(tmp_path / f"in{suffix}"), "--model", str(model), "-o", str(tmp_path / f"out{suffix}")])
+        == 0
+    )
     assert read_image(tmp_path / f"out{suffix}").icc_profile == icc
 
 
 # ---------------------------------------------------------------------------------------------- models
+
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_tiling_of_the_bundled_model_is_exact_in_float(photo, scale):
@@ -203,8 +220,23 @@ def test_non_integer_scale_resizes_the_network_output_with_bicubic(tmp_path, pho
     write_image(tmp_path / "in.png", Picture(photo[:20, :24]))
     model = nearest_edsr(3)
     save_weights(model, tmp_path / "x3.safetensors")
-    assert main(["upscale", str(tmp_path / "in.png"), "--model", str(tmp_path / "x3.safetensors"), "--scale", "2.5",
-                 "--precision", "fp32", "-o", str(tmp_path / "out.png")]) == 0
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.png"),
+                "--model",
+                str(tmp_path / "x3.safetensors"),
+                "--scale",
+                "2.5",
+                "--precision",
+                "fp32",
+                "-o",
+                str(tmp_path / "out.png"),
+            ]
+        )
+        == 0
+    )
     x3 = photo[:20, :24].repeat(3, 0).repeat(3, 1)
     expected = reference_resize(x3, (50, 60), "bicubic")
     assert np.array_equal(read_image(tmp_path / "out.png").pixels, expected)

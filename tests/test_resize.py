@@ -135,14 +135,16 @@ def test_refusals_say_why_and_the_input_is_never_returned(photo):
     before = photo.copy()
     same[:] = 0
     assert np.array_equal(photo, before)
-    for args, kwargs, message in [((np.zeros((2, 2, 2, 2)),), {"scale": 2}, "needs an (H, W) or (H, W, C) image"),
-                                  ((np.zeros((0, 4)),), {"scale": 2}, "needs an (H, W) or (H, W, C) image"),
-                                  ((np.zeros((4, 0)),), {"scale": 2}, "needs an (H, W) or (H, W, C) image"),
-                                  ((np.zeros((4, 4)),), {}, "needs a scale or an output_shape"),
-                                  ((np.zeros((4, 4)),), {"output_shape": (0, 3)}, "is empty"),
-                                  ((np.zeros((4, 4), bool),), {"scale": 2}, "does not handle bool images"),
-                                  ((np.zeros((4, 4)),), {"scale": 0}, "scale must be > 0"),
-                                  ((np.zeros((4, 4)),), {"scale": 2, "method": "cubic"}, "choose from bicubic, bilinear")]:
+    for args, kwargs, message in [
+        ((np.zeros((2, 2, 2, 2)),), {"scale": 2}, "needs an (H, W) or (H, W, C) image"),
+        ((np.zeros((0, 4)),), {"scale": 2}, "needs an (H, W) or (H, W, C) image"),
+        ((np.zeros((4, 0)),), {"scale": 2}, "needs an (H, W) or (H, W, C) image"),
+        ((np.zeros((4, 4)),), {}, "needs a scale or an output_shape"),
+        ((np.zeros((4, 4)),), {"output_shape": (0, 3)}, "is empty"),
+        ((np.zeros((4, 4), bool),), {"scale": 2}, "does not handle bool images"),
+        ((np.zeros((4, 4)),), {"scale": 0}, "scale must be > 0"),
+        ((np.zeros((4, 4)),), {"scale": 2, "method": "cubic"}, "choose from bicubic, bilinear"),
+    ]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             imresize(*args, **kwargs)
     assert imresize(np.zeros((1, 1)), output_shape=(1, 1)).shape == (1, 1)

@@ -58,10 +58,13 @@ def decoded(response_or_bytes, tmp_path, name):
 def test_formats_round_trip_as_the_api_makes_them(client, tmp_path, photo, rng, kind):
     small = photo[:24, :32]
     alpha = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (24, 1))
-    pictures = {"rgb8": Picture(small), "rgb16": Picture(rng.integers(0, 65536, (20, 26, 3), dtype=np.uint16)),
-                "gray_alpha": Picture(small[..., 0].copy(), alpha),
-                "rgba16": Picture(small.astype(np.uint16) * 257 + 3, alpha.astype(np.uint16) * 257),
-                "jpeg": Picture(small)}
+    pictures = {
+        "rgb8": Picture(small),
+        "rgb16": Picture(rng.integers(0, 65536, (20, 26, 3), dtype=np.uint16)),
+        "gray_alpha": Picture(small[..., 0].copy(), alpha),
+        "rgba16": Picture(small.astype(np.uint16) * 257 + 3, alpha.astype(np.uint16) * 257),
+        "jpeg": Picture(small),
+    }
     picture = pictures[kind]
     name = "in.jpg" if kind == "jpeg" else "in.png"
     data = encode_image(picture, "JPEG" if kind == "jpeg" else "PNG")
@@ -91,14 +94,17 @@ def test_scale_and_size_fields(client, tmp_path, photo):
     assert 'filename="in_50x34.png"' in r.headers["content-disposition"]
 
 
-@pytest.mark.parametrize("fields, status, says", [
-    (dict(scale="two"), 422, "scale must be a number"),
-    (dict(scale=40), 422, "at most 16"),
-    (dict(scale=2, size="10x10"), 422, "not both"),
-    (dict(model="../../weights.pt"), 422, "unknown model '../../weights.pt'"),
-    (dict(denoise="lots"), 422, "denoise must be"),
-    (dict(colour="red"), 422, "unknown option(s) colour"),
-])
+@pytest.mark.parametrize(
+    "fields, status, says",
+    [
+        (dict(scale="two"), 422, "scale must be a number"),
+        (dict(scale=40), 422, "at most 16"),
+        (dict(scale=2, size="10x10"), 422, "not both"),
+        (dict(model="../../weights.pt"), 422, "unknown model '../../weights.pt'"),
+        (dict(denoise="lots"), 422, "denoise must be"),
+        (dict(colour="red"), 422, "unknown option(s) colour"),
+    ],
+)
 def test_bad_options_are_422_with_a_reason(client, photo, fields, status, says):
     r = post(client, png(Picture(photo[:8, :8])), **fields)
     assert r.status_code == status and says in r.json()["error"]
@@ -230,7 +236,7 @@ def test_bodies_over_the_limit_by_fields_or_chunks(server, photo):
         assert r.status_code == 413 and "more than 16 form fields" in r.json()["error"]
 
         def chunks():  # no Content-Length: the size is only known as it arrives
-            body = (b"--b\r\nContent-Disposition: form-data; name=\"pad\"\r\n\r\n" + b"x" * 1000 + b"\r\n") * 100
+            body = (b'--b\r\nContent-Disposition: form-data; name="pad"\r\n\r\n' + b"x" * 1000 + b"\r\n") * 100
             yield body
 
         r = c.post("/api/upscale", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
@@ -255,11 +261,15 @@ def test_a_client_that_goes_away_cancels_its_job(server, photo):
     with live_server(s) as (host, port):
         gate = Gate(s.runner(superres_options()))
         s.queue.make_runner = lambda options: gate
-        body = (b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n" + data
-                + b"\r\n--b--\r\n")
+        body = (
+            b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n' + data + b"\r\n--b--\r\n"
+        )
         with socket.create_connection((host, port)) as sock:
-            sock.sendall(f"POST /api/upscale HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; "
-                         f"boundary=b\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            sock.sendall(
+                f"POST /api/upscale HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; "
+                f"boundary=b\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
             wait_for(lambda: any(j.state == "running" for j in s.queue.jobs.values()))
             job = next(iter(s.queue.jobs.values()))
         wait_for(lambda: job.cancel.is_set())  # the socket is closed: the job is cancelled
@@ -333,8 +343,12 @@ def test_the_serve_command_serves_and_cleans_up(tmp_path, host):
     import urllib.request
 
     env = dict(os.environ, TMPDIR=str(tmp_path))  # where its private folder goes
-    proc = subprocess.Popen([sys.executable, "-m", "superres", "serve", "--host", host, "--port", "0",
-                             "--device", "cpu"], stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "superres", "serve", "--host", host, "--port", "0", "--device", "cpu"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         first = proc.stderr.readline()
         if host != "127.0.0.1":

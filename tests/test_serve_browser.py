@@ -44,7 +44,9 @@ def drop(page, path, name, mime="image/png"):
             const transfer = new DataTransfer();
             transfer.items.add(new File([bytes], name, { type: mime }));
             return transfer;
-        }""", [data, name, mime])
+        }""",
+        [data, name, mime],
+    )
     page.dispatch_event("#drop", "dragenter", {"dataTransfer": transfer})
     page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
 

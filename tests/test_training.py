@@ -34,9 +34,22 @@ def hr_folder(tmp_path_factory):
 
 
 def tiny_config(hr_folder, out, **kw) -> TrainConfig:
-    settings = dict(data=[str(hr_folder)], preset="edsr-tiny", iters=40, batch_size=4, patch_size=16, lr=5e-4,
-                    schedule="cosine", holdout=1, val_every=20, checkpoint_every=5, log_every=10, out=str(out),
-                    threads=1, seed=3)
+    settings = dict(
+        data=[str(hr_folder)],
+        preset="edsr-tiny",
+        iters=40,
+        batch_size=4,
+        patch_size=16,
+        lr=5e-4,
+        schedule="cosine",
+        holdout=1,
+        val_every=20,
+        checkpoint_every=5,
+        log_every=10,
+        out=str(out),
+        threads=1,
+        seed=3,
+    )
     settings.update(kw)
     return TrainConfig(**settings)
 
@@ -113,8 +126,10 @@ def test_export_round_trip(hr_folder, tmp_path):
     run = tmp_path / "run"
     train(tiny_config(hr_folder, run, iters=10, ema=0.5, holdout=0), progress=False)
     assert main(["export", str(run), "-o", str(tmp_path / "m.safetensors")]) == 0
-    assert main(["export", str(run / "last.pt"), "-o", str(tmp_path / "last.safetensors"), "--weights", "last",
-                 "--half"]) == 0
+    assert (
+        main(["export", str(run / "last.pt"), "-o", str(tmp_path / "last.safetensors"), "--weights", "last", "--half"])
+        == 0
+    )
     model = load_model(tmp_path / "m.safetensors")
     assert model.metadata["steps"] == 10 and model.metadata["training"]["ema"] == 0.5
     ema = EDSR(model.config)
@@ -178,25 +193,31 @@ def test_small_images_are_skipped_with_a_warning(caplog):
 
 def test_config_file_and_flag_override(hr_folder, tmp_path, capsys):
     toml = tmp_path / "c.toml"
-    toml.write_text(f'data = ["{hr_folder}"]\npreset = "edsr-tiny"\niters = 5\nbatch-size = 2\npatch_size = 16\n'
-                    f'out = "{tmp_path / "run"}"\nval_every = 100\ncheckpoint_every = 100\n')
+    toml.write_text(
+        f'data = ["{hr_folder}"]\npreset = "edsr-tiny"\niters = 5\nbatch-size = 2\npatch_size = 16\n'
+        f'out = "{tmp_path / "run"}"\nval_every = 100\ncheckpoint_every = 100\n'
+    )
     assert main(["train", "--config", str(toml), "--iters", "7"]) == 0
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["iters"] == 7 and saved["batch_size"] == 2 and saved["preset"] == "edsr-tiny"
     assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 7
     yaml_file = tmp_path / "c.yaml"
-    yaml_file.write_text(f"data: [{hr_folder}]\npreset: edsr-tiny\niters: 3\npatch_size: 16\nbatch_size: 2\n"
-                         f"out: {tmp_path / 'run2'}\n")
+    yaml_file.write_text(
+        f"data: [{hr_folder}]\npreset: edsr-tiny\niters: 3\npatch_size: 16\nbatch_size: 2\nout: {tmp_path / 'run2'}\n"
+    )
     assert main(["train", "--config", str(yaml_file)]) == 0
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--iters", "0"], "iters must be a positive integer"),
-    (["--loss", "l3"], "invalid choice"),
-    (["--preset", "edsr-huge"], "unknown preset"),
-    (["--ema", "1.5"], "ema decay"),
-    (["--patch-size", "2"], "patch_size"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--iters", "0"], "iters must be a positive integer"),
+        (["--loss", "l3"], "invalid choice"),
+        (["--preset", "edsr-huge"], "unknown preset"),
+        (["--ema", "1.5"], "ema decay"),
+        (["--patch-size", "2"], "patch_size"),
+    ],
+)
 def test_bad_values_give_clear_errors(hr_folder, tmp_path, capsys, args, message):
     code = main(["train", "--data", str(hr_folder), "--out", str(tmp_path / "r"), *args])
     err = capsys.readouterr().err
@@ -238,10 +259,38 @@ def test_bad_config_files_and_existing_runs(hr_folder, tmp_path, capsys):
 @pytest.mark.parametrize("preset, scales", [("edsr-tiny", "2"), ("mdsr-tiny", "2,3")])
 def test_ddp_two_gloo_processes(hr_folder, tmp_path, preset, scales):
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "superres",
-           "train", "--data", str(hr_folder), "--preset", preset, "--scale", scales, "--iters", "6", "--batch-size",
-           "2", "--patch-size", "16", "--holdout", "1", "--val-every", "3", "--checkpoint-every", "3", "--threads",
-           "1", "--out", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "superres",
+        "train",
+        "--data",
+        str(hr_folder),
+        "--preset",
+        preset,
+        "--scale",
+        scales,
+        "--iters",
+        "6",
+        "--batch-size",
+        "2",
+        "--patch-size",
+        "16",
+        "--holdout",
+        "1",
+        "--val-every",
+        "3",
+        "--checkpoint-every",
+        "3",
+        "--threads",
+        "1",
+        "--out",
+        str(run),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     state = read_checkpoint(run / "last.pt")
@@ -253,8 +302,9 @@ def test_ddp_two_gloo_processes(hr_folder, tmp_path, preset, scales):
     assert len((run / "log.csv").read_text().splitlines()) == 1 + 2
 
 
-@pytest.mark.parametrize("options", [dict(), dict(rgb_permute=0.5), dict(brightness=0.3, rgb_permute=1.0),
-                                     dict(flips=False)])
+@pytest.mark.parametrize(
+    "options", [dict(), dict(rgb_permute=0.5), dict(brightness=0.3, rgb_permute=1.0), dict(flips=False)]
+)
 def test_device_sampler_cuts_the_same_patches(rng, options):
     """Patches cut with torch (on the training device) equal PatchSampler's numpy patches for the same seed."""
     from superres.training.patches import DevicePatchSampler
@@ -274,8 +324,9 @@ def test_device_sampler_cuts_the_same_patches(rng, options):
 
 
 def test_multi_scale_training_validates_every_scale(hr_folder, tmp_path):
-    cfg = tiny_config(hr_folder, tmp_path / "ms", preset="mdsr-tiny", scale=[2, 3, 4], iters=24, val_every=12,
-                      rgb_permute=0.5)
+    cfg = tiny_config(
+        hr_folder, tmp_path / "ms", preset="mdsr-tiny", scale=[2, 3, 4], iters=24, val_every=12, rgb_permute=0.5
+    )
     result = train(cfg, progress=False)
     assert result["steps"] == 24
     rows = list(csv.DictReader((tmp_path / "ms" / "log.csv").open()))
@@ -291,8 +342,16 @@ def test_multi_scale_training_validates_every_scale(hr_folder, tmp_path):
 def test_multi_scale_sampler_draws_every_scale_and_resumes(rng):
     from superres.training.patches import MultiScaleSampler
 
-    samples = {s: [Sample("a", rng.integers(0, 256, (20, 20, 3), dtype=np.uint8),
-                          rng.integers(0, 256, (20 * s, 20 * s, 3), dtype=np.uint8))] for s in (2, 3, 4)}
+    samples = {
+        s: [
+            Sample(
+                "a",
+                rng.integers(0, 256, (20, 20, 3), dtype=np.uint8),
+                rng.integers(0, 256, (20 * s, 20 * s, 3), dtype=np.uint8),
+            )
+        ]
+        for s in (2, 3, 4)
+    }
     make = lambda: MultiScaleSampler({s: PatchSampler(v, s, 8, 2, seed=s) for s, v in samples.items()}, seed=1)
     a = make()
     drawn = [a.sample() for _ in range(30)]
@@ -328,6 +387,7 @@ def test_gpu_training_keeps_the_images_on_the_device(hr_folder, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- degraded training
 
+
 def _sample(photo, scale=2):
     from superres.imaging.datasets import make_sample
 
@@ -338,8 +398,9 @@ def test_degraded_patches_are_made_from_the_hr_patch(photo):
     from superres.imaging.degrade import jpeg, parse_preset
     from superres.imaging.resize import imresize
 
-    sampler = PatchSampler([_sample(photo)], scale=2, patch_size=12, batch_size=6, flips=True,
-                           degradation=parse_preset("jpeg:40"), seed=5)
+    sampler = PatchSampler(
+        [_sample(photo)], scale=2, patch_size=12, batch_size=6, flips=True, degradation=parse_preset("jpeg:40"), seed=5
+    )
     lr, hr = sampler.sample()
     assert lr.shape == (6, 12, 12, 3) and hr.shape == (6, 24, 24, 3)
     for a, b in zip(lr, hr):  # each LR is exactly the named degradation of its (turned, flipped) HR patch
@@ -350,8 +411,9 @@ def test_degraded_sampling_resumes_the_same_stream(photo):
     from superres.imaging.degrade import parse_preset
 
     def make():
-        return PatchSampler([_sample(photo, 3)], scale=3, patch_size=8, batch_size=3,
-                            degradation=parse_preset("photo"), seed=2)
+        return PatchSampler(
+            [_sample(photo, 3)], scale=3, patch_size=8, batch_size=3, degradation=parse_preset("photo"), seed=2
+        )
 
     a, b = make(), make()
     a.sample()
@@ -365,12 +427,20 @@ def test_cutblur_swaps_a_rectangle_with_the_clean_lr(photo):
     sample = _sample(photo)
 
     def clean_share(cutblur):
-        sampler = PatchSampler([sample], scale=2, patch_size=16, batch_size=32, flips=False,
-                               degradation=parse_preset("noise:30"), cutblur=cutblur, seed=1)
+        sampler = PatchSampler(
+            [sample],
+            scale=2,
+            patch_size=16,
+            batch_size=32,
+            flips=False,
+            degradation=parse_preset("noise:30"),
+            cutblur=cutblur,
+            seed=1,
+        )
         choices, _ = sampler._choose()
         sampler.rng.bit_generator.state = PatchSampler([sample], 2, 16, 32, flips=False, seed=1).rng.bit_generator.state
         lr, _ = sampler.sample()
-        clean = np.stack([sample.lr[y:y + 16, x:x + 16] for _, y, x, *_ in choices])
+        clean = np.stack([sample.lr[y : y + 16, x : x + 16] for _, y, x, *_ in choices])
         return (lr == clean).all(axis=-1).mean(axis=(1, 2))  # per patch: the share of pixels equal to the clean LR
 
     assert clean_share(0.0).max() < 0.1  # sigma 30 noise leaves few pixels unchanged

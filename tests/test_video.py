@@ -19,8 +19,22 @@ from conftest import nearest_edsr
 av = pytest.importorskip("av")
 
 
-def make_clip(path, frames=50, rate=25, size=(64, 48), audio=True, rotation=90, codec="libx264",
-              pix_fmt="yuv420p", pts=None, subtitles=False, colour=None, photo=None, options=None, audio_start=0):
+def make_clip(
+    path,
+    frames=50,
+    rate=25,
+    size=(64, 48),
+    audio=True,
+    rotation=90,
+    codec="libx264",
+    pix_fmt="yuv420p",
+    pts=None,
+    subtitles=False,
+    colour=None,
+    photo=None,
+    options=None,
+    audio_start=0,
+):
     """A clip with a moving bar over a still picture; `pts` (in 1/rate) for variable frame rate;
     audio_start: the audio's first timestamp, in samples (48 kHz)."""
     w, h = size
@@ -42,7 +56,7 @@ def make_clip(path, frames=50, rate=25, size=(64, 48), audio=True, rotation=90, 
     base = np.zeros((h, w, 3), np.uint8) if photo is None else photo[:h, :w]
     for i in range(frames):
         img = base.copy()
-        img[h // 4:h // 2, (3 * i) % (w - 4):(3 * i) % (w - 4) + 4] = (255, 200, 0)
+        img[h // 4 : h // 2, (3 * i) % (w - 4) : (3 * i) % (w - 4) + 4] = (255, 200, 0)
         f = av.VideoFrame.from_ndarray(img, format="rgb24")
         if colour:
             f = f.reformat(format=pix_fmt, dst_colorspace=colour[0], dst_color_range=colour[1])
@@ -54,7 +68,7 @@ def make_clip(path, frames=50, rate=25, size=(64, 48), audio=True, rotation=90, 
         t = np.arange(int(frames / rate * sr)) / sr
         wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
         for k in range(0, len(wave), 1024):
-            af = av.AudioFrame.from_ndarray(wave[None, k:k + 1024], format="flt", layout="mono")
+            af = av.AudioFrame.from_ndarray(wave[None, k : k + 1024], format="flt", layout="mono")
             af.sample_rate, af.pts = sr, audio_start + k
             for p in a.encode(af):
                 out.mux(p)
@@ -86,10 +100,17 @@ def describe(path):
     with av.open(str(path)) as c:
         v = c.streams.video[0]
         frames = list(c.decode(v))
-        info = dict(frames=len(frames), rate=v.average_rate, size=(frames[0].width, frames[0].height),
-                    rotation=frames[0].rotation, times=[float(f.pts * f.time_base) for f in frames],
-                    codec=v.codec_context.name, colorspace=int(v.codec_context.colorspace),
-                    color_range=int(v.codec_context.color_range), pix_fmt=v.codec_context.format.name)
+        info = dict(
+            frames=len(frames),
+            rate=v.average_rate,
+            size=(frames[0].width, frames[0].height),
+            rotation=frames[0].rotation,
+            times=[float(f.pts * f.time_base) for f in frames],
+            codec=v.codec_context.name,
+            colorspace=int(v.codec_context.colorspace),
+            color_range=int(v.codec_context.color_range),
+            pix_fmt=v.codec_context.format.name,
+        )
     with av.open(str(path)) as c:
         if c.streams.audio:
             a = c.streams.audio[0]
@@ -129,8 +150,9 @@ def test_frames_are_the_upscaled_input_frames(tmp_path, capsys, nearest):
     from skimage import data
 
     photo = np.ascontiguousarray(data.astronaut()[100:148, 180:244])
-    clip = make_clip(tmp_path / "clip.mkv", frames=6, codec="ffv1", pix_fmt="yuv444p", audio=False, rotation=0,
-                     photo=photo)
+    clip = make_clip(
+        tmp_path / "clip.mkv", frames=6, codec="ffv1", pix_fmt="yuv444p", audio=False, rotation=0, photo=photo
+    )
     code, err = run(capsys, "upscale", clip, "--model", nearest, "--codec", "ffv1", "-o", tmp_path / "big.mkv")
     assert code == 0, err
     with VideoReader(clip) as a, VideoReader(tmp_path / "big.mkv") as b:
@@ -248,8 +270,19 @@ def test_odd_output_sizes_and_bad_options_are_refused(tmp_path, capsys, nearest)
     clip = make_clip(tmp_path / "clip.mp4", frames=3, audio=False, rotation=0)
     code, err = run(capsys, "upscale", clip, "--width", "99", "-o", tmp_path / "a.mp4")
     assert code == 1 and "even width and height" in err and not (tmp_path / "a.mp4").exists()
-    code, err = run(capsys, "upscale", clip, "--width", "99", "--pix-fmt", "yuv444p", "--method", "bicubic",
-                    "-o", tmp_path / "b.mp4")
+    code, err = run(
+        capsys,
+        "upscale",
+        clip,
+        "--width",
+        "99",
+        "--pix-fmt",
+        "yuv444p",
+        "--method",
+        "bicubic",
+        "-o",
+        tmp_path / "b.mp4",
+    )
     assert code == 0, err
     assert describe(tmp_path / "b.mp4")["size"] == (99, 74)
     code, err = run(capsys, "upscale", clip, "--codec", "nonesuch", "-o", tmp_path / "c.mp4")
@@ -280,9 +313,26 @@ def test_interrupted_video_leaves_nothing(tmp_path, how):
     """Stopped while writing, politely or not, nothing appears under the output name or beside it."""
     clip = make_clip(tmp_path / "clip.mp4", frames=400, size=(128, 96), audio=False, rotation=0)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "superres", "--verbose", "upscale", str(clip), "--method",
-                             "bicubic", "--scale", "4", "--codec", "libx264", "-o", str(out / "big.mp4")],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "superres",
+            "--verbose",
+            "upscale",
+            str(clip),
+            "--method",
+            "bicubic",
+            "--scale",
+            "4",
+            "--codec",
+            "libx264",
+            "-o",
+            str(out / "big.mp4"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     for line in proc.stderr:  # wait until the encoder is writing
         if "writing" in line or time.monotonic() > deadline:

@@ -43,12 +43,24 @@ class ImageUpscaler:
     is above 0, and only resized otherwise.
     """
 
-    def __init__(self, scale: float | None = None, model: SRNet | str | os.PathLike | None = None,
-                 method: str | None = None, outscale: float | None = None, correct: float | None = None,
-                 size: tuple[int, int] | None = None, width: int | None = None, height: int | None = None,
-                 device: str = "auto", precision: str | None = "auto", tile: int | None = None,
-                 tile_overlap: int | None = None, self_ensemble: bool = False, backend: str | None = None,
-                 denoise: float | str | None = "auto") -> None:
+    def __init__(
+        self,
+        scale: float | None = None,
+        model: SRNet | str | os.PathLike | None = None,
+        method: str | None = None,
+        outscale: float | None = None,
+        correct: float | None = None,
+        size: tuple[int, int] | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        device: str = "auto",
+        precision: str | None = "auto",
+        tile: int | None = None,
+        tile_overlap: int | None = None,
+        self_ensemble: bool = False,
+        backend: str | None = None,
+        denoise: float | str | None = "auto",
+    ) -> None:
         if model is not None and method is not None:
             raise ConfigError("give a model or a method, not both")
         if outscale is not None:  # the former API: `scale` chose the network, `outscale` the final factor
@@ -64,8 +76,9 @@ class ImageUpscaler:
         self.pair: PhotoPair | None = None
         self.denoise = parse_denoise(denoise) if method is None else None
         self._runners: dict[tuple[int, float], Upscaler] = {}
-        self._options = dict(device=device, precision=precision, tile=tile, overlap=tile_overlap,
-                             self_ensemble=self_ensemble)
+        self._options = dict(
+            device=device, precision=precision, tile=tile, overlap=tile_overlap, self_ensemble=self_ensemble
+        )
         if method is not None:
             if scale is None and width is None and height is None:
                 raise ConfigError("an interpolation method needs a scale or an output size")
@@ -93,8 +106,10 @@ class ImageUpscaler:
             else:
                 raise ConfigError(f"backend must be 'torch' or 'onnxruntime', got '{backend}'")
         if isinstance(self.denoise, float) and self.denoise > 0 and self.pair is None:
-            raise ConfigError(f"denoise {self.denoise:g} needs a bundled model with a photo counterpart (the default "
-                              f"has one); {model if model is not None else 'this model'} has none")
+            raise ConfigError(
+                f"denoise {self.denoise:g} needs a bundled model with a photo counterpart (the default "
+                f"has one); {model if model is not None else 'this model'} has none"
+            )
         if scale is None and width is None and height is None:
             scale = 2 if len(self.scales) != 1 else self.scales[0]
         self.size = OutputSize(float(scale) if scale is not None else None, width, height)
@@ -137,8 +152,10 @@ class ImageUpscaler:
         source = picture if exact else replace(picture, alpha=None)  # alpha is resized straight to the size below
         result = upscale_picture_stream(source, scale, model=self.upscaler(scale, strength))
         if self.threshold is not None and strength > 0:
-            log.info("the correction is skipped for a denoised picture: it would pull the output back toward "
-                     "the noise and JPEG blocks of the input")
+            log.info(
+                "the correction is skipped for a denoised picture: it would pull the output back toward "
+                "the noise and JPEG blocks of the input"
+            )
         elif self.threshold is not None:
             result.strips = correct_strips(result.strips, picture.pixels, scale, self.threshold)
         if not exact:
@@ -149,8 +166,13 @@ class ImageUpscaler:
         return result
 
 
-def upscale(image, scale: float | None = None, model: SRNet | str | os.PathLike | None = None,
-            method: str | None = None, **options):
+def upscale(
+    image,
+    scale: float | None = None,
+    model: SRNet | str | os.PathLike | None = None,
+    method: str | None = None,
+    **options,
+):
     """Upscale an image with a model (an SRNet, a bundled name or a weights path) or an interpolation method.
 
     image: numpy uint8/uint16 array (H, W), (H, W, 3) or (H, W, 4) (last channel alpha), or a PIL image.

@@ -20,6 +20,7 @@ log = logging.getLogger("superres")
 
 # ---------------------------------------------------------------------------------------------- inputs
 
+
 def expand_inputs(inputs: list[str], videos: bool = False) -> tuple[list[Path], list[str]]:
     """Files from paths, folders (their images, and videos if asked, sorted) and glob patterns; plus one error
     per input that matched nothing."""
@@ -33,7 +34,9 @@ def expand_inputs(inputs: list[str], videos: bool = False) -> tuple[list[Path], 
         if path.is_dir():
             found = list_images(path)
             if videos:
-                found = sorted(found + [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES])
+                found = sorted(
+                    found + [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+                )
             if not found:
                 errors.append(f"{path}: folder holds no images{' or videos' if videos else ''}")
             files += found
@@ -57,6 +60,7 @@ def _report(errors: list[str]) -> None:
 
 # ---------------------------------------------------------------------------------------------- commands
 
+
 def cmd_upscale(args: argparse.Namespace) -> int:
     from superres.api import ImageUpscaler
     from superres.inference.batch import Ranks, run_batch, share
@@ -72,8 +76,14 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise SuperresError("no input images given")
     files, errors = expand_inputs(args.inputs, videos=True)
-    if args.method is not None and args.scale is None and args.outscale is None and args.size is None \
-            and args.width is None and args.height is None:
+    if (
+        args.method is not None
+        and args.scale is None
+        and args.outscale is None
+        and args.size is None
+        and args.width is None
+        and args.height is None
+    ):
         raise SuperresError("--method needs --scale, --size, --width or --height")
     if args.threads:
         import torch
@@ -82,21 +92,35 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     ranks = Ranks()
     try:
         runner = ImageUpscaler(
-            scale=args.scale, model=args.model, method=args.method, outscale=args.outscale, size=args.size,
-            width=args.width, height=args.height,
+            scale=args.scale,
+            model=args.model,
+            method=args.method,
+            outscale=args.outscale,
+            size=args.size,
+            width=args.width,
+            height=args.height,
             correct=None if correct is None else (DEFAULT_THRESHOLD if correct == "default" else correct),
-            device=ranks.device(args.device), precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
-            self_ensemble=args.self_ensemble, backend=args.backend, denoise=args.denoise)
+            device=ranks.device(args.device),
+            precision=args.precision,
+            tile=args.tile,
+            tile_overlap=args.tile_overlap,
+            self_ensemble=args.self_ensemble,
+            backend=args.backend,
+            denoise=args.denoise,
+        )
         jobs, plan_errors = plan_jobs(files, args, runner.size.label())
         errors += plan_errors
         ranks.barrier()  # every process plans before any writes, so all see the same existing files
         shown = not args.quiet and sys.stderr.isatty() and ranks.rank == 0
         outcome = run_batch(
-            share(jobs, ranks.rank, ranks.world), runner, overwrite=args.overwrite,
+            share(jobs, ranks.rank, ranks.world),
+            runner,
+            overwrite=args.overwrite,
             **({} if args.max_pixels is None else {"max_pixels": args.max_pixels}),
             video=dict(codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt),
             progress=_bar("upscale", "file", shown and len(jobs) > 1),
-            frame_progress=_bar("frames", "frame", shown, leave=False))
+            frame_progress=_bar("frames", "frame", shown, leave=False),
+        )
         gathered = ranks.gather((len(outcome.done), outcome.errors))
     finally:
         ranks.close()
@@ -119,12 +143,19 @@ def plan_jobs(files: list[Path], args: argparse.Namespace, label: str) -> tuple[
 
     out_format = f".{args.out_format.lstrip('.').lower()}" if args.out_format else None
     if out_format and out_format not in WRITE_FORMATS and out_format not in CONTAINERS:
-        raise SuperresError(f"cannot write '{out_format}'; choose from {', '.join(sorted(WRITE_FORMATS))} "
-                            f"for images, or {', '.join(sorted(CONTAINERS))} for videos")
+        raise SuperresError(
+            f"cannot write '{out_format}'; choose from {', '.join(sorted(WRITE_FORMATS))} "
+            f"for images, or {', '.join(sorted(CONTAINERS))} for videos"
+        )
     writable = set(WRITE_FORMATS) | set(CONTAINERS)
     output = Path(args.output) if args.output is not None else None
-    single_file = output is not None and len(args.inputs) == 1 and len(files) == 1 \
-        and output.suffix.lower() in writable and not output.is_dir()
+    single_file = (
+        output is not None
+        and len(args.inputs) == 1
+        and len(files) == 1
+        and output.suffix.lower() in writable
+        and not output.is_dir()
+    )
     if output is not None and not single_file and len(files) > 1 and output.suffix.lower() in writable:
         raise SuperresError(f"-o {output} names a file, but there are {len(files)} inputs; give a folder")
     suffix = args.suffix if args.suffix is not None else ("" if output and not single_file else f"_{label}")
@@ -134,21 +165,29 @@ def plan_jobs(files: list[Path], args: argparse.Namespace, label: str) -> tuple[
     for path in files:
         video = looks_like_video(path) or path.suffix.lower() in VIDEO_SUFFIXES
         if video:  # a video keeps its container unless --format names another (image formats are for images)
-            ext = out_format if out_format in CONTAINERS else path.suffix.lower() if path.suffix.lower() in CONTAINERS \
+            ext = (
+                out_format
+                if out_format in CONTAINERS
+                else path.suffix.lower()
+                if path.suffix.lower() in CONTAINERS
                 else ".mkv"
+            )
         else:
             ext = out_format if out_format in WRITE_FORMATS else path.suffix
         target = output if single_file else (output or path.parent) / f"{path.stem}{suffix}{ext}"
         if video and target.suffix.lower() not in CONTAINERS:
-            errors.append(f"{path}: is a video; its output {target} must be a video file "
-                          f"({', '.join(sorted(CONTAINERS))})")
+            errors.append(
+                f"{path}: is a video; its output {target} must be a video file ({', '.join(sorted(CONTAINERS))})"
+            )
         elif not video and target.suffix.lower() not in WRITE_FORMATS:
             errors.append(f"{path}: is an image; its output {target} must be an image file")
         elif target.resolve() in inputs:
             errors.append(f"{target}: is an input; refusing to overwrite it (use another -o or --suffix)")
         elif target.resolve() in made:
-            errors.append(f"{path}: its output {target} would also be made from {made[target.resolve()]} "
-                          f"(use --suffix or keep the formats apart)")
+            errors.append(
+                f"{path}: its output {target} would also be made from {made[target.resolve()]} "
+                f"(use --suffix or keep the formats apart)"
+            )
         elif target.exists() and not args.overwrite:
             errors.append(f"{target}: already exists (use --overwrite to replace it)")
         else:
@@ -159,6 +198,7 @@ def plan_jobs(files: list[Path], args: argparse.Namespace, label: str) -> tuple[
 
 def _bar(desc: str, unit: str, shown: bool, leave: bool = True):
     """A progress(iterable, total) for run_batch: tqdm with rate and ETA, or nothing."""
+
     def wrap(items, total):
         from tqdm import tqdm
 
@@ -205,8 +245,9 @@ def cmd_degrade(args: argparse.Namespace) -> int:
                 except OSError as e:
                     raise SuperresError(f"{target}: cannot be written ({e.strerror or e})") from e
             else:
-                write_image(Path(args.output) / f"{stem}.png", Picture(lr, alpha, pic.icc_profile),
-                            overwrite=args.overwrite)
+                write_image(
+                    Path(args.output) / f"{stem}.png", Picture(lr, alpha, pic.icc_profile), overwrite=args.overwrite
+                )
         except SuperresError as e:
             errors.append(str(e))
     _report(errors)
@@ -220,8 +261,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, scale=args.scale, allow_untrained=True)
     scale = args.scale if args.scale is not None else model.scales[0]
-    title = (f"{args.model}: {model.describe()}, {model.n_colors} colour(s), {count_parameters(model):,} parameters; "
-             f"at x{scale}, input {args.input_size[0]}x{args.input_size[1]}")
+    title = (
+        f"{args.model}: {model.describe()}, {model.n_colors} colour(s), {count_parameters(model):,} parameters; "
+        f"at x{scale}, input {args.input_size[0]}x{args.input_size[1]}"
+    )
     print(format_summary(summarize(model, args.input_size, scale), title))
     return 0
 
@@ -234,26 +277,41 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     print(f"{'preset':<16} {'family':>6} {'blocks':>6} {'feats':>6} {'params':>11}  (EDSR at x2; MDSR with x2, x3, x4)")
     for name, p in sorted(PRESETS.items()):
-        print(f"{name:<16} {p['arch']:>6} {p['n_resblocks']:>6} {p['n_feats']:>6} "
-              f"{count_parameters(create_model(name)):>11,}")
+        print(
+            f"{name:<16} {p['arch']:>6} {p['n_resblocks']:>6} {p['n_feats']:>6} "
+            f"{count_parameters(create_model(name)):>11,}"
+        )
     print()
     if not PRETRAINED:
         print("bundled models: none")
         return 0
     results = bundled_results()
     sets = ["Set5", "Set14", "B100"]
-    print(f"{'bundled model':<18} {'scale':>5} {'params':>9} {'GFLOPs':>7}  " + " ".join(f"{s:>6}" for s in sets)
-          + "   (GFLOPs for a 1280x720 output; Y-PSNR dB from weights/eval.json)")
+    print(
+        f"{'bundled model':<18} {'scale':>5} {'params':>9} {'GFLOPs':>7}  "
+        + " ".join(f"{s:>6}" for s in sets)
+        + "   (GFLOPs for a 1280x720 output; Y-PSNR dB from weights/eval.json)"
+    )
     for entry in PRETRAINED.values():
         model = load_model(entry.name)
         for s in model.scales:
             gflops = 2 * sum(r.macs for r in summarize(model, (720 // s, 1280 // s), s)) / 1e9
-            scores = {r["dataset"]: r["psnr"] for r in results
-                      if r["method"] in (entry.name, "model" if entry.default else None)
-                      and r["scale"] == s and r["channel"] == "y"}
+            scores = {
+                r["dataset"]: r["psnr"]
+                for r in results
+                if r["method"] in (entry.name, "model" if entry.default else None)
+                and r["scale"] == s
+                and r["channel"] == "y"
+            }
             cells = " ".join(f"{scores[d]:>6.2f}" if d in scores else f"{'-':>6}" for d in sets)
             partner_of = [e.name for e in PRETRAINED.values() if e.photo == entry.name]
-            note = "   default" if entry.default else f"   photo model of {partner_of[0]} (--denoise)" if partner_of else ""
+            note = (
+                "   default"
+                if entry.default
+                else f"   photo model of {partner_of[0]} (--denoise)"
+                if partner_of
+                else ""
+            )
             print(f"{entry.name:<18} {'x' + str(s):>5} {count_parameters(model):>9,} {gflops:>7.1f}  {cells}{note}")
     return 0
 
@@ -265,7 +323,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         scales = [float(x) for x in args.scale.split(",") if x.strip()]
     except ValueError:
-        raise SuperresError(f"--scale must be comma-separated factors (e.g. 2,3,4 or 1.5,2.5), got '{args.scale}'") from None
+        raise SuperresError(
+            f"--scale must be comma-separated factors (e.g. 2,3,4 or 1.5,2.5), got '{args.scale}'"
+        ) from None
     shave = args.shave
     if shave is not None and shave != "div2k":
         try:
@@ -274,16 +334,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise SuperresError(f"--shave must be a number of pixels or 'div2k', got '{shave}'") from None
     degrade = [d.strip() for d in (args.degrade or "").split(",") if d.strip()]
     methods = args.methods or ("bicubic,model,photo,auto" if degrade else "bicubic")
-    config = EvalConfig(datasets=args.data, scales=scales, methods=[m for m in methods.split(",") if m.strip()],
-                        channel=args.channel, shave=shave, precision=args.precision,
-                        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
-                        degrade=degrade, seed=args.seed)
+    config = EvalConfig(
+        datasets=args.data,
+        scales=scales,
+        methods=[m for m in methods.split(",") if m.strip()],
+        channel=args.channel,
+        shave=shave,
+        precision=args.precision,
+        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+        degrade=degrade,
+        seed=args.seed,
+    )
 
     def progress(items, total, desc):
         from tqdm import tqdm
 
-        return tqdm(items, total=total, desc=desc, unit="img", leave=False,
-                    disable=args.quiet or not sys.stderr.isatty())
+        return tqdm(
+            items, total=total, desc=desc, unit="img", leave=False, disable=args.quiet or not sys.stderr.isatty()
+        )
 
     from superres.evaluation.report import CROP_IMAGES
 
@@ -317,8 +385,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             settings.update(json.loads(saved.read_text()))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise SuperresError(f"{saved}: damaged ({e}); the checkpoint may still be good, but the settings "
-                                f"must be given again with --config") from e
+            raise SuperresError(
+                f"{saved}: damaged ({e}); the checkpoint may still be good, but the settings "
+                f"must be given again with --config"
+            ) from e
         settings["out"] = str(resume)
     if getattr(args, "config", None):
         settings.update(read_config_file(args.config))
@@ -327,8 +397,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(config, resume=bool(resume))
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         best = "n/a" if result["best_psnr"] is None else f"{result['best_psnr']:.3f} dB"
-        print(f"{'stopped' if result['interrupted'] else 'finished'} at step {result['steps']} in "
-              f"{result['seconds']:.0f} s; best validation Y-PSNR {best}; run folder {result['run_dir']}")
+        print(
+            f"{'stopped' if result['interrupted'] else 'finished'} at step {result['steps']} in "
+            f"{result['seconds']:.0f} s; best validation Y-PSNR {best}; run folder {result['run_dir']}"
+        )
         if result["interrupted"]:
             print(f"resume with: superres train --resume {result['run_dir']}")
     return 130 if result["interrupted"] else 0
@@ -358,7 +430,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         # one file per scale: the given name for a single scale, <stem>-x<s>.onnx for each of several
         scales = [args.scale] if args.scale is not None else list(model.scales)
-        targets = [output] if len(scales) == 1 else [output.with_name(f"{output.stem}-x{s}{output.suffix}") for s in scales]
+        targets = (
+            [output] if len(scales) == 1 else [output.with_name(f"{output.stem}-x{s}{output.suffix}") for s in scales]
+        )
         for target in targets:  # all checked before any is written
             if target.exists() and not args.overwrite:
                 raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
@@ -403,8 +477,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if model is None:
         print(f"note: no bundled model for x{args.scale}; showing interpolation only (give --model FILE)")
     results = run_demo(args.output, model, args.scale, args.image, precision=args.precision)
-    print(f"{args.image}, shrunk x{args.scale} with MATLAB bicubic and upscaled back "
-          f"(Y-PSNR, {args.scale}-px border shaved; model: {name or 'none'}, {used} on the CPU)")
+    print(
+        f"{args.image}, shrunk x{args.scale} with MATLAB bicubic and upscaled back "
+        f"(Y-PSNR, {args.scale}-px border shaved; model: {name or 'none'}, {used} on the CPU)"
+    )
     _print_results(results)
     print(f"side by side: {Path(args.output) / 'comparison.png'}")
     return 0
@@ -422,9 +498,11 @@ def _photo_demo(args: argparse.Namespace, used: str) -> int:
     if pair is None:
         raise SuperresError("the bundled default has no photo model to show")
     results, choice = run_photo_demo(args.output, pair, args.scale, args.image, args.quality, precision=args.precision)
-    print(f"{args.image}, shrunk x{args.scale} with MATLAB bicubic, saved as JPEG quality {args.quality} "
-          f"({Path(args.output) / 'lr.jpg'}) and upscaled back (Y-PSNR against the original, {args.scale}-px border "
-          f"shaved; {used} on the CPU)")
+    print(
+        f"{args.image}, shrunk x{args.scale} with MATLAB bicubic, saved as JPEG quality {args.quality} "
+        f"({Path(args.output) / 'lr.jpg'}) and upscaled back (Y-PSNR against the original, {args.scale}-px border "
+        f"shaved; {used} on the CPU)"
+    )
     print(f"auto: {choice.describe()}")
     _print_results(results)
     print(f"side by side: {Path(args.output) / 'comparison.png'}")

@@ -43,8 +43,14 @@ def load_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(getattr(data, name)()[..., :3])
 
 
-def run_demo(out_dir: str | Path, model: SRNet | None, scale: int = 2, photo: str = "astronaut",
-             overwrite: bool = True, precision: str = "auto") -> list[DemoResult]:
+def run_demo(
+    out_dir: str | Path,
+    model: SRNet | None,
+    scale: int = 2,
+    photo: str = "astronaut",
+    overwrite: bool = True,
+    precision: str = "auto",
+) -> list[DemoResult]:
     """Write hr/lr/bicubic/bilinear(/model) PNGs and comparison.png into out_dir; return Y-PSNR per method.
     The model runs at `scale` with `precision` ('auto': as `superres upscale` runs it)."""
     out = Path(out_dir)
@@ -58,8 +64,15 @@ def run_demo(out_dir: str | Path, model: SRNet | None, scale: int = 2, photo: st
     names = ["bilinear", "bicubic"] + (["model", "model+correct"] if model is not None else [])
     cache: dict = {}  # model and model+correct share one network run
     for name in names:
-        sr, seconds = run_method(Method.parse(name), lr, scale, None if model is None else (model, scale),
-                                 DEFAULT_THRESHOLD, cache, precision)
+        sr, seconds = run_method(
+            Method.parse(name),
+            lr,
+            scale,
+            None if model is None else (model, scale),
+            DEFAULT_THRESHOLD,
+            cache,
+            precision,
+        )
         path = write_image(out / f"{name}.png", Picture(sr), overwrite=overwrite)
         results.append(DemoResult(name, psnr(sr, hr, shave=scale), ssim(sr, hr, shave=scale), seconds, path))
         outputs[name] = sr
@@ -70,9 +83,15 @@ def run_demo(out_dir: str | Path, model: SRNet | None, scale: int = 2, photo: st
     return results
 
 
-def run_photo_demo(out_dir: str | Path, pair: PhotoPair, scale: int = 2, photo: str = "astronaut",
-                   quality: int = 70, overwrite: bool = True,
-                   precision: str = "auto") -> tuple[list[DemoResult], DenoiseChoice]:
+def run_photo_demo(
+    out_dir: str | Path,
+    pair: PhotoPair,
+    scale: int = 2,
+    photo: str = "astronaut",
+    quality: int = 70,
+    overwrite: bool = True,
+    precision: str = "auto",
+) -> tuple[list[DemoResult], DenoiseChoice]:
     """A real-photo case: the photo shrunk x`scale` and saved as a JPEG of `quality` (lr.jpg), upscaled by
     bicubic, the clean model and `--denoise auto`; writes each, and comparison.png. Returns Y-PSNR per method
     against the original and what auto chose."""
@@ -92,16 +111,30 @@ def run_photo_demo(out_dir: str | Path, pair: PhotoPair, scale: int = 2, photo: 
         path = write_image(out / f"{name.split(' ')[0]}.png", Picture(sr), overwrite=overwrite)
         results.append(DemoResult(name, psnr(sr, hr, shave=scale), ssim(sr, hr, shave=scale), seconds, path))
         outputs[name] = sr
-    comparison = side_by_side(hr, lr.pixels, outputs, {r.method: r.psnr_y for r in results}, scale,
-                              input_label=f"LR, JPEG quality {quality} (nearest)")
+    comparison = side_by_side(
+        hr,
+        lr.pixels,
+        outputs,
+        {r.method: r.psnr_y for r in results},
+        scale,
+        input_label=f"LR, JPEG quality {quality} (nearest)",
+    )
     buf = io.BytesIO()
     comparison.save(buf, format="PNG")
     write_bytes(out / "comparison.png", buf.getvalue())
     return results, choice
 
 
-def side_by_side(hr: np.ndarray, lr: np.ndarray, outputs: dict[str, np.ndarray], scores: dict[str, float],
-                 scale: int, crop: int = 80, zoom: int = 3, input_label: str = "LR input (nearest)") -> Image.Image:
+def side_by_side(
+    hr: np.ndarray,
+    lr: np.ndarray,
+    outputs: dict[str, np.ndarray],
+    scores: dict[str, float],
+    scale: int,
+    crop: int = 80,
+    zoom: int = 3,
+    input_label: str = "LR input (nearest)",
+) -> Image.Image:
     """The whole photo with the zoomed region marked, above a row of zoomed crops:
     LR (nearest) | each method | original, labelled with Y-PSNR."""
     panels = [(input_label, imresize(lr, scale, method="nearest"))]
@@ -112,8 +145,9 @@ def side_by_side(hr: np.ndarray, lr: np.ndarray, outputs: dict[str, np.ndarray],
     overview = Image.fromarray(hr)
     ratio = min(1.0, 360 / overview.height)
     overview = overview.resize((round(overview.width * ratio), round(overview.height * ratio)), Image.BICUBIC)
-    ImageDraw.Draw(overview).rectangle([x0 * ratio, y0 * ratio, (x0 + crop) * ratio, (y0 + crop) * ratio],
-                                       outline=(255, 0, 0), width=3)
+    ImageDraw.Draw(overview).rectangle(
+        [x0 * ratio, y0 * ratio, (x0 + crop) * ratio, (y0 + crop) * ratio], outline=(255, 0, 0), width=3
+    )
     canvas = Image.new("RGB", (strip.width, overview.height + strip.height + 6), "white")
     canvas.paste(overview, ((strip.width - overview.width) // 2, 4))
     canvas.paste(strip, (0, overview.height + 6))

@@ -13,8 +13,16 @@ import signal
 import sys
 import traceback
 
-from superres.cli.commands import (cmd_degrade, cmd_demo, cmd_eval, cmd_export, cmd_info, cmd_models, cmd_train,
-                               cmd_upscale)
+from superres.cli.commands import (
+    cmd_degrade,
+    cmd_demo,
+    cmd_eval,
+    cmd_export,
+    cmd_info,
+    cmd_models,
+    cmd_train,
+    cmd_upscale,
+)
 from superres.cli.serve import add_serve_parser, cmd_serve
 from superres.errors import SuperresError
 
@@ -80,8 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("upscale", help="upscale images with a model or an interpolation method")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--scale", "-s", type=_factor, help="any factor, e.g. 2, 2.5 or 3.7 (default 2, or the model's "
-                      "only scale): the network's smallest scale at or above it, then a MATLAB-bicubic resize")
+    size.add_argument(
+        "--scale",
+        "-s",
+        type=_factor,
+        help="any factor, e.g. 2, 2.5 or 3.7 (default 2, or the model's "
+        "only scale): the network's smallest scale at or above it, then a MATLAB-bicubic resize",
+    )
     size.add_argument("--size", type=_wxh, metavar="WxH", help="exact output size, e.g. 1920x1080")
     size.add_argument("--width", type=_pixels, metavar="W", help="output width; the height keeps the aspect ratio")
     size.add_argument("--height", type=_pixels, metavar="H", help="output height; the width keeps the aspect ratio")
@@ -89,20 +102,40 @@ def build_parser() -> argparse.ArgumentParser:
     how = p.add_mutually_exclusive_group()
     how.add_argument("--model", "-m", help="bundled model name, preset, or weights file (.safetensors/.pt/.pth)")
     how.add_argument("--method", choices=sorted(METHODS), help="interpolation instead of a model")
-    p.add_argument("--correct", nargs="?", const="default", default=None, metavar="TAU",
-                   help="replace output values more than TAU gray levels from the bilinear upscaling by that "
-                        "value (the original report's correction; default TAU from the sweep)")
-    p.add_argument("--denoise", default="auto", metavar="S|auto",
-                   help="0: the clean model, 1: its photo model (JPEG and noise removed), between: the two blended; "
-                        "auto (default): from each file's JPEG quality and noise level (--verbose says what it chose). "
-                        "With --scale 1 (or a smaller size) and a strength above 0, restores without enlarging")
+    p.add_argument(
+        "--correct",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="TAU",
+        help="replace output values more than TAU gray levels from the bilinear upscaling by that "
+        "value (the original report's correction; default TAU from the sweep)",
+    )
+    p.add_argument(
+        "--denoise",
+        default="auto",
+        metavar="S|auto",
+        help="0: the clean model, 1: its photo model (JPEG and noise removed), between: the two blended; "
+        "auto (default): from each file's JPEG quality and noise level (--verbose says what it chose). "
+        "With --scale 1 (or a smaller size) and a strength above 0, restores without enlarging",
+    )
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (EDSR+; 8x slower)")
-    p.add_argument("--tile", type=int, help="LR tile side in pixels (0: no tiling; default: from image size and memory)")
+    p.add_argument(
+        "--tile", type=int, help="LR tile side in pixels (0: no tiling; default: from image size and memory)"
+    )
     p.add_argument("--tile-overlap", type=int, help="LR margin per tile (default and minimum: the receptive radius)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
-                   help="auto: CUDA, else Apple's MPS, else the CPU")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="auto (default): fp16 on a GPU, bf16 on a CPU with native bf16 (AMX, AVX512-BF16), else fp32")
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda", "mps"],
+        default="auto",
+        help="auto: CUDA, else Apple's MPS, else the CPU",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="auto (default): fp16 on a GPU, bf16 on a CPU with native bf16 (AMX, AVX512-BF16), else fp32",
+    )
     p.add_argument("--backend", choices=["torch", "onnxruntime"], help="default: torch (onnxruntime for .onnx)")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's, one per core)")
     p.add_argument("-o", "--output", help="output file (one input) or folder (default: beside each input)")
@@ -113,19 +146,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     v = p.add_argument_group("video (inputs are videos by their content; needs superres[video])")
     v.add_argument("--codec", default=None, help="video encoder: h264 (default, libx264), hevc, vp9, av1, ffv1, ...")
-    v.add_argument("--crf", type=int, default=None, help="constant quality for x264/x265/VP9/AV1 (default 18; lower is better)")
-    v.add_argument("--pix-fmt", default=None, help="output pixel format (default: the input's where the encoder takes "
-                   "it, else yuv420p)")
+    v.add_argument(
+        "--crf", type=int, default=None, help="constant quality for x264/x265/VP9/AV1 (default 18; lower is better)"
+    )
+    v.add_argument(
+        "--pix-fmt",
+        default=None,
+        help="output pixel format (default: the input's where the encoder takes it, else yuv420p)",
+    )
 
-    p = sub.add_parser("degrade", help="make LR images from HR ones: the MATLAB bicubic (EDSR benchmark naming), "
-                       "or with JPEG, noise, blur or the real-photo chain")
+    p = sub.add_parser(
+        "degrade",
+        help="make LR images from HR ones: the MATLAB bicubic (EDSR benchmark naming), "
+        "or with JPEG, noise, blur or the real-photo chain",
+    )
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--scale", "-s", type=_factor, required=True, help="shrink factor: 2, 3, 4, 1.5, ... or 1 (none)")
-    p.add_argument("--preset", default="bicubic", help="bicubic (default), jpeg:Q, noise:SIGMA, blur:SIGMA, several "
-                   "joined by '+' (e.g. blur:1+noise:5+jpeg:70), real (Real-ESRGAN's random chain) or photo")
+    p.add_argument(
+        "--preset",
+        default="bicubic",
+        help="bicubic (default), jpeg:Q, noise:SIGMA, blur:SIGMA, several "
+        "joined by '+' (e.g. blur:1+noise:5+jpeg:70), real (Real-ESRGAN's random chain) or photo",
+    )
     p.add_argument("--seed", type=_seed, default=0, help="random choices come from the seed and each image (default 0)")
-    p.add_argument("-o", "--output", required=True,
-                   help="output folder; writes <stem>x<scale>.png, or .jpg where the last step is a JPEG save")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output folder; writes <stem>x<scale>.png, or .jpg where the last step is a JPEG save",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", "-q", action="store_true")
 
@@ -134,36 +183,66 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="the layers of a model: output shapes, parameters, multiply-adds")
     p.add_argument("model", help="bundled model name, preset, or weights file")
     p.add_argument("--scale", "-s", type=_scale, default=None, help="scale for a preset (default 2)")
-    p.add_argument("--input-size", type=_size, default=(100, 100), metavar="HxW", help="LR input size (default 100x100)")
+    p.add_argument(
+        "--input-size", type=_size, default=(100, 100), metavar="HxW", help="LR input size (default 100x100)"
+    )
 
     sub.add_parser("models", help="list presets and bundled models")
 
     p = sub.add_parser("eval", help="PSNR/SSIM of methods on benchmark sets (the field's protocol)")
-    p.add_argument("--data", nargs="+", required=True, metavar="DIR",
-                   help="EDSR benchmark layout (HR/ + LR_bicubic/), DIV2K layout, or a folder of HR images")
-    p.add_argument("--scale", default="2,3,4", help="comma-separated factors, any > 1 (default 2,3,4; e.g. 1.5,2.5,3.5)")
-    p.add_argument("--precision", choices=["fp32", "auto", "bf16", "fp16"], default="fp32",
-                   help="fp32 (default: numbers that do not depend on the CPU), or auto as upscale runs")
-    p.add_argument("--methods", default=None, help="comma-separated: bicubic, bilinear, nearest, lanczos, "
-                   "model (bundled default), a model name or weights path, and any of those + '+correct'; photo "
-                   "(its photo model), denoise=S (the two blended), auto (as upscale's --denoise auto). Default: "
-                   "bicubic, or with --degrade: bicubic,model,photo,auto")
-    p.add_argument("--degrade", default=None, metavar="PRESETS",
-                   help="comma-separated degradations of the HR, each scored against the clean HR: clean, "
-                        "jpeg:Q, noise:SIGMA, blur:SIGMA, real, ... (see `superres degrade`); --scale 1 restores "
-                        "without enlarging")
-    p.add_argument("--seed", type=_seed, default=0, help="the degradations' random choices: from the seed and each image")
-    p.add_argument("--channel", choices=["y", "rgb", "y,rgb"], default="y",
-                   help="score Y (BT.601 luma, the default), RGB, or both")
-    p.add_argument("--shave", default=None, help="border pixels cut before scoring: a number, or 'div2k' "
-                   "(scale + 6); default: the scale")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="EDSR benchmark layout (HR/ + LR_bicubic/), DIV2K layout, or a folder of HR images",
+    )
+    p.add_argument(
+        "--scale", default="2,3,4", help="comma-separated factors, any > 1 (default 2,3,4; e.g. 1.5,2.5,3.5)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "auto", "bf16", "fp16"],
+        default="fp32",
+        help="fp32 (default: numbers that do not depend on the CPU), or auto as upscale runs",
+    )
+    p.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated: bicubic, bilinear, nearest, lanczos, "
+        "model (bundled default), a model name or weights path, and any of those + '+correct'; photo "
+        "(its photo model), denoise=S (the two blended), auto (as upscale's --denoise auto). Default: "
+        "bicubic, or with --degrade: bicubic,model,photo,auto",
+    )
+    p.add_argument(
+        "--degrade",
+        default=None,
+        metavar="PRESETS",
+        help="comma-separated degradations of the HR, each scored against the clean HR: clean, "
+        "jpeg:Q, noise:SIGMA, blur:SIGMA, real, ... (see `superres degrade`); --scale 1 restores "
+        "without enlarging",
+    )
+    p.add_argument(
+        "--seed", type=_seed, default=0, help="the degradations' random choices: from the seed and each image"
+    )
+    p.add_argument(
+        "--channel", choices=["y", "rgb", "y,rgb"], default="y", help="score Y (BT.601 luma, the default), RGB, or both"
+    )
+    p.add_argument(
+        "--shave",
+        default=None,
+        help="border pixels cut before scoring: a number, or 'div2k' (scale + 6); default: the scale",
+    )
     p.add_argument("--threshold", type=float, default=None, help="correction threshold for MODEL+correct (gray levels)")
     p.add_argument("--json", dest="json_path", help="write results as JSON")
     p.add_argument("--report", help="folder for results.md/csv/json, per-image plots and crop comparisons")
     p.add_argument("--quiet", "-q", action="store_true")
 
-    p = sub.add_parser("train", help="train an EDSR on folders of HR images (torchrun for several processes)",
-                       argument_default=argparse.SUPPRESS)
+    p = sub.add_parser(
+        "train",
+        help="train an EDSR on folders of HR images (torchrun for several processes)",
+        argument_default=argparse.SUPPRESS,
+    )
     p.add_argument("--config", help="TOML, YAML or JSON file of settings; flags override it")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config, flags override)")
     add_train_flags(p)
@@ -171,13 +250,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a run's weights as .safetensors with their config and metadata")
     p.add_argument("source", help="run folder or training checkpoint (.pt); for ONNX also any model name or file")
     p.add_argument("-o", "--output", required=True, help="output file (.safetensors, or .onnx)")
-    p.add_argument("--format", dest="out_format", choices=["safetensors", "onnx"], default=None,
-                   help="default: from the output's extension")
-    p.add_argument("--weights", choices=["best", "last"], default="best",
-                   help="best validation score (default) or the latest weights (EMA when present)")
+    p.add_argument(
+        "--format",
+        dest="out_format",
+        choices=["safetensors", "onnx"],
+        default=None,
+        help="default: from the output's extension",
+    )
+    p.add_argument(
+        "--weights",
+        choices=["best", "last"],
+        default="best",
+        help="best validation score (default) or the latest weights (EMA when present)",
+    )
     p.add_argument("--half", action="store_true", help="store fp16 weights (half the size)")
-    p.add_argument("--scale", "-s", type=_scale, help="ONNX: the one scale to export (default: every scale of the "
-                   "network, one file each, named <stem>-x<scale>.onnx where there are several)")
+    p.add_argument(
+        "--scale",
+        "-s",
+        type=_scale,
+        help="ONNX: the one scale to export (default: every scale of the "
+        "network, one file each, named <stem>-x<scale>.onnx where there are several)",
+    )
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("demo", help="shrink a bundled photo, upscale it back, print PSNR, write a comparison")
@@ -185,11 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", "-m", help="model name or weights file (default: the bundled model for the scale)")
     p.add_argument("--scale", "-s", type=_scale, default=2)
     p.add_argument("--image", default="astronaut", help="scikit-image photo: astronaut, coffee, chelsea, rocket")
-    p.add_argument("--photo", action="store_true", help="a real-photo case: the shrunk image saved as a JPEG of "
-                   "--quality, upscaled by bicubic, the clean model and --denoise auto")
+    p.add_argument(
+        "--photo",
+        action="store_true",
+        help="a real-photo case: the shrunk image saved as a JPEG of "
+        "--quality, upscaled by bicubic, the clean model and --denoise auto",
+    )
     p.add_argument("--quality", type=int, default=70, help="JPEG quality for --photo (default 70)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="auto (default, as upscale): bf16 on a CPU with native bf16, else fp32")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto (default, as upscale): bf16 on a CPU with native bf16, else fp32",
+    )
     return parser
 
 
@@ -216,26 +317,42 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999")
     p.add_argument("--flips", action=argparse.BooleanOptionalAction, help="the 8 flips/rotations (default on)")
     p.add_argument("--brightness", type=float, help="random brightness factor in [1-B, 1+B] (default off)")
-    p.add_argument("--rgb-permute", type=float, metavar="P", help="chance of shuffling a patch's RGB channels (default 0)")
-    p.add_argument("--degradation", metavar="PRESET",
-                   help="how LR patches are made: bicubic (default), photo, real, jpeg:Q, noise:SIGMA, blur:SIGMA, ...")
-    p.add_argument("--cutblur", type=float, metavar="P",
-                   help="chance that a rectangle of a degraded patch is swapped with the clean LR (default 0)")
+    p.add_argument(
+        "--rgb-permute", type=float, metavar="P", help="chance of shuffling a patch's RGB channels (default 0)"
+    )
+    p.add_argument(
+        "--degradation",
+        metavar="PRESET",
+        help="how LR patches are made: bicubic (default), photo, real, jpeg:Q, noise:SIGMA, blur:SIGMA, ...",
+    )
+    p.add_argument(
+        "--cutblur",
+        type=float,
+        metavar="P",
+        help="chance that a rectangle of a degraded patch is swapped with the clean LR (default 0)",
+    )
     p.add_argument("--val", nargs="+", metavar="DIR", help="validation sets (benchmark layout or HR folder)")
     p.add_argument("--holdout", type=int, help="training images held out for validation")
     p.add_argument("--val-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--log-every", type=int)
     p.add_argument("--out", metavar="RUN_DIR")
-    p.add_argument("--init", nargs="+", metavar="WEIGHTS",
-                   help="start from these weights, all that fits: shared parts from the first file, each scale's "
-                        "upsampler from the first file with that scale (e.g. an EDSR x2 file for x3/x4 or MDSR)")
+    p.add_argument(
+        "--init",
+        nargs="+",
+        metavar="WEIGHTS",
+        help="start from these weights, all that fits: shared parts from the first file, each scale's "
+        "upsampler from the first file with that scale (e.g. an EDSR x2 file for x3/x4 or MDSR)",
+    )
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="bf16 autocast (default on)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model")
     p.add_argument("--prefetch", type=int, help="batches prepared ahead in a thread (default 2)")
-    p.add_argument("--data-on-device", action=argparse.BooleanOptionalAction,
-                   help="keep training images on the device and cut patches there (default: on a GPU)")
+    p.add_argument(
+        "--data-on-device",
+        action=argparse.BooleanOptionalAction,
+        help="keep training images on the device and cut patches there (default: on a GPU)",
+    )
     p.add_argument("--threads", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int)
@@ -248,8 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
         return int(e.code or 0)
     rank = f"[rank {os.environ['RANK']}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format=f"{rank}%(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format=f"{rank}%(levelname)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
     previous = _stop_on_sigterm()
     try:
         return COMMANDS[args.command](args)
@@ -269,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
 def _stop_on_sigterm():
     """SIGTERM stops a command as Ctrl-C does, so half-written temporary files are removed on the way out
     (training installs its own handler, which checkpoints first). Returns the handler it replaced."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
@@ -278,4 +400,14 @@ def _stop_on_sigterm():
         return None
 
 
-COMMANDS = {"upscale": cmd_upscale, "degrade": cmd_degrade, "info": cmd_info, "models": cmd_models, "demo": cmd_demo, "eval": cmd_eval, "train": cmd_train, "export": cmd_export, "serve": cmd_serve}
+COMMANDS = {
+    "upscale": cmd_upscale,
+    "degrade": cmd_degrade,
+    "info": cmd_info,
+    "models": cmd_models,
+    "demo": cmd_demo,
+    "eval": cmd_eval,
+    "train": cmd_train,
+    "export": cmd_export,
+    "serve": cmd_serve,
+}

@@ -18,8 +18,13 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
-    p.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
-                   help="another Host header to accept (e.g. a name this machine has on the network)")
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="another Host header to accept (e.g. a name this machine has on the network)",
+    )
     p.add_argument("--max-upload-mb", type=float, default=64, help="largest upload in MB (default 64)")
     p.add_argument("--max-pixels", type=int, default=None, help="largest input in pixels (default 200M)")
     p.add_argument("--queue", type=int, default=8, help="jobs that may wait for the network (default 8); more get 503")
@@ -46,14 +51,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as e:
         raise SuperresError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e})") from e
     port = sock.getsockname()[1]
-    server = Server(device=args.device, precision=args.precision, max_upload=int(args.max_upload_mb * 2**20),
-                    max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, max_waiting=args.queue)
+    server = Server(
+        device=args.device,
+        precision=args.precision,
+        max_upload=int(args.max_upload_mb * 2**20),
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+        max_waiting=args.queue,
+    )
     app = create_app(args.host, port, server, allowed_hosts=args.allow_host)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else shown}:{port}/"
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}: anyone who can reach this machine can use the page and its "
-              f"CPU/GPU; there is no login", file=sys.stderr)
+        print(
+            f"warning: listening on {args.host}: anyone who can reach this machine can use the page and its "
+            f"CPU/GPU; there is no login",
+            file=sys.stderr,
+        )
     print(f"superres: serving on {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     if args.open:
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()

@@ -37,6 +37,7 @@ SUFFIXES = ("+correct", "+ensemble")  # model + the correction; model with the 8
 
 # ---------------------------------------------------------------------------------------------- methods
 
+
 @dataclass(frozen=True)
 class Method:
     """What produces an output: an interpolation, or a model (optionally followed by the correction)."""
@@ -57,7 +58,7 @@ class Method:
         if text in METHODS:
             return cls(text, interpolation=text)
         if text in ("photo", "auto") or text.startswith("denoise="):
-            value = {"photo": 1.0, "auto": "auto"}.get(text, text[len("denoise="):])
+            value = {"photo": 1.0, "auto": "auto"}.get(text, text[len("denoise=") :])
             return cls(text, model="model", denoise=parse_denoise(value))
         base, found = text, set()
         while base.endswith(SUFFIXES):
@@ -119,9 +120,15 @@ class ModelCache:
         return model, network_scale(model.scales, factor)
 
 
-def run_method(method: Method, lr: np.ndarray, factor: float, model: tuple[SRNet, int] | None,
-               threshold: float = DEFAULT_THRESHOLD, cache: dict | None = None,
-               precision: str = "fp32") -> tuple[np.ndarray, float]:
+def run_method(
+    method: Method,
+    lr: np.ndarray,
+    factor: float,
+    model: tuple[SRNet, int] | None,
+    threshold: float = DEFAULT_THRESHOLD,
+    cache: dict | None = None,
+    precision: str = "fp32",
+) -> tuple[np.ndarray, float]:
     """The output of one method on one LR image (same dtype as the input) and the seconds it takes.
 
     `model` is (network, the scale to run it at); where that scale is not `factor`, the output is
@@ -134,8 +141,9 @@ def run_method(method: Method, lr: np.ndarray, factor: float, model: tuple[SRNet
     net, scale = model
     key = (id(net), scale, method.ensemble)
     if cache is None or key not in cache:
-        runner = Upscaler(net, scale, device=str(next(net.parameters()).device), precision=precision,
-                          self_ensemble=method.ensemble)
+        runner = Upscaler(
+            net, scale, device=str(next(net.parameters()).device), precision=precision, self_ensemble=method.ensemble
+        )
         sr = upscale_picture(Picture(lr), scale, model=runner).pixels
         net_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
         if cache is not None:
@@ -150,6 +158,7 @@ def run_method(method: Method, lr: np.ndarray, factor: float, model: tuple[SRNet
 
 
 # ---------------------------------------------------------------------------------------------- running
+
 
 @dataclass
 class EvalConfig:
@@ -188,8 +197,10 @@ class EvalConfig:
             if not (isinstance(s, (int, float)) and math.isfinite(s) and 1 < s <= 16):
                 raise ConfigError(f"scale must be a factor in (1, 16] (or 1 with degradations), got {s}")
             if abs(float(as_fraction(s)) - s) > 1e-9:  # LR x factor must land on whole HR pixels
-                raise ConfigError(f"scale {s} is not a fraction with a denominator up to 64 (e.g. 2.5 = 5/2, "
-                                  f"2.25 = 9/4); the protocol needs LR x scale to be a whole number of HR pixels")
+                raise ConfigError(
+                    f"scale {s} is not a fraction with a denominator up to 64 (e.g. 2.5 = 5/2, "
+                    f"2.25 = 9/4); the protocol needs LR x scale to be a whole number of HR pixels"
+                )
         self.scales = [int(s) if s == int(s) else float(s) for s in self.scales]
         if self.precision not in ("fp32", "auto", "bf16", "fp16"):
             raise ConfigError(f"precision must be fp32, auto, bf16 or fp16, got '{self.precision}'")
@@ -217,15 +228,16 @@ class EvalResults:
             columns = list(dict.fromkeys((r["dataset"], r["scale"]) for r in rows))
             methods = list(dict.fromkeys(r["method"] for r in rows))
             cell = {(r["method"], r["dataset"], r["scale"]): f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in rows}
-            lines = ["| method | " + " | ".join(f"{d} x{s}" for d, s in columns) + " |",
-                     "|" + "---|" * (len(columns) + 1)]
+            lines = [
+                "| method | " + " | ".join(f"{d} x{s}" for d, s in columns) + " |",
+                "|" + "---|" * (len(columns) + 1),
+            ]
             for m in methods:
                 lines.append(f"| {m} | " + " | ".join(cell.get((m, d, s), "-") for d, s in columns) + " |")
             shaves = ", ".join(sorted({f"{x['shave']} px at x{x['scale']}" for x in rows}))
             lines.append(f"\nPSNR (dB) / SSIM on {'Y (BT.601)' if channel == 'y' else 'RGB'}, border shaved: {shaves}")
             blocks.append("\n".join(lines))
         return "\n\n".join(blocks)
-
 
     def _markdown_by_degradation(self) -> str:
         """Per channel, dataset and scale: degradations as rows, methods as columns, 'PSNR / SSIM' in each cell."""
@@ -234,25 +246,37 @@ class EvalResults:
             rows = [r for r in self.results if (r["channel"], r["dataset"], r["scale"]) == (channel, dataset, scale)]
             methods = list(dict.fromkeys(r["method"] for r in rows))
             cell = {(r["degradation"], r["method"]): f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in rows}
-            lines = [f"{dataset} x{scale:g}" + (" (bicubic at x1 is the degraded input itself)" if scale == 1 else ""),
-                     "", "| input | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
+            lines = [
+                f"{dataset} x{scale:g}" + (" (bicubic at x1 is the degraded input itself)" if scale == 1 else ""),
+                "",
+                "| input | " + " | ".join(methods) + " |",
+                "|" + "---|" * (len(methods) + 1),
+            ]
             for d in dict.fromkeys(r["degradation"] for r in rows):
                 lines.append(f"| {d} | " + " | ".join(cell.get((d, m), "-") for m in methods) + " |")
-            lines.append(f"\nPSNR (dB) / SSIM on {'Y (BT.601)' if channel == 'y' else 'RGB'} against the clean HR, "
-                         f"border shaved: {rows[0]['shave']} px")
+            lines.append(
+                f"\nPSNR (dB) / SSIM on {'Y (BT.601)' if channel == 'y' else 'RGB'} against the clean HR, "
+                f"border shaved: {rows[0]['shave']} px"
+            )
             blocks.append("\n".join(lines))
         return "\n\n".join(blocks)
 
 
-def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterator] | None = None,
-             keep_outputs: int = 0) -> EvalResults:
+def evaluate(
+    config: EvalConfig, progress: Callable[[Iterator, int, str], Iterator] | None = None, keep_outputs: int = 0
+) -> EvalResults:
     """Score every method on every dataset, scale and degradation. `progress(iterable, total, description)`
     may wrap loops. The outputs of the first `keep_outputs` images of each group are kept (for the report)."""
     config.validate()
     methods = [Method.parse(m) for m in config.methods]
     datasets = [find_dataset(d) for d in config.datasets]
-    models = ModelCache("cuda" if config.device == "auto" and torch.cuda.is_available() else
-                        "cpu" if config.device == "auto" else config.device)
+    models = ModelCache(
+        "cuda"
+        if config.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if config.device == "auto"
+        else config.device
+    )
     presets = [parse_preset(d) for d in config.degrade] or [None]
     out = EvalResults()
     for dataset in datasets:
@@ -277,13 +301,23 @@ def evaluate(config: EvalConfig, progress: Callable[[Iterator, int, str], Iterat
     return out
 
 
-def _score_group(config: EvalConfig, group: tuple, samples: Iterable[Sample], active: list, models: ModelCache,
-                 preset: Preset | None, shave: int, out: EvalResults, keep_outputs: int) -> None:
+def _score_group(
+    config: EvalConfig,
+    group: tuple,
+    samples: Iterable[Sample],
+    active: list,
+    models: ModelCache,
+    preset: Preset | None,
+    shave: int,
+    out: EvalResults,
+    keep_outputs: int,
+) -> None:
     """Every method on the samples of one dataset, scale and degradation (preset None: the bicubic LR as given)."""
     dataset, scale = group[0], group[1]
     tag = {} if preset is None else {"degradation": preset.name}
     scores: dict[tuple[str, str], list[tuple[float, float, float]]] = {
-        (m.label, c): [] for m, _ in active for c in config.channels}
+        (m.label, c): [] for m, _ in active for c in config.channels
+    }
     kept = out.outputs.setdefault(group, [])
     for i, sample in enumerate(samples):
         lr, quality = sample.lr, None
@@ -297,8 +331,11 @@ def _score_group(config: EvalConfig, group: tuple, samples: Iterable[Sample], ac
         for method, model in active:
             extra = {}
             if method.denoise is not None:
-                strength = (auto_strength(Picture(lr, jpeg_quality=quality)).strength if method.denoise == "auto"
-                            else float(method.denoise))
+                strength = (
+                    auto_strength(Picture(lr, jpeg_quality=quality)).strength
+                    if method.denoise == "auto"
+                    else float(method.denoise)
+                )
                 model = (models.pair().at(strength), model[1])
                 extra = {"denoise": strength}
             sr, seconds = run_method(method, lr, scale, model, config.threshold, outputs, config.precision)
@@ -308,14 +345,34 @@ def _score_group(config: EvalConfig, group: tuple, samples: Iterable[Sample], ac
                 p = psnr(sr, sample.hr, shave=shave, channel=channel)
                 s = ssim(sr, sample.hr, shave=shave, channel=channel)
                 scores[(method.label, channel)].append((p, s, seconds))
-                out.per_image.append({"dataset": dataset, "scale": scale, **tag, "method": method.label,
-                                      "channel": channel, "image": sample.name, "psnr": round(p, 4),
-                                      "ssim": round(s, 5), **extra})
+                out.per_image.append(
+                    {
+                        "dataset": dataset,
+                        "scale": scale,
+                        **tag,
+                        "method": method.label,
+                        "channel": channel,
+                        "image": sample.name,
+                        "psnr": round(p, 4),
+                        "ssim": round(s, 5),
+                        **extra,
+                    }
+                )
     for (label, channel), rows in scores.items():
         if not rows:
             continue
         arr = np.array(rows)
-        out.results.append({"dataset": dataset, "scale": scale, **tag, "method": label,
-                            "channel": channel, "shave": shave, "psnr": round(float(arr[:, 0].mean()), 4),
-                            "ssim": round(float(arr[:, 1].mean()), 5), "images": len(rows),
-                            "seconds_per_image": round(float(arr[:, 2].mean()), 4)})
+        out.results.append(
+            {
+                "dataset": dataset,
+                "scale": scale,
+                **tag,
+                "method": label,
+                "channel": channel,
+                "shave": shave,
+                "psnr": round(float(arr[:, 0].mean()), 4),
+                "ssim": round(float(arr[:, 1].mean()), 5),
+                "images": len(rows),
+                "seconds_per_image": round(float(arr[:, 2].mean()), 4),
+            }
+        )

@@ -23,13 +23,16 @@ def write_report(results: EvalResults, out_dir: str | Path) -> list[Path]:
     """Write everything into out_dir; returns the files written. Crops need the outputs that
     evaluate(..., keep_outputs=CROP_IMAGES) kept."""
     out = Path(out_dir)
-    written = [write_text(out / "results.md", results.markdown() + "\n"),
-               write_text(out / "results.json", results.to_json() + "\n"),
-               write_text(out / "results.csv", _csv(results))]
+    written = [
+        write_text(out / "results.md", results.markdown() + "\n"),
+        write_text(out / "results.json", results.to_json() + "\n"),
+        write_text(out / "results.csv", _csv(results)),
+    ]
     groups = list(dict.fromkeys((r["dataset"], r["scale"], r.get("degradation")) for r in results.results))
     for dataset, scale, degradation in groups:
-        written.append(plot_per_image(results, dataset, scale, out / f"psnr_{_name(dataset, scale, degradation)}.png",
-                                      degradation))
+        written.append(
+            plot_per_image(results, dataset, scale, out / f"psnr_{_name(dataset, scale, degradation)}.png", degradation)
+        )
     written += comparison_crops(results, out)
     return written
 
@@ -59,18 +62,32 @@ def plot_per_image(results: EvalResults, dataset: str, scale: int, path: Path, d
     import matplotlib.pyplot as plt
 
     channel = next(r["channel"] for r in results.results if r["dataset"] == dataset)  # the first scored
-    rows = [r for r in results.per_image if r["dataset"] == dataset and r["scale"] == scale and r["channel"] == channel
-            and r.get("degradation") == degradation]
+    rows = [
+        r
+        for r in results.per_image
+        if r["dataset"] == dataset
+        and r["scale"] == scale
+        and r["channel"] == channel
+        and r.get("degradation") == degradation
+    ]
     images = list(dict.fromkeys(r["image"] for r in rows))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(images) + 4), 4), dpi=110)
     for method in dict.fromkeys(r["method"] for r in rows):
         by_image = {r["image"]: r["psnr"] for r in rows if r["method"] == method}
-        ax.plot(range(len(images)), [by_image.get(i, np.nan) for i in images], marker="o", markersize=3,
-                linewidth=1, label=method)
+        ax.plot(
+            range(len(images)),
+            [by_image.get(i, np.nan) for i in images],
+            marker="o",
+            markersize=3,
+            linewidth=1,
+            label=method,
+        )
     ax.set_xticks(range(len(images)))
     ax.set_xticklabels(images, rotation=90 if len(images) > 8 else 0, fontsize=7 if len(images) > 20 else 9)
     ax.set_ylabel("PSNR (dB)")
-    ax.set_title(f"{dataset} x{scale}{'' if degradation is None else ', ' + degradation}: PSNR per image ({'Y' if channel == 'y' else 'RGB'})")
+    ax.set_title(
+        f"{dataset} x{scale}{'' if degradation is None else ', ' + degradation}: PSNR per image ({'Y' if channel == 'y' else 'RGB'})"
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -86,27 +103,39 @@ def comparison_crops(results: EvalResults, out: Path, crop: int = 64, zoom: int 
     interpolations = [m for m in evaluated if m.interpolation]
     first = [m for m in interpolations if m.label == "bilinear"] or interpolations[:1]
     models = [m for m in evaluated if m.model]
-    labels = [m.label for m in (first + models[:2] if models else evaluated[:3])]  # e.g. bilinear | model | model+correct
+    labels = [
+        m.label for m in (first + models[:2] if models else evaluated[:3])
+    ]  # e.g. bilinear | model | model+correct
     channel = results.results[0]["channel"]
-    scores = {(r["dataset"], r["scale"], r.get("degradation"), r["image"], r["method"]): r["psnr"]
-              for r in results.per_image if r["channel"] == channel}
+    scores = {
+        (r["dataset"], r["scale"], r.get("degradation"), r["image"], r["method"]): r["psnr"]
+        for r in results.per_image
+        if r["channel"] == channel
+    }
     written = []
     for group, kept in results.outputs.items():
         dataset, scale, degradation = (*group, None)[:3]
         for image in kept:
-            panels = [(f"{label}  {scores[(dataset, scale, degradation, image['name'], label)]:.2f} dB",
-                       image["methods"][label])
-                      for label in labels if label in image["methods"]]
+            panels = [
+                (
+                    f"{label}  {scores[(dataset, scale, degradation, image['name'], label)]:.2f} dB",
+                    image["methods"][label],
+                )
+                for label in labels
+                if label in image["methods"]
+            ]
             panels.append(("HR", image["hr"]))
             buf = io.BytesIO()
             crop_strip(panels, crop, zoom).save(buf, format="PNG")
-            written.append(write_bytes(out / f"crops_{_name(dataset, scale, degradation)}_{image['name']}.png",
-                                       buf.getvalue()))
+            written.append(
+                write_bytes(out / f"crops_{_name(dataset, scale, degradation)}_{image['name']}.png", buf.getvalue())
+            )
     return written
 
 
-def crop_strip(panels: list[tuple[str, np.ndarray]], crop: int, zoom: int,
-               corner: tuple[int, int] | None = None) -> Image.Image:
+def crop_strip(
+    panels: list[tuple[str, np.ndarray]], crop: int, zoom: int, corner: tuple[int, int] | None = None
+) -> Image.Image:
     """Label above each panel; the crop's top-left is `corner`, by default where the last panel (HR)
     has most detail."""
     y0, x0 = corner if corner is not None else busiest_window(panels[-1][1], crop)
@@ -116,7 +145,7 @@ def crop_strip(panels: list[tuple[str, np.ndarray]], crop: int, zoom: int,
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=13)
     for k, (label, img) in enumerate(panels):
-        part = img[y0:y0 + crop, x0:x0 + crop]
+        part = img[y0 : y0 + crop, x0 : x0 + crop]
         if part.dtype == np.uint16:
             part = np.floor(part / 257.0 + 0.5).astype(np.uint8)
         tile = Image.fromarray(part).convert("RGB").resize((size, size), Image.NEAREST)

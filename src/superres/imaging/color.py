@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 # rows: Y, Cb, Cr; applied to RGB in 0..255, divided by 255, plus the offsets
-_MATRIX = np.array([[65.481, 128.553, 24.966],
-                    [-37.797, -74.203, 112.0],
-                    [112.0, -93.786, -18.214]]) / 255.0
+_MATRIX = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255.0
 _OFFSET = np.array([16.0, 128.0, 128.0])
 
 

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------- image sets
 
+
 @dataclass(frozen=True)
 class Dataset:
     """A folder of HR images and, where present, ready MATLAB-bicubic LR images."""
@@ -106,8 +107,9 @@ def make_sample(name: str, hr: np.ndarray, scale: float, lr: np.ndarray | None =
     size = tuple(int(round(n * scale)) for n in lr.shape[:2])
     hr = hr[: size[0], : size[1]]
     if hr.shape[:2] != size or any(abs(n * scale - m) > 1e-6 for n, m in zip(lr.shape[:2], size)):
-        raise ConfigError(f"{name}: HR {hr.shape[1]}x{hr.shape[0]} does not match LR {lr.shape[1]}x{lr.shape[0]} "
-                          f"x{scale:g}")
+        raise ConfigError(
+            f"{name}: HR {hr.shape[1]}x{hr.shape[0]} does not match LR {lr.shape[1]}x{lr.shape[0]} x{scale:g}"
+        )
     if hr.ndim != lr.ndim:
         raise ConfigError(f"{name}: HR and LR differ in channels")
     if hr.dtype != lr.dtype:
@@ -115,16 +117,18 @@ def make_sample(name: str, hr: np.ndarray, scale: float, lr: np.ndarray | None =
     return Sample(name, lr, hr)
 
 
-def load_samples(dataset: Dataset, scale: float, n_colors: int | None = None,
-                 paths: list[Path] | None = None) -> Iterator[Sample]:
+def load_samples(
+    dataset: Dataset, scale: float, n_colors: int | None = None, paths: list[Path] | None = None
+) -> Iterator[Sample]:
     """(LR, HR) pairs of a dataset (or of the given HR paths in it) at any factor; ready LR files
     (integer factors) are used when present."""
     for by_scale in _pairs(dataset, (scale,), n_colors, paths):
         yield by_scale[scale]
 
 
-def load_samples_at(dataset: Dataset, scales: list[int], n_colors: int | None = None,
-                    paths: list[Path] | None = None) -> dict[int, list[Sample]]:
+def load_samples_at(
+    dataset: Dataset, scales: list[int], n_colors: int | None = None, paths: list[Path] | None = None
+) -> dict[int, list[Sample]]:
     """load_samples at several scales, each HR image read once: every scale's HR is a view of it."""
     out: dict[int, list[Sample]] = {s: [] for s in scales}
     for by_scale in _pairs(dataset, tuple(scales), n_colors, paths):
@@ -133,8 +137,9 @@ def load_samples_at(dataset: Dataset, scales: list[int], n_colors: int | None = 
     return out
 
 
-def _pairs(dataset: Dataset, scales: tuple[float, ...], n_colors: int | None,
-           paths: list[Path] | None) -> Iterator[dict[float, Sample]]:
+def _pairs(
+    dataset: Dataset, scales: tuple[float, ...], n_colors: int | None, paths: list[Path] | None
+) -> Iterator[dict[float, Sample]]:
     paths = dataset.hr_paths() if paths is None else paths
     if not paths:
         raise ConfigError(f"{dataset.hr_dir}: no images")

@@ -57,6 +57,7 @@ def image_rng(seed: int, pixels: np.ndarray) -> np.random.Generator:
 
 # ---------------------------------------------------------------------------------------------- kernels
 
+
 def _grid(size: int) -> np.ndarray:
     """(size, size, 2) pixel offsets from the centre (size odd)."""
     r = np.arange(size, dtype=np.float64) - (size - 1) / 2
@@ -64,15 +65,21 @@ def _grid(size: int) -> np.ndarray:
     return np.stack([xx, yy], axis=-1)
 
 
-def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0,
-                    shape: str = "gaussian", beta: float = 1.0) -> np.ndarray:
+def gaussian_kernel(
+    size: int,
+    sigma_x: float,
+    sigma_y: float | None = None,
+    theta: float = 0.0,
+    shape: str = "gaussian",
+    beta: float = 1.0,
+) -> np.ndarray:
     """A normalised (size, size) blur kernel on the quadratic form d = x^T S^-1 x with S the covariance of
     standard deviations (sigma_x, sigma_y) rotated by theta: 'gaussian' exp(-d/2), 'generalized'
     exp(-(d)^beta / 2), 'plateau' 1 / (1 + d^beta)."""
     sigma_y = sigma_x if sigma_y is None else sigma_y
     c, s = math.cos(theta), math.sin(theta)
     rot = np.array([[c, -s], [s, c]])
-    cov = rot @ np.diag([sigma_x ** 2, sigma_y ** 2]) @ rot.T
+    cov = rot @ np.diag([sigma_x**2, sigma_y**2]) @ rot.T
     g = _grid(size)
     d = np.einsum("...i,ij,...j->...", g, np.linalg.inv(cov), g)
     if shape == "gaussian":
@@ -94,7 +101,7 @@ def sinc_kernel(size: int, cutoff: float) -> np.ndarray:
     r = np.hypot(*np.moveaxis(_grid(size), -1, 0))
     with np.errstate(divide="ignore", invalid="ignore"):
         k = cutoff * j1(cutoff * r) / (2 * np.pi * r)
-    k[(size - 1) // 2, (size - 1) // 2] = cutoff ** 2 / (4 * np.pi)
+    k[(size - 1) // 2, (size - 1) // 2] = cutoff**2 / (4 * np.pi)
     return k / k.sum()
 
 
@@ -124,6 +131,7 @@ def blur(pixels: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- other steps
+
 
 def resize(pixels: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:
     """uint8 pixels resized to (height, width): 'area' (box average when shrinking, nearest when enlarging),
@@ -173,6 +181,7 @@ def shrink(pixels: np.ndarray, scale: float) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- the random chain
 
+
 @dataclass(frozen=True)
 class StageRanges:
     """The random ranges of one stage of Real-ESRGAN's chain (Wang et al., 2021; its x4 training options)."""
@@ -200,9 +209,16 @@ class RealChain:
     then the resize to the LR size with a sinc filter, before or after the last JPEG (even chance)."""
 
     first: StageRanges = field(default_factory=StageRanges)
-    second: StageRanges = field(default_factory=lambda: StageRanges(
-        blur_prob=0.8, sigma=(0.2, 1.5), resize_probs=(0.3, 0.4, 0.3), resize_range=(0.3, 1.2),
-        noise_sigma=(1.0, 25.0), poisson_scale=(0.05, 2.5)))
+    second: StageRanges = field(
+        default_factory=lambda: StageRanges(
+            blur_prob=0.8,
+            sigma=(0.2, 1.5),
+            resize_probs=(0.3, 0.4, 0.3),
+            resize_range=(0.3, 1.2),
+            noise_sigma=(1.0, 25.0),
+            poisson_scale=(0.05, 2.5),
+        )
+    )
     final_sinc_prob: float = 0.8
 
     def apply(self, hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
@@ -225,8 +241,9 @@ class RealChain:
         return Degraded(img if sinc is None else blur(img, sinc))
 
     @staticmethod
-    def _stage(img: np.ndarray, r: StageRanges, rng: np.random.Generator, base: tuple[float, float],
-               jpeg_last: bool = True) -> np.ndarray:
+    def _stage(
+        img: np.ndarray, r: StageRanges, rng: np.random.Generator, base: tuple[float, float], jpeg_last: bool = True
+    ) -> np.ndarray:
         """Blur, resize (relative to `base`, the stage's reference size), noise and (jpeg_last) JPEG."""
         if rng.random() < r.blur_prob:
             img = blur(img, random_kernel(r, rng))
@@ -262,6 +279,7 @@ def random_kernel(r: StageRanges, rng: np.random.Generator) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- presets
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -326,8 +344,10 @@ def parse_preset(text: str) -> Preset:
     for part in text.split("+"):
         kind, _, value = part.strip().partition(":")
         if kind not in ("jpeg", "noise", "blur") or not value:
-            raise ConfigError(f"unknown degradation '{text}': use bicubic, clean, real, photo, jpeg:Q, noise:SIGMA, "
-                              f"blur:SIGMA, or several joined by '+' (e.g. blur:1+noise:5+jpeg:70)")
+            raise ConfigError(
+                f"unknown degradation '{text}': use bicubic, clean, real, photo, jpeg:Q, noise:SIGMA, "
+                f"blur:SIGMA, or several joined by '+' (e.g. blur:1+noise:5+jpeg:70)"
+            )
         try:
             number = float(value)
         except ValueError:

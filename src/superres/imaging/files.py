@@ -76,6 +76,7 @@ def _link_unnamed(fd: int, path: Path, overwrite: bool) -> None:
     """Give the unnamed file `fd` the name `path` (replacing a file there only if overwrite)."""
     folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
+
         def link(name: str) -> None:  # linkat(..., AT_SYMLINK_FOLLOW), which a dir_fd makes os.link use
             os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder, follow_symlinks=True)
 

@@ -31,8 +31,16 @@ from superres.imaging.quality import jpeg_quality
 
 DEFAULT_MAX_PIXELS = 200_000_000  # refuse larger images (decompression bombs) unless asked
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
-WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
-                 ".tiff": "TIFF", ".webp": "WEBP", ".gif": "GIF"}
+WRITE_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".gif": "GIF",
+}
 
 
 @dataclass
@@ -85,7 +93,7 @@ def gather_rows(strips: Iterable[np.ndarray], height: int) -> np.ndarray:
         if out is None:  # one strip with every row is returned as it is, not copied
             out = strip if len(strip) == height else np.empty((height, *strip.shape[1:]), strip.dtype)
         if out is not strip:
-            out[row:row + len(strip)] = strip
+            out[row : row + len(strip)] = strip
         row += len(strip)
     if out is None or row != height:
         raise ValueError(f"strips held {row} rows, not {height}")
@@ -93,6 +101,7 @@ def gather_rows(strips: Iterable[np.ndarray], height: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- reading
+
 
 def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
     """Read any image Pillow opens (first frame of animations), keeping 16-bit and grayscale as they are."""
@@ -169,8 +178,10 @@ def _check_size(path: Path, size: tuple[int, int], max_pixels: int | None) -> No
     if w <= 0 or h <= 0:
         raise ImageError(f"{path}: image has no pixels ({w}x{h})")
     if max_pixels is not None and w * h > max_pixels:
-        raise ImageError(f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
-                         f"(a decompression bomb?); raise the limit (--max-pixels) if the image is genuine")
+        raise ImageError(
+            f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+            f"(a decompression bomb?); raise the limit (--max-pixels) if the image is genuine"
+        )
 
 
 def _is_16bit_colour(im: Image.Image) -> bool:
@@ -223,9 +234,11 @@ def from_pil(im: Image.Image) -> Picture:
         raw = np.asarray(im)
         low, high = int(raw.min(initial=0)), int(raw.max(initial=0))
         if low < 0 or high > 65535:  # never saturated in silence
-            raise ImageError(f"32-bit integer pixels from {low} to {high} do not fit 16 bits; superres keeps 8 and "
-                             f"16 bits exactly and will not guess a mapping: convert it to 16 bits first (e.g. "
-                             f"scaled by its range)")
+            raise ImageError(
+                f"32-bit integer pixels from {low} to {high} do not fit 16 bits; superres keeps 8 and "
+                f"16 bits exactly and will not guess a mapping: convert it to 16 bits first (e.g. "
+                f"scaled by its range)"
+            )
         pixels = raw.astype(np.uint16) if high > 255 else raw.astype(np.uint8)
     elif mode == "LA" or mode == "La":
         arr = np.asarray(im.convert("LA"))
@@ -271,10 +284,15 @@ def apply_orientation(picture: Picture, orientation: int) -> Picture:
     def fix(a: np.ndarray | None) -> np.ndarray | None:
         if a is None or orientation in (None, 1) or orientation not in range(2, 9):
             return a
-        ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
-               5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1),
-               7: lambda x: np.swapaxes(x[::-1, ::-1], 0, 1),
-               8: lambda x: np.rot90(x, 1)}
+        ops = {
+            2: lambda x: x[:, ::-1],
+            3: lambda x: x[::-1, ::-1],
+            4: lambda x: x[::-1],
+            5: lambda x: np.swapaxes(x, 0, 1),
+            6: lambda x: np.rot90(x, -1),
+            7: lambda x: np.swapaxes(x[::-1, ::-1], 0, 1),
+            8: lambda x: np.rot90(x, 1),
+        }
         return np.ascontiguousarray(ops[orientation](a))
 
     return replace(picture, pixels=fix(picture.pixels), alpha=fix(picture.alpha))
@@ -282,8 +300,10 @@ def apply_orientation(picture: Picture, orientation: int) -> Picture:
 
 # ---------------------------------------------------------------------------------------------- writing
 
-def write_image(path: str | os.PathLike, picture: Picture | PictureStream, overwrite: bool = False,
-                quality: int = 95) -> Path:
+
+def write_image(
+    path: str | os.PathLike, picture: Picture | PictureStream, overwrite: bool = False, quality: int = 95
+) -> Path:
     """Write atomically in the format the extension names; refuses to replace a file unless overwrite.
 
     A PictureStream goes to a PNG strip by strip, so the whole image is never held; other formats
@@ -322,7 +342,7 @@ def _stream_png(f, stream: PictureStream) -> None:
             if writer is None:  # the first strip tells the depth and the channels
                 channels = (1 if strip.ndim == 2 else strip.shape[2]) + (stream.alpha is not None)
                 writer = PngWriter(f, stream.width, stream.height, channels, strip.dtype, stream.icc_profile)
-            writer.write(strip, None if stream.alpha is None else stream.alpha[row:row + len(strip)])
+            writer.write(strip, None if stream.alpha is None else stream.alpha[row : row + len(strip)])
             row += len(strip)
         if writer is None:
             raise ImageError("no rows were made for the image")
@@ -339,8 +359,10 @@ def encode_image(picture: Picture, fmt: str, quality: int = 95) -> bytes:
     px, alpha = picture.pixels, picture.alpha
     h, w = px.shape[:2]
     if max(h, w) > MAX_SIDE.get(fmt, 2**31 - 1):
-        raise ImageError(f"a {fmt} image cannot be {w}x{h}: its sides go up to {MAX_SIDE[fmt]:,} pixels; "
-                         f"write PNG or TIFF instead (--format png)")
+        raise ImageError(
+            f"a {fmt} image cannot be {w}x{h}: its sides go up to {MAX_SIDE[fmt]:,} pixels; "
+            f"write PNG or TIFF instead (--format png)"
+        )
     if fmt == "PNG":
         return encode_png(px if alpha is None else np.dstack([px, alpha]), picture.icc_profile)
     if px.dtype == np.uint16 and fmt != "TIFF":
@@ -382,8 +404,14 @@ def _encode_16bit_tiff(picture: Picture) -> bytes:
         extra["extrasamples"] = ["unassalpha"]
     buf = io.BytesIO()
     try:
-        tifffile.imwrite(buf, np.ascontiguousarray(px), photometric="rgb", compression="zlib",
-                         iccprofile=picture.icc_profile or None, **extra)
+        tifffile.imwrite(
+            buf,
+            np.ascontiguousarray(px),
+            photometric="rgb",
+            compression="zlib",
+            iccprofile=picture.icc_profile or None,
+            **extra,
+        )
     except (ValueError, TypeError) as e:
         raise ImageError(f"could not encode a 16-bit TIFF ({e})") from e
     return buf.getvalue()

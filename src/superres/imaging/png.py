@@ -36,8 +36,16 @@ class PngWriter:
     Call `write` with (n, width) or (n, width, channels) arrays until `height` rows are in, then `close`.
     """
 
-    def __init__(self, file: BinaryIO, width: int, height: int, channels: int, dtype: np.dtype,
-                 icc_profile: bytes | None = None, level: int = DEFLATE_LEVEL) -> None:
+    def __init__(
+        self,
+        file: BinaryIO,
+        width: int,
+        height: int,
+        channels: int,
+        dtype: np.dtype,
+        icc_profile: bytes | None = None,
+        level: int = DEFLATE_LEVEL,
+    ) -> None:
         dtype = np.dtype(dtype)
         if channels not in COLOUR_TYPES:
             raise ValueError(f"a PNG has 1 to 4 channels, not {channels}")
@@ -63,8 +71,10 @@ class PngWriter:
         colour = self.channels - (alpha is not None)
         expected = (self.width,) if colour == 1 else (self.width, colour)
         if rows.dtype != self.dtype or rows.shape[1:] != expected:
-            raise ValueError(f"expected rows of shape (n, {', '.join(map(str, expected))}) and type {self.dtype}, "
-                             f"got {rows.shape} {rows.dtype}")
+            raise ValueError(
+                f"expected rows of shape (n, {', '.join(map(str, expected))}) and type {self.dtype}, "
+                f"got {rows.shape} {rows.dtype}"
+            )
         if alpha is not None and alpha.shape != rows.shape[:2]:
             raise ValueError(f"alpha of shape {alpha.shape} for rows of shape {rows.shape}")
         n = rows.shape[0]
@@ -72,9 +82,9 @@ class PngWriter:
             raise ValueError(f"{self.rows_written + n} rows written to a PNG {self.height} rows high")
         group = max(1, GROUP_BYTES // (self.width * self.channels * self.dtype.itemsize))
         for start in range(0, n, group):
-            part = rows[start:start + group]
+            part = rows[start : start + group]
             if alpha is not None:
-                part = np.dstack([part, alpha[start:start + group].astype(self.dtype)])
+                part = np.dstack([part, alpha[start : start + group].astype(self.dtype)])
             self._write_group(part)
 
     def _write_group(self, rows: np.ndarray) -> None:

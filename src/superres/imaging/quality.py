@@ -58,7 +58,7 @@ def noise_sigma(pixels: np.ndarray) -> float:
     NOISE_CROP pixels a side."""
     h, w = pixels.shape[:2]
     y, x = max(0, (h - NOISE_CROP) // 2), max(0, (w - NOISE_CROP) // 2)
-    img = pixels[y:y + NOISE_CROP, x:x + NOISE_CROP].astype(np.float64)
+    img = pixels[y : y + NOISE_CROP, x : x + NOISE_CROP].astype(np.float64)
     if pixels.dtype == np.uint16:
         img = img / 257.0
     img = img[..., None] if img.ndim == 2 else img

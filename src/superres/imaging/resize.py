@@ -57,8 +57,9 @@ METHODS: dict[str, tuple[Kernel, float, bool]] = {
 METHODS["lanczos"] = METHODS["lanczos3"]
 
 
-def contributions(in_length: int, out_length: int, scale: float, kernel: Kernel, width: float,
-                  antialiasing: bool) -> tuple[np.ndarray, np.ndarray]:
+def contributions(
+    in_length: int, out_length: int, scale: float, kernel: Kernel, width: float, antialiasing: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Weights (out_length, P) and 0-based input indices (out_length, P) for one dimension."""
     if scale < 1 and antialiasing:
         h: Kernel = lambda t: scale * kernel(scale * t)  # noqa: E731
@@ -79,8 +80,16 @@ def contributions(in_length: int, out_length: int, scale: float, kernel: Kernel,
     return weights[:, keep], indices[:, keep]
 
 
-def _resize_axis(img: np.ndarray, axis: int, out_length: int, scale: float, kernel: Kernel, width: float,
-                 antialiasing: bool, out_dtype: np.dtype) -> np.ndarray:
+def _resize_axis(
+    img: np.ndarray,
+    axis: int,
+    out_length: int,
+    scale: float,
+    kernel: Kernel,
+    width: float,
+    antialiasing: bool,
+    out_dtype: np.dtype,
+) -> np.ndarray:
     weights, indices = contributions(img.shape[axis], out_length, scale, kernel, width, antialiasing)
     src = np.moveaxis(img, axis, 0)
     rest = src.shape[1:]
@@ -91,15 +100,15 @@ def _resize_axis(img: np.ndarray, axis: int, out_length: int, scale: float, kern
     # (as MATLAB does), so results do not depend on the block size.
     step = max(1, (1 << 17) // out_length)
     for c0 in range(0, src.shape[1], step):
-        block = src[:, c0:c0 + step].astype(np.float64)
+        block = src[:, c0 : c0 + step].astype(np.float64)
         acc = weights[:, :1] * block[indices[:, 0]]
         for k in range(1, weights.shape[1]):
-            acc += weights[:, k:k + 1] * block[indices[:, k]]
+            acc += weights[:, k : k + 1] * block[indices[:, k]]
         if integer:  # MATLAB rounds half away from zero and saturates after each pass
             info = np.iinfo(out_dtype)
             np.floor(acc + 0.5, out=acc)
             np.clip(acc, info.min, info.max, out=acc)
-        out[:, c0:c0 + step] = acc
+        out[:, c0 : c0 + step] = acc
     return np.moveaxis(out.reshape((out_length,) + rest), 0, axis)
 
 
@@ -108,8 +117,13 @@ def output_shape_for(shape: tuple[int, int], scale: float) -> tuple[int, int]:
     return tuple(int(math.ceil(round(n * scale, 9))) for n in shape)  # type: ignore[return-value]
 
 
-def imresize(image, scale: float | None = None, output_shape: tuple[int, int] | None = None,
-             method: str = "bicubic", antialiasing: bool | None = None):
+def imresize(
+    image,
+    scale: float | None = None,
+    output_shape: tuple[int, int] | None = None,
+    method: str = "bicubic",
+    antialiasing: bool | None = None,
+):
     """Resize like MATLAB's imresize.
 
     image: numpy array (H, W) or (H, W, C) of uint8, uint16 or float (any range), or a PIL image.

@@ -21,15 +21,51 @@ from superres.errors import ImageError
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
-                  ".flv", ".wmv", ".ogv", ".3gp", ".y4m"}
-CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
-              ".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts", ".mpg": "mpeg", ".mpeg": "mpeg",
-              ".flv": "flv", ".ogv": "ogg", ".3gp": "3gp"}
+VIDEO_SUFFIXES = {
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".ogv",
+    ".3gp",
+    ".y4m",
+}
+CONTAINERS = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".webm": "webm",
+    ".avi": "avi",
+    ".ts": "mpegts",
+    ".mts": "mpegts",
+    ".m2ts": "mpegts",
+    ".mpg": "mpeg",
+    ".mpeg": "mpeg",
+    ".flv": "flv",
+    ".ogv": "ogg",
+    ".3gp": "3gp",
+}
 DEFAULT_CODEC = "libx264"
 DEFAULT_CRF = 18  # x264's 'visually lossless'; FFmpeg's own default is 23
-CODEC_ALIASES = {"h264": "libx264", "x264": "libx264", "h265": "libx265", "hevc": "libx265", "x265": "libx265",
-                 "vp9": "libvpx-vp9", "av1": "libsvtav1"}
+CODEC_ALIASES = {
+    "h264": "libx264",
+    "x264": "libx264",
+    "h265": "libx265",
+    "hevc": "libx265",
+    "x265": "libx265",
+    "vp9": "libvpx-vp9",
+    "av1": "libsvtav1",
+}
 INSTALL_HINT = "video needs PyAV: pip install 'superres[video]'"
 
 
@@ -49,19 +85,23 @@ def looks_like_video(path: str | Path) -> bool:
             head = f.read(512)
     except OSError:
         return False
-    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")) \
-            or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")) or (
+        head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    ):
         return False
     if head[4:8] == b"ftyp":  # ISO media: MP4, MOV, 3GP, ... but also HEIC and AVIF pictures
         return head[8:12] not in IMAGE_BRANDS
-    return (head[4:8] in (b"moov", b"mdat", b"free", b"wide")  # QuickTime without ftyp
-            or head[:4] == b"\x1a\x45\xdf\xa3"  # EBML: Matroska, WebM
-            or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
-            or (len(head) > 376 and head[0] == head[188] == head[376] == 0x47)  # MPEG-TS: sync bytes 188 apart
-            or head[:4] == b"\x00\x00\x01\xba"  # MPEG program stream
-            or head[:3] == b"FLV" or (head[:4] == b"OggS" and b"theora" in head)
-            or head[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # ASF / WMV
-            or head[:10] == b"YUV4MPEG2 ")
+    return (
+        head[4:8] in (b"moov", b"mdat", b"free", b"wide")  # QuickTime without ftyp
+        or head[:4] == b"\x1a\x45\xdf\xa3"  # EBML: Matroska, WebM
+        or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+        or (len(head) > 376 and head[0] == head[188] == head[376] == 0x47)  # MPEG-TS: sync bytes 188 apart
+        or head[:4] == b"\x00\x00\x01\xba"  # MPEG program stream
+        or head[:3] == b"FLV"
+        or (head[:4] == b"OggS" and b"theora" in head)
+        or head[:16] == bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # ASF / WMV
+        or head[:10] == b"YUV4MPEG2 "
+    )
 
 
 def require_av(path: str | Path):
@@ -135,12 +175,22 @@ class VideoReader:
         if not frames and self.stream.duration and self.stream.average_rate:
             frames = int(self.stream.duration * self.stream.time_base * self.stream.average_rate + 0.5)
         self.info = VideoInfo(
-            width=cc.width, height=cc.height, rate=self.stream.average_rate or self.stream.guessed_rate,
-            time_base=self.stream.time_base, frames=frames or 0, rotation=0, pix_fmt=cc.format.name, deep=deep,
+            width=cc.width,
+            height=cc.height,
+            rate=self.stream.average_rate or self.stream.guessed_rate,
+            time_base=self.stream.time_base,
+            frames=frames or 0,
+            rotation=0,
+            pix_fmt=cc.format.name,
+            deep=deep,
             colorspace=int(cc.colorspace) if int(cc.colorspace) not in (2, 0) else _unspecified_matrix(cc.height),
-            color_range=int(cc.color_range) if int(cc.color_range) in (1, 2) else (2 if cc.format.name.startswith("yuvj") else 1),
-            color_primaries=int(cc.color_primaries), color_trc=int(cc.color_trc),
-            sample_aspect=cc.sample_aspect_ratio)
+            color_range=int(cc.color_range)
+            if int(cc.color_range) in (1, 2)
+            else (2 if cc.format.name.startswith("yuvj") else 1),
+            color_primaries=int(cc.color_primaries),
+            color_trc=int(cc.color_trc),
+            sample_aspect=cc.sample_aspect_ratio,
+        )
         if cc.format.name.startswith(("rgb", "bgr", "gbr", "gray")):
             self.info.color_range = 2
 
@@ -174,19 +224,29 @@ class VideoReader:
                     if last_pts is not None and pts <= last_pts:  # repeated or backward stamps: keep the order
                         pts = last_pts + 1
                     last_pts = pts
-                    image = frame.reformat(format=rgb, src_colorspace=self.info.colorspace,
-                                           src_color_range=self.info.color_range, dst_color_range=2)
+                    image = frame.reformat(
+                        format=rgb,
+                        src_colorspace=self.info.colorspace,
+                        src_color_range=self.info.color_range,
+                        dst_color_range=2,
+                    )
                     count += 1
                     yield Frame(image.to_ndarray(), pts)
         except av.FFmpegError as e:
-            raise VideoError(f"{self.path}: cannot be decoded after {count} frame(s), the file may be truncated "
-                             f"or corrupt ({_reason(e)})") from e
+            raise VideoError(
+                f"{self.path}: cannot be decoded after {count} frame(s), the file may be truncated "
+                f"or corrupt ({_reason(e)})"
+            ) from e
         if count == 0:
             raise VideoError(f"{self.path}: no video frame could be decoded (truncated or corrupt?)")
         declared = self.stream.frames
         if declared and count < declared:  # an edit list (a trimmed clip) also shows fewer: not an error
-            log.warning("%s: %d of the %d frames the file declares were decoded (trimmed by an edit list, or "
-                        "truncated)", self.path, count, declared)
+            log.warning(
+                "%s: %d of the %d frames the file declares were decoded (trimmed by an edit list, or truncated)",
+                self.path,
+                count,
+                declared,
+            )
 
 
 def _reason(e: Exception) -> str:
@@ -207,9 +267,17 @@ class VideoWriter:
     constant-quality setting where it has one; pix_fmt: default the input's where the encoder takes it,
     else yuv420p (or the encoder's first format)."""
 
-    def __init__(self, file: BinaryIO, suffix: str, reader: VideoReader, size: tuple[int, int],
-                 codec: str | None = None, crf: int | None = None, pix_fmt: str | None = None,
-                 name: str | Path = "output") -> None:
+    def __init__(
+        self,
+        file: BinaryIO,
+        suffix: str,
+        reader: VideoReader,
+        size: tuple[int, int],
+        codec: str | None = None,
+        crf: int | None = None,
+        pix_fmt: str | None = None,
+        name: str | Path = "output",
+    ) -> None:
         import av  # noqa: PLC0415
 
         self.name = name
@@ -232,24 +300,32 @@ class VideoWriter:
             self.out.close()
             raise
 
-    def _setup(self, av, encoder, reader: VideoReader, size: tuple[int, int], crf: int | None,
-               pix_fmt: str | None) -> None:
+    def _setup(
+        self, av, encoder, reader: VideoReader, size: tuple[int, int], crf: int | None, pix_fmt: str | None
+    ) -> None:
         info, name = reader.info, self.name
         if encoder.name not in self.out.supported_codecs:
             raise VideoError(f"{name}: a {self.out.format.name} file cannot hold {encoder.name} video")
         formats = [f.name for f in (encoder.video_formats or [])]
         if pix_fmt is None:
-            pix_fmt = info.pix_fmt if info.pix_fmt in formats else ("yuv420p" if "yuv420p" in formats or not formats
-                                                                   else formats[0])
+            pix_fmt = (
+                info.pix_fmt
+                if info.pix_fmt in formats
+                else ("yuv420p" if "yuv420p" in formats or not formats else formats[0])
+            )
         elif formats and pix_fmt not in formats:
             raise VideoError(f"{encoder.name} cannot encode pixel format '{pix_fmt}'; it takes {', '.join(formats)}")
         self.pix_fmt = pix_fmt
         h, w = size
         fmt = av.VideoFormat(pix_fmt, w, h)
-        if any(c.is_chroma and (c.width * (w // max(c.width, 1)) != w or c.height * (h // max(c.height, 1)) != h)
-               for c in fmt.components):
-            raise VideoError(f"{name}: {pix_fmt} needs an even width and height, and the output would be {w}x{h}; "
-                             f"give --size with even sides, or --pix-fmt yuv444p")
+        if any(
+            c.is_chroma and (c.width * (w // max(c.width, 1)) != w or c.height * (h // max(c.height, 1)) != h)
+            for c in fmt.components
+        ):
+            raise VideoError(
+                f"{name}: {pix_fmt} needs an even width and height, and the output would be {w}x{h}; "
+                f"give --size with even sides, or --pix-fmt yuv444p"
+            )
         self.video = self.out.add_stream(encoder.name, rate=info.rate)
         self.video.width, self.video.height, self.video.pix_fmt = w, h, pix_fmt
         self.video.time_base = info.time_base
@@ -279,8 +355,13 @@ class VideoWriter:
         self.recoders = {}
         for stream in reader.copied:
             self._add_copy(av, stream)
-        self.out.metadata.update({k: v for k, v in reader.container.metadata.items()
-                                  if k not in ("encoder", "major_brand", "minor_version", "compatible_brands")})
+        self.out.metadata.update(
+            {
+                k: v
+                for k, v in reader.container.metadata.items()
+                if k not in ("encoder", "major_brand", "minor_version", "compatible_brands")
+            }
+        )
 
     def _add_copy(self, av, stream) -> None:
         """Copy `stream` into the output; where the container cannot hold its codec, re-encode audio with
@@ -289,8 +370,10 @@ class VideoWriter:
         if stream.type == "audio":
             default = self.out.default_audio_codec
         else:  # MP4's default is none, though it holds mov_text
-            default = next((c for c in (self.out.default_subtitle_codec, "mov_text", "webvtt")
-                            if c in self.out.supported_codecs), None)
+            default = next(
+                (c for c in (self.out.default_subtitle_codec, "mov_text", "webvtt") if c in self.out.supported_codecs),
+                None,
+            )
         text = stream.type == "subtitle" and bool(stream.codec_context.codec.text_sub)
         if codec in self.out.supported_codecs:
             out = self.out.add_stream_from_template(stream)
@@ -305,11 +388,22 @@ class VideoWriter:
                 out = self.out.add_stream(default)
                 out.codec_context.subtitle_header = stream.codec_context.subtitle_header
             self.recoders[stream.index] = (stream, out)
-            log.warning("%s: a %s file cannot hold %s %s; re-encoding it as %s", self.name,
-                        self.out.format.name, codec, stream.type, default)
+            log.warning(
+                "%s: a %s file cannot hold %s %s; re-encoding it as %s",
+                self.name,
+                self.out.format.name,
+                codec,
+                stream.type,
+                default,
+            )
         else:
-            log.warning("%s: a %s file cannot hold %s %s; that stream is left out", self.name,
-                        self.out.format.name, codec, stream.type)
+            log.warning(
+                "%s: a %s file cannot hold %s %s; that stream is left out",
+                self.name,
+                self.out.format.name,
+                codec,
+                stream.type,
+            )
             return
         out.metadata.update({k: v for k, v in stream.metadata.items() if k in ("language", "title")})
         out.disposition = stream.disposition
@@ -322,8 +416,12 @@ class VideoWriter:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb48le")
         else:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
-        frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.video.codec_context.colorspace,
-                               src_color_range=2, dst_color_range=self.color_range)
+        frame = frame.reformat(
+            format=self.pix_fmt,
+            dst_colorspace=self.video.codec_context.colorspace,
+            src_color_range=2,
+            dst_color_range=self.color_range,
+        )
         frame.pts = pts
         frame.time_base = self.video.codec_context.time_base
         for packet in self.video.encode(frame):
@@ -358,7 +456,7 @@ class VideoWriter:
         for packet in self.video.encode():
             self.out.mux(packet)
         for source, out in self.recoders.values():
-            for packet in (out.encode() if source.type == "audio" else ()):
+            for packet in out.encode() if source.type == "audio" else ():
                 self.out.mux(packet)
         self.out.close()
 

@@ -96,8 +96,11 @@ class _Writer:
 
             bands_in = rows()
             try:
-                write_image(job.target, PictureStream(stream.height, stream.width, bands_in, stream.alpha,
-                                                      stream.icc_profile), overwrite=self.overwrite)
+                write_image(
+                    job.target,
+                    PictureStream(stream.height, stream.width, bands_in, stream.alpha, stream.icc_profile),
+                    overwrite=self.overwrite,
+                )
                 self.outcome.done.append(job)
                 log.info("%s -> %s", job.source, job.target)
             except _Abandoned:
@@ -115,10 +118,16 @@ class _Abandoned(Exception):
     """The network failed on the image being written."""
 
 
-def run_batch(jobs: list[Job], upscaler: FrameUpscaler, *, overwrite: bool = False,
-              max_pixels: int | None = DEFAULT_MAX_PIXELS, video: dict[str, Any] | None = None,
-              progress: Callable[[Iterable, int], Iterable] | None = None,
-              frame_progress: Callable[[Iterable, int], Iterable] | None = None) -> Outcome:
+def run_batch(
+    jobs: list[Job],
+    upscaler: FrameUpscaler,
+    *,
+    overwrite: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    video: dict[str, Any] | None = None,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+    frame_progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> Outcome:
     """Upscale every job's source into its target; per-file failures are collected, not raised.
 
     video: codec, crf and pix_fmt for video jobs (see upscale_video). progress(iterable, total) wraps the loop
@@ -153,13 +162,20 @@ def run_batch(jobs: list[Job], upscaler: FrameUpscaler, *, overwrite: bool = Fal
             yield got
 
     try:
-        for job, item in (progress(taken(), len(jobs)) if progress else taken()):
+        for job, item in progress(taken(), len(jobs)) if progress else taken():
             try:
                 if isinstance(item, SuperresError):
                     raise item
                 if job.video:
-                    result = upscale_video(job.source, job.target, upscaler, overwrite=overwrite,
-                                           max_pixels=max_pixels, progress=frame_progress, **(video or {}))
+                    result = upscale_video(
+                        job.source,
+                        job.target,
+                        upscaler,
+                        overwrite=overwrite,
+                        max_pixels=max_pixels,
+                        progress=frame_progress,
+                        **(video or {}),
+                    )
                     outcome.done.append(job)
                     log.info("%s -> %s (%d frames)", job.source, job.target, result.frames)
                 else:

@@ -18,8 +18,13 @@ from superres.imaging.resize import imresize
 DEFAULT_THRESHOLD = 80.0
 
 
-def correct(sr: np.ndarray, reference: np.ndarray | None = None, threshold: float = DEFAULT_THRESHOLD,
-            *, lr: np.ndarray | None = None) -> np.ndarray:
+def correct(
+    sr: np.ndarray,
+    reference: np.ndarray | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    *,
+    lr: np.ndarray | None = None,
+) -> np.ndarray:
     """Per pixel and channel, where |sr - reference| > threshold (8-bit gray levels), take the reference.
 
     sr: uint8 or uint16 (H, W[, C]) model output. reference: the same shape and type; if None it is the
@@ -50,8 +55,9 @@ def correct(sr: np.ndarray, reference: np.ndarray | None = None, threshold: floa
     return out
 
 
-def correct_strips(strips: Iterable[np.ndarray], lr: np.ndarray, scale: int,
-                   threshold: float = DEFAULT_THRESHOLD) -> Iterator[np.ndarray]:
+def correct_strips(
+    strips: Iterable[np.ndarray], lr: np.ndarray, scale: int, threshold: float = DEFAULT_THRESHOLD
+) -> Iterator[np.ndarray]:
     """correct(..., lr=lr) on an output that comes in strips of rows, top to bottom.
 
     Each strip's bilinear reference is made from the LR rows under it plus two on each side, more than
@@ -63,5 +69,5 @@ def correct_strips(strips: Iterable[np.ndarray], lr: np.ndarray, scale: int,
         y0, y1 = max(0, row // scale - 2), min(lr.shape[0], -(-(row + n) // scale) + 2)
         reference = imresize(lr[y0:y1], output_shape=((y1 - y0) * scale, strip.shape[1]), method="bilinear")
         offset = row - y0 * scale
-        yield correct(strip, reference[offset:offset + n], threshold)
+        yield correct(strip, reference[offset : offset + n], threshold)
         row += n

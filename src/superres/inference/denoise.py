@@ -44,7 +44,8 @@ class DenoiseChoice:
         if self.sigma is None:
             return f"denoise {self.strength:g}"
         found = ([f"JPEG quality ~{self.quality}"] if self.quality is not None else ["not a JPEG"]) + [
-            f"noise sigma ~{self.sigma:.1f}"]
+            f"noise sigma ~{self.sigma:.1f}"
+        ]
         return f"{', '.join(found)} -> denoise {self.strength:g}"
 
 

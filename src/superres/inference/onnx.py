@@ -31,8 +31,9 @@ class _AtScale(torch.nn.Module):
         return self.model(x, self.scale)
 
 
-def export_onnx(model: SRNet, path: str | os.PathLike, scale: int | None = None, opset: int = 17,
-                metadata: dict | None = None) -> Path:
+def export_onnx(
+    model: SRNet, path: str | os.PathLike, scale: int | None = None, opset: int = 17, metadata: dict | None = None
+) -> Path:
     """Write `model` at `scale` (None: its only scale) as ONNX with input 'lr' (N, C, H, W) and output 'sr',
     H and W dynamic, float32 0..255. A multi-scale network takes one file per scale."""
     path = Path(path)
@@ -42,17 +43,26 @@ def export_onnx(model: SRNet, path: str | os.PathLike, scale: int | None = None,
     with atomic_path(path) as tmp:
         with warnings.catch_warnings():  # the TorchScript exporter warns that it is deprecated
             warnings.simplefilter("ignore")
-            torch.onnx.export(_AtScale(model, scale), (dummy,), tmp, input_names=["lr"], output_names=["sr"], opset_version=opset,
-                              dynamic_axes={"lr": {0: "n", 2: "h", 3: "w"}, "sr": {0: "n", 2: "h_out", 3: "w_out"}},
-                              dynamo=False)
+            torch.onnx.export(
+                _AtScale(model, scale),
+                (dummy,),
+                tmp,
+                input_names=["lr"],
+                output_names=["sr"],
+                opset_version=opset,
+                dynamic_axes={"lr": {0: "n", 2: "h", 3: "w"}, "sr": {0: "n", 2: "h_out", 3: "w_out"}},
+                dynamo=False,
+            )
         try:
             import onnx
         except ImportError as e:
             raise ConfigError("ONNX export needs the onnx package: pip install 'superres[onnx]'") from e
         proto = onnx.load(tmp)
         entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps({**(metadata or {}), "arch": model.arch,
-                                                          "config": model.config.to_dict(), "scale": scale})
+        entry.key, entry.value = (
+            METADATA_KEY,
+            json.dumps({**(metadata or {}), "arch": model.arch, "config": model.config.to_dict(), "scale": scale}),
+        )
         onnx.save(proto, tmp)
     return path
 
@@ -60,8 +70,14 @@ def export_onnx(model: SRNet, path: str | os.PathLike, scale: int | None = None,
 class OnnxUpscaler(Upscaler):
     """Upscaler whose network is an ONNX file run by onnxruntime (CPU), tiled exactly like PyTorch's."""
 
-    def __init__(self, path: str | os.PathLike, tile: int | None = None, overlap: int | None = None,
-                 self_ensemble: bool = False, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        tile: int | None = None,
+        overlap: int | None = None,
+        self_ensemble: bool = False,
+        threads: int | None = None,
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:

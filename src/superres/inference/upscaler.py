@@ -105,9 +105,17 @@ class Upscaler:
     flips/rotations.
     """
 
-    def __init__(self, model: SRNet, scale: int | None = None, device: str = "auto", precision: str | None = "auto",
-                 tile: int | None = None, overlap: int | None = None, self_ensemble: bool = False,
-                 memory_budget: int | None = None) -> None:
+    def __init__(
+        self,
+        model: SRNet,
+        scale: int | None = None,
+        device: str = "auto",
+        precision: str | None = "auto",
+        tile: int | None = None,
+        overlap: int | None = None,
+        self_ensemble: bool = False,
+        memory_budget: int | None = None,
+    ) -> None:
         if device == "auto":
             device = auto_device()
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -120,8 +128,9 @@ class Upscaler:
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
         self._set_tiling(tile, overlap, self_ensemble, memory_budget)
 
-    def _set_tiling(self, tile: int | None, overlap: int | None, self_ensemble: bool,
-                    memory_budget: int | None) -> None:
+    def _set_tiling(
+        self, tile: int | None, overlap: int | None, self_ensemble: bool, memory_budget: int | None
+    ) -> None:
         """Tile size, margin (never below the receptive radius) and memory budget; needs self.model."""
         if tile is not None and tile != 0 and tile < MIN_TILE:
             raise ConfigError(f"tile must be 0 (no tiling) or at least {MIN_TILE} LR pixels, got {tile}")
@@ -177,8 +186,12 @@ class Upscaler:
             acc = y if acc is None else acc + y
         return acc / 8
 
-    def __call__(self, image: np.ndarray, post: Callable[[np.ndarray], np.ndarray] | None = None,
-                 out_dtype: np.dtype = np.float32) -> np.ndarray:
+    def __call__(
+        self,
+        image: np.ndarray,
+        post: Callable[[np.ndarray], np.ndarray] | None = None,
+        out_dtype: np.dtype = np.float32,
+    ) -> np.ndarray:
         """(H, W, C) in 0..255 with the model's C -> (H*s, W*s, C') of out_dtype. The input is float, or
         uint8, which is converted tile by tile (a float copy of a large image is 4x its size).
 
@@ -188,8 +201,12 @@ class Upscaler:
         """
         return gather_rows(self.strips(image, post, out_dtype), image.shape[0] * self.scale)
 
-    def strips(self, image: np.ndarray, post: Callable[[np.ndarray], np.ndarray] | None = None,
-               out_dtype: np.dtype = np.float32) -> Iterator[np.ndarray]:
+    def strips(
+        self,
+        image: np.ndarray,
+        post: Callable[[np.ndarray], np.ndarray] | None = None,
+        out_dtype: np.dtype = np.float32,
+    ) -> Iterator[np.ndarray]:
         """As __call__, but yields the output a band of tile rows at a time, top to bottom, as it is made.
 
         Out of GPU memory, the band is run again with tiles half the size and a quarter of the memory
@@ -222,8 +239,16 @@ class Upscaler:
             yield band
             row += rows
 
-    def _band(self, src: torch.Tensor, row: int, rows: int, tile_width: int, budget: int,
-              post: Callable[[np.ndarray], np.ndarray], out_dtype: np.dtype) -> np.ndarray:
+    def _band(
+        self,
+        src: torch.Tensor,
+        row: int,
+        rows: int,
+        tile_width: int,
+        budget: int,
+        post: Callable[[np.ndarray], np.ndarray],
+        out_dtype: np.dtype,
+    ) -> np.ndarray:
         """Output rows for LR rows row..row+rows, from tiles tile_width wide, each read with its margin."""
         _, h, w = src.shape
         s = self.scale
@@ -237,21 +262,22 @@ class Upscaler:
         for (bh, bw), group in groups.items():
             batch = max(1, min(MAX_TILE_BATCH, budget // (bh * bw * per_pixel)))
             for i in range(0, len(group), batch):
-                chunk = group[i:i + batch]
-                x = torch.stack([src[:, p.box[0]:p.box[1], p.box[2]:p.box[3]] for p in chunk])
+                chunk = group[i : i + batch]
+                x = torch.stack([src[:, p.box[0] : p.box[1], p.box[2] : p.box[3]] for p in chunk])
                 y = self._forward(x.to(self.device).float())  # only these tiles go to the device
                 for plan, tile_out in zip(chunk, y):
                     by0, _, bx0, _ = plan.box
                     y0, y1, x0, x1 = plan.core
-                    core = tile_out[:, (y0 - by0) * s:(y1 - by0) * s, (x0 - bx0) * s:(x1 - bx0) * s]
+                    core = tile_out[:, (y0 - by0) * s : (y1 - by0) * s, (x0 - bx0) * s : (x1 - bx0) * s]
                     core = post(core.permute(1, 2, 0).cpu().numpy())
                     if out is None:
                         out = np.empty((rows * s, w * s, core.shape[2]), dtype=out_dtype)
-                    out[(y0 - row) * s:(y1 - row) * s, x0 * s:x1 * s] = core
+                    out[(y0 - row) * s : (y1 - row) * s, x0 * s : x1 * s] = core
         return out
 
 
 # ---------------------------------------------------------------------------------------------- pictures
+
 
 def model_upscale_strips(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255) -> Iterator[np.ndarray]:
     """uint8/uint16 (H, W) or (H, W, 3) -> the same type and layout, upscaled by the model, a band of
@@ -283,14 +309,16 @@ def model_upscale_strips(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255
         yield to_int(ycbcr_to_rgb(np.dstack([y, chroma])))
 
 
-def upscale_picture(picture: Picture, scale: int | None = None, model: SRNet | Upscaler | None = None,
-                    method: str | None = None) -> Picture:
+def upscale_picture(
+    picture: Picture, scale: int | None = None, model: SRNet | Upscaler | None = None, method: str | None = None
+) -> Picture:
     """Upscale pixels with a model or an interpolation method; alpha goes through bicubic separately."""
     return upscale_picture_stream(picture, scale, model, method).collect()
 
 
-def upscale_picture_stream(picture: Picture, scale: int | None = None, model: SRNet | Upscaler | None = None,
-                           method: str | None = None) -> PictureStream:
+def upscale_picture_stream(
+    picture: Picture, scale: int | None = None, model: SRNet | Upscaler | None = None, method: str | None = None
+) -> PictureStream:
     """upscale_picture as a PictureStream: a model's output is made band by band as the stream is read."""
     if (model is None) == (method is None):
         raise ConfigError("give exactly one of a model or an interpolation method")

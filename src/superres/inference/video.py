@@ -56,10 +56,18 @@ def output_shape(size: OutputSize, frame: tuple[int, int], rotation: int) -> tup
     return shape[::-1] if turned else shape
 
 
-def upscale_video(source: str | Path, target: str | Path, upscaler: FrameUpscaler, *, codec: str | None = None,
-                  crf: int | None = None, pix_fmt: str | None = None, overwrite: bool = False,
-                  max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                  progress: Callable[[Iterable, int], Iterable] | None = None) -> VideoResult:
+def upscale_video(
+    source: str | Path,
+    target: str | Path,
+    upscaler: FrameUpscaler,
+    *,
+    codec: str | None = None,
+    crf: int | None = None,
+    pix_fmt: str | None = None,
+    overwrite: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> VideoResult:
     """Upscale every frame of `source` and write the video `target` (container from its extension).
 
     The denoise strength is chosen once, from the first frame, so that it cannot change from frame to frame.
@@ -74,8 +82,10 @@ def upscale_video(source: str | Path, target: str | Path, upscaler: FrameUpscale
     with VideoReader(source) as reader:
         w, h = reader.info.width, reader.info.height
         if max_pixels is not None and w * h > max_pixels:
-            raise VideoError(f"{source}: frames of {w}x{h} = {w * h:,} pixels are over the limit of {max_pixels:,}; "
-                             f"raise the limit (--max-pixels) if the video is genuine")
+            raise VideoError(
+                f"{source}: frames of {w}x{h} = {w * h:,} pixels are over the limit of {max_pixels:,}; "
+                f"raise the limit (--max-pixels) if the video is genuine"
+            )
         items = reader.items()
         ahead = []  # decoding starts here, so that the first frame's size and rotation are known
         while not isinstance(ahead[-1] if ahead else None, Frame):
@@ -86,8 +96,17 @@ def upscale_video(source: str | Path, target: str | Path, upscaler: FrameUpscale
             upscaler = copy.copy(upscaler)
             upscaler.size = OutputSize(width=shape[1], height=shape[0])
         choice = upscaler.choose_denoise(Picture(first))
-        log.info("%s: %dx%d, %s frames, rotation %d; output %dx%d; %s", source.name, first.shape[1], first.shape[0],
-                 reader.info.frames or "?", reader.info.rotation, shape[1], shape[0], choice.describe())
+        log.info(
+            "%s: %dx%d, %s frames, rotation %d; output %dx%d; %s",
+            source.name,
+            first.shape[1],
+            first.shape[0],
+            reader.info.frames or "?",
+            reader.info.rotation,
+            shape[1],
+            shape[0],
+            choice.describe(),
+        )
 
         def decode() -> None:
             for item in _chain(ahead, items):
@@ -112,8 +131,19 @@ def upscale_video(source: str | Path, target: str | Path, upscaler: FrameUpscale
                 try:
                     decoder = Worker(decode, "superres-decode")
                     encoder = Worker(encode, "superres-encode")
-                    count = _run_frames(source, frames_in, frames_out, decoder, encoder, upscaler, choice, stop, shape,
-                                        progress, reader.info.frames)
+                    count = _run_frames(
+                        source,
+                        frames_in,
+                        frames_out,
+                        decoder,
+                        encoder,
+                        upscaler,
+                        choice,
+                        stop,
+                        shape,
+                        progress,
+                        reader.info.frames,
+                    )
                     for worker in (encoder, decoder):
                         worker.join()  # raises what failed in it
                     writer.close()
@@ -143,9 +173,19 @@ def _chain(first: list, rest: Iterable) -> Iterable:
     yield from rest
 
 
-def _run_frames(source: Path, frames_in: queue.Queue, frames_out: queue.Queue, decoder: Worker, encoder: Worker,
-                upscaler: FrameUpscaler, choice: DenoiseChoice, stop: threading.Event, shape: tuple[int, int],
-                progress, total: int) -> int:
+def _run_frames(
+    source: Path,
+    frames_in: queue.Queue,
+    frames_out: queue.Queue,
+    decoder: Worker,
+    encoder: Worker,
+    upscaler: FrameUpscaler,
+    choice: DenoiseChoice,
+    stop: threading.Event,
+    shape: tuple[int, int],
+    progress,
+    total: int,
+) -> int:
     """The calling thread's part: frames from the decoder, upscaled, to the encoder; packets passed on."""
     count = 0
 
@@ -161,8 +201,10 @@ def _run_frames(source: Path, frames_in: queue.Queue, frames_out: queue.Queue, d
             if isinstance(item, Frame):
                 out = upscaler.stream(Picture(item.pixels), choice).collect().pixels
                 if out.shape[:2] != shape:
-                    raise SuperresError(f"{source}: a frame of {item.pixels.shape[1]}x{item.pixels.shape[0]} changes "
-                                        f"the picture size mid-stream; this is not supported")
+                    raise SuperresError(
+                        f"{source}: a frame of {item.pixels.shape[1]}x{item.pixels.shape[0]} changes "
+                        f"the picture size mid-stream; this is not supported"
+                    )
                 if out.ndim == 2:
                     out = np.repeat(out[..., None], 3, axis=2)
                 item = replace(item, pixels=out)

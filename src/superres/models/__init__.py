@@ -9,7 +9,21 @@ from superres.models.registry import PRESETS, PRETRAINED, create_model, list_mod
 from superres.models.summary import format_summary, summarize
 
 __all__ = [
-    "EDSR", "EDSRConfig", "MDSR", "MDSRConfig", "PRESETS", "PRETRAINED", "SRNet", "build", "count_parameters",
-    "create_model", "format_summary", "init_from", "list_models", "load_model", "load_weights", "save_weights",
+    "EDSR",
+    "EDSRConfig",
+    "MDSR",
+    "MDSRConfig",
+    "PRESETS",
+    "PRETRAINED",
+    "SRNet",
+    "build",
+    "count_parameters",
+    "create_model",
+    "format_summary",
+    "init_from",
+    "list_models",
+    "load_model",
+    "load_weights",
+    "save_weights",
     "summarize",
 ]

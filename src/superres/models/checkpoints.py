@@ -31,7 +31,15 @@ from superres.imaging.files import atomic_path
 from superres.models.base import SRNet
 from superres.models.edsr import EDSRConfig
 from superres.models.mdsr import MDSRConfig
-from superres.models.registry import FAMILIES, PRESETS, PRETRAINED, create_model, default_model_name, preset_arch, suggest
+from superres.models.registry import (
+    FAMILIES,
+    PRESETS,
+    PRETRAINED,
+    create_model,
+    default_model_name,
+    preset_arch,
+    suggest,
+)
 
 METADATA_KEY = "superres"  # safetensors metadata entry holding our JSON
 
@@ -96,7 +104,7 @@ def normalize_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 
 def _rename_basicsr(key: str, n_blocks: int) -> str:
     if key.startswith("conv_after_body."):
-        return f"body.{n_blocks}." + key[len("conv_after_body."):]
+        return f"body.{n_blocks}." + key[len("conv_after_body.") :]
     for pattern, repl in _BASICSR_RENAMES:
         if pattern.match(key):
             return pattern.sub(repl, key)
@@ -127,8 +135,9 @@ def detect_arch(state: dict[str, torch.Tensor]) -> str:
     """'edsr' or 'mdsr', from the key names of a normalised state dict."""
     if "head.0.weight" not in state:
         sample = ", ".join(sorted(state)[:4])
-        raise CheckpointError(f"not an EDSR or MDSR state dict: no 'head.0.weight' or 'conv_first.weight' "
-                              f"(keys: {sample}, ...)")
+        raise CheckpointError(
+            f"not an EDSR or MDSR state dict: no 'head.0.weight' or 'conv_first.weight' (keys: {sample}, ...)"
+        )
     return "mdsr" if any(k.startswith("upsample.") for k in state) else "edsr"
 
 
@@ -139,9 +148,13 @@ def infer_config(state: dict[str, torch.Tensor], meta: dict[str, Any] | None = N
     n_feats, n_colors = (int(n) for n in state["head.0.weight"].shape[:2])
     n_resblocks = _count_blocks(state, r"body\.(\d+)\.body\.0\.weight$", "residual blocks")
     cfg = dict(meta.get("config", {}))
-    common = dict(n_feats=n_feats, n_resblocks=n_resblocks, n_colors=n_colors,
-                  res_scale=float(cfg.get("res_scale", 0.1 if n_feats == 256 else 1.0)),
-                  rgb_range=float(cfg.get("rgb_range", 255.0)))
+    common = dict(
+        n_feats=n_feats,
+        n_resblocks=n_resblocks,
+        n_colors=n_colors,
+        res_scale=float(cfg.get("res_scale", 0.1 if n_feats == 256 else 1.0)),
+        rgb_range=float(cfg.get("rgb_range", 255.0)),
+    )
     rgb_mean = cfg.get("rgb_mean")
     if rgb_mean is None and "sub_mean.bias" in state and state["sub_mean.bias"].numel() == n_colors:
         rgb_mean = tuple(round(-float(b) / common["rgb_range"], 6) for b in state["sub_mean.bias"])
@@ -164,13 +177,18 @@ def load_state_strict(model: SRNet, state: dict[str, torch.Tensor]) -> None:
             state[key] = own[key]
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-              if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     problems = []
     if missing:
         problems.append(f"missing {len(missing)} key(s): {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
     if unexpected:
-        problems.append(f"unexpected {len(unexpected)} key(s): {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}")
+        problems.append(
+            f"unexpected {len(unexpected)} key(s): {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"
+        )
     if shapes:
         problems.append(f"shape mismatch: {'; '.join(shapes[:3])}")
     if problems:
@@ -194,8 +212,9 @@ def load_weights(path: str | os.PathLike) -> SRNet:
     """The network in `path` (EDSR or MDSR, as detected from its keys) with its weights, in eval mode."""
     tensors, meta = read_weights(path)
     if meta.get("arch") is not None and meta["arch"] not in FAMILIES:
-        raise CheckpointError(f"{path}: architecture '{meta.get('arch')}' is not supported "
-                              f"(known: {', '.join(FAMILIES)})")
+        raise CheckpointError(
+            f"{path}: architecture '{meta.get('arch')}' is not supported (known: {', '.join(FAMILIES)})"
+        )
     state = normalize_state_dict(tensors)
     try:
         config = infer_config(state, meta)
@@ -207,8 +226,9 @@ def load_weights(path: str | os.PathLike) -> SRNet:
     return model.eval()
 
 
-def save_weights(model: SRNet, path: str | os.PathLike, metadata: dict[str, Any] | None = None,
-                 dtype: torch.dtype | None = None) -> Path:
+def save_weights(
+    model: SRNet, path: str | os.PathLike, metadata: dict[str, Any] | None = None, dtype: torch.dtype | None = None
+) -> Path:
     """Write a .safetensors file with the architecture and config in its metadata; atomic (temporary file
     + rename)."""
     path = Path(path)
@@ -219,8 +239,9 @@ def save_weights(model: SRNet, path: str | os.PathLike, metadata: dict[str, Any]
     return path
 
 
-def load_model(name_or_path: str | os.PathLike | None = None, scale: int | None = None,
-               allow_untrained: bool = False) -> SRNet:
+def load_model(
+    name_or_path: str | os.PathLike | None = None, scale: int | None = None, allow_untrained: bool = False
+) -> SRNet:
     """A ready-to-run model (eval mode) from a bundled name or a weights file.
 
     With no name, the bundled default (the one that has `scale`, if given). A name or file without a
@@ -230,16 +251,19 @@ def load_model(name_or_path: str | os.PathLike | None = None, scale: int | None 
     if name_or_path is None:
         name_or_path = default_model_name(scale)
         if name_or_path is None:
-            raise UnknownModelError(f"no bundled model{'' if scale is None else f' for x{scale}'}; pass a weights "
-                                    f"file, or use an interpolation method")
+            raise UnknownModelError(
+                f"no bundled model{'' if scale is None else f' for x{scale}'}; pass a weights "
+                f"file, or use an interpolation method"
+            )
     key = str(name_or_path)
     if key in PRETRAINED:
         model = load_weights(PRETRAINED[key].path())
     elif key in PRESETS:
         if not allow_untrained:
             bundled = ", ".join(PRETRAINED) or "none yet"
-            raise UnknownModelError(f"'{key}' is an architecture without weights; give a weights file or a "
-                                    f"bundled model ({bundled})")
+            raise UnknownModelError(
+                f"'{key}' is an architecture without weights; give a weights file or a bundled model ({bundled})"
+            )
         # an MDSR preset keeps all its scales (the check below still applies); an EDSR one is built for `scale`
         model = (create_model(key) if preset_arch(key) == "mdsr" else create_model(key, scale=scale or 2)).eval()
         model.metadata = {"untrained": True}
@@ -278,11 +302,14 @@ def interpolate(a: SRNet, b: SRNet, t: float) -> SRNet:
     Real-ESRGAN's `-dn` blends its general and denoising models. a and b must have the same architecture and
     are left unchanged; t = 0 and t = 1 give exact copies of a and b."""
     if a.state_dict().keys() != b.state_dict().keys() or any(
-            x.shape != y.shape for x, y in zip(a.state_dict().values(), b.state_dict().values())):
+        x.shape != y.shape for x, y in zip(a.state_dict().values(), b.state_dict().values())
+    ):
         raise CheckpointError(f"cannot blend {a.describe()} with {b.describe()}: the architectures differ")
     out = copy.deepcopy(a)
     with torch.no_grad():
-        mixed = {k: (v if t == 0 else b.state_dict()[k] if t == 1 else torch.lerp(v, b.state_dict()[k], t))
-                 for k, v in a.state_dict().items()}
+        mixed = {
+            k: (v if t == 0 else b.state_dict()[k] if t == 1 else torch.lerp(v, b.state_dict()[k], t))
+            for k, v in a.state_dict().items()
+        }
     out.load_state_dict(mixed)
     return out

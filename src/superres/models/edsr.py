@@ -81,8 +81,9 @@ class ResBlock(nn.Module):
 
     def __init__(self, n_feats: int, res_scale: float, kernel_size: int = 3) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv3x3(n_feats, n_feats, kernel_size), nn.ReLU(inplace=True),
-                                  conv3x3(n_feats, n_feats, kernel_size))
+        self.body = nn.Sequential(
+            conv3x3(n_feats, n_feats, kernel_size), nn.ReLU(inplace=True), conv3x3(n_feats, n_feats, kernel_size)
+        )
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,7 +118,9 @@ def check_body_config(config) -> None:
         raise ConfigError(f"n_colors must be 1 (grayscale) or 3 (RGB), got {config.n_colors}")
     if not config.res_scale > 0:
         raise ConfigError(f"res_scale must be > 0, got {config.res_scale}")
-    mean = config.rgb_mean if config.rgb_mean is not None else DIV2K_RGB_MEAN if config.n_colors == 3 else DIV2K_GRAY_MEAN
+    mean = (
+        config.rgb_mean if config.rgb_mean is not None else DIV2K_RGB_MEAN if config.n_colors == 3 else DIV2K_GRAY_MEAN
+    )
     object.__setattr__(config, "rgb_mean", tuple(float(m) for m in mean))
     if len(config.rgb_mean) != config.n_colors:
         raise ConfigError(f"rgb_mean needs {config.n_colors} values, got {len(config.rgb_mean)}")
@@ -174,9 +177,7 @@ class EDSR(SRNet):
         c, f = config.n_colors, config.n_feats
         self.sub_mean = MeanShift(config.rgb_range, config.rgb_mean, sign=-1)
         self.head = nn.Sequential(conv3x3(c, f))
-        self.body = nn.Sequential(
-            *[ResBlock(f, config.res_scale) for _ in range(config.n_resblocks)], conv3x3(f, f)
-        )
+        self.body = nn.Sequential(*[ResBlock(f, config.res_scale) for _ in range(config.n_resblocks)], conv3x3(f, f))
         self.tail = nn.Sequential(Upsampler(config.scale, f), conv3x3(f, c))
         self.add_mean = MeanShift(config.rgb_range, config.rgb_mean, sign=+1)
 
@@ -203,9 +204,9 @@ class EDSR(SRNet):
 
     def part_key(self, key: str) -> str:
         if key.startswith("tail.0."):
-            return f"up.x{self.config.scale}." + key[len("tail.0."):]
+            return f"up.x{self.config.scale}." + key[len("tail.0.") :]
         if key.startswith("tail.1."):
-            return "tail." + key[len("tail.1."):]
+            return "tail." + key[len("tail.1.") :]
         return key
 
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:

@@ -21,8 +21,17 @@ import torch
 from torch import nn
 
 from superres.models.base import SRNet
-from superres.models.edsr import (FULL_PRECISION_TAIL_SCALES, SUPPORTED_SCALES, MeanShift, ResBlock, Upsampler, check_body_config, conv3x3,
-                                  full_precision, to_autocast)
+from superres.models.edsr import (
+    FULL_PRECISION_TAIL_SCALES,
+    SUPPORTED_SCALES,
+    MeanShift,
+    ResBlock,
+    Upsampler,
+    check_body_config,
+    conv3x3,
+    full_precision,
+    to_autocast,
+)
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,9 @@ class MDSRConfig:
 
         scales = tuple(int(s) for s in self.scales)
         if not scales or any(s not in SUPPORTED_SCALES for s in scales) or len(set(scales)) != len(scales):
-            raise ConfigError(f"scales must be distinct values from {', '.join(map(str, SUPPORTED_SCALES))}, "
-                              f"got {self.scales}")
+            raise ConfigError(
+                f"scales must be distinct values from {', '.join(map(str, SUPPORTED_SCALES))}, got {self.scales}"
+            )
         object.__setattr__(self, "scales", tuple(sorted(scales)))
         check_body_config(self)
 
@@ -77,9 +87,9 @@ class MDSR(SRNet):
         self.sub_mean = MeanShift(config.rgb_range, config.rgb_mean, sign=-1)
         self.head = nn.Sequential(conv3x3(c, f))
         if config.pre_process:
-            self.pre_process = nn.ModuleList([
-                nn.Sequential(ResBlock(f, 1.0, kernel_size=5), ResBlock(f, 1.0, kernel_size=5)) for _ in config.scales
-            ])
+            self.pre_process = nn.ModuleList(
+                [nn.Sequential(ResBlock(f, 1.0, kernel_size=5), ResBlock(f, 1.0, kernel_size=5)) for _ in config.scales]
+            )
         self.body = nn.Sequential(*[ResBlock(f, config.res_scale) for _ in range(config.n_resblocks)], conv3x3(f, f))
         self.upsample = nn.ModuleList([Upsampler(s, f) for s in config.scales])
         self.tail = nn.Sequential(conv3x3(f, c))
@@ -102,16 +112,18 @@ class MDSR(SRNet):
 
     def describe(self) -> str:
         c = self.config
-        return (f"MDSR x{'/x'.join(map(str, c.scales))}, {c.n_resblocks} blocks x {c.n_feats} features, res_scale "
-                f"{c.res_scale}, {'with' if c.pre_process else 'no'} 5x5 pre-processing")
+        return (
+            f"MDSR x{'/x'.join(map(str, c.scales))}, {c.n_resblocks} blocks x {c.n_feats} features, res_scale "
+            f"{c.res_scale}, {'with' if c.pre_process else 'no'} 5x5 pre-processing"
+        )
 
     def part_key(self, key: str) -> str:
         for prefix, part in (("upsample.", "up"), ("pre_process.", "pre")):
             if key.startswith(prefix):
-                index, rest = key[len(prefix):].split(".", 1)
+                index, rest = key[len(prefix) :].split(".", 1)
                 return f"{part}.x{self.scales[int(index)]}.{rest}"
         if key.startswith("tail.0."):
-            return "tail." + key[len("tail.0."):]
+            return "tail." + key[len("tail.0.") :]
         return key
 
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:

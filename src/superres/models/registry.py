@@ -24,7 +24,9 @@ FAMILIES: dict[str, type[SRNet]] = {"edsr": EDSR, "mdsr": MDSR}
 
 # name -> family and architecture settings (scales and colours are chosen when the model is built)
 PRESETS: dict[str, dict] = {
-    "edsr": dict(arch="edsr", n_feats=256, n_resblocks=32, res_scale=0.1),  # the paper's large model, 40.7M params at x2
+    "edsr": dict(
+        arch="edsr", n_feats=256, n_resblocks=32, res_scale=0.1
+    ),  # the paper's large model, 40.7M params at x2
     "edsr-baseline": dict(arch="edsr", n_feats=64, n_resblocks=16, res_scale=1.0),  # the paper's baseline, 1.37M at x2
     "edsr-medium": dict(arch="edsr", n_feats=48, n_resblocks=12, res_scale=1.0),  # the first bundled models, ~0.6M
     "edsr-small": dict(arch="edsr", n_feats=32, n_resblocks=8, res_scale=1.0),  # CPU-friendly, ~0.2M params
@@ -107,16 +109,19 @@ def preset_arch(name: str) -> str:
     return PRESETS[name]["arch"]
 
 
-def preset_config(name: str, scale: int | Sequence[int] | None = None, n_colors: int = 3,
-                  **overrides) -> EDSRConfig | MDSRConfig:
+def preset_config(
+    name: str, scale: int | Sequence[int] | None = None, n_colors: int = 3, **overrides
+) -> EDSRConfig | MDSRConfig:
     """The config of a preset for `scale` (EDSR: one scale, default 2; MDSR: one or several, default 2, 3, 4)."""
     arch = preset_arch(name)
     settings = {k: v for k, v in PRESETS[name].items() if k != "arch"}
     scales = (scale,) if isinstance(scale, int) else tuple(scale) if scale is not None else None
     if arch == "edsr":
         if scales is not None and len(scales) != 1:
-            raise ConfigError(f"'{name}' is a single-scale EDSR; use an MDSR preset (e.g. 'mdsr-medium') for "
-                              f"x{', x'.join(map(str, scales))} in one network")
+            raise ConfigError(
+                f"'{name}' is a single-scale EDSR; use an MDSR preset (e.g. 'mdsr-medium') for "
+                f"x{', x'.join(map(str, scales))} in one network"
+            )
         return replace(EDSRConfig(scale=scales[0] if scales else 2, n_colors=n_colors, **settings), **overrides)
     return replace(MDSRConfig(scales=scales or (2, 3, 4), n_colors=n_colors, **settings), **overrides)
 

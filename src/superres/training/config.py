@@ -158,8 +158,10 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
         if base == "str":
             return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be {'an integer' if base == 'int' else 'a number' if base == 'float' else base}"
-                          f", got {value!r}") from None
+        raise ConfigError(
+            f"{name} must be {'an integer' if base == 'int' else 'a number' if base == 'float' else base}"
+            f", got {value!r}"
+        ) from None
     return value
 
 
@@ -192,7 +194,6 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: expected a table of settings")
     data = data.get("train", data)  # allow a [train] table
     return {k.replace("-", "_"): v for k, v in data.items()}
-
 
 
 def split_holdout(items: list, holdout: int) -> tuple[list, list]:

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------- pieces
 
+
 def build_model(cfg: TrainConfig) -> SRNet:
     """The network to train: the preset at cfg.scale, started from cfg.init weights where given."""
     model = create_model(cfg.preset, scale=cfg.scale, n_colors=cfg.n_colors, **cfg.overrides())
@@ -55,8 +56,9 @@ def build_model(cfg: TrainConfig) -> SRNet:
         copied = init_from(model, sources)
         if not any(k.startswith("body.") for k in copied):
             shapes = "; ".join(s.describe() for s in sources)
-            raise ConfigError(f"--init weights ({shapes}) do not fit the model ({model.describe()}): no body weights "
-                              f"could be copied")
+            raise ConfigError(
+                f"--init weights ({shapes}) do not fit the model ({model.describe()}): no body weights could be copied"
+            )
         log.info("initialised %d of %d tensors from %s", len(copied), len(model.state_dict()), ", ".join(cfg.init))
     return model
 
@@ -80,11 +82,15 @@ def load_training_data(cfg: TrainConfig) -> tuple[dict[int, list[Sample]], dict[
             keep, out = split_holdout(list(range(len(samples))), cfg.holdout)
             samples, held_out = [samples[i] for i in keep], [samples[i] for i in out]
         train_samples[scale] = samples
-        val[scale] = held_out + [s for folder in cfg.val for s in load_samples(find_dataset(folder), scale, cfg.n_colors)]
+        val[scale] = held_out + [
+            s for folder in cfg.val for s in load_samples(find_dataset(folder), scale, cfg.n_colors)
+        ]
     preset = parse_preset(cfg.degradation)
     if not preset.is_clean:  # validation on fixed degraded LR: one draw per image, from (seed 0, image)
-        val = {scale: [Sample(s.name, degrade(s.hr, scale, preset, seed=0).pixels, s.hr) for s in samples]
-               for scale, samples in val.items()}
+        val = {
+            scale: [Sample(s.name, degrade(s.hr, scale, preset, seed=0).pixels, s.hr) for s in samples]
+            for scale, samples in val.items()
+        }
     return train_samples, val
 
 
@@ -162,7 +168,9 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ConfigError(f"{path}: not a readable training checkpoint ({str(e).splitlines()[0] if str(e) else e})") from e
+        raise ConfigError(
+            f"{path}: not a readable training checkpoint ({str(e).splitlines()[0] if str(e) else e})"
+        ) from e
 
 
 class _StopFlag:
@@ -189,6 +197,7 @@ class _StopFlag:
 
 
 # ---------------------------------------------------------------------------------------------- the loop
+
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) -> dict:
     """Train to cfg.iters steps. With resume=True, continue from cfg.out/last.pt.
@@ -227,11 +236,26 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
     if not clean:
         options.update(degradation=parse_preset(cfg.degradation), cutblur=cfg.cutblur)
     sampler = MultiScaleSampler(
-        {s: (DevicePatchSampler(train_samples[s], s, cfg.patch_size, cfg.batch_size, device,
-                                seed=cfg.seed + 1000 * rank + s, **options) if on_device else
-             PatchSampler(train_samples[s], s, cfg.patch_size, cfg.batch_size, seed=cfg.seed + 1000 * rank + s, **options))
-         for s in cfg.scale},
-        seed=cfg.seed)  # every rank trains the same scale at each step (DDP reduces one set of gradients)
+        {
+            s: (
+                DevicePatchSampler(
+                    train_samples[s],
+                    s,
+                    cfg.patch_size,
+                    cfg.batch_size,
+                    device,
+                    seed=cfg.seed + 1000 * rank + s,
+                    **options,
+                )
+                if on_device
+                else PatchSampler(
+                    train_samples[s], s, cfg.patch_size, cfg.batch_size, seed=cfg.seed + 1000 * rank + s, **options
+                )
+            )
+            for s in cfg.scale
+        },
+        seed=cfg.seed,
+    )  # every rank trains the same scale at each step (DDP reduces one set of gradients)
     has_val = any(val_samples.values())
     n_train = len(train_samples[cfg.scale[0]])
     model = build_model(cfg).to(device)
@@ -243,8 +267,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
-            raise ConfigError(f"{ckpt_path} does not fit these settings (architecture changed?): "
-                              f"{str(e).strip().splitlines()[0]}") from e
+            raise ConfigError(
+                f"{ckpt_path} does not fit these settings (architecture changed?): {str(e).strip().splitlines()[0]}"
+            ) from e
     ema = copy.deepcopy(model).eval() if cfg.ema else None  # starts from the (resumed) weights
     if state is not None:
         if ema is not None and state.get("ema") is not None:
@@ -270,8 +295,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
     net: torch.nn.Module = model
     if world > 1:
         # a multi-scale step leaves the other scales' parts without gradients
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if use_cuda else None,
-                                                        find_unused_parameters=len(model.scales) > 1)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if use_cuda else None, find_unused_parameters=len(model.scales) > 1
+        )
     if cfg.compile:
         net = torch.compile(net)
     model.train()
@@ -288,10 +314,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
             torch.distributed.all_gather_object(gathered, states[0])
             states = gathered
         if main_rank:
-            _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                "ema": ema.state_dict() if ema is not None else None, "step": step,
-                                "best_psnr": best, "sampler_states": states, "torch_rng": torch.get_rng_state(),
-                                "config": json.dumps(asdict(cfg)), "world_size": world}, ckpt_path)
+            _atomic_torch_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "step": step,
+                    "best_psnr": best,
+                    "sampler_states": states,
+                    "torch_rng": torch.get_rng_state(),
+                    "config": json.dumps(asdict(cfg)),
+                    "world_size": world,
+                },
+                ckpt_path,
+            )
 
     writer = None
     if main_rank:
@@ -346,13 +382,22 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
                     val_score = float(np.mean(list(by_scale.values())))  # the best checkpoint: mean over scales
                     if val_score > best:
                         best = val_score
-                        save_weights(scored, out / "best.safetensors",
-                                     _weights_metadata(cfg, step, best, n_train, by_scale))
+                        save_weights(
+                            scored, out / "best.safetensors", _weights_metadata(cfg, step, best, n_train, by_scale)
+                        )
                 if main_rank and (step % cfg.log_every == 0 or val_score is not None or step == cfg.iters):
                     rate = window_steps / max(1e-9, time.time() - window_t)
-                    writer.writerow([step, f"{window_loss / max(1, window_steps):.5f}", f"{lr_now:.4e}", f"{rate:.2f}",
-                                     f"{time.time() - t0:.1f}", "" if val_score is None else f"{val_score:.4f}",
-                                     " ".join(f"x{k}:{v:.4f}" for k, v in by_scale.items())])
+                    writer.writerow(
+                        [
+                            step,
+                            f"{window_loss / max(1, window_steps):.5f}",
+                            f"{lr_now:.4e}",
+                            f"{rate:.2f}",
+                            f"{time.time() - t0:.1f}",
+                            "" if val_score is None else f"{val_score:.4f}",
+                            " ".join(f"x{k}:{v:.4f}" for k, v in by_scale.items()),
+                        ]
+                    )
                     log_file.flush()
                     if board is not None:
                         board.add_scalar("train/loss", window_loss / max(1, window_steps), step)
@@ -360,9 +405,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
                         if val_score is not None:
                             board.add_scalar("val/psnr_y", val_score, step)
                     if bar is None and (val_score is not None or step == cfg.iters):
-                        print(f"step {step}/{cfg.iters} loss {window_loss / max(1, window_steps):.4f} lr {lr_now:.2e} "
-                              f"{rate:.2f} it/s" + ("" if val_score is None else f" val {val_score:.3f} dB")
-                              + "".join(f" x{k} {v:.3f}" for k, v in by_scale.items() if len(by_scale) > 1), flush=True)
+                        print(
+                            f"step {step}/{cfg.iters} loss {window_loss / max(1, window_steps):.4f} lr {lr_now:.2e} "
+                            f"{rate:.2f} it/s"
+                            + ("" if val_score is None else f" val {val_score:.3f} dB")
+                            + "".join(f" x{k} {v:.3f}" for k, v in by_scale.items() if len(by_scale) > 1),
+                            flush=True,
+                        )
                     window_loss, window_steps, window_t = 0.0, 0, time.time()
                 stop_now = stop.raised
                 if world > 1:  # every rank must stop at the same step
@@ -389,15 +438,23 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
         torch.distributed.destroy_process_group()
     if main_rank and not has_val:  # nothing to choose by: the last weights are the ones to keep
         save_weights(scored, out / "best.safetensors", _weights_metadata(cfg, step, None, n_train))
-    return {"steps": step, "best_psnr": best if has_val else None, "seconds": time.time() - t0,
-            "interrupted": interrupted, "run_dir": str(out), "world_size": world}
+    return {
+        "steps": step,
+        "best_psnr": best if has_val else None,
+        "seconds": time.time() - t0,
+        "interrupted": interrupted,
+        "run_dir": str(out),
+        "world_size": world,
+    }
 
 
 def check_ranks_agree(model: torch.nn.Module, world: int) -> None:
     """Every rank must hold the same weights: DistributedDataParallel averages the gradients, so all take the
     same steps. A difference means they trained apart; it is an error, not a checkpoint of one rank's run."""
-    mine = torch.stack([p.detach().double().sum() for p in model.parameters()]
-                       + [p.detach().double().abs().sum() for p in model.parameters()])
+    mine = torch.stack(
+        [p.detach().double().sum() for p in model.parameters()]
+        + [p.detach().double().abs().sum() for p in model.parameters()]
+    )
     every = [torch.empty_like(mine) for _ in range(world)]
     torch.distributed.all_gather(every, mine)
     if any(not torch.equal(other, mine) for other in every):
@@ -413,15 +470,30 @@ def _tensorboard(out: Path):
     return SummaryWriter(str(out / "tb"))
 
 
-def _weights_metadata(cfg: TrainConfig, step: int, val_psnr: float | None, n_images: int,
-                      by_scale: dict[int, float] | None = None) -> dict:
-    return {"steps": step, "val_psnr_y": None if val_psnr is None else round(val_psnr, 4),
-            "val_psnr_y_by_scale": {str(k): round(v, 4) for k, v in (by_scale or {}).items()},
-            "training": {"data": [Path(d).name for d in cfg.data], "images": n_images, "holdout": cfg.holdout,
-                         "val": [Path(d).name for d in cfg.val], "patch_size": cfg.patch_size,
-                         "batch_size": cfg.batch_size, "iters": cfg.iters, "lr": cfg.lr, "schedule": cfg.schedule,
-                         "loss": cfg.loss, "ema": cfg.ema, "flips": cfg.flips, "rgb_permute": cfg.rgb_permute,
-                         "init": [Path(p).name for p in cfg.init]}}
+def _weights_metadata(
+    cfg: TrainConfig, step: int, val_psnr: float | None, n_images: int, by_scale: dict[int, float] | None = None
+) -> dict:
+    return {
+        "steps": step,
+        "val_psnr_y": None if val_psnr is None else round(val_psnr, 4),
+        "val_psnr_y_by_scale": {str(k): round(v, 4) for k, v in (by_scale or {}).items()},
+        "training": {
+            "data": [Path(d).name for d in cfg.data],
+            "images": n_images,
+            "holdout": cfg.holdout,
+            "val": [Path(d).name for d in cfg.val],
+            "patch_size": cfg.patch_size,
+            "batch_size": cfg.batch_size,
+            "iters": cfg.iters,
+            "lr": cfg.lr,
+            "schedule": cfg.schedule,
+            "loss": cfg.loss,
+            "ema": cfg.ema,
+            "flips": cfg.flips,
+            "rgb_permute": cfg.rgb_permute,
+            "init": [Path(p).name for p in cfg.init],
+        },
+    }
 
 
 def run_weights(source: str | Path, weights: str = "best") -> tuple[SRNet, dict]:

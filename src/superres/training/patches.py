@@ -29,14 +29,29 @@ class PatchSampler:
     Its whole random state is a numpy Generator whose state can be saved and restored (resumable runs).
     """
 
-    def __init__(self, samples: list[Sample], scale: int, patch_size: int, batch_size: int,
-                 flips: bool = True, brightness: float = 0.0, rgb_permute: float = 0.0,
-                 degradation: Preset | None = None, cutblur: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        samples: list[Sample],
+        scale: int,
+        patch_size: int,
+        batch_size: int,
+        flips: bool = True,
+        brightness: float = 0.0,
+        rgb_permute: float = 0.0,
+        degradation: Preset | None = None,
+        cutblur: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         self.samples = [s for s in samples if min(s.lr.shape[:2]) >= patch_size]
         for s in samples:
             if min(s.lr.shape[:2]) < patch_size:
-                log.warning("skipping %s: LR %dx%d is smaller than a %d px patch", s.name, s.lr.shape[1], s.lr.shape[0],
-                            patch_size)
+                log.warning(
+                    "skipping %s: LR %dx%d is smaller than a %d px patch",
+                    s.name,
+                    s.lr.shape[1],
+                    s.lr.shape[0],
+                    patch_size,
+                )
         if not self.samples:
             raise ConfigError(f"no training image is large enough for {patch_size} px LR patches at x{scale}")
         self.scale, self.patch_size, self.batch_size = scale, patch_size, batch_size
@@ -78,8 +93,8 @@ class PatchSampler:
         choices, factors = self._choose()
         lrs, hrs = [], []
         for i, y, x, k, flip, order in choices:
-            lr = self.samples[i].lr[y:y + p, x:x + p]
-            hr = self.samples[i].hr[y * s:(y + p) * s, x * s:(x + p) * s]
+            lr = self.samples[i].lr[y : y + p, x : x + p]
+            hr = self.samples[i].hr[y * s : (y + p) * s, x * s : (x + p) * s]
             lr, hr = np.rot90(lr, k), np.rot90(hr, k)
             if flip:
                 lr, hr = lr[:, ::-1], hr[:, ::-1]
@@ -95,7 +110,6 @@ class PatchSampler:
             hr_batch = np.clip(hr_batch * factors, 0, 255).astype(np.float32)
         return lr_batch, hr_batch
 
-
     def _degrade(self, clean: np.ndarray, hr: np.ndarray) -> np.ndarray:
         """The degraded LR patch of an HR patch; with chance `cutblur`, a rectangle (about 0.7 of each side)
         swapped with the clean LR patch."""
@@ -106,7 +120,7 @@ class PatchSampler:
             y, x = (int(v) for v in self.rng.integers(p - side + 1, size=2))
             inside, outside = (clean, lr) if self.rng.random() < 0.5 else (lr, clean)
             lr = outside.copy()
-            lr[y:y + side, x:x + side] = inside[y:y + side, x:x + side]
+            lr[y : y + side, x : x + side] = inside[y : y + side, x : x + side]
         return lr
 
 
@@ -115,8 +129,9 @@ class DevicePatchSampler(PatchSampler):
     flipped, so that no batch crosses the bus and the data loader cannot starve the GPU. The random choices
     are PatchSampler's (same seed, same patches); batches come as float32 (N, C, H, W) tensors."""
 
-    def __init__(self, samples: list[Sample], scale: int, patch_size: int, batch_size: int,
-                 device: torch.device | str, **options) -> None:
+    def __init__(
+        self, samples: list[Sample], scale: int, patch_size: int, batch_size: int, device: torch.device | str, **options
+    ) -> None:
         super().__init__(samples, scale, patch_size, batch_size, **options)
         self.device = torch.device(device)
         self.lr_images = [torch.from_numpy(np.ascontiguousarray(s.lr)).to(self.device) for s in self.samples]
@@ -128,8 +143,8 @@ class DevicePatchSampler(PatchSampler):
         choices, factors = self._choose()
         lrs, hrs = [], []
         for i, y, x, k, flip, order in choices:
-            lr = torch.rot90(self.lr_images[i][y:y + p, x:x + p], k, dims=(0, 1))  # (p, p, C)
-            hr = torch.rot90(self.hr_images[i][y * s:(y + p) * s, x * s:(x + p) * s], k, dims=(0, 1))
+            lr = torch.rot90(self.lr_images[i][y : y + p, x : x + p], k, dims=(0, 1))  # (p, p, C)
+            hr = torch.rot90(self.hr_images[i][y * s : (y + p) * s, x * s : (x + p) * s], k, dims=(0, 1))
             if flip:
                 lr, hr = lr.flip(1), hr.flip(1)
             if order is not None:
@@ -156,8 +171,10 @@ class MultiScaleSampler:
 
     @property
     def state(self) -> dict:
-        return {"choice": self.rng.bit_generator.state,
-                "scales": {str(s): sampler.state for s, sampler in self.samplers.items()}}
+        return {
+            "choice": self.rng.bit_generator.state,
+            "scales": {str(s): sampler.state for s, sampler in self.samplers.items()},
+        }
 
     @state.setter
     def state(self, value: dict) -> None:

@@ -53,15 +53,23 @@ def error(status: int, message: str, headers: dict | None = None) -> JSONRespons
 class Server:
     """The app's state: the job queue and the upscalers it runs, one per set of options (a few kept)."""
 
-    def __init__(self, device: str = "auto", precision: str = "auto", max_upload: int = DEFAULT_MAX_UPLOAD,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, max_waiting: int = 8, heartbeat: float = 30.0,
-                 keep: float = 600.0) -> None:
+    def __init__(
+        self,
+        device: str = "auto",
+        precision: str = "auto",
+        max_upload: int = DEFAULT_MAX_UPLOAD,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        max_waiting: int = 8,
+        heartbeat: float = 30.0,
+        keep: float = 600.0,
+    ) -> None:
         self.device, self.precision = device, precision
         self.max_upload, self.max_pixels = max_upload, max_pixels
         self.runners: OrderedDict[Options, object] = OrderedDict()
         self.runners_lock = threading.Lock()
-        self.queue = JobQueue(self.runner, max_waiting=max_waiting, max_pixels=max_pixels, heartbeat=heartbeat,
-                              keep=keep)
+        self.queue = JobQueue(
+            self.runner, max_waiting=max_waiting, max_pixels=max_pixels, heartbeat=heartbeat, keep=keep
+        )
 
     def runner(self, options: Options):
         """The ImageUpscaler for `options`, made once (the four most recent are kept)."""
@@ -71,9 +79,15 @@ class Server:
             if options in self.runners:
                 self.runners.move_to_end(options)
                 return self.runners[options]
-            runner = ImageUpscaler(scale=options.scale, size=options.size, model=options.model,
-                                   denoise=options.denoise, self_ensemble=options.self_ensemble, device=self.device,
-                                   precision=self.precision)
+            runner = ImageUpscaler(
+                scale=options.scale,
+                size=options.size,
+                model=options.model,
+                denoise=options.denoise,
+                self_ensemble=options.self_ensemble,
+                device=self.device,
+                precision=self.precision,
+            )
             self.runners[options] = runner
             while len(self.runners) > 4:
                 self.runners.popitem(last=False)
@@ -119,12 +133,18 @@ def parse_options(fields: dict[str, str]) -> Options:
 
     if model is not None and model not in PRETRAINED:  # never a path on the server's disk
         raise SuperresError(f"unknown model '{model}'; this server has {', '.join(PRETRAINED) or 'none'}")
-    return Options(model=model, scale=scale, size=size, denoise=None if denoise == "off" else denoise,
-                   self_ensemble=ensemble in ("1", "true", "on", "yes"))
+    return Options(
+        model=model,
+        scale=scale,
+        size=size,
+        denoise=None if denoise == "off" else denoise,
+        self_ensemble=ensemble in ("1", "true", "on", "yes"),
+    )
 
 
-def create_app(host: str = "127.0.0.1", port: int = 8000, server: Server | None = None,
-               allowed_hosts: list[str] | None = None) -> Starlette:
+def create_app(
+    host: str = "127.0.0.1", port: int = 8000, server: Server | None = None, allowed_hosts: list[str] | None = None
+) -> Starlette:
     """The ASGI app. allowed_hosts: Host header values accepted besides the served address (and, for a
     loopback address, localhost, 127.0.0.1 and [::1]); a server on 0.0.0.0 or :: accepts any Host."""
     server = server or Server()
@@ -140,17 +160,28 @@ def create_app(host: str = "127.0.0.1", port: int = 8000, server: Server | None 
         from superres.models.registry import PRETRAINED  # noqa: PLC0415
 
         models = [{"name": e.name, "default": e.default, "photo": e.photo} for e in PRETRAINED.values()]
-        return JSONResponse({"models": models, "max_upload_bytes": server.max_upload, "max_pixels": server.max_pixels,
-                             "formats": sorted({s.lstrip(".") for s in READ_SUFFIXES}),
-                             "queue": server.queue.max_waiting})
+        return JSONResponse(
+            {
+                "models": models,
+                "max_upload_bytes": server.max_upload,
+                "max_pixels": server.max_pixels,
+                "formats": sorted({s.lstrip(".") for s in READ_SUFFIXES}),
+                "queue": server.queue.max_waiting,
+            }
+        )
 
     async def submit(request: Request) -> Job | Response:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > server.max_upload + 64 * 1024:
             return error(413, f"the upload is {int(length):,} bytes, over the limit of {server.max_upload:,}")
         try:
-            upload = await read_upload(request.headers.get("content-type", ""), request.stream(), "image",
-                                       server.max_upload, server.queue.upload_path)
+            upload = await read_upload(
+                request.headers.get("content-type", ""),
+                request.stream(),
+                "image",
+                server.max_upload,
+                server.queue.upload_path,
+            )
         except UploadError as e:
             return error(e.status, str(e))
         try:
@@ -214,13 +245,25 @@ def create_app(host: str = "127.0.0.1", port: int = 8000, server: Server | None 
         if path is None:
             return error(410, "the job was cancelled")
         stem = Path(job.name).stem
-        label = (f"x{job.options.scale:g}" if job.options.scale else
-                 f"{job.size[0]}x{job.size[1]}" if job.options.size else "x2")
-        return FileResponse(path, media_type=mimetypes.guess_type(job.name)[0] or "application/octet-stream",
-                            filename=f"{stem}_{label}{path.suffix}",
-                            headers={"X-Superres-Width": str(job.size[0]), "X-Superres-Height": str(job.size[1]),
-                                     "X-Superres-Seconds": str(job.seconds), "Cache-Control": "no-store"},
-                            background=BackgroundTask(path.unlink, missing_ok=True))
+        label = (
+            f"x{job.options.scale:g}"
+            if job.options.scale
+            else f"{job.size[0]}x{job.size[1]}"
+            if job.options.size
+            else "x2"
+        )
+        return FileResponse(
+            path,
+            media_type=mimetypes.guess_type(job.name)[0] or "application/octet-stream",
+            filename=f"{stem}_{label}{path.suffix}",
+            headers={
+                "X-Superres-Width": str(job.size[0]),
+                "X-Superres-Height": str(job.size[1]),
+                "X-Superres-Seconds": str(job.seconds),
+                "Cache-Control": "no-store",
+            },
+            background=BackgroundTask(path.unlink, missing_ok=True),
+        )
 
     async def cancel(request: Request) -> Response:
         job = server.queue.cancel(request.path_params["id"])
@@ -237,6 +280,7 @@ def create_app(host: str = "127.0.0.1", port: int = 8000, server: Server | None 
         Route("/api/jobs/{id}/result", job_result, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         yield
@@ -257,8 +301,11 @@ def check_image(path: Path, name: str, server: Server, options: Options) -> None
     """Refuse, before it takes a place in the queue, what is not an image, too large, or has options that
     cannot be met (e.g. an unknown model): 422, or 413 for sizes over the limits."""
     if Path(name).suffix.lower() not in WRITE_FORMATS:
-        raise _Refused(422, f"{name}: give a file named .png, .jpg, .webp, .bmp, .tif or .gif; the result comes "
-                            f"back in the same format")
+        raise _Refused(
+            422,
+            f"{name}: give a file named .png, .jpg, .webp, .bmp, .tif or .gif; the result comes "
+            f"back in the same format",
+        )
     try:
         w, h = image_size(path)
     except ImageError:
@@ -268,8 +315,9 @@ def check_image(path: Path, name: str, server: Server, options: Options) -> None
     runner = server.runner(options)  # an unknown model or a bad denoise is a SuperresError here
     out_h, out_w = runner.size.shape_for((h, w))
     if out_w * out_h > MAX_OUTPUT_PIXELS:
-        raise _Refused(413, f"{name}: the output would be {out_w}x{out_h}, over the limit of "
-                            f"{MAX_OUTPUT_PIXELS:,} pixels")
+        raise _Refused(
+            413, f"{name}: the output would be {out_w}x{out_h}, over the limit of {MAX_OUTPUT_PIXELS:,} pixels"
+        )
 
 
 def server_retry(server: Server) -> int:
@@ -295,7 +343,8 @@ class _Guard:
         elif scope["method"] not in ("GET", "HEAD", "OPTIONS"):
             origin = headers.get("origin")
             if headers.get("sec-fetch-site") == "cross-site" or (
-                    origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != host)):
+                origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != host)
+            ):
                 reason = "cross-site request refused"
         if reason is None:
             return await self.app(scope, receive, send)

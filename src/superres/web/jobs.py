@@ -71,9 +71,16 @@ class Job:
 
     def public(self) -> dict:
         """What the job endpoint reports."""
-        return {"id": self.id, "name": self.name, "state": self.state, "progress": round(self.progress, 3),
-                "error": self.error, "width": self.size[0] if self.size else None,
-                "height": self.size[1] if self.size else None, "seconds": self.seconds}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "progress": round(self.progress, 3),
+            "error": self.error,
+            "width": self.size[0] if self.size else None,
+            "height": self.size[1] if self.size else None,
+            "seconds": self.seconds,
+        }
 
 
 Runner = Callable[[Options], object]  # makes an ImageUpscaler for the options (cached by the caller)
@@ -82,8 +89,15 @@ Runner = Callable[[Options], object]  # makes an ImageUpscaler for the options (
 class JobQueue:
     """Jobs run one at a time, in a worker thread, by upscalers that `make_runner` gives for their options."""
 
-    def __init__(self, make_runner: Runner, max_waiting: int = 8, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 heartbeat: float = 30.0, keep: float = 600.0, folder: Path | None = None) -> None:
+    def __init__(
+        self,
+        make_runner: Runner,
+        max_waiting: int = 8,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        heartbeat: float = 30.0,
+        keep: float = 600.0,
+        folder: Path | None = None,
+    ) -> None:
         self.make_runner, self.max_pixels = make_runner, max_pixels
         self.heartbeat, self.keep = heartbeat, keep
         self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="superres-serve-"))  # mode 0700
@@ -197,8 +211,11 @@ class JobQueue:
                 yield band
 
         job.progress = 0.05
-        write_image(target, PictureStream(stream.height, stream.width, rows(stream.strips), stream.alpha,
-                                          stream.icc_profile), overwrite=True)
+        write_image(
+            target,
+            PictureStream(stream.height, stream.width, rows(stream.strips), stream.alpha, stream.icc_profile),
+            overwrite=True,
+        )
         with self.lock:  # a cancel either came before (the file goes) or comes after (and deletes it)
             if job.cancel.is_set():
                 target.unlink(missing_ok=True)
@@ -235,4 +252,3 @@ class JobQueue:
                 if (not job.ended and idle > self.heartbeat) or (job.ended and idle > self.keep):
                     log.info("job %s (%s) expired", job.id, job.name)
                     self.cancel(job.id)
-

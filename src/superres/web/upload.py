@@ -30,8 +30,9 @@ class Upload:
     bytes: int = 0
 
 
-async def read_upload(content_type: str, chunks: AsyncIterator[bytes], file_field: str, max_bytes: int,
-                      new_path: Callable[[str], Path]) -> Upload:
+async def read_upload(
+    content_type: str, chunks: AsyncIterator[bytes], file_field: str, max_bytes: int, new_path: Callable[[str], Path]
+) -> Upload:
     """Parse the body: text fields into .fields, the part named `file_field` into a new file at
     new_path(its name). Raises UploadError (413 over max_bytes, 400/415 for a malformed body)."""
     kind, params = parse_options_header(content_type or "")
@@ -86,10 +87,18 @@ async def read_upload(content_type: str, chunks: AsyncIterator[bytes], file_fiel
         elif state["name"]:
             upload.fields[state["name"]] = state["value"].decode("utf-8", "replace")
 
-    parser = MultipartParser(params[b"boundary"], {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
-        "on_part_end": on_part_end})
+    parser = MultipartParser(
+        params[b"boundary"],
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
     try:
         received = 0
         async for chunk in chunks:  # the whole body counts, chunked or not
