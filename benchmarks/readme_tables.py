@@ -1,14 +1,15 @@
 """Print the README's result tables from `superres eval --json` output (Y and RGB scores in one file).
 
     superres eval --data ../shared/data/benchmark/{Set5,Set14,B100} --scale 2,3,4 --channel y,rgb \\
-        --methods bilinear,bicubic,model,model+correct --json src/superres/weights/eval.json
-    python benchmarks/readme_tables.py src/superres/weights/eval.json
+        --methods bilinear,bicubic,model,model+correct --json docs/results/eval.json
+    python benchmarks/readme_tables.py docs/results/eval.json
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 SETS = ("Set5", "Set14", "B100")
 # Published Y-PSNR (../shared/data/README.md): EDSR-baseline trained on DIV2K, and MATLAB bicubic.
@@ -17,7 +18,7 @@ BICUBIC = {2: (33.66, 30.24, 29.56), 3: (30.39, 27.55, 27.21), 4: (28.42, 26.00,
 
 
 def main(path: str) -> int:
-    results = json.loads(open(path).read())["results"]
+    results = json.loads(Path(path).read_text())["results"]
 
     def get(method: str, dataset: str, scale: int, channel: str, key: str = "psnr") -> float | None:
         for r in results:
@@ -53,4 +54,4 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "src/superres/weights/eval.json"))
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "docs/results/eval.json"))

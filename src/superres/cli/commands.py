@@ -272,7 +272,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from superres.models.checkpoints import load_model
     from superres.models.base import count_parameters
-    from superres.models.registry import PRESETS, PRETRAINED, bundled_results, create_model
+    from superres.models.registry import PRESETS, PRETRAINED, create_model
     from superres.models.summary import summarize
 
     print(f"{'preset':<16} {'family':>6} {'blocks':>6} {'feats':>6} {'params':>11}  (EDSR at x2; MDSR with x2, x3, x4)")
@@ -285,24 +285,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not PRETRAINED:
         print("bundled models: none")
         return 0
-    results = bundled_results()
     sets = ["Set5", "Set14", "B100"]
     print(
         f"{'bundled model':<18} {'scale':>5} {'params':>9} {'GFLOPs':>7}  "
         + " ".join(f"{s:>6}" for s in sets)
-        + "   (GFLOPs for a 1280x720 output; Y-PSNR dB from weights/eval.json)"
+        + "   (GFLOPs for a 1280x720 output; Y-PSNR dB from the model card, weights/manifest.json)"
     )
     for entry in PRETRAINED.values():
         model = load_model(entry.name)
         for s in model.scales:
             gflops = 2 * sum(r.macs for r in summarize(model, (720 // s, 1280 // s), s)) / 1e9
-            scores = {
-                r["dataset"]: r["psnr"]
-                for r in results
-                if r["method"] in (entry.name, "model" if entry.default else None)
-                and r["scale"] == s
-                and r["channel"] == "y"
-            }
+            scores = (entry.psnr_y or {}).get(s, {})
             cells = " ".join(f"{scores[d]:>6.2f}" if d in scores else f"{'-':>6}" for d in sets)
             partner_of = [e.name for e in PRETRAINED.values() if e.photo == entry.name]
             note = (

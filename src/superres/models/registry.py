@@ -49,6 +49,9 @@ class Pretrained:
     description: str
     default: bool = False  # the model `load_model()` returns (for the scales it has)
     photo: str | None = None  # its photo counterpart (same architecture, trained on degraded inputs): --denoise
+    # measured Y-PSNR (dB) by scale and set, e.g. {2: {"Set5": 37.63, "Set14": 33.11, "B100": 31.98}}: written
+    # by benchmarks/model_cards.py from docs/results/eval.json; None where not measured
+    psnr_y: dict[int, dict[str, float]] | None = None
 
     def path(self) -> Path:
         return Path(str(resources.files("superres.weights").joinpath(self.file)))
@@ -60,13 +63,27 @@ def _read_manifest() -> dict[str, Pretrained]:
     if not manifest.is_file():
         return {}
     entries = json.loads(manifest.read_text())["models"]
-    return {e["name"]: Pretrained(**{**e, "scales": tuple(e["scales"])}) for e in entries}
+    return {
+        e["name"]: Pretrained(
+            **{
+                **e,
+                "scales": tuple(e["scales"]),
+                "psnr_y": {int(s): dict(v) for s, v in e["psnr_y"].items()} if e.get("psnr_y") else None,
+            }
+        )
+        for e in entries
+    }
 
 
 def bundled_results() -> list[dict]:
-    """The `superres eval --json` results measured on the bundled models (weights/eval.json), if present."""
-    path = resources.files("superres.weights").joinpath("eval.json")
-    return json.loads(path.read_text())["results"] if path.is_file() else []
+    """The bundled models' Y-PSNR from their manifest entries (`psnr_y`) as `superres eval --json` rows (method =
+    the model's name, channel 'y'). The full results are in docs/results/eval.json of the source tree."""
+    return [
+        {"method": e.name, "dataset": d, "scale": s, "channel": "y", "psnr": v}
+        for e in PRETRAINED.values()
+        for s, sets in (e.psnr_y or {}).items()
+        for d, v in sets.items()
+    ]
 
 
 PRETRAINED: dict[str, Pretrained] = _read_manifest()
