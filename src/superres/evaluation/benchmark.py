@@ -70,11 +70,6 @@ class Method:
         return cls(text, model=base, correct="+correct" in found, ensemble="+ensemble" in found)
 
 
-def parse_methods(text: str | list[str]) -> list[Method]:
-    items = text.split(",") if isinstance(text, str) else [t for item in text for t in item.split(",")]
-    return [Method.parse(t) for t in items if t.strip()]
-
-
 class ModelCache:
     """Loads each model once and says which of its scales to run for a factor (None: skip the model there).
 
