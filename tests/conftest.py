@@ -6,12 +6,19 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def cpu_unless_marked_gpu(request, monkeypatch):
-    """Tests compare numbers made on the CPU; on a CUDA machine, 'auto' would pick the GPU and fp16. Only
-    tests marked gpu see the real device choice."""
-    if request.node.get_closest_marker("gpu") is None:
-        import superres.inference.upscaler as upscaler
+    """Tests compare numbers made on the CPU; on a CUDA (or Apple MPS) machine, device 'auto' would pick the GPU
+    and fp16 or bf16, in upscaling, eval and training alike. Every test not marked gpu runs as on a machine
+    without one: torch reports no CUDA and no MPS (so 'auto' is the CPU), and the processes a test starts
+    (torchrun, `python -m superres`) see no CUDA device. Only tests marked gpu see the real devices (their
+    skipif runs at collection, before this)."""
+    if request.node.get_closest_marker("gpu") is not None:
+        return
+    import torch
 
-        monkeypatch.setattr(upscaler, "auto_device", lambda: "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    if getattr(torch.backends, "mps", None) is not None:
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # inherited by subprocesses
 
 
 @pytest.fixture
