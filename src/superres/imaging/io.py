@@ -1,11 +1,18 @@
-"""Reading and writing images without losing what the user had: bit depth, grayscale, alpha, ICC profile.
+"""Reading and writing image files, keeping what the file had where the output format can hold it: bit depth
+(8 or 16 bits), grayscale, alpha and the ICC profile.
 
-Pixels are numpy arrays: (H, W) for grayscale or (H, W, 3) for colour, uint8 or uint16; alpha is kept
-apart as (H, W) of the same type. Pillow does the work, except for 16-bit colour PNG/TIFF, which Pillow
-cannot hold and OpenCV reads (and writes, for TIFF), and PNG writing, which superres.imaging.png does faster and
-strip by strip. EXIF orientation is applied on reading. Writes go to a
-file with no name (O_TMPFILE, imaging.files.atomic_file) that is linked into place once complete, so an
-interrupted write, even by SIGKILL, never leaves a partial image.
+Pixels are numpy arrays: (H, W) for grayscale or (H, W, 3) for colour, uint8 or uint16; alpha is kept apart as
+(H, W) of the same type.
+
+Reading: Pillow decodes, except what it cannot hold (16-bit PNG with colour or alpha, 16-bit colour TIFF),
+which OpenCV decodes. Palette, CMYK and the other colour modes become RGB, 1-bit becomes 8-bit gray, the EXIF
+orientation is applied, only the first frame of an animation is read, and a JPEG's quality is estimated from
+its quantisation tables. An image over the reader's pixel limit is refused from its header, before decoding.
+
+Writing: the extension names the format. PNG is encoded by superres.imaging.png (strip by strip from a
+PictureStream); 16-bit TIFF with colour or alpha by tifffile; the rest by Pillow, reduced to 8 bits, without
+alpha or with gray expanded to RGB where the format must. Every write is atomic (imaging.files.atomic_file):
+the output's name appears only once the file is complete, so an interrupted write never leaves half an image.
 """
 
 from __future__ import annotations
@@ -51,10 +58,6 @@ class Picture:
     alpha: np.ndarray | None = None  # (H, W), same dtype as pixels
     icc_profile: bytes | None = None
     jpeg_quality: int | None = None  # for a JPEG, the libjpeg quality its quantisation tables match (1-100)
-
-    @property
-    def is_gray(self) -> bool:
-        return self.pixels.ndim == 2
 
     @property
     def peak(self) -> int:
