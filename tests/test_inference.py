@@ -10,7 +10,7 @@ from superres.cli.main import main
 from superres.errors import ConfigError
 from superres.imaging.io import Picture, read_image, write_image
 from superres.inference.upscaler import MIN_TILE, Upscaler
-from superres.models import EDSR, EDSRConfig, save_weights
+from superres.models import EDSR, EDSRConfig, load_model, save_weights
 
 
 def busy_model(scale: int, n_colors: int = 3, blocks: int = 3) -> EDSR:
@@ -115,15 +115,17 @@ def test_self_ensemble_keeps_an_equivariant_model_unchanged():
     assert np.array_equal(plain, ens) and np.array_equal(plain, img.repeat(2, 0).repeat(2, 1))
 
 
-def test_outscale_any_factor(tmp_path):
+def test_any_factor(tmp_path):
     model = busy_model(2)
     img = np.random.default_rng(0).integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
-    out = superres.upscale(img, model=model, outscale=2.5)
+    out = superres.upscale(img, model=model, scale=2.5)
     assert out.shape == (50, 75, 3)
     rgba = np.dstack([img, np.full((20, 30), 99, np.uint8)])
-    out = superres.upscale(rgba, model=model, outscale=1.5)
+    out = superres.upscale(rgba, model=model, scale=1.5)
     assert out.shape == (30, 45, 4) and np.all(out[..., 3] == 99)
-    assert superres.upscale(img, method="bicubic", outscale=1.7).shape == (34, 51, 3)
+    assert superres.upscale(img, method="bicubic", scale=1.7).shape == (34, 51, 3)
+    with pytest.raises(TypeError, match="outscale"):  # its former name is gone (CHANGELOG)
+        superres.upscale(img, model=model, outscale=2.5)
 
 
 def test_onnx_export_and_backend_match_pytorch(tmp_path, capsys):
@@ -233,7 +235,7 @@ def test_out_of_gpu_memory_retries_with_smaller_tiles(monkeypatch, caplog):
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
-    from superres.inference import upscaler as mod
+    from superres.inference import devices as mod
 
     model = busy_model(2, blocks=1)
     monkeypatch.setattr(mod, "native_bf16", lambda: False)
@@ -248,7 +250,7 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
 
 
 def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
-    from superres.inference import upscaler as mod
+    from superres.inference import devices as mod
 
     real_open = open
     for flags, expected in (
@@ -295,7 +297,6 @@ def test_cuda_out_of_memory_retries_with_smaller_tiles(monkeypatch):
 
 def test_onnx_export_of_a_multi_scale_model_writes_one_file_per_scale(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    from superres.inference.onnx import OnnxUpscaler
     from superres.models import create_model
 
     torch.manual_seed(0)
@@ -307,9 +308,9 @@ def test_onnx_export_of_a_multi_scale_model_writes_one_file_per_scale(tmp_path, 
     assert main(["export", str(weights), "-o", str(tmp_path / "ms.onnx"), "--overwrite"]) == 0
     img = image(19, 23)
     for scale in (2, 3, 4):
-        ort = OnnxUpscaler(tmp_path / f"ms-x{scale}.onnx", tile=0)
+        ort = Upscaler(load_model(tmp_path / f"ms-x{scale}.onnx"), tile=0)
         assert ort.scale == scale
         expected = Upscaler(model, scale, device="cpu", precision="fp32", tile=0)(img)
         assert np.abs(ort(img) - expected).max() < 1e-2
     assert main(["export", str(weights), "-o", str(tmp_path / "x3.onnx"), "--scale", "3"]) == 0
-    assert OnnxUpscaler(tmp_path / "x3.onnx").scale == 3
+    assert Upscaler(load_model(tmp_path / "x3.onnx")).scale == 3

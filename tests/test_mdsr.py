@@ -89,7 +89,7 @@ def test_official_checkpoint_loads_strictly_and_computes_the_same(tmp_path, pref
     official = _randomize(OfficialMDSR(n_resblocks=2, n_feats=8)).eval()
     torch.save({prefix + k: v for k, v in official.state_dict().items()}, tmp_path / "MDSR.pt")
     model = load_model(tmp_path / "MDSR.pt")
-    assert isinstance(model, MDSR)
+    assert isinstance(model.net, MDSR)
     assert model.scales == (2, 3, 4) and model.config.pre_process and model.config.n_resblocks == 2
     x = torch.rand(1, 3, 11, 9) * 255
     for i, scale in enumerate((2, 3, 4)):

@@ -5,18 +5,22 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from PIL import Image
+from torch import nn
 
 from superres.inference.correction import DEFAULT_THRESHOLD, correct_strips
 from superres.inference.denoise import DenoiseChoice, PhotoPair, auto_strength, parse_denoise
 from superres.errors import ConfigError
 from superres.imaging.io import Picture, PictureStream, from_pil, to_pil
 from superres.inference.sizes import OutputSize, network_scale
+from superres.inference.options import UpscaleOptions
 from superres.inference.upscaler import Upscaler, resize_picture, upscale_picture_stream
 from superres.models.base import SRNet
 from superres.models.checkpoints import load_model
+from superres.models.handle import ModelHandle, as_handle
 from superres.models.registry import default_scales
 from superres.imaging.resize import imresize
 
@@ -27,13 +31,9 @@ log = logging.getLogger(__name__)
 class ImageUpscaler:
     """Everything `superres upscale` does to one picture, configured once and applied to many.
 
-    scale: any factor > 0 (default 2, or the model's scale for a single-scale model), or size=(width,
-    height), or width/height alone (aspect kept). model: an SRNet, a bundled name or preset, a weights path
-    (.safetensors/.pt/.pth/.onnx), or None for the bundled default; method: an interpolation instead. The
-    network runs at the smallest of its scales at or above the needed factor (else its largest), and its
-    output is resized to the exact size with the MATLAB bicubic. correct: the correction threshold (gray
-    levels) or None. The rest go to `Upscaler` (device, precision, tiling, self-ensemble). outscale, the
-    former name of the final factor, overrides scale.
+    Takes an `UpscaleOptions`, or its fields as keywords (`ImageUpscaler(scale=2.5, tile=256)`), or both (the
+    keywords change the options). The network runs at the smallest of its scales at or above the needed
+    factor (else its largest), and its output is resized to the exact size with the MATLAB bicubic.
 
     denoise: 'auto' (default), a strength from 0 (the clean model) to 1 (its photo model), or None (off).
     Strengths between blend the two networks' weights; auto reads the strength off each picture (its JPEG
@@ -43,86 +43,38 @@ class ImageUpscaler:
     is above 0, and only resized otherwise.
     """
 
-    def __init__(
-        self,
-        scale: float | None = None,
-        model: SRNet | str | os.PathLike | None = None,
-        method: str | None = None,
-        outscale: float | None = None,
-        correct: float | None = None,
-        size: tuple[int, int] | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        device: str = "auto",
-        precision: str | None = "auto",
-        tile: int | None = None,
-        tile_overlap: int | None = None,
-        self_ensemble: bool = False,
-        backend: str | None = None,
-        denoise: float | str | None = "auto",
-    ) -> None:
-        if model is not None and method is not None:
-            raise ConfigError("give a model or a method, not both")
-        if outscale is not None:  # the former API: `scale` chose the network, `outscale` the final factor
-            scale = outscale
-        if size is not None:
-            if width is not None or height is not None:
-                raise ConfigError("give the output size or a width/height, not both")
-            width, height = size
-        if scale is not None and (width is not None or height is not None):
-            raise ConfigError("give a scale or an output size, not both")
-        self.method = method
-        self.net: SRNet | None = None
+    def __init__(self, options: UpscaleOptions | None = None, /, **fields: Any) -> None:
+        options = UpscaleOptions(**fields) if options is None else options.but(**fields) if fields else options
+        self.options = options
+        self.method = options.method
+        self.net: ModelHandle | None = None
         self.pair: PhotoPair | None = None
-        self.denoise = parse_denoise(denoise) if method is None else None
+        self.denoise = options.denoise
         self._runners: dict[tuple[int, float], Upscaler] = {}
-        self._options = dict(
-            device=device, precision=precision, tile=tile, overlap=tile_overlap, self_ensemble=self_ensemble
-        )
-        if method is not None:
-            if scale is None and width is None and height is None:
-                raise ConfigError("an interpolation method needs a scale or an output size")
-            if correct is not None:
-                raise ConfigError("the correction applies to model outputs; it needs a model, not a method")
-            self.scales: tuple[int, ...] = ()
-        else:
-            backend = backend or ("onnxruntime" if str(model).endswith(".onnx") else "torch")
-            if backend == "onnxruntime":
-                from superres.inference.onnx import OnnxUpscaler
-
-                if model is None or isinstance(model, SRNet):
-                    raise ConfigError("the onnxruntime backend needs an .onnx file (superres export --format onnx)")
-                runner = OnnxUpscaler(model, tile=tile, overlap=tile_overlap, self_ensemble=self_ensemble)
-                self._runners[(runner.scale, 0.0)] = runner  # the file's one scale
-                self.scales = (runner.scale,)
-            elif backend == "torch":
-                hint = None  # no model: the bundled default that has the scale a factor needs (any for a size)
-                if model is None and scale is not None and default_scales():
-                    hint = network_scale(default_scales(), scale)
-                self.net = model if isinstance(model, SRNet) else load_model(model, scale=hint)
-                self.scales = self.net.scales
-                if self.denoise is not None and (model is None or isinstance(model, str)):
-                    self.pair = PhotoPair.bundled(model, clean=self.net)
-            else:
-                raise ConfigError(f"backend must be 'torch' or 'onnxruntime', got '{backend}'")
+        self.scales: tuple[int, ...] = ()
+        model = options.model
+        if self.method is None:
+            hint = None  # no model: the bundled default that has the scale a factor needs (any for a size)
+            if model is None and options.scale is not None and default_scales():
+                hint = network_scale(default_scales(), options.scale)
+            self.net = as_handle(model) if isinstance(model, (ModelHandle, nn.Module)) else load_model(model, hint)
+            self.scales = self.net.scales
+            if self.denoise is not None and (model is None or isinstance(model, str)) and self.net.onnx is None:
+                self.pair = PhotoPair.bundled(model, clean=self.net)
         if isinstance(self.denoise, float) and self.denoise > 0 and self.pair is None:
             raise ConfigError(
-                f"denoise {self.denoise:g} needs a bundled model with a photo counterpart (the default "
-                f"has one); {model if model is not None else 'this model'} has none"
+                f"denoise {self.denoise:g} needs a bundled model with a photo counterpart (the default has one); "
+                f"{model if model is not None else 'this model'} has none"
             )
-        if scale is None and width is None and height is None:
-            scale = 2 if len(self.scales) != 1 else self.scales[0]
-        self.size = OutputSize(float(scale) if scale is not None else None, width, height)
-        if correct is not None and correct < 0:
-            raise ConfigError(f"the correction threshold must be >= 0, got {correct}")
-        self.threshold = correct
+        self.size = options.output or OutputSize(float(2 if len(self.scales) != 1 else self.scales[0]))
+        self.threshold = options.correct
 
     def upscaler(self, scale: int, strength: float = 0.0) -> Upscaler:
         """The network (blended at a denoise strength) ready to run at one of its scales, made once each."""
         key = (scale, strength)
         if key not in self._runners:
             net = self.pair.at(strength) if self.pair is not None else self.net
-            self._runners[key] = Upscaler(net, scale, **self._options)
+            self._runners[key] = Upscaler(net, scale, **self.options.runner_options())
         return self._runners[key]
 
     def choose_denoise(self, picture: Picture) -> DenoiseChoice:
@@ -169,20 +121,28 @@ class ImageUpscaler:
 def upscale(
     image,
     scale: float | None = None,
-    model: SRNet | str | os.PathLike | None = None,
+    model: ModelHandle | SRNet | str | os.PathLike | None = None,
     method: str | None = None,
-    **options,
+    *,
+    size: tuple[int, int] | None = None,
+    options: UpscaleOptions | None = None,
+    **fields: Any,
 ):
-    """Upscale an image with a model (an SRNet, a bundled name or a weights path) or an interpolation method.
+    """Upscale an image with a model (a handle, a bundled name or a weights path) or an interpolation method.
 
     image: numpy uint8/uint16 array (H, W), (H, W, 3) or (H, W, 4) (last channel alpha), or a PIL image.
-    scale: any factor (default 2); or size=(width, height), width=W or height=H instead. With neither
-    model nor method, the bundled default model is used. Options: denoise ('auto' by default, or 0-1; see
-    ImageUpscaler), correct (threshold, e.g. superres.DEFAULT_THRESHOLD), device, precision ('auto' by
-    default), tile, tile_overlap, self_ensemble, backend. Returns the same kind of object: an array of the same dtype and channels,
-    or a PIL image.
+    scale: any factor (default 2); or size=(width, height) (short for width=..., height=...), width=W or
+    height=H instead. With neither model nor method, the bundled default model is used. Any other field of
+    `UpscaleOptions` may be given as a keyword (denoise, correct, device, precision, backend, threads, tile,
+    tile_overlap, self_ensemble), or a whole `options`. Returns the same kind of object: an array of the same
+    dtype and channels, or a PIL image.
     """
-    runner = ImageUpscaler(scale=scale, model=model, method=method, **options)
+    given = {k: v for k, v in dict(scale=scale, model=model, method=method).items() if v is not None}
+    if size is not None:
+        if "width" in fields or "height" in fields:
+            raise ConfigError("give size=(width, height) or width/height, not both")
+        given["width"], given["height"] = size
+    runner = ImageUpscaler(options, **given, **fields)
     if isinstance(image, Image.Image):
         return to_pil(runner(from_pil(image)))
     arr = np.asarray(image)
@@ -195,11 +155,11 @@ def upscale(
     elif arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3):
         picture = Picture(arr)
     elif arr.ndim == 3 and arr.shape[2] == 1:
-        return upscale(arr[..., 0], scale, model, method, **options)[..., None]
+        return upscale(arr[..., 0], options=runner.options)[..., None]
     else:
         raise ConfigError(f"images must be (H, W) or (H, W, 1|2|3|4), got shape {arr.shape}")
     out = runner(picture)
     return out.pixels if out.alpha is None else np.dstack([out.pixels, out.alpha])
 
 
-__all__ = ["DEFAULT_THRESHOLD", "ImageUpscaler", "OutputSize", "network_scale", "upscale"]
+__all__ = ["DEFAULT_THRESHOLD", "ImageUpscaler", "OutputSize", "UpscaleOptions", "network_scale", "upscale"]

@@ -10,10 +10,14 @@ import glob
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from superres.errors import SuperresError
+
+if TYPE_CHECKING:
+    from superres.inference.options import UpscaleOptions
 
 log = logging.getLogger("superres")
 
@@ -64,7 +68,6 @@ def _report(errors: list[str]) -> None:
 def cmd_upscale(args: argparse.Namespace) -> int:
     from superres.api import ImageUpscaler
     from superres.inference.batch import Ranks, run_batch, share
-    from superres.inference.correction import DEFAULT_THRESHOLD
 
     correct = args.correct
     if correct is not None and correct != "default":
@@ -76,38 +79,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise SuperresError("no input images given")
     files, errors = expand_inputs(args.inputs, videos=True)
-    if (
-        args.method is not None
-        and args.scale is None
-        and args.outscale is None
-        and args.size is None
-        and args.width is None
-        and args.height is None
-    ):
-        raise SuperresError("--method needs --scale, --size, --width or --height")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     ranks = Ranks()
     try:
-        runner = ImageUpscaler(
-            scale=args.scale,
-            model=args.model,
-            method=args.method,
-            outscale=args.outscale,
-            size=args.size,
-            width=args.width,
-            height=args.height,
-            correct=None if correct is None else (DEFAULT_THRESHOLD if correct == "default" else correct),
-            device=ranks.device(args.device),
-            precision=args.precision,
-            tile=args.tile,
-            tile_overlap=args.tile_overlap,
-            self_ensemble=args.self_ensemble,
-            backend=args.backend,
-            denoise=args.denoise,
-        )
+        runner = ImageUpscaler(upscale_options(args, correct, device=ranks.device(args.device)))
         jobs, plan_errors = plan_jobs(files, args, runner.size.label())
         errors += plan_errors
         ranks.barrier()  # every process plans before any writes, so all see the same existing files
@@ -132,6 +106,30 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             where = f" on {ranks.world} processes" if ranks.world > 1 else ""
             print(f"upscaled {done} of {done + len(errors)} file(s) {runner.size.label()}{where}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def upscale_options(args: argparse.Namespace, correct: float | str | None, device: str) -> UpscaleOptions:
+    """The options `superres upscale` was given (correct: None, 'default' or a threshold)."""
+    from superres.inference.correction import DEFAULT_THRESHOLD
+    from superres.inference.options import UpscaleOptions
+
+    width, height = args.size if args.size is not None else (args.width, args.height)
+    return UpscaleOptions(
+        scale=args.scale,
+        width=width,
+        height=height,
+        model=args.model,
+        method=args.method,
+        correct=None if correct is None else (DEFAULT_THRESHOLD if correct == "default" else float(correct)),
+        denoise=args.denoise,
+        backend=args.backend or "auto",
+        device=device,
+        precision=args.precision or "auto",
+        threads=args.threads or None,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        self_ensemble=args.self_ensemble,
+    )
 
 
 def plan_jobs(files: list[Path], args: argparse.Namespace, label: str) -> tuple[list, list[str]]:
@@ -270,17 +268,15 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from superres.models.checkpoints import load_model
     from superres.models.base import count_parameters
-    from superres.models.registry import PRESETS, PRETRAINED, create_model
+    from superres.models.checkpoints import load_model
+    from superres.models.registry import PRETRAINED, create_model, presets
     from superres.models.summary import summarize
 
-    print(f"{'preset':<16} {'family':>6} {'blocks':>6} {'feats':>6} {'params':>11}  (EDSR at x2; MDSR with x2, x3, x4)")
-    for name, p in sorted(PRESETS.items()):
-        print(
-            f"{name:<16} {p['arch']:>6} {p['n_resblocks']:>6} {p['n_feats']:>6} "
-            f"{count_parameters(create_model(name)):>11,}"
-        )
+    print(f"{'preset':<16} {'family':>6} {'params':>11}  architecture (single-scale families at x2)")
+    for name, (family, _) in sorted(presets().items()):
+        net = create_model(name)
+        print(f"{name:<16} {family.name:>6} {count_parameters(net):>11,}  {net.describe()}")
     print()
     if not PRETRAINED:
         print("bundled models: none")
@@ -456,7 +452,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import torch
 
     from superres.cli.demo import PHOTOS, run_demo
-    from superres.inference.upscaler import resolve_precision
+    from superres.inference.devices import resolve_precision
     from superres.models.checkpoints import load_model
     from superres.models.registry import default_model_name
 

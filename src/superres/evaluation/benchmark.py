@@ -27,7 +27,7 @@ from superres.imaging.io import Picture
 from superres.inference.sizes import network_scale
 from superres.inference.upscaler import Upscaler, upscale_picture
 from superres.evaluation.metrics import psnr, ssim
-from superres.models.base import SRNet
+from superres.models.handle import ModelHandle
 from superres.models.registry import default_model_name, default_scales, photo_partner
 from superres.imaging.resize import METHODS, imresize, output_shape_for
 
@@ -78,7 +78,7 @@ class ModelCache:
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
-        self._models: dict[str, SRNet | None] = {}
+        self._models: dict[str, ModelHandle | None] = {}
         self._pair: PhotoPair | None = None
 
     def pair(self) -> PhotoPair:
@@ -95,7 +95,7 @@ class ModelCache:
             self._pair = PhotoPair(self._models[name], load_model(photo_partner(name)).to(self.device))
         return self._pair
 
-    def get(self, spec: str, factor: float) -> tuple[SRNet, int] | None:
+    def get(self, spec: str, factor: float) -> tuple[ModelHandle, int] | None:
         from superres.models.checkpoints import load_model
 
         if spec == "model":  # the bundled default that has the scale this factor runs at
@@ -119,7 +119,7 @@ def run_method(
     method: Method,
     lr: np.ndarray,
     factor: float,
-    model: tuple[SRNet, int] | None,
+    model: tuple[ModelHandle, int] | None,
     threshold: float = DEFAULT_THRESHOLD,
     cache: dict | None = None,
     precision: str = "fp32",
@@ -137,7 +137,7 @@ def run_method(
     key = (id(net), scale, method.ensemble)
     if cache is None or key not in cache:
         runner = Upscaler(
-            net, scale, device=str(next(net.parameters()).device), precision=precision, self_ensemble=method.ensemble
+            net, scale, device=str(net.device), precision=precision, self_ensemble=method.ensemble
         )
         sr = upscale_picture(Picture(lr), scale, model=runner).pixels
         net_seconds, t0 = time.perf_counter() - t0, time.perf_counter()

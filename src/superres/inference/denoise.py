@@ -13,14 +13,13 @@ texture reads as noise (5% of them read above 4.5), so only a reading of 9 or mo
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass
 
 from superres.errors import ConfigError
 from superres.imaging.io import Picture
 from superres.imaging.quality import noise_sigma
-from superres.models.base import SRNet
+from superres.models.handle import ModelHandle
 from superres.models.checkpoints import interpolate, load_model
 from superres.models.registry import photo_partner
 
@@ -75,26 +74,32 @@ def parse_denoise(value: float | str | None) -> float | str | None:
     return s
 
 
+def _cpu_fp32(model: ModelHandle) -> ModelHandle:
+    copy = model.copy_to("cpu")
+    copy.net.float()
+    return copy
+
+
 class PhotoPair:
     """A clean network and its photo counterpart, blended on demand (each strength made once)."""
 
-    def __init__(self, clean: SRNet, photo: SRNet) -> None:
+    def __init__(self, clean: ModelHandle, photo: ModelHandle) -> None:
         self.clean, self.photo = clean, photo
-        self._blends: dict[float, SRNet] = {0.0: clean, 1.0: photo}
-        self._sources: tuple[SRNet, SRNet] | None = None  # CPU copies, made at the first blend
+        self._blends: dict[float, ModelHandle] = {0.0: clean, 1.0: photo}
+        self._sources: tuple[ModelHandle, ModelHandle] | None = None  # CPU copies, made at the first blend
 
     @classmethod
-    def bundled(cls, name: str | None = None, clean: SRNet | None = None) -> "PhotoPair | None":
+    def bundled(cls, name: str | None = None, clean: ModelHandle | None = None) -> "PhotoPair | None":
         """The bundled model `name` (None: the default) with its photo model, or None if it has none."""
         partner = photo_partner(name)
         if partner is None:
             return None
         return cls(clean if clean is not None else load_model(name), load_model(partner))
 
-    def at(self, strength: float) -> SRNet:
+    def at(self, strength: float) -> ModelHandle:
         key = round(float(strength), 4)
         if key not in self._blends:
-            if self._sources is None:  # copies: an Upscaler moves the network it runs onto its device
-                self._sources = (copy.deepcopy(self.clean).cpu().float(), copy.deepcopy(self.photo).cpu().float())
+            if self._sources is None:  # fp32 CPU copies, whatever device and dtype the two networks have
+                self._sources = (_cpu_fp32(self.clean), _cpu_fp32(self.photo))
             self._blends[key] = interpolate(*self._sources, key).eval()
         return self._blends[key]

@@ -1,58 +1,84 @@
-"""ONNX export (dynamic height and width) and an onnxruntime backend with the same tiling as PyTorch's.
+"""ONNX export: a model at one of its scales as an ONNX graph (dynamic batch, height and width) that takes and
+gives float32 pixels in 0..255, whatever range the network itself works in. The onnxruntime backend
+(backends.py) runs these files, or exports a loaded model in memory.
 
 Needs the optional packages: pip install 'superres[onnx]' (onnx to export, onnxruntime to run).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from superres.errors import CheckpointError, ConfigError
+from superres.errors import ConfigError
 from superres.imaging.files import atomic_path
-from superres.inference.upscaler import Upscaler
-from superres.models.base import SRNet
-from superres.models.checkpoints import METADATA_KEY, build_from_dict
+from superres.models.checkpoints import METADATA_KEY
+from superres.models.handle import ModelHandle, as_handle
 
 
 class _AtScale(torch.nn.Module):
-    """A network fixed to one of its scales: what one ONNX file holds."""
+    """A network fixed to one of its scales, on 0..255 pixels: what one ONNX file holds."""
 
-    def __init__(self, model: SRNet, scale: int) -> None:
+    def __init__(self, handle: ModelHandle, scale: int) -> None:
         super().__init__()
-        self.model, self.scale = model, scale
+        self.net, self.handle, self.scale = handle.net, handle, scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x, self.scale)
+        white = self.handle.pixel_range
+        if white == 255.0:
+            return self.handle.run(x, self.scale)
+        return self.handle.run(x * (white / 255.0), self.scale) * (255.0 / white)
+
+
+def _export(handle: ModelHandle, target: str | io.BytesIO, scale: int, opset: int) -> None:
+    dummy = torch.rand(1, handle.n_colors, 32, 32) * 255
+    with warnings.catch_warnings():  # the TorchScript exporter warns that it is deprecated
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _AtScale(handle, scale),
+            (dummy,),
+            target,
+            input_names=["lr"],
+            output_names=["sr"],
+            opset_version=opset,
+            dynamic_axes={"lr": {0: "n", 2: "h", 3: "w"}, "sr": {0: "n", 2: "h_out", 3: "w_out"}},
+            dynamo=False,
+        )
+
+
+def _cpu_fp32(model: ModelHandle) -> ModelHandle:
+    """The handle itself when its network is fp32 on the CPU, else a copy that is (the caller's is left alone)."""
+    first = next(iter(model.net.parameters()), None)
+    if first is not None and (first.device.type != "cpu" or first.dtype != torch.float32):
+        model = model.copy_to("cpu")
+        model.net.float()
+    return model.eval()
+
+
+def onnx_bytes(model: ModelHandle, scale: int, opset: int = 17) -> bytes:
+    """`model` at `scale` as an ONNX graph in memory (no metadata)."""
+    handle = _cpu_fp32(model)
+    buffer = io.BytesIO()
+    _export(handle, buffer, handle.check_scale(scale), opset)
+    return buffer.getvalue()
 
 
 def export_onnx(
-    model: SRNet, path: str | os.PathLike, scale: int | None = None, opset: int = 17, metadata: dict | None = None
+    model, path: str | os.PathLike, scale: int | None = None, opset: int = 17, metadata: dict | None = None
 ) -> Path:
-    """Write `model` at `scale` (None: its only scale) as ONNX with input 'lr' (N, C, H, W) and output 'sr',
-    H and W dynamic, float32 0..255. A multi-scale network takes one file per scale."""
+    """Write `model` (a handle or a superres network) at `scale` (None: its only scale) as ONNX with input 'lr'
+    (N, C, H, W) and output 'sr', H and W dynamic, float32 0..255. A multi-scale network takes one file per
+    scale. The file's metadata names the family and config, so `load_model` reads it back."""
+    handle = _cpu_fp32(as_handle(model))
     path = Path(path)
-    model = model.eval().float().cpu()
-    scale = model.check_scale(scale)
-    dummy = torch.rand(1, model.n_colors, 32, 32) * 255
+    scale = handle.check_scale(scale)
     with atomic_path(path) as tmp:
-        with warnings.catch_warnings():  # the TorchScript exporter warns that it is deprecated
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _AtScale(model, scale),
-                (dummy,),
-                tmp,
-                input_names=["lr"],
-                output_names=["sr"],
-                opset_version=opset,
-                dynamic_axes={"lr": {0: "n", 2: "h", 3: "w"}, "sr": {0: "n", 2: "h_out", 3: "w_out"}},
-                dynamo=False,
-            )
+        _export(handle, tmp, scale, opset)
         try:
             import onnx
         except ImportError as e:
@@ -61,45 +87,7 @@ def export_onnx(
         entry = proto.metadata_props.add()
         entry.key, entry.value = (
             METADATA_KEY,
-            json.dumps({**(metadata or {}), "arch": model.arch, "config": model.config.to_dict(), "scale": scale}),
+            json.dumps({**(metadata or {}), "arch": handle.arch, "config": handle.config.to_dict(), "scale": scale}),
         )
         onnx.save(proto, tmp)
     return path
-
-
-class OnnxUpscaler(Upscaler):
-    """Upscaler whose network is an ONNX file run by onnxruntime (CPU), tiled exactly like PyTorch's."""
-
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        tile: int | None = None,
-        overlap: int | None = None,
-        self_ensemble: bool = False,
-        threads: int | None = None,
-    ) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise ConfigError("the onnxruntime backend needs onnxruntime: pip install 'superres[onnx]'") from e
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise CheckpointError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0]})") from e
-        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if not raw:
-            raise CheckpointError(f"{path}: not a superres ONNX export (no '{METADATA_KEY}' metadata)")
-        meta = json.loads(raw)
-        with torch.device("meta"):  # the architecture only: its config and receptive field
-            self.model = build_from_dict(meta.get("arch", "edsr"), meta["config"])
-        self.scale = self.model.check_scale(meta.get("scale"))
-        self.device = torch.device("cpu")
-        self.precision = "fp32"
-        self._set_tiling(tile, overlap, self_ensemble, None)
-
-    def _net(self, x: torch.Tensor) -> torch.Tensor:
-        lr = np.ascontiguousarray(x.float().numpy())
-        return torch.from_numpy(self.session.run(["sr"], {"lr": lr})[0])

@@ -22,48 +22,15 @@ import torch
 from superres.imaging.color import rgb_to_ycbcr, ycbcr_to_rgb
 from superres.errors import ConfigError
 from superres.imaging.io import Picture, PictureStream, gather_rows
+from superres.inference.backends import get_backend
 from superres.models.base import SRNet
+from superres.models.handle import ModelHandle, as_handle
 from superres.imaging.resize import METHODS, imresize, output_shape_for
 
 log = logging.getLogger(__name__)
 
 MIN_TILE = 16
 MAX_TILE_BATCH = 8
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16), where bf16 runs ~2x fp32. Linux only:
-    elsewhere it answers False and 'auto' stays fp32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def auto_device() -> str:
-    """'cuda' where there is a CUDA GPU, else 'mps' on Apple silicon, else 'cpu'."""
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def resolve_precision(precision: str | None, device: torch.device) -> str:
-    """'auto' (or None): fp16 autocast on CUDA and MPS, bf16 on a CPU that computes it natively, else fp32.
-    fp16 asked for on a CPU runs as bf16."""
-    if precision in (None, "auto"):
-        if device.type in ("cuda", "mps"):
-            return "fp16"
-        return "bf16" if native_bf16() else "fp32"
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got '{precision}'")
-    if precision == "fp16" and device.type == "cpu":
-        log.warning("fp16 is not supported well on CPU; using bf16 instead")
-        return "bf16"
-    return precision
 
 
 @dataclass
@@ -96,18 +63,19 @@ def _inverse(y: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class Upscaler:
-    """A network ready to run at one of its scales on images of any size.
+    """A model ready to run at one of its scales on images of any size.
 
-    scale: which of the network's scales (None: its only one). device: 'cpu', 'cuda', 'mps' or 'auto'.
-    precision: 'auto' (see resolve_precision), 'fp32', 'bf16' or 'fp16' (autocast). tile: LR tile side
-    (0 = no tiling, None = automatic from the image size and memory). overlap: LR margin per tile (None or
-    less than the receptive radius = the radius, which makes tiling exact). self_ensemble: average the 8
-    flips/rotations.
+    model: a handle (superres.load_model) or a superres network. scale: which of its scales (None: its only
+    one). backend: 'auto' (onnxruntime for an ONNX export, else torch), 'torch' or 'onnxruntime'; device,
+    precision and threads are the backend's (see backends.py: an option it cannot honour is an error).
+    tile: LR tile side (0 = no tiling, None = automatic from the image size and memory). overlap: LR margin
+    per tile (None or less than the receptive radius = the radius, which makes tiling exact). self_ensemble:
+    average the 8 flips/rotations. A network on another device is copied, never moved (backends.TorchRunner).
     """
 
     def __init__(
         self,
-        model: SRNet,
+        model: ModelHandle | SRNet,
         scale: int | None = None,
         device: str = "auto",
         precision: str | None = "auto",
@@ -115,27 +83,19 @@ class Upscaler:
         overlap: int | None = None,
         self_ensemble: bool = False,
         memory_budget: int | None = None,
+        backend: str | None = "auto",
+        threads: int | None = None,
     ) -> None:
-        if device == "auto":
-            device = auto_device()
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' asked for, but no CUDA GPU is available")
-        if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ConfigError("device 'mps' asked for, but Apple's MPS is not available")
-        self.device = torch.device(device)
-        self.precision = resolve_precision(precision, self.device)
-        self.scale = model.check_scale(scale)
-        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
-        self._set_tiling(tile, overlap, self_ensemble, memory_budget)
-
-    def _set_tiling(
-        self, tile: int | None, overlap: int | None, self_ensemble: bool, memory_budget: int | None
-    ) -> None:
-        """Tile size, margin (never below the receptive radius) and memory budget; needs self.model."""
+        handle = as_handle(model)
+        self.scale = handle.check_scale(scale)
+        self.runner = get_backend(backend, handle).prepare(handle, device, precision, threads)
+        self.model = handle
+        self.device = self.runner.device
+        self.precision = self.runner.precision
         if tile is not None and tile != 0 and tile < MIN_TILE:
             raise ConfigError(f"tile must be 0 (no tiling) or at least {MIN_TILE} LR pixels, got {tile}")
         self.tile = tile
-        self.radius = self.model.receptive_radius(self.scale)
+        self.radius = handle.receptive_radius(self.scale)
         if overlap is not None and overlap < self.radius:
             log.info("tile overlap %d is below the receptive radius %d; using %d", overlap, self.radius, self.radius)
         self.margin = max(self.radius, overlap or 0)
@@ -161,19 +121,8 @@ class Upscaler:
         return max(MIN_TILE * 4, side // 8 * 8)
 
     def _net(self, x: torch.Tensor) -> torch.Tensor:
-        """The network alone: (N, C, h, w) on device -> float32 (N, C, h*s, w*s).
-
-        Under half precision, a tile whose output overflows (inf/nan) is run again in fp32."""
-        x = x.contiguous(memory_format=torch.channels_last)
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        if dtype is None:
-            return self.model(x, self.scale).float()
-        with torch.autocast(self.device.type, dtype=dtype):
-            y = self.model(x, self.scale).float()
-        if not torch.isfinite(y).all():
-            log.warning("%s overflowed on a tile; recomputing it in fp32", self.precision)
-            y = self.model(x, self.scale).float()
-        return y
+        """The network alone, through the backend: (N, C, h, w) on device, 0..255 -> float32 (N, C, h*s, w*s)."""
+        return self.runner.run(x, self.scale)
 
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -310,21 +259,22 @@ def model_upscale_strips(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255
 
 
 def upscale_picture(
-    picture: Picture, scale: int | None = None, model: SRNet | Upscaler | None = None, method: str | None = None
+    picture: Picture, scale: int | None = None, model: ModelHandle | SRNet | Upscaler | None = None, method: str | None = None
 ) -> Picture:
     """Upscale pixels with a model or an interpolation method; alpha goes through bicubic separately."""
     return upscale_picture_stream(picture, scale, model, method).collect()
 
 
 def upscale_picture_stream(
-    picture: Picture, scale: int | None = None, model: SRNet | Upscaler | None = None, method: str | None = None
+    picture: Picture, scale: int | None = None, model: ModelHandle | SRNet | Upscaler | None = None, method: str | None = None
 ) -> PictureStream:
     """upscale_picture as a PictureStream: a model's output is made band by band as the stream is read."""
     if (model is None) == (method is None):
         raise ConfigError("give exactly one of a model or an interpolation method")
     if model is not None:
         if not isinstance(model, Upscaler):
-            model = Upscaler(model, scale, device=str(next(model.parameters()).device))
+            handle = as_handle(model)
+            model = Upscaler(handle, scale, device="auto" if handle.onnx is not None else str(handle.device))
         upscaler = model
         if scale is not None and scale != upscaler.scale:
             raise ConfigError(f"the model upscales x{upscaler.scale}, but x{scale} was asked for")

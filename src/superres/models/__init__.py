@@ -1,11 +1,17 @@
-"""Super-resolution networks (EDSR, MDSR), presets, and weights files. Everything outside this package
-holds an `SRNet` and uses only its members (scales, colours, receptive radius, forward at a scale)."""
+"""Super-resolution networks, one file per architecture family, and weights files.
 
+Everything outside this package holds a `ModelHandle` (handle.py): scales, colours, pixel range, receptive
+radius, precisions and `run(x, scale)`. A family registers itself in its own file (family.py explains how).
+"""
+
+from superres.models import edsr, mdsr  # noqa: F401 - registers the built-in families
 from superres.models.base import SRNet, count_parameters
-from superres.models.checkpoints import build, init_from, load_model, load_weights, save_weights
+from superres.models.checkpoints import init_from, load_model, load_weights, save_weights
 from superres.models.edsr import EDSR, EDSRConfig
+from superres.models.family import Family, families, register_family
+from superres.models.handle import ModelHandle, as_handle
 from superres.models.mdsr import MDSR, MDSRConfig
-from superres.models.registry import PRESETS, PRETRAINED, create_model, list_models
+from superres.models.registry import PRETRAINED, create_model, list_models, presets
 from superres.models.summary import format_summary, summarize
 
 __all__ = [
@@ -13,17 +19,21 @@ __all__ = [
     "EDSRConfig",
     "MDSR",
     "MDSRConfig",
-    "PRESETS",
     "PRETRAINED",
+    "Family",
+    "ModelHandle",
     "SRNet",
-    "build",
+    "as_handle",
     "count_parameters",
     "create_model",
+    "families",
     "format_summary",
     "init_from",
     "list_models",
     "load_model",
     "load_weights",
+    "presets",
+    "register_family",
     "save_weights",
     "summarize",
 ]

@@ -1,8 +1,8 @@
-"""What every network family offers the rest of superres: `SRNet`.
+"""`SRNet`: the base class of this project's own networks (EDSR, MDSR).
 
-Inference, tiling, evaluation, export and training hold an `SRNet` and use only these members; nothing
-outside `models/` reaches into a network's layers. A family (EDSR, MDSR, ...) subclasses it, keeps its
-hyper-parameters in a frozen `config` dataclass with `to_dict`/`from_dict`, and names itself in `arch`.
+A network keeps its hyper-parameters in a frozen `config` dataclass (with `to_dict`/`from_dict`) and names its
+family in `arch`; the family (family.py, registered in the network's file) answers what inference needs.
+Code outside `models/` holds a `ModelHandle` (handle.py), not the network.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from superres.errors import ConfigError
+from superres.models.family import get_family
 
 
 class SRNet(nn.Module):
@@ -56,15 +57,15 @@ class SRNet(nn.Module):
 
     def receptive_radius(self, scale: int | None = None) -> int:
         """LR pixels of context an output pixel at `scale` depends on, on each side (exact tiling)."""
-        raise NotImplementedError
+        return get_family(self.arch).receptive_radius(self.config, self.check_scale(scale))
 
     def activation_bytes_per_pixel(self, scale: int | None = None) -> int:
         """About how many bytes of float32 activations one LR pixel costs at inference (tile budgets)."""
-        raise NotImplementedError
+        return get_family(self.arch).activation_bytes_per_pixel(self.config, self.check_scale(scale))
 
     def describe(self) -> str:
         """One line on the architecture, e.g. 'EDSR x2, 16 blocks x 64 features, res_scale 1.0'."""
-        raise NotImplementedError
+        return get_family(self.arch).describe(self.config)
 
     def part_key(self, key: str) -> str:
         """A state-dict key in family-neutral terms, so weights can move between families (`init_from`):

@@ -1,12 +1,9 @@
-"""Read and write EDSR and MDSR weights: detect the key layout, infer the architecture, load strictly.
+"""Read and write weights files: unwrap, detect the family, read its config off the shapes, load strictly.
 
-Three layouts are understood:
-- official EDSR-PyTorch state dicts of EDSR (`head.0.weight`, `body.{i}.body.0.weight`, `tail.0.0.weight`, ...)
-  and MDSR (`pre_process.{i}.*`, `upsample.{i}.*`, `tail.0.weight`),
-  with or without `sub_mean`/`add_mean` and a DataParallel `module.` prefix;
-- BasicSR's EDSR (`conv_first`, `body.{i}.conv1`, `conv_after_body`, `upsample.*`, `conv_last`),
-  optionally inside `params` / `params_ema`;
-- this project's `.safetensors`, whose metadata carries the config.
+Any registered family (models/family.py) is understood; for EDSR and MDSR that means the official
+EDSR-PyTorch layouts, BasicSR's EDSR, and this project's `.safetensors`, whose metadata carries the
+architecture and its config. Common wrappers are stripped first: `params_ema`, `params`, `state_dict`,
+`model` (with optimizer state, epochs and the like beside them) and DataParallel's `module.` prefix.
 
 Weights are read with safetensors or `torch.load(weights_only=True)`: no code from the file runs.
 """
@@ -14,42 +11,27 @@ Weights are read with safetensors or `torch.load(weights_only=True)`: no code fr
 from __future__ import annotations
 
 import copy
-
 import json
 import os
 import re
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
 
-from superres.errors import CheckpointError, UnknownModelError
+from superres.errors import CheckpointError, UnknownModelError, did_you_mean
 from superres.imaging.files import atomic_path
-from superres.models.base import SRNet
-from superres.models.edsr import EDSRConfig
-from superres.models.mdsr import MDSRConfig
-from superres.models.registry import (
-    FAMILIES,
-    PRESETS,
-    PRETRAINED,
-    create_model,
-    default_model_name,
-    preset_arch,
-    suggest,
-)
+from superres.models.family import Family, StateDict, detect_family, get_family
+from superres.models.handle import ModelHandle, as_handle
+from superres.models.registry import PRETRAINED, create_model, default_model_name, preset_arch, presets
 
 METADATA_KEY = "superres"  # safetensors metadata entry holding our JSON
-
-_BASICSR_RENAMES = [
-    (re.compile(r"^conv_first\."), "head.0."),
-    (re.compile(r"^body\.(\d+)\.conv1\."), r"body.\1.body.0."),
-    (re.compile(r"^body\.(\d+)\.conv2\."), r"body.\1.body.2."),
-    (re.compile(r"^upsample\."), "tail.0."),
-    (re.compile(r"^conv_last\."), "tail.1."),
-]
+WRAPPERS = ("params_ema", "params", "state_dict", "model")  # BasicSR, Lightning-style and plain trainers
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -79,161 +61,78 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     return _unwrap(obj, path)
 
 
-def _unwrap(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _unwrap(obj: Any, path: Path) -> tuple[StateDict, dict[str, Any]]:
+    """The state dict inside a loaded .pt object (unwrapping one level of WRAPPERS; entries that are not
+    tensors, such as an epoch or optimizer state beside the weights, are dropped) and our metadata."""
     meta: dict[str, Any] = {}
     if isinstance(obj, dict):
         if isinstance(obj.get(METADATA_KEY), dict):
             meta = obj[METADATA_KEY]
-        for key in ("params_ema", "params", "state_dict", "model"):
+        for key in WRAPPERS:
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
                 break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)} if isinstance(obj, dict) else {}
+    if not tensors or not all(isinstance(k, str) for k in tensors):
         raise CheckpointError(f"{path}: holds no state dict of tensors")
-    return dict(obj), meta
+    return tensors, meta
 
 
-def normalize_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip `module.` prefixes and rename BasicSR keys to the official EDSR layout."""
-    state = {re.sub(r"^(module\.)+", "", k): v for k, v in state.items()}
-    if "conv_first.weight" in state:
-        n_blocks = len({m.group(1) for k in state if (m := re.match(r"body\.(\d+)\.conv1\.", k))})
-        state = {_rename_basicsr(k, n_blocks): v for k, v in state.items()}
-    return state
+def normalize_state_dict(state: StateDict) -> StateDict:
+    """Strip DataParallel's `module.` prefixes (however many)."""
+    return {re.sub(r"^(module\.)+", "", k): v for k, v in state.items()}
 
 
-def _rename_basicsr(key: str, n_blocks: int) -> str:
-    if key.startswith("conv_after_body."):
-        return f"body.{n_blocks}." + key[len("conv_after_body.") :]
-    for pattern, repl in _BASICSR_RENAMES:
-        if pattern.match(key):
-            return pattern.sub(repl, key)
-    return key
+def build_from_dict(arch: str, config: dict[str, Any]) -> ModelHandle:
+    """An untrained model from a family name and a config as saved in weights metadata."""
+    family = _family_named(arch)
+    config_obj = family.config_class.from_dict(config)
+    return ModelHandle(family.build(config_obj), family, config_obj)
 
 
-def _upsampler_scale(state: dict[str, torch.Tensor], prefix: str, n_feats: int) -> int:
-    """The factor of an upsampler whose convs are `{prefix}{i}.weight` (conv + shuffle, repeated)."""
-    convs = sorted(int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"(\d+)\.weight$", k)))
-    if not convs:
-        raise CheckpointError(f"no upsampler found (keys '{prefix}*')")
-    out = state[f"{prefix}{convs[0]}.weight"].shape[0]
-    if out == 9 * n_feats and len(convs) == 1:
-        return 3
-    if out == 4 * n_feats:
-        return 2 ** len(convs)
-    raise CheckpointError(f"upsampler conv {prefix}{convs[0]} has {out} outputs; expected 4x or 9x n_feats ({n_feats})")
-
-
-def _count_blocks(state: dict[str, torch.Tensor], pattern: str, what: str) -> int:
-    found = {int(m.group(1)) for k in state if (m := re.match(pattern, k))}
-    if found != set(range(len(found))):
-        raise CheckpointError(f"{what} are not numbered 0..{len(found) - 1}: found {sorted(found)}")
-    return len(found)
-
-
-def detect_arch(state: dict[str, torch.Tensor]) -> str:
-    """'edsr' or 'mdsr', from the key names of a normalised state dict."""
-    if "head.0.weight" not in state:
-        sample = ", ".join(sorted(state)[:4])
-        raise CheckpointError(
-            f"not an EDSR or MDSR state dict: no 'head.0.weight' or 'conv_first.weight' (keys: {sample}, ...)"
-        )
-    return "mdsr" if any(k.startswith("upsample.") for k in state) else "edsr"
-
-
-def infer_config(state: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> EDSRConfig | MDSRConfig:
-    """The architecture a normalised state dict was made for, from tensor shapes (and metadata)."""
-    meta = meta or {}
-    arch = detect_arch(state)
-    n_feats, n_colors = (int(n) for n in state["head.0.weight"].shape[:2])
-    n_resblocks = _count_blocks(state, r"body\.(\d+)\.body\.0\.weight$", "residual blocks")
-    cfg = dict(meta.get("config", {}))
-    common = dict(
-        n_feats=n_feats,
-        n_resblocks=n_resblocks,
-        n_colors=n_colors,
-        res_scale=float(cfg.get("res_scale", 0.1 if n_feats == 256 else 1.0)),
-        rgb_range=float(cfg.get("rgb_range", 255.0)),
-    )
-    rgb_mean = cfg.get("rgb_mean")
-    if rgb_mean is None and "sub_mean.bias" in state and state["sub_mean.bias"].numel() == n_colors:
-        rgb_mean = tuple(round(-float(b) / common["rgb_range"], 6) for b in state["sub_mean.bias"])
-    common["rgb_mean"] = tuple(rgb_mean) if rgb_mean else None
-    if arch == "edsr":
-        return EDSRConfig(scale=_upsampler_scale(state, "tail.0.", n_feats), **common)
-    n_scales = _count_blocks(state, r"upsample\.(\d+)\.0\.weight$", "upsamplers")
-    scales = tuple(_upsampler_scale(state, f"upsample.{i}.", n_feats) for i in range(n_scales))
-    if list(scales) != sorted(set(scales)):
-        raise CheckpointError(f"upsamplers are for x{', x'.join(map(str, scales))}; expected distinct ascending scales")
-    return MDSRConfig(scales=scales, pre_process="pre_process.0.0.body.0.weight" in state, **common)
-
-
-def load_state_strict(model: SRNet, state: dict[str, torch.Tensor]) -> None:
-    """Load every tensor or fail with one line naming the mismatch. Missing mean shifts are filled in."""
-    own = model.state_dict()
-    state = dict(state)
-    for key in own:
-        if key.startswith(("sub_mean.", "add_mean.")) and key not in state:
-            state[key] = own[key]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} key(s): {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
-    if unexpected:
-        problems.append(
-            f"unexpected {len(unexpected)} key(s): {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"
-        )
-    if shapes:
-        problems.append(f"shape mismatch: {'; '.join(shapes[:3])}")
-    if problems:
-        raise CheckpointError("weights do not fit the model: " + "; ".join(problems))
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
-
-
-def build(arch: str, config: EDSRConfig | MDSRConfig) -> SRNet:
-    """An untrained network of a family, from its config."""
-    return FAMILIES[arch](config)
-
-
-def build_from_dict(arch: str, config: dict[str, Any]) -> SRNet:
-    """An untrained network from a family name and a config as saved in weights metadata."""
-    if arch not in FAMILIES:
-        raise CheckpointError(f"architecture '{arch}' is not supported (known: {', '.join(FAMILIES)})")
-    return build(arch, FAMILIES[arch].config_class.from_dict(config))
-
-
-def load_weights(path: str | os.PathLike) -> SRNet:
-    """The network in `path` (EDSR or MDSR, as detected from its keys) with its weights, in eval mode."""
-    tensors, meta = read_weights(path)
-    if meta.get("arch") is not None and meta["arch"] not in FAMILIES:
-        raise CheckpointError(
-            f"{path}: architecture '{meta.get('arch')}' is not supported (known: {', '.join(FAMILIES)})"
-        )
-    state = normalize_state_dict(tensors)
+def _family_named(arch: str) -> Family:
     try:
-        config = infer_config(state, meta)
-        model = build(detect_arch(state), config)
-        load_state_strict(model, state)
+        return get_family(arch)
+    except UnknownModelError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def read_model(tensors: StateDict, meta: dict[str, Any]) -> ModelHandle:
+    """The model a state dict holds: the family its metadata names (else the one its keys match), its config
+    from the shapes, its weights loaded strictly. Errors name what did not fit."""
+    state = normalize_state_dict(tensors)
+    if meta.get("arch") is not None:
+        family = _family_named(str(meta["arch"]))
+        state = family.rename(state)
+    else:
+        family, state = detect_family(state)
+    config = family.read_config(state, meta)
+    net = family.build(config)
+    family.load(net, state)
+    net.metadata = meta  # type: ignore[assignment] - what the file says about itself (training data, PSNR)
+    return ModelHandle(net.eval(), family, config, metadata=meta)
+
+
+def load_weights(path: str | os.PathLike) -> ModelHandle:
+    """The model in a weights file (.safetensors, .pt, .pth), its family detected, in eval mode."""
+    tensors, meta = read_weights(path)
+    try:
+        handle = read_model(tensors, meta)
     except CheckpointError as e:
-        raise CheckpointError(f"{path}: {e}") from e
-    model.metadata = meta  # what the file says about itself (training data, steps, PSNR)
-    return model.eval()
+        raise CheckpointError(f"{path}: {e.message}") from e
+    return replace(handle, name=str(path))
 
 
 def save_weights(
-    model: SRNet, path: str | os.PathLike, metadata: dict[str, Any] | None = None, dtype: torch.dtype | None = None
+    model: ModelHandle | nn.Module, path: str | os.PathLike, metadata: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Write a .safetensors file with the architecture and config in its metadata; atomic (temporary file
     + rename)."""
+    handle = as_handle(model)
     path = Path(path)
-    meta = {"arch": model.arch, "config": model.config.to_dict(), **(metadata or {})}
-    state = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
+    meta = {"arch": handle.arch, "config": handle.config.to_dict(), **(metadata or {})}
+    state = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in handle.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, tmp, metadata={METADATA_KEY: json.dumps(meta)})
     return path
@@ -241,8 +140,8 @@ def save_weights(
 
 def load_model(
     name_or_path: str | os.PathLike | None = None, scale: int | None = None, allow_untrained: bool = False
-) -> SRNet:
-    """A ready-to-run model (eval mode) from a bundled name or a weights file.
+) -> ModelHandle:
+    """A ready-to-run model (eval mode) from a bundled name, a weights file or an ONNX export.
 
     With no name, the bundled default (the one that has `scale`, if given). A name or file without a
     given `scale` is an error. Preset names (architectures without weights) give an untrained model only
@@ -252,32 +151,66 @@ def load_model(
         name_or_path = default_model_name(scale)
         if name_or_path is None:
             raise UnknownModelError(
-                f"no bundled model{'' if scale is None else f' for x{scale}'}; pass a weights "
-                f"file, or use an interpolation method"
+                f"no bundled model{'' if scale is None else f' for x{scale}'}; pass a weights file, or use an "
+                f"interpolation method"
             )
     key = str(name_or_path)
     if key in PRETRAINED:
-        model = load_weights(PRETRAINED[key].path())
-    elif key in PRESETS:
+        model = replace(load_weights(PRETRAINED[key].path()), name=key)
+    elif key in presets():
         if not allow_untrained:
             bundled = ", ".join(PRETRAINED) or "none yet"
             raise UnknownModelError(
                 f"'{key}' is an architecture without weights; give a weights file or a bundled model ({bundled})"
             )
-        # an MDSR preset keeps all its scales (the check below still applies); an EDSR one is built for `scale`
-        model = (create_model(key) if preset_arch(key) == "mdsr" else create_model(key, scale=scale or 2)).eval()
-        model.metadata = {"untrained": True}
+        # a multi-scale preset keeps all its scales (the check below still applies); an EDSR one is built for `scale`
+        net = create_model(key) if preset_arch(key) == "mdsr" else create_model(key, scale=scale or 2)
+        net.metadata = {"untrained": True}
+        model = as_handle(net.eval(), name=key)
+    elif Path(key).suffix == ".onnx":
+        model = read_onnx_model(key)
     elif Path(key).exists() or Path(key).suffix in (".safetensors", ".pt", ".pth"):
         model = load_weights(key)
     else:
-        choices = list(PRETRAINED) + list(PRESETS)
-        raise UnknownModelError(f"unknown model '{key}'{suggest(key, choices)} (or give a path to a weights file)")
+        choices = list(PRETRAINED) + list(presets())
+        raise UnknownModelError(f"unknown model '{key}'{did_you_mean(key, choices)} (or give a path to a weights file)")
     if scale is not None and scale not in model.scales:
         raise CheckpointError(f"model '{key}' upscales x{', x'.join(map(str, model.scales))}, not x{scale}")
     return model
 
 
-def init_from(target: SRNet, sources: list[SRNet]) -> list[str]:
+def read_onnx_model(path: str | os.PathLike) -> ModelHandle:
+    """A handle describing an ONNX export of ours (`superres export --format onnx`): its family and config from
+    the file's metadata, the network built on the meta device (it answers questions; the onnxruntime
+    backend runs the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        import onnx
+    except ImportError as e:
+        raise CheckpointError(f"{path}: reading ONNX files needs the onnx package: pip install 'superres[onnx]'") from e
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's decode errors come in several types
+        raise CheckpointError(f"{path}: not a readable ONNX model ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from e
+    raw = {p.key: p.value for p in proto.metadata_props}.get(METADATA_KEY)
+    if not raw:
+        raise CheckpointError(f"{path}: not a superres ONNX export (no '{METADATA_KEY}' metadata)")
+    try:
+        meta = json.loads(raw)
+        family = _family_named(str(meta.get("arch", "edsr")))
+        config = family.config_class.from_dict(meta["config"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: its '{METADATA_KEY}' metadata is not what superres writes ({e})") from e
+    with torch.device("meta"):
+        net = family.build(config)
+    scale = meta.get("scale")
+    fixed = (int(scale),) if scale is not None else None
+    return ModelHandle(net, family, config, str(path), meta, onnx=path, fixed_scales=fixed)
+
+
+def init_from(target: SRNet, sources: list[ModelHandle | SRNet]) -> list[str]:
     """Copy into `target` every tensor of `sources` that fits it, across families (EDSR <-> MDSR).
 
     Tensors are matched by their family-neutral name (`SRNet.part_key`) and shape. A scale-specific
@@ -285,6 +218,7 @@ def init_from(target: SRNet, sources: list[SRNet]) -> list[str]:
     last conv) from the first source that has it. This is the paper's recipe for x3/x4 (start from the
     x2 model) and for MDSR (start from single-scale models). Returns the target keys that were copied.
     """
+    sources = [s.net if isinstance(s, ModelHandle) else s for s in sources]  # type: ignore[misc]
     own = target.state_dict()
     by_part = {target.part_key(k): k for k in own}
     copied: dict[str, torch.Tensor] = {}
@@ -297,19 +231,16 @@ def init_from(target: SRNet, sources: list[SRNet]) -> list[str]:
     return sorted(copied)
 
 
-def interpolate(a: SRNet, b: SRNet, t: float) -> SRNet:
-    """A new network whose every tensor is (1 - t) * a + t * b: network interpolation (Wang et al., 2019), as
+def interpolate(a: ModelHandle, b: ModelHandle, t: float) -> ModelHandle:
+    """A new model whose every tensor is (1 - t) * a + t * b: network interpolation (Wang et al., 2019), as
     Real-ESRGAN's `-dn` blends its general and denoising models. a and b must have the same architecture and
     are left unchanged; t = 0 and t = 1 give exact copies of a and b."""
-    if a.state_dict().keys() != b.state_dict().keys() or any(
-        x.shape != y.shape for x, y in zip(a.state_dict().values(), b.state_dict().values())
-    ):
+    a, b = as_handle(a), as_handle(b)
+    sa, sb = a.state_dict(), b.state_dict()
+    if sa.keys() != sb.keys() or any(x.shape != y.shape for x, y in zip(sa.values(), sb.values())):
         raise CheckpointError(f"cannot blend {a.describe()} with {b.describe()}: the architectures differ")
-    out = copy.deepcopy(a)
+    net = copy.deepcopy(a.net)
     with torch.no_grad():
-        mixed = {
-            k: (v if t == 0 else b.state_dict()[k] if t == 1 else torch.lerp(v, b.state_dict()[k], t))
-            for k, v in a.state_dict().items()
-        }
-    out.load_state_dict(mixed)
-    return out
+        mixed = {k: (v if t == 0 else sb[k] if t == 1 else torch.lerp(v, sb[k], t)) for k, v in sa.items()}
+    net.load_state_dict(mixed)
+    return replace(a, net=net, name=f"{a.name}~{b.name}@{t:g}" if a.name or b.name else "")

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from superres.errors import CheckpointError, ConfigError
 from superres.models.base import SRNet
+from superres.models.family import Family, StateDict, register_family
 
 # DIV2K's RGB mean, as in EDSR-PyTorch (fraction of the range).
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -110,8 +114,6 @@ class Upsampler(nn.Sequential):
 
 def check_body_config(config) -> None:
     """Checks the fields EDSR and MDSR configs share and fills in rgb_mean (a frozen dataclass)."""
-    from superres.errors import ConfigError  # local: keep the model file free of other imports
-
     if config.n_feats < 1 or config.n_resblocks < 0:
         raise ConfigError(f"n_feats must be >= 1 and n_resblocks >= 0, got {config.n_feats} and {config.n_resblocks}")
     if config.n_colors not in (1, 3):
@@ -140,8 +142,6 @@ class EDSRConfig:
     rgb_mean: tuple[float, ...] | None = field(default=None)
 
     def __post_init__(self) -> None:
-        from superres.errors import ConfigError  # local: keep the model file free of other imports
-
         if self.scale not in SUPPORTED_SCALES:
             raise ConfigError(f"scale must be one of {', '.join(map(str, SUPPORTED_SCALES))}, got {self.scale}")
         check_body_config(self)
@@ -185,23 +185,6 @@ class EDSR(SRNet):
     def scales(self) -> tuple[int, ...]:
         return (self.config.scale,)
 
-    def receptive_radius(self, scale: int | None = None) -> int:
-        """One LR pixel per 3x3 conv at LR resolution, and at most one per conv after the first shuffle."""
-        self.check_scale(scale)
-        c = self.config
-        lr_convs = 1 + 2 * c.n_resblocks + 1 + 1  # head, blocks, body end, first upsampler conv
-        return lr_convs + 1 + (int(math.log2(c.scale)) - 1 if c.scale != 3 else 0)  # later upsampler convs + tail
-
-    def activation_bytes_per_pixel(self, scale: int | None = None) -> int:
-        self.check_scale(scale)
-        c = self.config
-        # about four live feature maps at LR, the upsampler's 4x (9x) map, and the output: float32
-        return 4 * (4 * c.n_feats + (9 if c.scale == 3 else 4) * c.n_feats + 2 * c.n_colors * c.scale**2)
-
-    def describe(self) -> str:
-        c = self.config
-        return f"EDSR x{c.scale}, {c.n_resblocks} blocks x {c.n_feats} features, res_scale {c.res_scale}"
-
     def part_key(self, key: str) -> str:
         if key.startswith("tail.0."):
             return f"up.x{self.config.scale}." + key[len("tail.0.") :]
@@ -220,3 +203,140 @@ class EDSR(SRNet):
         with full_precision(x, exact):
             x = x.to(self.tail[1].weight.dtype) if exact else x
             return self.add_mean(self.tail[1](x))  # (N, C, H*s, W*s)
+
+
+# ---------------------------------------------------------------------------------------------- the family
+# Shared with MDSR: reading the architecture off an official state dict's shapes.
+
+
+def count_blocks(state: StateDict, pattern: str, what: str) -> int:
+    """How many numbered blocks `pattern` (one group: the number) finds; they must run 0..n-1."""
+    found = {int(m.group(1)) for k in state if (m := re.match(pattern, k))}
+    if found != set(range(len(found))):
+        raise CheckpointError(f"{what} are not numbered 0..{len(found) - 1}: found {sorted(found)}")
+    return len(found)
+
+
+def upsampler_scale(state: StateDict, prefix: str, n_feats: int) -> int:
+    """The factor of an upsampler whose convs are `{prefix}{i}.weight` (conv + shuffle, repeated)."""
+    convs = sorted(int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"(\d+)\.weight$", k)))
+    if not convs:
+        raise CheckpointError(f"no upsampler found (keys '{prefix}*')")
+    out = state[f"{prefix}{convs[0]}.weight"].shape[0]
+    if out == 9 * n_feats and len(convs) == 1:
+        return 3
+    if out == 4 * n_feats:
+        return 2 ** len(convs)
+    raise CheckpointError(f"upsampler conv {prefix}{convs[0]} has {out} outputs; expected 4x or 9x n_feats ({n_feats})")
+
+
+def body_settings(state: StateDict, meta: dict[str, Any]) -> dict[str, Any]:
+    """The fields EDSR and MDSR configs share, from the shapes (and the file's own config, where it has one).
+    Without mean-shift tensors, the mean is the file's config's or DIV2K's (the official default)."""
+    n_feats, n_colors = (int(n) for n in state["head.0.weight"].shape[:2])
+    saved = dict(meta.get("config", {}))
+    rgb_range = float(saved.get("rgb_range", 255.0))
+    rgb_mean = saved.get("rgb_mean")
+    if rgb_mean is None and "sub_mean.bias" in state and state["sub_mean.bias"].numel() == n_colors:
+        rgb_mean = tuple(round(-float(b) / rgb_range, 6) for b in state["sub_mean.bias"])
+    return dict(
+        n_feats=n_feats,
+        n_resblocks=count_blocks(state, r"body\.(\d+)\.body\.0\.weight$", "residual blocks"),
+        n_colors=n_colors,
+        # the wide model is the only official one trained with a residual scale (0.1)
+        res_scale=float(saved.get("res_scale", 0.1 if n_feats == 256 else 1.0)),
+        rgb_range=rgb_range,
+        rgb_mean=tuple(rgb_mean) if rgb_mean else None,
+    )
+
+
+def fill_mean_shifts(net: nn.Module, state: StateDict) -> StateDict:
+    """`state` with the network's own mean-shift buffers where the file has none (BasicSR keeps the mean
+    outside the state dict; so do official files saved without them)."""
+    own = net.state_dict()
+    missing = {k: v for k, v in own.items() if k.startswith(("sub_mean.", "add_mean.")) and k not in state}
+    return {**state, **missing}
+
+
+class SRNetFamily(Family):
+    """What EDSR and MDSR share: 0..rgb_range pixels with the mean inside the network, every precision."""
+
+    def pixel_range(self, config: Any) -> float:
+        return float(config.rgb_range)
+
+    def load(self, net: nn.Module, state: StateDict) -> None:
+        super().load(net, fill_mean_shifts(net, state))
+
+
+
+_BASICSR_RENAMES = [
+    (re.compile(r"^conv_first\."), "head.0."),
+    (re.compile(r"^body\.(\d+)\.conv1\."), r"body.\1.body.0."),
+    (re.compile(r"^body\.(\d+)\.conv2\."), r"body.\1.body.2."),
+    (re.compile(r"^upsample\."), "tail.0."),
+    (re.compile(r"^conv_last\."), "tail.1."),
+]
+
+
+@register_family
+class EDSRFamily(SRNetFamily):
+    """EDSR in the official EDSR-PyTorch layout (`head.0`, `body.{i}.body.{0,2}`, `tail.0.*`, `tail.1`, with or
+    without `sub_mean`/`add_mean`) and in BasicSR's (`conv_first`, `body.{i}.conv1/2`, `conv_after_body`,
+    `upsample.*`, `conv_last`)."""
+
+    name = "edsr"
+    config_class = EDSRConfig
+    key_patterns = (r"head\.0\.weight", r"body\.\d+\.weight", r"tail\.0\.0\.weight", r"tail\.1\.weight")
+    presets = {
+        "edsr": dict(n_feats=256, n_resblocks=32, res_scale=0.1),  # the paper's large model, 40.7M params at x2
+        "edsr-baseline": dict(n_feats=64, n_resblocks=16, res_scale=1.0),  # the paper's baseline, 1.37M at x2
+        "edsr-medium": dict(n_feats=48, n_resblocks=12, res_scale=1.0),  # the first bundled models, ~0.6M
+        "edsr-small": dict(n_feats=32, n_resblocks=8, res_scale=1.0),  # CPU-friendly, ~0.2M params
+        "edsr-tiny": dict(n_feats=16, n_resblocks=4, res_scale=1.0),  # for tests and quick experiments
+    }
+
+    def rename(self, state: StateDict) -> StateDict:
+        if "conv_first.weight" not in state or "conv_after_body.weight" not in state:
+            return state
+        n_blocks = len({m.group(1) for k in state if (m := re.match(r"body\.(\d+)\.conv1\.", k))})
+
+        def official(key: str) -> str:
+            if key.startswith("conv_after_body."):
+                return f"body.{n_blocks}." + key[len("conv_after_body.") :]
+            for pattern, repl in _BASICSR_RENAMES:
+                if pattern.match(key):
+                    return pattern.sub(repl, key)
+            return key
+
+        return {official(k): v for k, v in state.items()}
+
+    def read_config(self, state: StateDict, meta: dict[str, Any]) -> EDSRConfig:
+        settings = body_settings(state, meta)
+        return EDSRConfig(scale=upsampler_scale(state, "tail.0.", settings["n_feats"]), **settings)
+
+    def build(self, config: EDSRConfig) -> EDSR:
+        return EDSR(config)
+
+    def scales(self, config: EDSRConfig) -> tuple[int, ...]:
+        return (config.scale,)
+
+    def receptive_radius(self, config: EDSRConfig, scale: int) -> int:
+        """One LR pixel per 3x3 conv at LR resolution, and at most one per conv after the first shuffle."""
+        lr_convs = 1 + 2 * config.n_resblocks + 1 + 1  # head, blocks, body end, first upsampler conv
+        return lr_convs + 1 + (int(math.log2(scale)) - 1 if scale != 3 else 0)  # later upsampler convs + tail
+
+    def activation_bytes_per_pixel(self, config: EDSRConfig, scale: int) -> int:
+        # about four live feature maps at LR, the upsampler's 4x (9x) map, and the output: float32
+        f = config.n_feats
+        return 4 * (4 * f + (9 if scale == 3 else 4) * f + 2 * config.n_colors * scale**2)
+
+    def describe(self, config: EDSRConfig) -> str:
+        return f"EDSR x{config.scale}, {config.n_resblocks} blocks x {config.n_feats} features, res_scale {config.res_scale}"
+
+    def preset_config(self, settings: dict[str, Any], scales: tuple[int, ...] | None, n_colors: int) -> EDSRConfig:
+        if scales is not None and len(scales) != 1:
+            raise ConfigError(
+                f"a single-scale EDSR cannot make x{', x'.join(map(str, scales))} in one network; use an MDSR preset "
+                f"(e.g. 'mdsr-medium')"
+            )
+        return EDSRConfig(scale=scales[0] if scales else 2, n_colors=n_colors, **settings)

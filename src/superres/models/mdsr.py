@@ -16,21 +16,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
+from superres.errors import CheckpointError, ConfigError
 from superres.models.base import SRNet
+from superres.models.family import StateDict, register_family
 from superres.models.edsr import (
     FULL_PRECISION_TAIL_SCALES,
-    SUPPORTED_SCALES,
     MeanShift,
     ResBlock,
+    SRNetFamily,
+    SUPPORTED_SCALES,
     Upsampler,
+    body_settings,
     check_body_config,
     conv3x3,
+    count_blocks,
     full_precision,
     to_autocast,
+    upsampler_scale,
 )
 
 
@@ -48,8 +55,6 @@ class MDSRConfig:
     rgb_mean: tuple[float, ...] | None = field(default=None)
 
     def __post_init__(self) -> None:
-        from superres.errors import ConfigError
-
         scales = tuple(int(s) for s in self.scales)
         if not scales or any(s not in SUPPORTED_SCALES for s in scales) or len(set(scales)) != len(scales):
             raise ConfigError(
@@ -99,24 +104,6 @@ class MDSR(SRNet):
     def scales(self) -> tuple[int, ...]:
         return self.config.scales
 
-    def receptive_radius(self, scale: int | None = None) -> int:
-        scale = self.check_scale(scale)
-        c = self.config
-        lr_convs = 1 + (8 if c.pre_process else 0) + 2 * c.n_resblocks + 1 + 1  # head, 5x5 blocks, body, upsampler
-        return lr_convs + 1 + (int(math.log2(scale)) - 1 if scale != 3 else 0)  # later upsampler convs + tail
-
-    def activation_bytes_per_pixel(self, scale: int | None = None) -> int:
-        scale = self.check_scale(scale)
-        c = self.config
-        return 4 * (4 * c.n_feats + (9 if scale == 3 else 4) * c.n_feats + 2 * c.n_colors * scale**2)
-
-    def describe(self) -> str:
-        c = self.config
-        return (
-            f"MDSR x{'/x'.join(map(str, c.scales))}, {c.n_resblocks} blocks x {c.n_feats} features, res_scale "
-            f"{c.res_scale}, {'with' if c.pre_process else 'no'} 5x5 pre-processing"
-        )
-
     def part_key(self, key: str) -> str:
         for prefix, part in (("upsample.", "up"), ("pre_process.", "pre")):
             if key.startswith(prefix):
@@ -139,3 +126,52 @@ class MDSR(SRNet):
         with full_precision(x, exact):
             x = x.to(self.tail[0].weight.dtype) if exact else x
             return self.add_mean(self.tail(x))  # (N, C, H*s, W*s)
+
+
+@register_family
+class MDSRFamily(SRNetFamily):
+    """MDSR in the official EDSR-PyTorch layout: EDSR's head and body, `upsample.{i}.*` per scale, one shared
+    `tail.0`, and `pre_process.{i}.*` (two 5x5 blocks per scale) where the model has them."""
+
+    name = "mdsr"
+    config_class = MDSRConfig
+    key_patterns = (r"head\.0\.weight", r"body\.\d+\.weight", r"upsample\.\d+\.0\.weight", r"tail\.0\.weight")
+    presets = {
+        "mdsr": dict(n_feats=64, n_resblocks=80, pre_process=True),  # the paper's MDSR, 7.95M params
+        "mdsr-baseline": dict(n_feats=64, n_resblocks=16, pre_process=True),  # the paper's, 3.23M params
+        "mdsr-medium": dict(n_feats=48, n_resblocks=12, pre_process=False),  # the bundled default
+        "mdsr-tiny": dict(n_feats=16, n_resblocks=4, pre_process=False),  # for tests
+    }
+
+    def read_config(self, state: StateDict, meta: dict[str, Any]) -> MDSRConfig:
+        settings = body_settings(state, meta)
+        n_scales = count_blocks(state, r"upsample\.(\d+)\.0\.weight$", "upsamplers")
+        scales = tuple(upsampler_scale(state, f"upsample.{i}.", settings["n_feats"]) for i in range(n_scales))
+        if list(scales) != sorted(set(scales)):
+            raise CheckpointError(
+                f"upsamplers are for x{', x'.join(map(str, scales))}; expected distinct ascending scales"
+            )
+        return MDSRConfig(scales=scales, pre_process="pre_process.0.0.body.0.weight" in state, **settings)
+
+    def build(self, config: MDSRConfig) -> MDSR:
+        return MDSR(config)
+
+    def scales(self, config: MDSRConfig) -> tuple[int, ...]:
+        return tuple(config.scales)
+
+    def receptive_radius(self, config: MDSRConfig, scale: int) -> int:
+        lr_convs = 1 + (8 if config.pre_process else 0) + 2 * config.n_resblocks + 1 + 1  # head, 5x5, body, upsampler
+        return lr_convs + 1 + (int(math.log2(scale)) - 1 if scale != 3 else 0)  # later upsampler convs + tail
+
+    def activation_bytes_per_pixel(self, config: MDSRConfig, scale: int) -> int:
+        f = config.n_feats
+        return 4 * (4 * f + (9 if scale == 3 else 4) * f + 2 * config.n_colors * scale**2)
+
+    def describe(self, config: MDSRConfig) -> str:
+        return (
+            f"MDSR x{'/x'.join(map(str, config.scales))}, {config.n_resblocks} blocks x {config.n_feats} features, "
+            f"res_scale {config.res_scale}, {'with' if config.pre_process else 'no'} 5x5 pre-processing"
+        )
+
+    def preset_config(self, settings: dict[str, Any], scales: tuple[int, ...] | None, n_colors: int) -> MDSRConfig:
+        return MDSRConfig(scales=scales or (2, 3, 4), n_colors=n_colors, **settings)

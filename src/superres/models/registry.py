@@ -6,36 +6,20 @@ checkpoints.py) also resolves the names of bundled weights listed in PRETRAINED.
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-
 from typing import Sequence
 
-from superres.errors import ConfigError, UnknownModelError
+from superres.errors import UnknownModelError, did_you_mean
 from superres.models.base import SRNet
-from superres.models.edsr import EDSR, EDSRConfig
-from superres.models.mdsr import MDSR, MDSRConfig
+from superres.models.family import Family, families
 
-# family name -> network class (each with its config_class)
-FAMILIES: dict[str, type[SRNet]] = {"edsr": EDSR, "mdsr": MDSR}
 
-# name -> family and architecture settings (scales and colours are chosen when the model is built)
-PRESETS: dict[str, dict] = {
-    "edsr": dict(
-        arch="edsr", n_feats=256, n_resblocks=32, res_scale=0.1
-    ),  # the paper's large model, 40.7M params at x2
-    "edsr-baseline": dict(arch="edsr", n_feats=64, n_resblocks=16, res_scale=1.0),  # the paper's baseline, 1.37M at x2
-    "edsr-medium": dict(arch="edsr", n_feats=48, n_resblocks=12, res_scale=1.0),  # the first bundled models, ~0.6M
-    "edsr-small": dict(arch="edsr", n_feats=32, n_resblocks=8, res_scale=1.0),  # CPU-friendly, ~0.2M params
-    "edsr-tiny": dict(arch="edsr", n_feats=16, n_resblocks=4, res_scale=1.0),  # for tests and quick experiments
-    "mdsr": dict(arch="mdsr", n_feats=64, n_resblocks=80, pre_process=True),  # the paper's MDSR, 7.95M params
-    "mdsr-baseline": dict(arch="mdsr", n_feats=64, n_resblocks=16, pre_process=True),  # the paper's, 3.23M params
-    "mdsr-medium": dict(arch="mdsr", n_feats=48, n_resblocks=12, pre_process=False),  # the bundled default
-    "mdsr-tiny": dict(arch="mdsr", n_feats=16, n_resblocks=4, pre_process=False),  # for tests
-}
+def presets() -> dict[str, tuple[Family, dict]]:
+    """Named architectures of every registered family: name -> (family, config fields)."""
+    return {name: (family, settings) for family in families().values() for name, settings in family.presets.items()}
 
 
 @dataclass(frozen=True)
@@ -91,7 +75,7 @@ PRETRAINED: dict[str, Pretrained] = _read_manifest()
 
 def list_models(pretrained: bool = False) -> list[str]:
     """Preset names, or with pretrained=True the names of bundled weights."""
-    return sorted(PRETRAINED) if pretrained else sorted(PRESETS)
+    return sorted(PRETRAINED) if pretrained else sorted(presets())
 
 
 def default_scales() -> tuple[int, ...]:
@@ -114,36 +98,28 @@ def photo_partner(name: str | None) -> str | None:
     return entry.photo if entry is not None and entry.photo in PRETRAINED else None
 
 
-def suggest(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
-    return f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(choices)}"
-
-
 def preset_arch(name: str) -> str:
-    """The family ('edsr', 'mdsr') of a preset."""
-    if name not in PRESETS:
-        raise UnknownModelError(f"unknown model '{name}'{suggest(name, list(PRESETS) + list(PRETRAINED))}")
-    return PRESETS[name]["arch"]
+    """The family ('edsr', 'mdsr', ...) of a preset."""
+    return _preset(name)[0].name
 
 
-def preset_config(
-    name: str, scale: int | Sequence[int] | None = None, n_colors: int = 3, **overrides
-) -> EDSRConfig | MDSRConfig:
-    """The config of a preset for `scale` (EDSR: one scale, default 2; MDSR: one or several, default 2, 3, 4)."""
-    arch = preset_arch(name)
-    settings = {k: v for k, v in PRESETS[name].items() if k != "arch"}
+def _preset(name: str) -> tuple[Family, dict]:
+    table = presets()
+    if name not in table:
+        raise UnknownModelError(f"unknown model '{name}'{did_you_mean(name, list(table) + list(PRETRAINED))}")
+    return table[name]
+
+
+def preset_config(name: str, scale: int | Sequence[int] | None = None, n_colors: int = 3, **overrides):
+    """The config of a preset for `scale` (one scale or several, as its family allows; None: the family's
+    default, x2 for a single-scale family, x2, x3 and x4 for MDSR), with fields overridden."""
+    family, settings = _preset(name)
     scales = (scale,) if isinstance(scale, int) else tuple(scale) if scale is not None else None
-    if arch == "edsr":
-        if scales is not None and len(scales) != 1:
-            raise ConfigError(
-                f"'{name}' is a single-scale EDSR; use an MDSR preset (e.g. 'mdsr-medium') for "
-                f"x{', x'.join(map(str, scales))} in one network"
-            )
-        return replace(EDSRConfig(scale=scales[0] if scales else 2, n_colors=n_colors, **settings), **overrides)
-    return replace(MDSRConfig(scales=scales or (2, 3, 4), n_colors=n_colors, **settings), **overrides)
+    return replace(family.preset_config(settings, scales, n_colors), **overrides)
 
 
 def create_model(name: str, scale: int | Sequence[int] | None = None, n_colors: int = 3, **overrides) -> SRNet:
-    """An untrained model of a named architecture, e.g. create_model('edsr-baseline', scale=3) or
+    """An untrained network of a named architecture, e.g. create_model('edsr-baseline', scale=3) or
     create_model('mdsr-baseline') (x2, x3 and x4 in one network)."""
-    return FAMILIES[preset_arch(name)](preset_config(name, scale=scale, n_colors=n_colors, **overrides))
+    family, _ = _preset(name)
+    return family.build(preset_config(name, scale=scale, n_colors=n_colors, **overrides))  # type: ignore[return-value]

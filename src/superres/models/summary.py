@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from superres.models.base import SRNet
+from superres.models.handle import ModelHandle, as_handle
 from superres.models.edsr import MeanShift
 
 
@@ -45,12 +46,13 @@ def _macs(module: nn.Module, out: torch.Tensor) -> int:
     return int(out[0].numel()) * per_pixel
 
 
-def summarize(model: SRNet, input_size: tuple[int, int] = (100, 100), scale: int | None = None) -> list[LayerRow]:
+def summarize(model: ModelHandle | SRNet, input_size: tuple[int, int] = (100, 100), scale: int | None = None) -> list[LayerRow]:
     """One row per leaf layer run, in execution order, for a single (n_colors, H, W) input at `scale` (None:
     the network's only scale)."""
-    scale = model.check_scale(scale)
+    handle = as_handle(model)
+    scale = handle.check_scale(scale)
     with torch.device("meta"):
-        ghost = type(model)(model.config)
+        ghost = handle.family.build(handle.config)
     rows: list[LayerRow] = []
     names = {m: n for n, m in ghost.named_modules()}
 
@@ -62,7 +64,7 @@ def summarize(model: SRNet, input_size: tuple[int, int] = (100, 100), scale: int
     handles = [m.register_forward_hook(hook) for m in leaves]
     try:
         h, w = input_size
-        ghost(torch.empty(1, model.n_colors, h, w, device="meta"), scale)
+        handle.family.forward(ghost, torch.empty(1, handle.n_colors, h, w, device="meta"), scale)
     finally:
         for handle in handles:
             handle.remove()

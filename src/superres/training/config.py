@@ -13,7 +13,7 @@ import numpy as np
 
 from superres.errors import ConfigError
 from superres.imaging.degrade import parse_preset
-from superres.models.registry import PRESETS, preset_config
+from superres.models.registry import preset_config, presets
 
 
 @dataclass
@@ -82,8 +82,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
         if isinstance(self.patch_size, bool) or not isinstance(self.patch_size, int) or self.patch_size < 4:
             raise ConfigError(f"patch_size must be >= 4, got {self.patch_size}")
-        if self.preset not in PRESETS:
-            raise ConfigError(f"unknown preset '{self.preset}'; choose from {', '.join(sorted(PRESETS))}")
+        if self.preset not in presets():
+            raise ConfigError(f"unknown preset '{self.preset}'; choose from {', '.join(sorted(presets()))}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         if self.loss not in ("l1", "l2"):

@@ -1,0 +1,157 @@
+"""Backends: what runs a model's network on tensors. Two today, PyTorch and ONNX Runtime, behind one interface.
+
+    runner = get_backend("torch").prepare(handle, device="auto", precision="auto", threads=None)
+    y = runner.run(x, scale)  # (N, C, h, w) float32 0..255 on runner.device -> (N, C, h*s, w*s) float32 0..255
+
+A backend converts pixels to the range the model takes (`handle.pixel_range`) and back. An option it cannot
+honour (a GPU for ONNX Runtime, a half precision it does not run, a model it cannot hold) is a BackendError,
+never dropped. Tiling, self-ensemble and pictures are the Upscaler's (upscaler.py), the same for every backend.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from superres.errors import BackendError, CheckpointError, did_you_mean
+from superres.inference.devices import resolve_device, resolve_precision
+from superres.models.handle import ModelHandle
+
+log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    """A model prepared for one device, precision and thread count."""
+
+    device: torch.device
+    precision: str
+
+    def run(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        """(N, C, h, w) float32 in 0..255 on `device` -> float32 (N, C, h*s, w*s) in 0..255, not clipped."""
+        ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def prepare(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> Runner:
+        """The model ready to run. device: 'auto', 'cpu', 'cuda[:N]' or 'mps'; precision: 'auto'/None, 'fp32',
+        'bf16' or 'fp16'; threads: CPU threads (None: the library's default)."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------- PyTorch
+
+
+class TorchRunner:
+    """The network in PyTorch, channels-last, under autocast for bf16/fp16.
+
+    A network on another device than the one asked for is copied there (the caller's stays where it is);
+    on its own device it is used as it is, put in eval mode and converted to channels-last memory format in
+    place (its values do not change). `threads` sets PyTorch's thread count, which is per process."""
+
+    def __init__(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> None:
+        if handle.onnx is not None:
+            raise BackendError(f"{handle.onnx} is an ONNX export; it runs with the onnxruntime backend")
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device, handle.precisions)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        if handle.device != self.device and not (handle.device.type == self.device.type == "cpu"):
+            handle = handle.copy_to(self.device)
+        handle.net.eval().to(memory_format=torch.channels_last)
+        self.handle = handle
+
+    def _scaled(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        """The network on 0..255 pixels: converted to its range and back (nothing to do for 255)."""
+        white = self.handle.pixel_range
+        if white == 255.0:
+            return self.handle.run(x, scale).float()
+        return self.handle.run(x * (white / 255.0), scale).float() * (255.0 / white)
+
+    def run(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        """Under half precision, a batch whose output overflows (inf/nan) is run again in fp32."""
+        x = x.contiguous(memory_format=torch.channels_last)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        if dtype is None:
+            return self._scaled(x, scale)
+        with torch.autocast(self.device.type, dtype=dtype):
+            y = self._scaled(x, scale)
+        if not torch.isfinite(y).all():
+            log.warning("%s overflowed on a tile; recomputing it in fp32", self.precision)
+            y = self._scaled(x, scale)
+        return y
+
+
+class TorchBackend:
+    name = "torch"
+
+    def prepare(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> TorchRunner:
+        return TorchRunner(handle, device, precision, threads)
+
+
+# ---------------------------------------------------------------------------------------------- ONNX Runtime
+
+
+class OnnxRunner:
+    """An ONNX export run by ONNX Runtime on the CPU in fp32: the handle's file, or the handle's network
+    exported in memory (one graph per scale, made when first run)."""
+
+    def __init__(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendError("the onnxruntime backend needs onnxruntime: pip install 'superres[onnx]'") from e
+        if str(device) not in ("auto", "cpu"):
+            raise BackendError(f"the onnxruntime backend runs on the CPU only, not on '{device}'")
+        if precision not in (None, "auto", "fp32"):
+            raise BackendError(f"the onnxruntime backend runs fp32 only, not {precision}")
+        self.device = torch.device("cpu")
+        self.precision = "fp32"
+        self.handle = handle
+        self.options = ort.SessionOptions()
+        if threads is not None:
+            self.options.intra_op_num_threads = threads
+        self._ort = ort
+        self._sessions: dict[int, object] = {}
+        if handle.onnx is not None:
+            self._sessions[handle.scale] = self._session(str(handle.onnx))
+
+    def _session(self, model: str | bytes):
+        try:
+            return self._ort.InferenceSession(model, self.options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            where = self.handle.onnx or self.handle.name or "the model"
+            raise CheckpointError(f"{where}: not a readable ONNX model ({str(e).splitlines()[0]})") from e
+
+    def run(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        if scale not in self._sessions:
+            from superres.inference.onnx import onnx_bytes
+
+            self._sessions[scale] = self._session(onnx_bytes(self.handle, scale))
+        session = self._sessions[scale]
+        lr = np.ascontiguousarray(x.float().numpy())
+        return torch.from_numpy(session.run(["sr"], {"lr": lr})[0])  # type: ignore[attr-defined]
+
+
+class OnnxBackend:
+    name = "onnxruntime"
+
+    def prepare(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> OnnxRunner:
+        return OnnxRunner(handle, device, precision, threads)
+
+
+BACKENDS: dict[str, Backend] = {"torch": TorchBackend(), "onnxruntime": OnnxBackend()}
+
+
+def get_backend(name: str | None, handle: ModelHandle | None = None) -> Backend:
+    """A backend by name; 'auto' or None: onnxruntime for an ONNX export, else torch."""
+    if name in (None, "auto"):
+        return BACKENDS["onnxruntime" if handle is not None and handle.onnx is not None else "torch"]
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend '{name}'{did_you_mean(str(name), ['auto', *BACKENDS])}")
+    return BACKENDS[name]

@@ -1,0 +1,107 @@
+"""`UpscaleOptions`: everything `superres upscale` can be told, with one spelling per option, checked once.
+
+The command line, `superres.upscale`, `ImageUpscaler`, `serve`, `video`, folders and torchrun all build one
+of these and pass it on.
+
+    UpscaleOptions(scale=2.5)                       # any factor
+    UpscaleOptions(width=1920, height=1080)         # an exact size
+    UpscaleOptions(width=1920, model="edsr.pt")     # one side, the aspect kept
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+from superres.errors import ConfigError
+from superres.inference.backends import BACKENDS
+from superres.inference.denoise import parse_denoise
+from superres.inference.devices import PRECISIONS
+from superres.inference.sizes import OutputSize
+from superres.inference.upscaler import MIN_TILE
+from superres.imaging.resize import METHODS
+from superres.models.base import SRNet
+from superres.models.handle import ModelHandle
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    """How to upscale a picture.
+
+    Output size: `scale` (any factor > 0), or `width` and/or `height` in pixels (one alone keeps the aspect).
+    Neither: x2, or the model's only scale.
+    What upscales: `model` (a handle, a superres network, a bundled name or preset, a weights or .onnx path;
+    None: the bundled default), or `method` (an interpolation: 'bicubic', 'bilinear', ...) instead.
+    `correct`: the correction threshold in gray levels (None: off). `denoise`: 'auto', a strength 0..1, or None.
+    How it runs: `backend` ('auto', 'torch', 'onnxruntime'), `device` ('auto', 'cpu', 'cuda', 'mps'),
+    `precision` ('auto', 'fp32', 'bf16', 'fp16'), `threads` (CPU threads; None: the default), `tile` (LR tile
+    side; 0 = none, None = automatic), `tile_overlap` (LR margin; below the receptive radius means the radius),
+    `self_ensemble` (average the 8 flips and rotations).
+    """
+
+    scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    model: ModelHandle | SRNet | str | os.PathLike | None = None
+    method: str | None = None
+    correct: float | None = None
+    denoise: float | str | None = "auto"
+    backend: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None
+    tile: int | None = None
+    tile_overlap: int | None = None
+    self_ensemble: bool = False
+
+    def __post_init__(self) -> None:
+        if self.scale is not None and (self.width is not None or self.height is not None):
+            raise ConfigError("give a scale or an output width/height, not both")
+        if self.scale is not None or self.width is not None or self.height is not None:
+            OutputSize(self.scale, self.width, self.height)  # checks the values
+        if self.model is not None and self.method is not None:
+            raise ConfigError("give a model or an interpolation method, not both")
+        if self.method is not None:
+            if self.method not in METHODS:
+                raise ConfigError(f"unknown method '{self.method}'; choose from {', '.join(sorted(METHODS))}")
+            if self.output is None:
+                raise ConfigError("an interpolation method needs a scale or an output size")
+            if self.correct is not None:
+                raise ConfigError("the correction applies to model outputs; it needs a model, not a method")
+        if self.correct is not None and not self.correct >= 0:
+            raise ConfigError(f"the correction threshold must be >= 0, got {self.correct}")
+        object.__setattr__(self, "denoise", parse_denoise(self.denoise) if self.method is None else None)
+        if self.backend != "auto" and self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be auto, {', '.join(BACKENDS)}; got '{self.backend}'")
+        if self.precision not in ("auto", *PRECISIONS):
+            raise ConfigError(f"precision must be auto, {', '.join(PRECISIONS)}; got '{self.precision}'")
+        if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
+            raise ConfigError(f"threads must be a whole number >= 1, got {self.threads!r}")
+        if self.tile is not None and self.tile != 0 and self.tile < MIN_TILE:
+            raise ConfigError(f"tile must be 0 (no tiling) or at least {MIN_TILE} LR pixels, got {self.tile}")
+        if self.tile_overlap is not None and self.tile_overlap < 0:
+            raise ConfigError(f"tile_overlap must be >= 0, got {self.tile_overlap}")
+
+    @property
+    def output(self) -> OutputSize | None:
+        """The output size asked for, or None (the model's own scale, else 2)."""
+        if self.scale is None and self.width is None and self.height is None:
+            return None
+        return OutputSize(None if self.scale is None else float(self.scale), self.width, self.height)
+
+    def runner_options(self) -> dict[str, Any]:
+        """What `Upscaler` takes from these options."""
+        return dict(
+            backend=self.backend,
+            device=self.device,
+            precision=self.precision,
+            threads=self.threads,
+            tile=self.tile,
+            overlap=self.tile_overlap,
+            self_ensemble=self.self_ensemble,
+        )
+
+    def but(self, **changes: Any) -> UpscaleOptions:
+        """A copy with some fields changed (and checked again)."""
+        return replace(self, **changes)
