@@ -1,15 +1,15 @@
-# `make demo` and `make test` each set up .venv (once) and run. PY picks the interpreter.
+# `make demo`, `make test` and `make lint` each set up .venv (once) and run. PY picks the interpreter.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench fuzz mutate clean
+.PHONY: demo test lint bench fuzz mutate clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,video,serve]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,video,serve,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -17,6 +17,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# ruff (lint rules and formatting) and pyright, as configured in pyproject.toml; all three run, any finding fails
+lint: $(STAMP)
+	status=0; \
+	$(BIN)/ruff check src tests benchmarks || status=1; \
+	$(BIN)/ruff format --check src tests benchmarks || status=1; \
+	$(BIN)/pyright || status=1; \
+	exit $$status
 
 # the scripts behind the README's figures (they need ../shared/data)
 bench: $(STAMP)

@@ -213,8 +213,8 @@ def main() -> int:
                     + "; validation on the held-out images degraded once (seed 0)."
                 )
             out += [
-                f"- Training: {facts['steps']:,} steps{stopped} of batch {cfg['batch_size']} x {cfg['patch_size']} px LR "
-                f"patches (one scale per batch, drawn at random), {facts['seconds'] / 60:.0f} minutes on "
+                f"- Training: {facts['steps']:,} steps{stopped} of batch {cfg['batch_size']} x {cfg['patch_size']} px "
+                f"LR patches (one scale per batch, drawn at random), {facts['seconds'] / 60:.0f} minutes on "
                 f"{args.hardware or hardware()}; data {', '.join(Path(d).name for d in cfg['data'])} "
                 f"({cfg.get('holdout', 0)} images held out); best held-out Y-PSNR {facts['best_val']:.3f} dB "
                 "(mean over scales"
