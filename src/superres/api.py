@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from superres.inference.correction import DEFAULT_THRESHOLD, correct_strips
-from superres.inference.denoise import DenoiseChoice, PhotoPair, auto_strength, parse_denoise
+from superres.inference.denoise import DenoiseChoice, PhotoPair, auto_strength
 from superres.errors import ConfigError
 from superres.imaging.io import Picture, PictureStream, from_pil, to_pil
 from superres.inference.sizes import OutputSize, network_scale

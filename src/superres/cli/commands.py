@@ -14,12 +14,30 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from superres.errors import SuperresError
+from superres.errors import SuperresError, one_line
 
 if TYPE_CHECKING:
     from superres.inference.options import UpscaleOptions
 
 log = logging.getLogger("superres")
+
+# The flag that sets each library parameter an error's hint names (errors.Hint): the CLI words hints with these.
+FLAGS = {
+    "overwrite": "--overwrite",
+    "tile": "--tile",
+    "max_pixels": "--max-pixels",
+    "resume": "--resume",
+    "out": "--out",
+    "scale": "--scale",
+    "precision": "--precision",
+    "backend": "--backend",
+    "device": "--device",
+}
+
+
+def describe_error(error: BaseException, path: str | Path | None = None) -> str:
+    """One line for the user, with any hint worded with this CLI's flags."""
+    return one_line(error, path, FLAGS)
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -94,6 +112,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             video=dict(codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt),
             progress=_bar("upscale", "file", shown and len(jobs) > 1),
             frame_progress=_bar("frames", "frame", shown, leave=False),
+            describe=describe_error,
         )
         gathered = ranks.gather((len(outcome.done), outcome.errors))
     finally:

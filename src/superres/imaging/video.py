@@ -17,7 +17,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from superres.errors import ImageError
+from superres.errors import VideoError
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,6 @@ CODEC_ALIASES = {
     "av1": "libsvtav1",
 }
 INSTALL_HINT = "video needs PyAV: pip install 'superres[video]'"
-
-
-class VideoError(ImageError):
-    """A video that cannot be read or written."""
 
 
 IMAGE_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}  # ISO files that are images

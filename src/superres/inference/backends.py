@@ -10,7 +10,6 @@ never dropped. Tiling, self-ensemble and pictures are the Upscaler's (upscaler.p
 
 from __future__ import annotations
 
-import io
 import logging
 from typing import Protocol
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from superres.errors import SuperresError
+from superres.errors import Hint, SuperresError, one_line
 from superres.imaging.io import DEFAULT_MAX_PIXELS, PictureStream, read_image, write_image
 from superres.inference.threads import END, Worker, get, put
 from superres.inference.video import FrameUpscaler, upscale_video
@@ -61,8 +61,8 @@ def share(jobs: list[Job], rank: int, world: int) -> list[Job]:
 class _Writer:
     """A thread that writes images one after another, each from bands handed to it as they are made."""
 
-    def __init__(self, overwrite: bool, stop: threading.Event, outcome: Outcome) -> None:
-        self.overwrite, self.stop, self.outcome = overwrite, stop, outcome
+    def __init__(self, overwrite: bool, stop: threading.Event, outcome: Outcome, describe: Describe) -> None:
+        self.overwrite, self.stop, self.outcome, self.describe = overwrite, stop, outcome, describe
         self.tasks: queue.Queue = queue.Queue(1)
         self.worker = Worker(self._run, "superres-write")
 
@@ -106,7 +106,7 @@ class _Writer:
             except _Abandoned:
                 continue
             except SuperresError as e:
-                self.outcome.errors.append(str(e))
+                self.outcome.errors.append(self.describe(e, job.target))
                 try:
                     for _ in bands_in:  # let the network thread finish handing over this image's bands
                         pass
@@ -118,6 +118,41 @@ class _Abandoned(Exception):
     """The network failed on the image being written."""
 
 
+TILE_HINT = Hint("tile", "try a smaller {}", "tile")
+Describe = Callable[[BaseException, Path], str]  # an error and its file -> the line to report
+
+
+def _read_ahead(jobs: list[Job], upscaler: FrameUpscaler, max_pixels: int | None, ready: queue.Queue,
+                stop: threading.Event) -> None:
+    """Read each image job's picture and choose its denoise strength, one job ahead of the network; put
+    (job, (picture, choice)), or (job, the error), or (job, None) for a video, then END."""
+    for job in jobs:
+        item: Any = None
+        if not job.video:
+            try:
+                picture = read_image(job.source, max_pixels)
+                item = (picture, upscaler.choose_denoise(picture))
+            except SuperresError as e:
+                item = e
+            except MemoryError:
+                item = SuperresError(f"{job.source}: out of memory while reading it")
+            except Exception as e:  # noqa: BLE001 - one file's surprise must not end the batch
+                item = SuperresError(f"{job.source}: cannot be read ({type(e).__name__}: {e})")
+        if not put(ready, (job, item), stop):
+            return
+    put(ready, END, stop)
+
+
+def _failure(error: BaseException, job: Job, describe: Describe) -> str:
+    """The line reported for a job that failed with `error`."""
+    if isinstance(error, MemoryError):
+        error = SuperresError("out of memory", hint=TILE_HINT)
+    elif isinstance(error, RuntimeError) and not isinstance(error, SuperresError):  # torch, inside the network
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        error = SuperresError(f"failed while upscaling ({first})")
+    return describe(error, job.source)
+
+
 def run_batch(
     jobs: list[Job],
     upscaler: FrameUpscaler,
@@ -127,35 +162,19 @@ def run_batch(
     video: dict[str, Any] | None = None,
     progress: Callable[[Iterable, int], Iterable] | None = None,
     frame_progress: Callable[[Iterable, int], Iterable] | None = None,
+    describe: Describe = one_line,
 ) -> Outcome:
     """Upscale every job's source into its target; per-file failures are collected, not raised.
 
     video: codec, crf and pix_fmt for video jobs (see upscale_video). progress(iterable, total) wraps the loop
-    over files, frame_progress the loop over a video's frames. Interrupted (KeyboardInterrupt), the files in
-    progress are dropped and nothing is left under their names."""
+    over files, frame_progress the loop over a video's frames. describe(error, file) words a failure (the CLI
+    names its flags in hints). Interrupted (KeyboardInterrupt), the files in progress are dropped and nothing is
+    left under their names."""
     outcome = Outcome()
     stop = threading.Event()
     ready: queue.Queue = queue.Queue(READ_AHEAD)
-
-    def read() -> None:
-        for job in jobs:
-            item: Any = None
-            if not job.video:
-                try:
-                    picture = read_image(job.source, max_pixels)
-                    item = (picture, upscaler.choose_denoise(picture))
-                except SuperresError as e:
-                    item = e
-                except MemoryError:
-                    item = SuperresError(f"{job.source}: out of memory while reading it")
-                except Exception as e:  # noqa: BLE001 - one file's surprise must not end the batch
-                    item = SuperresError(f"{job.source}: cannot be read ({type(e).__name__}: {e})")
-            if not put(ready, (job, item), stop):
-                return
-        put(ready, END, stop)
-
-    reader = Worker(read, "superres-read")
-    writer = _Writer(overwrite, stop, outcome)
+    reader = Worker(lambda: _read_ahead(jobs, upscaler, max_pixels, ready, stop), "superres-read")
+    writer = _Writer(overwrite, stop, outcome, describe)
 
     def taken() -> Iterable:
         while (got := get(ready, stop, reader.alive)) is not END:
@@ -167,29 +186,17 @@ def run_batch(
                 if isinstance(item, SuperresError):
                     raise item
                 if job.video:
-                    result = upscale_video(
-                        job.source,
-                        job.target,
-                        upscaler,
-                        overwrite=overwrite,
-                        max_pixels=max_pixels,
-                        progress=frame_progress,
-                        **(video or {}),
-                    )
+                    options = dict(overwrite=overwrite, max_pixels=max_pixels, progress=frame_progress, **(video or {}))
+                    result = upscale_video(job.source, job.target, upscaler, **options)
                     outcome.done.append(job)
                     log.info("%s -> %s (%d frames)", job.source, job.target, result.frames)
-                else:
-                    picture, choice = item
-                    if getattr(upscaler, "pair", None) is not None:
-                        log.info("%s: %s", job.source.name, choice.describe())
-                    writer.write(job, upscaler.stream(picture, choice))
-            except SuperresError as e:
-                outcome.errors.append(str(e))
-            except MemoryError:
-                outcome.errors.append(f"{job.source}: out of memory (try a smaller --tile)")
-            except RuntimeError as e:  # torch: out of memory and other failures inside the network
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                outcome.errors.append(f"{job.source}: failed while upscaling ({first})")
+                    continue
+                picture, choice = item
+                if getattr(upscaler, "pair", None) is not None:
+                    log.info("%s: %s", job.source.name, choice.describe())
+                writer.write(job, upscaler.stream(picture, choice))
+            except (SuperresError, MemoryError, RuntimeError) as e:
+                outcome.errors.append(_failure(e, job, describe))
         reader.join()
         writer.finish()
     except BaseException:

@@ -18,15 +18,19 @@ from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
-from superres.errors import SuperresError
+from superres.errors import Hint, SuperresError
 from superres.imaging.files import TargetExistsError, atomic_file
 from superres.imaging.io import DEFAULT_MAX_PIXELS, Picture, PictureStream
-from superres.imaging.video import Frame, VideoError, VideoReader, VideoWriter
+from superres.errors import VideoError
+from superres.imaging.video import Frame, VideoReader, VideoWriter
 from superres.inference.denoise import DenoiseChoice
 from superres.inference.sizes import OutputSize
 from superres.inference.threads import END, Worker, get, put
 
 log = logging.getLogger(__name__)
+
+OVERWRITE_HINT = Hint("overwrite", "use {} to replace it", "overwrite=True")
+MAX_PIXELS_HINT = Hint("max_pixels", "raise the limit ({}) if the video is genuine", "max_pixels")
 
 QUEUE_FRAMES = 4  # frames waiting between two threads, at most
 
@@ -75,97 +79,93 @@ def upscale_video(
     tqdm). On any error or interruption nothing is left at `target` (an existing file there is kept)."""
     source, target = Path(source), Path(target)
     if target.exists() and not overwrite:
-        raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
-    stop = threading.Event()
-    frames_in: queue.Queue = queue.Queue(QUEUE_FRAMES)
-    frames_out: queue.Queue = queue.Queue(QUEUE_FRAMES)
+        raise SuperresError(f"{target}: already exists", hint=OVERWRITE_HINT)
     with VideoReader(source) as reader:
         w, h = reader.info.width, reader.info.height
         if max_pixels is not None and w * h > max_pixels:
             raise VideoError(
-                f"{source}: frames of {w}x{h} = {w * h:,} pixels are over the limit of {max_pixels:,}; "
-                f"raise the limit (--max-pixels) if the video is genuine"
+                f"{source}: frames of {w}x{h} = {w * h:,} pixels are over the limit of {max_pixels:,}",
+                hint=MAX_PIXELS_HINT,
             )
-        items = reader.items()
-        ahead = []  # decoding starts here, so that the first frame's size and rotation are known
-        while not isinstance(ahead[-1] if ahead else None, Frame):
-            ahead.append(next(items))  # (audio packets may come before it)
-        first = ahead[-1].pixels
-        shape = output_shape(upscaler.size, first.shape[:2], reader.info.rotation)
-        if shape != upscaler.size.shape_for(first.shape[:2]):  # a turned stream given a width or height
-            upscaler = copy.copy(upscaler)
-            upscaler.size = OutputSize(width=shape[1], height=shape[0])
-        choice = upscaler.choose_denoise(Picture(first))
-        log.info(
-            "%s: %dx%d, %s frames, rotation %d; output %dx%d; %s",
-            source.name,
-            first.shape[1],
-            first.shape[0],
-            reader.info.frames or "?",
-            reader.info.rotation,
-            shape[1],
-            shape[0],
-            choice.describe(),
-        )
-
-        def decode() -> None:
-            for item in _chain(ahead, items):
-                put(frames_in, item, stop)
-                if stop.is_set():
-                    return
-            put(frames_in, END, stop)
-
+        ahead, items, shape, upscaler, choice = _start(source, reader, upscaler)
         try:
             with atomic_file(target, overwrite) as file:
                 writer = VideoWriter(file, target.suffix, reader, shape, codec, crf, pix_fmt, name=target)
                 log.debug("%s: writing", target)
-
-                def encode() -> None:
-                    while (item := get(frames_out, stop)) is not END:
-                        if isinstance(item, Frame):
-                            writer.write_frame(item.pixels, item.pts)
-                        else:
-                            writer.copy_packet(item)
-
-                decoder = encoder = None
-                try:
-                    decoder = Worker(decode, "superres-decode")
-                    encoder = Worker(encode, "superres-encode")
-                    count = _run_frames(
-                        source,
-                        frames_in,
-                        frames_out,
-                        decoder,
-                        encoder,
-                        upscaler,
-                        choice,
-                        stop,
-                        shape,
-                        progress,
-                        reader.info.frames,
-                    )
-                    for worker in (encoder, decoder):
-                        worker.join()  # raises what failed in it
-                    writer.close()
-                except BaseException:
-                    stop.set()
-                    for worker in (w for w in (encoder, decoder) if w is not None):
-                        while worker.alive():  # (a second Ctrl-C must not leave them using what is closed)
-                            try:
-                                worker.thread.join()
-                            except KeyboardInterrupt:
-                                pass
-                    writer.abort()  # the unnamed file is then dropped: nothing appears at target
-                    raise
+                count = _pipeline(source, _chain(ahead, items), writer, upscaler, choice, shape, progress,
+                                  reader.info.frames)
         except TargetExistsError:
-            raise SuperresError(f"{target}: already exists (use --overwrite to replace it)") from None
+            raise SuperresError(f"{target}: already exists", hint=OVERWRITE_HINT) from None
         except OSError as e:
             raise VideoError(f"{target}: cannot write ({e.strerror or e})") from e
         except _av_errors() as e:
             raise VideoError(f"{target}: the encoder failed ({str(e).strip() or type(e).__name__})") from e
-        finally:
-            stop.set()
     return VideoResult(count, shape, choice)
+
+
+def _start(source: Path, reader: VideoReader, upscaler: FrameUpscaler):
+    """Decode up to the first frame: the items read so far, the rest, the output shape (the picture as shown,
+    rotation included), the upscaler sized for it, and the denoise strength chosen from that frame."""
+    items = reader.items()
+    ahead = []  # decoding starts here, so that the first frame's size and rotation are known
+    while not isinstance(ahead[-1] if ahead else None, Frame):
+        ahead.append(next(items))  # (audio packets may come before it)
+    first = ahead[-1].pixels
+    shape = output_shape(upscaler.size, first.shape[:2], reader.info.rotation)
+    if shape != upscaler.size.shape_for(first.shape[:2]):  # a turned stream given a width or height
+        upscaler = copy.copy(upscaler)
+        upscaler.size = OutputSize(width=shape[1], height=shape[0])
+    choice = upscaler.choose_denoise(Picture(first))
+    info = reader.info
+    log.info("%s: %dx%d, %s frames, rotation %d; output %dx%d; %s", source.name, first.shape[1], first.shape[0],
+             info.frames or "?", info.rotation, shape[1], shape[0], choice.describe())  # fmt: skip
+    return ahead, items, shape, upscaler, choice
+
+
+def _pipeline(source: Path, items: Iterable, writer: VideoWriter, upscaler: FrameUpscaler, choice: DenoiseChoice,
+              shape: tuple[int, int], progress, total: int | None) -> int:
+    """Decode, upscale and encode in three threads, a few frames between them; returns the frame count. On any
+    error or interruption the threads are stopped and joined and the writer aborted (nothing is written)."""
+    stop = threading.Event()
+    frames_in: queue.Queue = queue.Queue(QUEUE_FRAMES)
+    frames_out: queue.Queue = queue.Queue(QUEUE_FRAMES)
+
+    def decode() -> None:
+        for item in items:
+            put(frames_in, item, stop)
+            if stop.is_set():
+                return
+        put(frames_in, END, stop)
+
+    def encode() -> None:
+        while (item := get(frames_out, stop)) is not END:
+            if isinstance(item, Frame):
+                writer.write_frame(item.pixels, item.pts)
+            else:
+                writer.copy_packet(item)
+
+    decoder = encoder = None
+    try:
+        decoder = Worker(decode, "superres-decode")
+        encoder = Worker(encode, "superres-encode")
+        count = _run_frames(source, frames_in, frames_out, decoder, encoder, upscaler, choice, stop, shape, progress,
+                            total)  # fmt: skip
+        for worker in (encoder, decoder):
+            worker.join()  # raises what failed in it
+        writer.close()
+        return count
+    except BaseException:
+        stop.set()
+        for worker in (w for w in (encoder, decoder) if w is not None):
+            while worker.alive():  # (a second Ctrl-C must not leave them using what is closed)
+                try:
+                    worker.thread.join()
+                except KeyboardInterrupt:
+                    pass
+        writer.abort()  # the unnamed file is then dropped: nothing appears at target
+        raise
+    finally:
+        stop.set()
 
 
 def _chain(first: list, rest: Iterable) -> Iterable:

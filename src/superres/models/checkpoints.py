@@ -26,6 +26,7 @@ from torch import nn
 
 from superres.errors import CheckpointError, UnknownModelError, did_you_mean
 from superres.imaging.files import atomic_path
+from superres.models.base import SRNet
 from superres.models.family import Family, StateDict, detect_family, get_family
 from superres.models.handle import ModelHandle, as_handle
 from superres.models.registry import PRETRAINED, create_model, default_model_name, preset_arch, presets
