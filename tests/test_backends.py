@@ -1,0 +1,80 @@
+"""The backend interface (inference/backends.py): every option is honoured or refused, never dropped."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import nearest_edsr
+from superres.errors import BackendError, ConfigError
+from superres.inference import devices
+from superres.inference.backends import BACKENDS, get_backend
+from superres.inference.upscaler import Upscaler
+from superres.models import as_handle, save_weights
+
+
+def test_torch_runner_copies_a_network_it_must_move_and_keeps_the_callers_in_place(monkeypatch):
+    net = nearest_edsr(2)
+    handle = as_handle(net)
+    runner = get_backend("torch").prepare(handle, "cpu", "fp32", None)
+    assert runner.handle.net is net  # already on the CPU: used as it is
+    x = torch.rand(1, 3, 5, 6) * 255
+    assert torch.allclose(runner.run(x, 2), torch.nn.functional.interpolate(x, scale_factor=2), atol=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cpu_network_run_on_the_gpu_stays_on_the_cpu():
+    net = nearest_edsr(2)
+    up = Upscaler(net, device="cuda", precision="fp32")
+    assert up.runner.handle.net is not net and next(up.runner.handle.net.parameters()).is_cuda
+    assert next(net.parameters()).device.type == "cpu"
+    img = np.random.default_rng(0).integers(0, 256, (9, 11, 3)).astype(np.float32)
+    assert np.abs(up(img) - Upscaler(net, device="cpu", precision="fp32")(img)).max() < 1e-2
+
+
+def test_torch_threads_are_honoured():
+    before = torch.get_num_threads()
+    try:
+        get_backend("torch").prepare(as_handle(nearest_edsr(2)), "cpu", "fp32", 1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_family_that_needs_fp32_gets_it_from_auto_and_refuses_half(monkeypatch):
+    handle = as_handle(nearest_edsr(2))
+    monkeypatch.setattr(devices, "native_bf16", lambda: True)
+    assert Upscaler(handle, device="cpu").precision == "bf16"
+    monkeypatch.setattr(type(handle.family), "precisions", lambda self, config: ("fp32",))
+    assert Upscaler(handle, device="cpu").precision == "fp32"
+    with pytest.raises(ConfigError, match="only in fp32, not bf16"):
+        Upscaler(handle, device="cpu", precision="bf16")
+
+
+def test_onnxruntime_refuses_what_it_cannot_honour_and_keeps_the_thread_count(tmp_path):
+    pytest.importorskip("onnxruntime")
+    handle = as_handle(nearest_edsr(2))
+    with pytest.raises(BackendError, match="CPU only"):
+        get_backend("onnxruntime").prepare(handle, "cuda", "auto", None)
+    with pytest.raises(BackendError, match="fp32 only, not bf16"):
+        Upscaler(handle, backend="onnxruntime", precision="bf16")
+    runner = get_backend("onnxruntime").prepare(handle, "auto", "auto", 2)
+    assert runner.options.intra_op_num_threads == 2 and runner.precision == "fp32"
+    img = np.random.default_rng(0).integers(0, 256, (9, 11, 3)).astype(np.float32)
+    ours = Upscaler(handle, backend="onnxruntime", tile=0)(img)
+    assert np.abs(ours - Upscaler(handle, backend="torch", precision="fp32", tile=0)(img)).max() < 1e-3
+
+
+def test_an_onnx_file_does_not_run_in_torch_and_unknown_backends_are_named(tmp_path):
+    pytest.importorskip("onnx")
+    from superres.inference.onnx import export_onnx
+    from superres.models import load_model
+
+    path = export_onnx(nearest_edsr(2), tmp_path / "n.onnx")
+    handle = load_model(path)
+    assert get_backend("auto", handle) is BACKENDS["onnxruntime"]
+    with pytest.raises(BackendError, match="runs with the onnxruntime backend"):
+        Upscaler(handle, backend="torch")
+    with pytest.raises(BackendError, match="did you mean 'torch'"):
+        get_backend("torhc")
+    assert load_model(save_weights(nearest_edsr(2), tmp_path / "n.safetensors")).onnx is None
