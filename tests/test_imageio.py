@@ -1,4 +1,5 @@
 import struct
+import warnings
 from pathlib import Path
 import zlib
 
@@ -173,6 +174,114 @@ def test_decompression_bomb_refused_and_limit_option(tmp_path, photo):
     with pytest.raises(ImageError, match="over the limit"):
         read_image(path, max_pixels=100)
     assert read_image(path, max_pixels=64 * 80).pixels.shape == photo.shape
+
+
+class _SetAttrRecorder(type(Image)):
+    """A module class that records every attribute set on the module (for PIL.Image: its globals)."""
+
+    assigned: list[str] = []
+
+    def __setattr__(self, name, value):
+        _SetAttrRecorder.assigned.append(name)
+        super().__setattr__(name, value)
+
+
+@pytest.fixture
+def pillow_limit_watched(monkeypatch):
+    """PIL.Image with a small pixel limit of its own (3000 pixels: a 64x80 image is over it, not over twice it),
+    and a record of every global set on it meanwhile."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
+    monkeypatch.setattr(Image, "__class__", _SetAttrRecorder)
+    _SetAttrRecorder.assigned = []
+    return _SetAttrRecorder.assigned
+
+
+def tiff_cases(photo, rng):
+    """(name, PIL image) for each TIFF mode that an image over Pillow's own limit is read in through OpenCV."""
+    im = Image.fromarray(photo)
+    gray16 = rng.integers(0, 65536, photo.shape[:2], dtype=np.int64).astype(np.uint16)
+    return [
+        ("1", im.convert("1")),
+        ("L", im.convert("L")),
+        ("P", im.convert("P")),
+        ("RGB", im),
+        ("I;16", Image.fromarray(gray16)),
+    ]
+
+
+def test_readers_leave_pillows_global_limit_alone(tmp_path, photo, rng, pillow_limit_watched):
+    """Images over Pillow's own limit (Image.MAX_IMAGE_PIXELS, process-wide) read as under it, in every format,
+    without a DecompressionBombWarning, and without the global being set, even for a moment."""
+    from superres.imaging.io import image_size
+
+    paths = [save(Image.fromarray(photo), tmp_path / f"a.{ext}") for ext in ("png", "jpg", "bmp", "gif", "webp")]
+    paths += [
+        save(im, tmp_path / f"{name.replace(';', '')}.tif", compression="tiff_lzw")
+        for name, im in tiff_cases(photo, rng)
+    ]
+    import tifffile
+
+    big_endian = rng.integers(0, 65536, photo.shape[:2], dtype=np.int64).astype(">u2")
+    tifffile.imwrite(tmp_path / "I16B.tif", big_endian, byteorder=">")
+    paths.append(tmp_path / "I16B.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        over = {path: read_image(path) for path in paths}
+        sizes = {path: image_size(path) for path in paths}
+    assert pillow_limit_watched == [] and Image.MAX_IMAGE_PIXELS == 3000
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Image, "MAX_IMAGE_PIXELS", None)  # the same files, with nothing over Pillow's limit
+        for path in paths:
+            under = read_image(path)
+            assert over[path].pixels.dtype == under.pixels.dtype, path
+            assert np.array_equal(over[path].pixels, under.pixels), path
+            assert (over[path].alpha is None) == (under.alpha is None), path
+            assert under.alpha is None or np.array_equal(over[path].alpha, under.alpha)
+            assert sizes[path] == (80, 64)
+    assert np.array_equal(over[tmp_path / "I16B.tif"].pixels, big_endian)
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "RGBA", "LA"])
+def test_a_tiff_over_pillows_limit_that_opencv_would_read_otherwise_is_refused(
+    tmp_path, photo, pillow_limit_watched, mode
+):
+    """OpenCV expands CMYK and gray + alpha otherwise, and premultiplies RGBA: refused, in one line."""
+    rgba = Image.fromarray(np.dstack([photo, photo[..., 1]]), "RGBA")
+    path = save(rgba.convert(mode), tmp_path / "c.tif")
+    with pytest.raises(ImageError) as e:
+        read_image(path)
+    assert str(e.value).startswith(f"{path}: a 80x64 {mode} TIFF is over Pillow's own pixel limit")
+    assert "PIL.Image.MAX_IMAGE_PIXELS = 3,000" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ImageError, match="over the limit of 100 "):  # the reader's own limit comes first
+        read_image(path, max_pixels=100)
+
+
+def test_a_webp_over_twice_pillows_limit_is_a_one_line_error(tmp_path, photo, pillow_limit_watched):
+    """Pillow's WebP reader checks Pillow's limit itself when it opens a file: over twice it, an error."""
+    path = save(Image.fromarray(photo), tmp_path / "a.webp")
+    Image.MAX_IMAGE_PIXELS = 1000
+    with pytest.raises(ImageError, match=r"over Pillow's own pixel limit, which its WEBP reader applies"):
+        read_image(path)
+    assert pillow_limit_watched == ["MAX_IMAGE_PIXELS"]  # the test's own assignment alone
+
+
+def test_opencv_logging_is_silenced_around_a_decode_only(tmp_path, rng, capfd):
+    """A damaged 16-bit colour TIFF: our one line, nothing from OpenCV, and OpenCV's log level as it was."""
+    import cv2
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "a.tif", rng.integers(0, 65536, (64, 80, 3)).astype(np.uint16), compression="zlib")
+    data = (tmp_path / "a.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
+    before = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)
+    try:
+        with pytest.raises(ImageError, match="cannot decode this 16-bit colour image"):
+            read_image(tmp_path / "cut.tif")
+        assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_WARNING
+    finally:
+        cv2.utils.logging.setLogLevel(before)
+    assert capfd.readouterr().err == ""
 
 
 # ------------------------------------------------------------------------------ writing

@@ -21,7 +21,6 @@ import io
 import os
 import struct
 import threading
-import warnings
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -107,7 +106,11 @@ def gather_rows(strips: Iterable[np.ndarray], height: int) -> np.ndarray:
 
 
 def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
-    """Read any image Pillow opens (first frame of animations), keeping 16-bit and grayscale as they are."""
+    """Read any image Pillow opens (the first frame of an animation), keeping 16-bit and grayscale as they are.
+
+    max_pixels: the largest width x height read (None: any), checked from the header before decoding. It takes
+    the place of Pillow's own limit (PIL.Image.MAX_IMAGE_PIXELS), which is neither applied nor changed here
+    (see _open_image). Raises ImageError, its message starting with the path."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file")
@@ -115,45 +118,58 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         raise ImageError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: empty file")
-    with _without_pil_limit():
-        return _read_image(path, max_pixels)
-
-
-_PIL_LIMIT_LOCK = threading.Lock()
-
-
-@contextmanager
-def _without_pil_limit() -> Iterator[None]:
-    """Pillow's own pixel limit and its warning off, for one reader at a time (Image.MAX_IMAGE_PIXELS is
-    global); callers check their own limit from the header."""
-    with _PIL_LIMIT_LOCK:
-        pil_limit = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                yield
-        finally:
-            Image.MAX_IMAGE_PIXELS = pil_limit
+    return _read_image(path, max_pixels)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) from an image file's header, without decoding it; ImageError if it is not an image
-    Pillow can open. Pillow's own pixel limit is not applied (callers apply theirs)."""
+    """(width, height) in pixels from an image file's header, without decoding it; ImageError if it is not an
+    image Pillow can open. Pillow's own pixel limit is not applied (callers apply theirs)."""
     path = Path(path)
     try:
-        with _without_pil_limit(), Image.open(path) as im:
+        with _open_image(path) as im:
             return im.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
         raise ImageError(f"{path}: not an image, or a format that cannot be read") from e
 
 
+def _open_image(path: Path) -> Image.Image:
+    """What Image.open returns (the header read, the pixels not yet decoded), without Pillow's pixel limit.
+
+    Image.open tries each registered plugin (Image.ID in order; Image.OPEN holds its accept test and factory),
+    then compares the size with the process-wide PIL.Image.MAX_IMAGE_PIXELS (Image._decompression_bomb_check).
+    This does the same identification and leaves that comparison out, for this call alone: the caller applies
+    its own limit, and the global stays as the program set it (setting it to None, even for a moment, would
+    lift the limit for every thread). Decoders that check the global themselves still do: WebP on opening,
+    over twice the limit (an ImageError here), GIF frames larger than the image, and TIFF on decoding, which is
+    why _read_image gives a TIFF over that limit to OpenCV."""
+    with open(path, "rb") as f:
+        prefix = f.read(16)  # what Image.open gives each plugin's accept test
+    tried: set[str] = set()
+    for load_plugins in (Image.preinit, Image.init):  # the common formats first, then all, as Image.open
+        load_plugins()
+        for fmt in [f for f in Image.ID if f not in tried]:
+            tried.add(fmt)
+            factory, accept = Image.OPEN[fmt]
+            verdict = accept(prefix) if accept else True
+            if not verdict or isinstance(verdict, str):  # a string says why it is not this format
+                continue
+            try:
+                return factory(os.fspath(path), os.fspath(path))  # opens the file itself, and closes it
+            except (SyntaxError, IndexError, TypeError, struct.error):  # not this format after all, as Image.open
+                continue
+            except Image.DecompressionBombError as e:
+                raise ImageError(f"{path}: over Pillow's own pixel limit, which its {fmt} reader applies ({e})") from e
+    raise UnidentifiedImageError(f"cannot identify image file {os.fspath(path)!r}")
+
+
 def _read_image(path: Path, max_pixels: int | None) -> Picture:
     try:
-        with Image.open(path) as im:
+        with _open_image(path) as im:
             _check_size(path, im.size, max_pixels)  # our own limit, from the header alone
             if _is_16bit_colour(im):
                 return _read_16bit_colour(path, im)
+            if _over_pillow_tiff_limit(im):
+                return _read_large_tiff(path, im)
             orientation = im.getexif().get(0x0112, 1)
             icc = im.info.get("icc_profile") or None
             if getattr(im, "n_frames", 1) > 1:
@@ -164,8 +180,8 @@ def _read_image(path: Path, max_pixels: int | None) -> Picture:
         if str(path) in str(e):
             raise
         raise ImageError(f"{path}: {e}") from e  # every per-file error names its file
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{path}: image is too large ({e}); raise the pixel limit to read it") from e
+    except Image.DecompressionBombError as e:  # a decoder that checks Pillow's limit itself (GIF frames)
+        raise ImageError(f"{path}: over Pillow's own pixel limit, which its {im.format} reader applies ({e})") from e
     except UnidentifiedImageError as e:
         raise ImageError(f"{path}: not an image, or a format that cannot be read") from e
     except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
@@ -198,23 +214,103 @@ def _is_16bit_colour(im: Image.Image) -> bool:
 
 
 def _read_16bit_colour(path: Path, im: Image.Image) -> Picture:
-    import cv2  # noqa: PLC0415 - only for what Pillow cannot hold
-
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # a damaged file: our one line only
-
-    orientation = im.getexif().get(0x0112, 1)
-    icc = im.info.get("icc_profile") or None
-    data = np.fromfile(path, dtype=np.uint8)
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    """16-bit colour (or gray + alpha), which Pillow cannot hold, decoded by OpenCV."""
+    arr = _opencv_decode(path)
     if arr is None or arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise ImageError(f"{path}: cannot decode this 16-bit colour image")
     arr = arr.astype(np.uint16, copy=False)
-    alpha = np.ascontiguousarray(arr[..., 3]) if arr.shape[2] == 4 else None
-    if _png_depth_and_colour(path)[1] == 4:
-        pixels = np.ascontiguousarray(arr[..., 0])  # gray + alpha, which OpenCV expands to BGRA
+    return _from_opencv(arr, im, gray_alpha=_png_depth_and_colour(path)[1] == 4)
+
+
+def _over_pillow_tiff_limit(im: Image.Image) -> bool:
+    """Whether `im` is a TIFF over Pillow's own pixel limit, which Pillow's TIFF decoder applies itself when it
+    decodes (a warning over the limit, an error over twice it). The global is read here, never set."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return im.format == "TIFF" and limit is not None and im.size[0] * im.size[1] > limit
+
+
+# TIFF modes whose pixels OpenCV decodes exactly as Pillow does: OpenCV's channels and dtype for each
+_TIFF_MODES_FOR_OPENCV = {
+    "1": (1, np.uint8),  # 0 and 255, as Pillow's conversion to L
+    "L": (1, np.uint8),
+    "P": (3, np.uint8),  # the palette applied (without transparency)
+    "RGB": (3, np.uint8),  # not RGBA: OpenCV premultiplies the colour by the alpha
+    "I;16": (1, np.uint16),
+    "I;16B": (1, np.uint16),
+}
+
+
+def _read_large_tiff(path: Path, im: Image.Image) -> Picture:
+    """A TIFF over Pillow's own pixel limit (but within the caller's), decoded by OpenCV rather than by Pillow,
+    whose TIFF decoder would check that process-wide limit again. Only the modes where OpenCV's pixels are
+    Pillow's are read so; the others are refused in one line."""
+    expected = _TIFF_MODES_FOR_OPENCV.get(im.mode)
+    if expected is None or "transparency" in im.info or im.tag_v2.get(262) == 6:  # YCbCr: converted otherwise
+        w, h = im.size
+        raise ImageError(
+            f"{path}: a {w}x{h} {im.mode} TIFF is over Pillow's own pixel limit "
+            f"(PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS:,}), which its TIFF reader applies and "
+            f"superres does not lift for the whole process; save it as PNG, or raise that limit in the program"
+        )
+    arr = _opencv_decode(path)
+    if arr is None or (1 if arr.ndim == 2 else arr.shape[2]) != expected[0] or arr.dtype != expected[1]:
+        raise ImageError(f"{path}: cannot decode this {im.mode} TIFF")
+    return _from_opencv(arr, im, gray_alpha=False)
+
+
+def _from_opencv(arr: np.ndarray, im: Image.Image, gray_alpha: bool) -> Picture:
+    """OpenCV's decoding, (H, W) or BGR(A) (H, W, 3|4), as a Picture, with the ICC profile and the EXIF
+    orientation from Pillow's reading of the header. gray_alpha: gray + alpha, which OpenCV expands to BGRA."""
+    orientation = im.getexif().get(0x0112, 1)
+    icc = im.info.get("icc_profile") or None
+    alpha = np.ascontiguousarray(arr[..., 3]) if arr.ndim == 3 and arr.shape[2] == 4 else None
+    if arr.ndim == 2:
+        pixels = arr
+    elif gray_alpha:
+        pixels = np.ascontiguousarray(arr[..., 0])
     else:
         pixels = np.ascontiguousarray(arr[..., 2::-1])  # OpenCV is BGR(A)
     return apply_orientation(Picture(pixels, alpha, icc), orientation)
+
+
+def _opencv_decode(path: Path) -> np.ndarray | None:
+    """The file decoded by OpenCV as it is stored (depth, channels and alpha kept; no EXIF rotation), or None."""
+    import cv2  # noqa: PLC0415 - only for what Pillow cannot do
+
+    data = np.fromfile(path, dtype=np.uint8)
+    with _OPENCV_QUIET.around(cv2):  # a damaged file: our one-line error only
+        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+
+
+class _OpenCvQuiet:
+    """OpenCV's logging silenced while a reader decodes, and set back after.
+
+    OpenCV has one log level for the whole process and no setting per call, so the level is changed only
+    around decoding: readers in several threads share one silent spell (counted), and the level found before
+    the first is restored after the last. A level another thread sets during a spell is overwritten at its end."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.readers = 0
+        self.level_before: int | None = None
+
+    @contextmanager
+    def around(self, cv2) -> Iterator[None]:
+        with self.lock:
+            if self.readers == 0:
+                self.level_before = cv2.utils.logging.getLogLevel()
+                cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+            self.readers += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.readers -= 1
+                if self.readers == 0:
+                    cv2.utils.logging.setLogLevel(self.level_before)
+
+
+_OPENCV_QUIET = _OpenCvQuiet()
 
 
 def _png_depth_and_colour(path: Path) -> tuple[int | None, int | None]:
