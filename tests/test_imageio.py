@@ -325,6 +325,33 @@ def test_written_files_have_ordinary_permissions(tmp_path, photo):
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_new_files_get_the_umask_without_os_umask(tmp_path, monkeypatch, unnamed):
+    """0o666 less the umask, whether the file is made unnamed (O_TMPFILE) or as a named .part file (atomic_path,
+    and atomic_file where there is no O_TMPFILE), without os.umask, which sets the mask process-wide to read it."""
+    import os
+
+    import superres.imaging.files as files
+
+    def no_umask(*args):
+        raise AssertionError("os.umask was called")
+
+    before = os.umask(0o027)
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(files.os, "umask", no_umask)
+            if not unnamed:
+                m.delattr(files.os, "O_TMPFILE", raising=False)
+            with files.atomic_file(tmp_path / "a.bin") as f:
+                f.write(b"a")
+            with files.atomic_path(tmp_path / "b.bin") as tmp:
+                Path(tmp).write_bytes(b"b")
+    finally:
+        os.umask(before)
+    assert [(tmp_path / n).stat().st_mode & 0o777 for n in ("a.bin", "b.bin")] == [0o640, 0o640]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin"]
+
+
 def test_output_folder_that_is_a_file(tmp_path, photo):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ImageError, match="cannot write"):

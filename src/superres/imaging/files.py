@@ -13,12 +13,6 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextmanager
 def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str]:
     """Yield a temporary path beside `path`; once the block succeeds, sync it and rename it into place
@@ -30,11 +24,9 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_parts(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    tmp = _new_part_file(path)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         if overwrite:
@@ -44,6 +36,23 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _new_part_file(path: Path) -> str:
+    """Create an empty file beside `path`, named .<name>.<random>.part, and return its path.
+
+    It is made with mode 0o666, so the kernel takes the umask off (and a default ACL applies) as for any
+    new file: the result has ordinary permissions without the umask being read, which os.umask can do only
+    by setting it, process-wide, while other threads may be creating files."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(tempfile.TMP_MAX):  # as many names as tempfile.mkstemp tries
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+        except FileExistsError:
+            continue
+        return str(tmp)
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(path.parent))
 
 
 @contextmanager
