@@ -362,3 +362,22 @@ def test_degrade_refuses_bad_settings_in_one_line(tmp_path, images, capsys):
         code, _, err = run(capsys, "degrade", images / "a.png", "-o", tmp_path / "lr", "--preset", "jpeg:50", *args)
         assert code == 2 and message in err.strip().splitlines()[-1], err  # argparse adds its usage line above
     assert not (tmp_path / "lr").exists()
+
+
+def test_eval_report_draws_its_plots_without_choosing_a_matplotlib_backend(tmp_path, photo, capsys, monkeypatch):
+    """The plot is drawn on a Figure of its own: matplotlib.use is not called and the process's backend setting
+    is as it was (a program that shows figures keeps its own)."""
+    matplotlib = pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    monkeypatch.setattr(matplotlib, "use", lambda *a, **k: pytest.fail("matplotlib.use was called"))
+    backend = dict.__getitem__(matplotlib.rcParams, "backend")  # as set, without resolving it
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    write_image(folder / "a.png", Picture(photo))
+    write_image(folder / "b.png", Picture(photo[:, ::-1].copy()))
+    code, _, err = run(capsys, "eval", "--data", folder, "--scale", "2", "--report", tmp_path / "report", "-q")
+    assert code == 0, err
+    assert dict.__getitem__(matplotlib.rcParams, "backend") == backend
+    plot = Image.open(tmp_path / "report" / "psnr_hr_x2.png")
+    assert plot.format == "PNG" and plot.size == (660, 440)  # 6 x 4 inches at 110 dpi

@@ -1,6 +1,8 @@
 """The evaluation report: tables (md/csv/json), per-image PSNR plots, and side-by-side crops.
 
-Plots need matplotlib (`pip install superres[report]`); they render headless (Agg backend).
+Plots need matplotlib (`pip install superres[report]`). Each is drawn on its own matplotlib.figure.Figure and
+saved as PNG by matplotlib's Agg renderer, chosen by that save alone: no pyplot, and no backend chosen for
+the process (matplotlib.use), so a program that shows figures keeps its own.
 """
 
 from __future__ import annotations
@@ -53,13 +55,11 @@ def _name(dataset: str, scale: float, degradation: str | None) -> str:
 
 
 def plot_per_image(results: EvalResults, dataset: str, scale: int, path: Path, degradation: str | None = None) -> Path:
-    """x = image, y = PSNR, one line per method (as the original report's figures)."""
+    """x = image, y = PSNR in dB, one line per method (as the original report's figures); written as a PNG."""
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
     except ImportError as e:
         raise ConfigError("plots need matplotlib: pip install 'superres[report]'") from e
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     channel = next(r["channel"] for r in results.results if r["dataset"] == dataset)  # the first scored
     rows = [
@@ -71,7 +71,8 @@ def plot_per_image(results: EvalResults, dataset: str, scale: int, path: Path, d
         and r.get("degradation") == degradation
     ]
     images = list(dict.fromkeys(r["image"] for r in rows))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(images) + 4), 4), dpi=110)
+    fig = Figure(figsize=(max(6.0, 0.12 * len(images) + 4), 4), dpi=110)
+    ax = fig.subplots()
     for method in dict.fromkeys(r["method"] for r in rows):
         by_image = {r["image"]: r["psnr"] for r in rows if r["method"] == method}
         ax.plot(
@@ -85,15 +86,13 @@ def plot_per_image(results: EvalResults, dataset: str, scale: int, path: Path, d
     ax.set_xticks(range(len(images)))
     ax.set_xticklabels(images, rotation=90 if len(images) > 8 else 0, fontsize=7 if len(images) > 20 else 9)
     ax.set_ylabel("PSNR (dB)")
-    ax.set_title(
-        f"{dataset} x{scale}{'' if degradation is None else ', ' + degradation}: PSNR per image ({'Y' if channel == 'y' else 'RGB'})"
-    )
+    shown = f"{dataset} x{scale}" + ("" if degradation is None else f", {degradation}")
+    ax.set_title(f"{shown}: PSNR per image ({'Y' if channel == 'y' else 'RGB'})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
+    fig.savefig(buf, format="png")  # Agg, for this figure alone
     return write_bytes(path, buf.getvalue())
 
 
