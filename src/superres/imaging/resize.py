@@ -11,11 +11,15 @@ This reproduces the LR images of the SR benchmarks (made with MATLAB's bicubic) 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
 from superres.errors import ConfigError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 Kernel = Callable[[np.ndarray], np.ndarray]
 
@@ -24,17 +28,17 @@ def cubic(x: np.ndarray) -> np.ndarray:
     """Keys' cubic convolution kernel with a = -0.5 (MATLAB's 'bicubic'); support [-2, 2]."""
     ax = np.abs(x)
     ax2, ax3 = ax * ax, ax * ax * ax
-    return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((1 < ax) & (ax <= 2))
+    return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
 
 
 def triangle(x: np.ndarray) -> np.ndarray:
     """Linear interpolation kernel (MATLAB's 'bilinear'); support [-1, 1]."""
-    return (x + 1) * ((-1 <= x) & (x < 0)) + (1 - x) * ((0 <= x) & (x <= 1))
+    return (x + 1) * ((x >= -1) & (x < 0)) + (1 - x) * ((x >= 0) & (x <= 1))
 
 
 def box(x: np.ndarray) -> np.ndarray:
     """Nearest-neighbour kernel (MATLAB's 'nearest'); support [-0.5, 0.5)."""
-    return ((-0.5 <= x) & (x < 0.5)).astype(np.float64)
+    return ((x >= -0.5) & (x < 0.5)).astype(np.float64)
 
 
 def _lanczos(a: int) -> Kernel:
@@ -69,7 +73,7 @@ def contributions(
     x = np.arange(1, out_length + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1 - 1 / scale)
     left = np.floor(u - width / 2)
-    p = int(math.ceil(width)) + 2
+    p = math.ceil(width) + 2
     indices = left[:, None] + np.arange(p)[None, :]  # 1-based, may fall outside 1..in_length
     weights = h(u[:, None] - indices)
     weights = weights / weights.sum(axis=1, keepdims=True)
@@ -109,21 +113,42 @@ def _resize_axis(
             np.floor(acc + 0.5, out=acc)
             np.clip(acc, info.min, info.max, out=acc)
         out[:, c0 : c0 + step] = acc
-    return np.moveaxis(out.reshape((out_length,) + rest), 0, axis)
+    return np.moveaxis(out.reshape((out_length, *rest)), 0, axis)
 
 
 def output_shape_for(shape: tuple[int, int], scale: float) -> tuple[int, int]:
     """MATLAB's output size for a scale factor: ceil(in * scale), guarded against float noise."""
-    return tuple(int(math.ceil(round(n * scale, 9))) for n in shape)  # type: ignore[return-value]
+    height, width = shape
+    return math.ceil(round(height * scale, 9)), math.ceil(round(width * scale, 9))
 
 
+@overload
 def imresize(
-    image,
+    image: Image.Image,
     scale: float | None = None,
     output_shape: tuple[int, int] | None = None,
     method: str = "bicubic",
     antialiasing: bool | None = None,
-):
+) -> Image.Image: ...
+
+
+@overload
+def imresize(
+    image: np.ndarray,
+    scale: float | None = None,
+    output_shape: tuple[int, int] | None = None,
+    method: str = "bicubic",
+    antialiasing: bool | None = None,
+) -> np.ndarray: ...
+
+
+def imresize(
+    image: Image.Image | np.ndarray,
+    scale: float | None = None,
+    output_shape: tuple[int, int] | None = None,
+    method: str = "bicubic",
+    antialiasing: bool | None = None,
+) -> Image.Image | np.ndarray:
     """Resize like MATLAB's imresize.
 
     image: numpy array (H, W) or (H, W, C) of uint8, uint16 or float (any range), or a PIL image.
@@ -152,7 +177,7 @@ def imresize(
     in_shape = img.shape[:2]
     if output_shape is not None:
         out_shape = tuple(int(n) for n in output_shape)
-        scales = tuple(o / i for o, i in zip(out_shape, in_shape))
+        scales = tuple(o / i for o, i in zip(out_shape, in_shape, strict=False))
     elif scale is not None:
         if not scale > 0:
             raise ConfigError(f"scale must be > 0, got {scale}")
