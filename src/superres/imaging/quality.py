@@ -12,7 +12,7 @@ from PIL import Image
 NOISE_CROP = 512  # the noise level is measured on the central crop of at most this side (fast on any size)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_tables() -> dict[int, np.ndarray]:
     """The luminance quantisation table libjpeg writes at each quality 1-100, as Pillow reports it."""
     tables = {}

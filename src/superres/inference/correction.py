@@ -6,7 +6,7 @@ The report looped over pixels in Python; here it is one vectorised comparison.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
