@@ -38,6 +38,7 @@ class OutputSize:
             return self.height, self.width
         if self.width is not None:
             return max(1, int(h * self.width / w + 0.5)), self.width
+        assert self.height is not None  # __post_init__: without a factor, a width or a height is given
         return self.height, max(1, int(w * self.height / h + 0.5))
 
     def label(self) -> str:
