@@ -7,12 +7,14 @@ lr = superres.imresize(image, 1 / 4)                  # MATLAB-exact bicubic
 """
 
 from superres.api import ImageUpscaler, upscale
-from superres.inference.correction import DEFAULT_THRESHOLD, correct
-from superres.inference.upscaler import Upscaler
 from superres.errors import CheckpointError, ConfigError, ImageError, SuperresError, UnknownModelError
-from superres.imaging.io import Picture, read_image, write_image
-from superres.imaging.color import rgb_to_y
 from superres.evaluation.metrics import psnr, ssim
+from superres.imaging.color import rgb_to_y
+from superres.imaging.io import Picture, read_image, write_image
+from superres.imaging.resize import imresize
+from superres.inference.correction import DEFAULT_THRESHOLD, correct
+from superres.inference.sizes import OutputSize
+from superres.inference.upscaler import Upscaler
 from superres.models import (
     EDSR,
     MDSR,
@@ -25,28 +27,26 @@ from superres.models import (
     load_model,
     save_weights,
 )
-from superres.inference.sizes import OutputSize
-from superres.imaging.resize import imresize
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_THRESHOLD",
     "EDSR",
-    "EDSRConfig",
     "MDSR",
-    "MDSRConfig",
-    "OutputSize",
-    "SRNet",
-    "ImageUpscaler",
-    "Upscaler",
-    "correct",
     "CheckpointError",
     "ConfigError",
+    "EDSRConfig",
     "ImageError",
+    "ImageUpscaler",
+    "MDSRConfig",
+    "OutputSize",
     "Picture",
+    "SRNet",
     "SuperresError",
     "UnknownModelError",
+    "Upscaler",
+    "correct",
     "create_model",
     "imresize",
     "init_from",

@@ -11,19 +11,18 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from superres.inference.correction import DEFAULT_THRESHOLD, correct_strips
-from superres.inference.denoise import DenoiseChoice, PhotoPair, auto_strength
 from superres.errors import ConfigError
 from superres.imaging.io import Picture, PictureStream, from_pil, to_pil
-from superres.inference.sizes import OutputSize, network_scale
+from superres.imaging.resize import imresize
+from superres.inference.correction import DEFAULT_THRESHOLD, correct_strips
+from superres.inference.denoise import DenoiseChoice, PhotoPair, auto_strength
 from superres.inference.options import UpscaleOptions
+from superres.inference.sizes import OutputSize, network_scale
 from superres.inference.upscaler import Upscaler, resize_picture, upscale_picture_stream
 from superres.models.base import SRNet
 from superres.models.checkpoints import load_model
 from superres.models.handle import ModelHandle, as_handle
 from superres.models.registry import default_scales
-from superres.imaging.resize import imresize
-
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +73,7 @@ class ImageUpscaler:
         key = (scale, strength)
         if key not in self._runners:
             net = self.pair.at(strength) if self.pair is not None else self.net
+            assert net is not None, "a method, not a model: resize_picture does the work"
             self._runners[key] = Upscaler(net, scale, **self.options.runner_options())
         return self._runners[key]
 
@@ -145,7 +145,7 @@ def upscale(
     runner = ImageUpscaler(options, **given, **fields)
     if isinstance(image, Image.Image):
         return to_pil(runner(from_pil(image)))
-    arr = np.asarray(image)
+    arr: np.ndarray = np.asarray(image)
     if arr.dtype not in (np.uint8, np.uint16):
         raise ConfigError(f"images must be uint8 or uint16 arrays, got {arr.dtype}")
     if arr.ndim == 3 and arr.shape[2] == 4:
@@ -155,7 +155,7 @@ def upscale(
     elif arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3):
         picture = Picture(arr)
     elif arr.ndim == 3 and arr.shape[2] == 1:
-        return upscale(arr[..., 0], options=runner.options)[..., None]
+        return np.asarray(upscale(arr[..., 0], options=runner.options))[..., None]
     else:
         raise ConfigError(f"images must be (H, W) or (H, W, 1|2|3|4), got shape {arr.shape}")
     out = runner(picture)

@@ -70,7 +70,9 @@ def did_you_mean(name: str, choices: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(choices) or 'none'}"
 
 
-def one_line(error: BaseException, path: str | os.PathLike | None = None, flags: Mapping[str, str] | None = None) -> str:
+def one_line(
+    error: BaseException, path: str | os.PathLike | None = None, flags: Mapping[str, str] | None = None
+) -> str:
     """The message for a user: one line, starting with the file it concerns (unless it already names it), the
     hint worded with `flags` (option -> flag) where given. Any exception works; a foreign one is named by type
     when it has no message."""

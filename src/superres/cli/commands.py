@@ -9,6 +9,7 @@ import argparse
 import glob
 import logging
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -191,7 +192,7 @@ def plan_jobs(files: list[Path], args: argparse.Namespace, label: str) -> tuple[
             )
         else:
             ext = out_format if out_format in WRITE_FORMATS else path.suffix
-        target = output if single_file else (output or path.parent) / f"{path.stem}{suffix}{ext}"
+        target = output if output is not None and single_file else (output or path.parent) / f"{path.stem}{suffix}{ext}"
         if video and target.suffix.lower() not in CONTAINERS:
             errors.append(
                 f"{path}: is a video; its output {target} must be a video file ({', '.join(sorted(CONTAINERS))})"
@@ -273,13 +274,12 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from superres.models.checkpoints import load_model
-    from superres.models.base import count_parameters
     from superres.models.summary import format_summary, summarize
 
     model = load_model(args.model, scale=args.scale, allow_untrained=True)
     scale = args.scale if args.scale is not None else model.scales[0]
     title = (
-        f"{args.model}: {model.describe()}, {model.n_colors} colour(s), {count_parameters(model):,} parameters; "
+        f"{args.model}: {model.describe()}, {model.n_colors} colour(s), {model.parameter_count:,} parameters; "
         f"at x{scale}, input {args.input_size[0]}x{args.input_size[1]}"
     )
     print(format_summary(summarize(model, args.input_size, scale), title))
@@ -320,13 +320,13 @@ def cmd_models(args: argparse.Namespace) -> int:
                 if partner_of
                 else ""
             )
-            print(f"{entry.name:<18} {'x' + str(s):>5} {count_parameters(model):>9,} {gflops:>7.1f}  {cells}{note}")
+            print(f"{entry.name:<18} {'x' + str(s):>5} {model.parameter_count:>9,} {gflops:>7.1f}  {cells}{note}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from superres.inference.correction import DEFAULT_THRESHOLD
     from superres.evaluation.benchmark import EvalConfig, evaluate
+    from superres.inference.correction import DEFAULT_THRESHOLD
 
     try:
         scales = [float(x) for x in args.scale.split(",") if x.strip()]
@@ -354,7 +354,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
 
-    def progress(items, total, desc):
+    def progress(items: Iterable, total: int, desc: str) -> Iterable:
         from tqdm import tqdm
 
         return tqdm(
@@ -444,17 +444,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         for target in targets:  # all checked before any is written
             if target.exists() and not args.overwrite:
                 raise SuperresError(f"{target}: already exists (use --overwrite to replace it)")
-        for scale, target in zip(scales, targets):
-            path = export_onnx(model, target, scale=scale, metadata=meta)
-            if len(scales) > 1:
-                print(f"wrote {path}")
-        if len(scales) > 1:
-            return 0
-    else:
-        import torch
+        for scale, target in zip(scales, targets, strict=True):
+            print(f"wrote {export_onnx(model, target, scale=scale, metadata=meta)}")
+        return 0
+    import torch
 
-        path = save_weights(model, output, meta, dtype=torch.float16 if args.half else None)
-    print(f"wrote {path}")
+    print(f"wrote {save_weights(model, output, meta, dtype=torch.float16 if args.half else None)}")
     return 0
 
 

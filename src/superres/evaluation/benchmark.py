@@ -11,25 +11,25 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
+from superres.errors import ConfigError, SuperresError
+from superres.evaluation.metrics import psnr, ssim
+from superres.imaging.datasets import Sample, as_fraction, find_dataset, load_samples
+from superres.imaging.degrade import Preset, image_rng, parse_preset
+from superres.imaging.io import Picture
+from superres.imaging.quality import jpeg_file_quality
+from superres.imaging.resize import METHODS, imresize, output_shape_for
 from superres.inference.correction import DEFAULT_THRESHOLD, correct
 from superres.inference.denoise import PhotoPair, auto_strength, parse_denoise
-from superres.imaging.degrade import Preset, image_rng, parse_preset
-from superres.imaging.quality import jpeg_file_quality
-from superres.imaging.datasets import Sample, as_fraction, find_dataset, load_samples
-from superres.errors import ConfigError, SuperresError
-from superres.imaging.io import Picture
 from superres.inference.sizes import network_scale
 from superres.inference.upscaler import Upscaler, upscale_picture
-from superres.evaluation.metrics import psnr, ssim
 from superres.models.handle import ModelHandle
 from superres.models.registry import default_model_name, default_scales, photo_partner
-from superres.imaging.resize import METHODS, imresize, output_shape_for
 
 log = logging.getLogger(__name__)
 SUFFIXES = ("+correct", "+ensemble")  # model + the correction; model with the 8-transform self-ensemble
@@ -51,7 +51,7 @@ class Method:
     denoise: float | str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Method":
+    def parse(cls, text: str) -> Method:
         text = text.strip()
         if not text:
             raise ConfigError("empty method name")
@@ -88,11 +88,13 @@ class ModelCache:
             from superres.models.checkpoints import load_model
 
             name = default_model_name()
-            if photo_partner(name) is None:
+            partner = photo_partner(name)
+            if name is None or partner is None:
                 raise ConfigError("the bundled default has no photo model: photo, auto and denoise=S cannot run")
-            if self._models.get(name) is None:
-                self._models[name] = load_model(name).to(self.device)
-            self._pair = PhotoPair(self._models[name], load_model(photo_partner(name)).to(self.device))
+            clean = self._models.get(name)
+            if clean is None:
+                clean = self._models[name] = load_model(name).to(self.device)
+            self._pair = PhotoPair(clean, load_model(partner).to(self.device))
         return self._pair
 
     def get(self, spec: str, factor: float) -> tuple[ModelHandle, int] | None:
@@ -133,12 +135,11 @@ def run_method(
     t0 = time.perf_counter()
     if method.interpolation:
         return imresize(lr, factor, method=method.interpolation), time.perf_counter() - t0
+    assert model is not None, "a model method comes with its network"
     net, scale = model
     key = (id(net), scale, method.ensemble)
     if cache is None or key not in cache:
-        runner = Upscaler(
-            net, scale, device=str(net.device), precision=precision, self_ensemble=method.ensemble
-        )
+        runner = Upscaler(net, scale, device=str(net.device), precision=precision, self_ensemble=method.ensemble)
         sr = upscale_picture(Picture(lr), scale, model=runner).pixels
         net_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
         if cache is not None:
@@ -258,7 +259,7 @@ class EvalResults:
 
 
 def evaluate(
-    config: EvalConfig, progress: Callable[[Iterator, int, str], Iterator] | None = None, keep_outputs: int = 0
+    config: EvalConfig, progress: Callable[[Iterable, int, str], Iterable] | None = None, keep_outputs: int = 0
 ) -> EvalResults:
     """Score every method on every dataset, scale and degradation. `progress(iterable, total, description)`
     may wrap loops. The outputs of the first `keep_outputs` images of each group are kept (for the report)."""

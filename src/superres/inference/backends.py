@@ -62,7 +62,7 @@ class TorchRunner:
             torch.set_num_threads(threads)
         if handle.device != self.device and not (handle.device.type == self.device.type == "cpu"):
             handle = handle.copy_to(self.device)
-        handle.net.eval().to(memory_format=torch.channels_last)
+        handle.net.eval().to(memory_format=torch.channels_last)  # pyright: ignore[reportCallIssue] - torch's stubs omit memory_format
         self.handle = handle
 
     def _scaled(self, x: torch.Tensor, scale: int) -> torch.Tensor:

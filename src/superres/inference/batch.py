@@ -13,9 +13,10 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from superres.errors import Hint, SuperresError, one_line
 from superres.imaging.io import DEFAULT_MAX_PIXELS, PictureStream, read_image, write_image
@@ -122,8 +123,9 @@ TILE_HINT = Hint("tile", "try a smaller {}", "tile")
 Describe = Callable[[BaseException, Path], str]  # an error and its file -> the line to report
 
 
-def _read_ahead(jobs: list[Job], upscaler: FrameUpscaler, max_pixels: int | None, ready: queue.Queue,
-                stop: threading.Event) -> None:
+def _read_ahead(
+    jobs: list[Job], upscaler: FrameUpscaler, max_pixels: int | None, ready: queue.Queue, stop: threading.Event
+) -> None:
     """Read each image job's picture and choose its denoise strength, one job ahead of the network; put
     (job, (picture, choice)), or (job, the error), or (job, None) for a video, then END."""
     for job in jobs:

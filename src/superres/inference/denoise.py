@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from superres.errors import ConfigError
 from superres.imaging.io import Picture
 from superres.imaging.quality import noise_sigma
-from superres.models.handle import ModelHandle
 from superres.models.checkpoints import interpolate, load_model
+from superres.models.handle import ModelHandle
 from superres.models.registry import photo_partner
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class PhotoPair:
         self._sources: tuple[ModelHandle, ModelHandle] | None = None  # CPU copies, made at the first blend
 
     @classmethod
-    def bundled(cls, name: str | None = None, clean: ModelHandle | None = None) -> "PhotoPair | None":
+    def bundled(cls, name: str | None = None, clean: ModelHandle | None = None) -> PhotoPair | None:
         """The bundled model `name` (None: the default) with its photo model, or None if it has none."""
         partner = photo_partner(name)
         if partner is None:

@@ -42,7 +42,7 @@ def _export(handle: ModelHandle, target: str | io.BytesIO, scale: int, opset: in
         torch.onnx.export(
             _AtScale(handle, scale),
             (dummy,),
-            target,
+            target,  # pyright: ignore[reportArgumentType] - the exporter also writes to a file object
             input_names=["lr"],
             output_names=["sr"],
             opset_version=opset,

@@ -15,12 +15,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from superres.errors import ConfigError
+from superres.imaging.resize import METHODS
 from superres.inference.backends import BACKENDS
 from superres.inference.denoise import parse_denoise
 from superres.inference.devices import PRECISIONS
 from superres.inference.sizes import OutputSize
 from superres.inference.upscaler import MIN_TILE
-from superres.imaging.resize import METHODS
 from superres.models.base import SRNet
 from superres.models.handle import ModelHandle
 

@@ -13,19 +13,20 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
+from numpy.typing import DTypeLike
 import torch
 
-from superres.imaging.color import rgb_to_ycbcr, ycbcr_to_rgb
 from superres.errors import ConfigError
+from superres.imaging.color import rgb_to_ycbcr, ycbcr_to_rgb
 from superres.imaging.io import Picture, PictureStream, gather_rows
+from superres.imaging.resize import METHODS, imresize, output_shape_for
 from superres.inference.backends import get_backend
 from superres.models.base import SRNet
 from superres.models.handle import ModelHandle, as_handle
-from superres.imaging.resize import METHODS, imresize, output_shape_for
 
 log = logging.getLogger(__name__)
 
@@ -129,17 +130,16 @@ class Upscaler:
         """(N, C, h, w) float 0..255 on device -> float32 (N, C, h*s, w*s), self-ensembled if asked."""
         if not self.self_ensemble:
             return self._net(x)
-        acc = None
-        for k in range(8):
-            y = _inverse(self._net(_transforms(x, k)), k)
-            acc = y if acc is None else acc + y
+        acc = _inverse(self._net(_transforms(x, 0)), 0)
+        for k in range(1, 8):
+            acc = acc + _inverse(self._net(_transforms(x, k)), k)
         return acc / 8
 
     def __call__(
         self,
         image: np.ndarray,
         post: Callable[[np.ndarray], np.ndarray] | None = None,
-        out_dtype: np.dtype = np.float32,
+        out_dtype: DTypeLike = np.float32,
     ) -> np.ndarray:
         """(H, W, C) in 0..255 with the model's C -> (H*s, W*s, C') of out_dtype. The input is float, or
         uint8, which is converted tile by tile (a float copy of a large image is 4x its size).
@@ -154,7 +154,7 @@ class Upscaler:
         self,
         image: np.ndarray,
         post: Callable[[np.ndarray], np.ndarray] | None = None,
-        out_dtype: np.dtype = np.float32,
+        out_dtype: DTypeLike = np.float32,
     ) -> Iterator[np.ndarray]:
         """As __call__, but yields the output a band of tile rows at a time, top to bottom, as it is made.
 
@@ -196,7 +196,7 @@ class Upscaler:
         tile_width: int,
         budget: int,
         post: Callable[[np.ndarray], np.ndarray],
-        out_dtype: np.dtype,
+        out_dtype: DTypeLike,
     ) -> np.ndarray:
         """Output rows for LR rows row..row+rows, from tiles tile_width wide, each read with its margin."""
         _, h, w = src.shape
@@ -214,7 +214,7 @@ class Upscaler:
                 chunk = group[i : i + batch]
                 x = torch.stack([src[:, p.box[0] : p.box[1], p.box[2] : p.box[3]] for p in chunk])
                 y = self._forward(x.to(self.device).float())  # only these tiles go to the device
-                for plan, tile_out in zip(chunk, y):
+                for plan, tile_out in zip(chunk, y, strict=True):
                     by0, _, bx0, _ = plan.box
                     y0, y1, x0, x1 = plan.core
                     core = tile_out[:, (y0 - by0) * s : (y1 - by0) * s, (x0 - bx0) * s : (x1 - bx0) * s]
@@ -222,6 +222,7 @@ class Upscaler:
                     if out is None:
                         out = np.empty((rows * s, w * s, core.shape[2]), dtype=out_dtype)
                     out[(y0 - row) * s : (y1 - row) * s, x0 * s : x1 * s] = core
+        assert out is not None, "a band has at least one tile"
         return out
 
 
@@ -259,14 +260,20 @@ def model_upscale_strips(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255
 
 
 def upscale_picture(
-    picture: Picture, scale: int | None = None, model: ModelHandle | SRNet | Upscaler | None = None, method: str | None = None
+    picture: Picture,
+    scale: int | None = None,
+    model: ModelHandle | SRNet | Upscaler | None = None,
+    method: str | None = None,
 ) -> Picture:
     """Upscale pixels with a model or an interpolation method; alpha goes through bicubic separately."""
     return upscale_picture_stream(picture, scale, model, method).collect()
 
 
 def upscale_picture_stream(
-    picture: Picture, scale: int | None = None, model: ModelHandle | SRNet | Upscaler | None = None, method: str | None = None
+    picture: Picture,
+    scale: int | None = None,
+    model: ModelHandle | SRNet | Upscaler | None = None,
+    method: str | None = None,
 ) -> PictureStream:
     """upscale_picture as a PictureStream: a model's output is made band by band as the stream is read."""
     if (model is None) == (method is None):
@@ -281,7 +288,7 @@ def upscale_picture_stream(
         height, width = picture.size[0] * upscaler.scale, picture.size[1] * upscaler.scale
         strips = model_upscale_strips(upscaler, picture.pixels, picture.peak)
     else:
-        if scale is None or not scale > 0:
+        if scale is None or not scale > 0 or method is None:
             raise ConfigError("an interpolation method needs a scale > 0")
         return resize_picture(picture, output_shape_for(picture.size, scale), method, scale)
     alpha = None

@@ -12,16 +12,16 @@ import copy
 import logging
 import queue
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from superres.errors import Hint, SuperresError
+from superres.errors import Hint, SuperresError, VideoError
 from superres.imaging.files import TargetExistsError, atomic_file
 from superres.imaging.io import DEFAULT_MAX_PIXELS, Picture, PictureStream
-from superres.errors import VideoError
 from superres.imaging.video import Frame, VideoReader, VideoWriter
 from superres.inference.denoise import DenoiseChoice
 from superres.inference.sizes import OutputSize
@@ -56,8 +56,9 @@ def output_shape(size: OutputSize, frame: tuple[int, int], rotation: int) -> tup
     """(height, width) of the stored output frames. Sizes given by the user mean the picture as displayed:
     for a stream turned by 90 degrees, the stored frames' sides swap."""
     turned = rotation % 180 == 90
-    shape = size.shape_for(frame[::-1] if turned else frame)
-    return shape[::-1] if turned else shape
+    h, w = frame
+    out_h, out_w = size.shape_for((w, h) if turned else (h, w))
+    return (out_w, out_h) if turned else (out_h, out_w)
 
 
 def upscale_video(
@@ -75,8 +76,8 @@ def upscale_video(
     """Upscale every frame of `source` and write the video `target` (container from its extension).
 
     The denoise strength is chosen once, from the first frame, so that it cannot change from frame to frame.
-    codec, crf, pix_fmt: see imaging.video.VideoWriter; max_pixels: the largest frame accepted. progress(iterable, total) wraps the frame loop (e.g.
-    tqdm). On any error or interruption nothing is left at `target` (an existing file there is kept)."""
+    codec, crf, pix_fmt: see imaging.video.VideoWriter; max_pixels: the largest frame accepted.
+    progress(iterable, total) wraps the frame loop (e.g. tqdm). On any error or interruption nothing is left at `target` (an existing file there is kept)."""
     source, target = Path(source), Path(target)
     if target.exists() and not overwrite:
         raise SuperresError(f"{target}: already exists", hint=OVERWRITE_HINT)
@@ -92,8 +93,9 @@ def upscale_video(
             with atomic_file(target, overwrite) as file:
                 writer = VideoWriter(file, target.suffix, reader, shape, codec, crf, pix_fmt, name=target)
                 log.debug("%s: writing", target)
-                count = _pipeline(source, _chain(ahead, items), writer, upscaler, choice, shape, progress,
-                                  reader.info.frames)
+                count = _pipeline(
+                    source, _chain(ahead, items), writer, upscaler, choice, shape, progress, reader.info.frames
+                )
         except TargetExistsError:
             raise SuperresError(f"{target}: already exists", hint=OVERWRITE_HINT) from None
         except OSError as e:
@@ -122,8 +124,16 @@ def _start(source: Path, reader: VideoReader, upscaler: FrameUpscaler):
     return ahead, items, shape, upscaler, choice
 
 
-def _pipeline(source: Path, items: Iterable, writer: VideoWriter, upscaler: FrameUpscaler, choice: DenoiseChoice,
-              shape: tuple[int, int], progress, total: int | None) -> int:
+def _pipeline(
+    source: Path,
+    items: Iterable,
+    writer: VideoWriter,
+    upscaler: FrameUpscaler,
+    choice: DenoiseChoice,
+    shape: tuple[int, int],
+    progress,
+    total: int | None,
+) -> int:
     """Decode, upscale and encode in three threads, a few frames between them; returns the frame count. On any
     error or interruption the threads are stopped and joined and the writer aborted (nothing is written)."""
     stop = threading.Event()
@@ -184,7 +194,7 @@ def _run_frames(
     stop: threading.Event,
     shape: tuple[int, int],
     progress,
-    total: int,
+    total: int | None,
 ) -> int:
     """The calling thread's part: frames from the decoder, upscaled, to the encoder; packets passed on."""
     count = 0
@@ -222,7 +232,7 @@ def _run_frames(
 
 def _av_errors() -> tuple[type[BaseException], ...]:
     try:
-        import av  # noqa: PLC0415
+        from av.error import FFmpegError  # noqa: PLC0415
     except ImportError:
         return ()
-    return (av.FFmpegError,)
+    return (FFmpegError,)

@@ -16,11 +16,11 @@ from superres.models.summary import format_summary, summarize
 
 __all__ = [
     "EDSR",
-    "EDSRConfig",
     "MDSR",
-    "MDSRConfig",
     "PRETRAINED",
+    "EDSRConfig",
     "Family",
+    "MDSRConfig",
     "ModelHandle",
     "SRNet",
     "as_handle",

@@ -50,7 +50,7 @@ class SRNet(nn.Module):
         if scale is None:
             if len(self.scales) > 1:
                 raise ConfigError(f"this {self.arch} network produces x{', x'.join(map(str, self.scales))}; choose one")
-            return self.scales[0]
+            return next(iter(self.scales))
         if scale not in self.scales:
             raise ConfigError(f"this {self.arch} network produces x{', x'.join(map(str, self.scales))}, not x{scale}")
         return int(scale)

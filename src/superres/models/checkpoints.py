@@ -17,11 +17,11 @@ import re
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from superres.errors import CheckpointError, UnknownModelError, did_you_mean
@@ -125,7 +125,9 @@ def load_weights(path: str | os.PathLike) -> ModelHandle:
 
 
 def save_weights(
-    model: ModelHandle | nn.Module, path: str | os.PathLike, metadata: dict[str, Any] | None = None,
+    model: ModelHandle | nn.Module,
+    path: str | os.PathLike,
+    metadata: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
 ) -> Path:
     """Write a .safetensors file with the architecture and config in its metadata; atomic (temporary file
@@ -194,7 +196,8 @@ def read_onnx_model(path: str | os.PathLike) -> ModelHandle:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf's decode errors come in several types
-        raise CheckpointError(f"{path}: not a readable ONNX model ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable ONNX model ({first})") from e
     raw = {p.key: p.value for p in proto.metadata_props}.get(METADATA_KEY)
     if not raw:
         raise CheckpointError(f"{path}: not a superres ONNX export (no '{METADATA_KEY}' metadata)")
@@ -219,11 +222,11 @@ def init_from(target: SRNet, sources: list[ModelHandle | SRNet]) -> list[str]:
     last conv) from the first source that has it. This is the paper's recipe for x3/x4 (start from the
     x2 model) and for MDSR (start from single-scale models). Returns the target keys that were copied.
     """
-    sources = [s.net if isinstance(s, ModelHandle) else s for s in sources]  # type: ignore[misc]
+    nets = [cast(SRNet, s.net) if isinstance(s, ModelHandle) else s for s in sources]
     own = target.state_dict()
     by_part = {target.part_key(k): k for k in own}
     copied: dict[str, torch.Tensor] = {}
-    for source in sources:
+    for source in nets:
         for key, value in source.state_dict().items():
             mine = by_part.get(source.part_key(key))
             if mine is not None and mine not in copied and own[mine].shape == value.shape:
@@ -238,7 +241,7 @@ def interpolate(a: ModelHandle, b: ModelHandle, t: float) -> ModelHandle:
     are left unchanged; t = 0 and t = 1 give exact copies of a and b."""
     a, b = as_handle(a), as_handle(b)
     sa, sb = a.state_dict(), b.state_dict()
-    if sa.keys() != sb.keys() or any(x.shape != y.shape for x, y in zip(sa.values(), sb.values())):
+    if sa.keys() != sb.keys() or any(x.shape != y.shape for x, y in zip(sa.values(), sb.values(), strict=True)):
         raise CheckpointError(f"cannot blend {a.describe()} with {b.describe()}: the architectures differ")
     net = copy.deepcopy(a.net)
     with torch.no_grad():

@@ -16,7 +16,7 @@ import contextlib
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -69,6 +69,9 @@ class MeanShift(nn.Module):
     keys `sub_mean.weight/bias` and `add_mean.weight/bias` load unchanged. Buffers are not
     parameters: they never train and do not count in parameter totals.
     """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
 
     def __init__(self, rgb_range: float, mean: tuple[float, ...], sign: int) -> None:
         super().__init__()
@@ -123,9 +126,21 @@ def check_body_config(config) -> None:
     mean = (
         config.rgb_mean if config.rgb_mean is not None else DIV2K_RGB_MEAN if config.n_colors == 3 else DIV2K_GRAY_MEAN
     )
-    object.__setattr__(config, "rgb_mean", tuple(float(m) for m in mean))
-    if len(config.rgb_mean) != config.n_colors:
-        raise ConfigError(f"rgb_mean needs {config.n_colors} values, got {len(config.rgb_mean)}")
+    values = tuple(float(m) for m in mean)
+    object.__setattr__(config, "rgb_mean", values)
+    if len(values) != config.n_colors:
+        raise ConfigError(f"rgb_mean needs {config.n_colors} values, got {len(values)}")
+
+
+def mean_of(config) -> tuple[float, ...]:
+    """The config's per-channel mean (filled in by check_body_config when it was built)."""
+    assert config.rgb_mean is not None
+    return tuple(config.rgb_mean)
+
+
+def weight_dtype(layers: nn.Sequential, index: int) -> torch.dtype:
+    """The dtype of the weights of the convolution `layers[index]`."""
+    return cast(nn.Conv2d, layers[index]).weight.dtype
 
 
 @dataclass(frozen=True)
@@ -148,11 +163,11 @@ class EDSRConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["rgb_mean"] = list(self.rgb_mean)
+        d["rgb_mean"] = list(mean_of(self))
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EDSRConfig":
+    def from_dict(cls, d: dict) -> EDSRConfig:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         if known.get("rgb_mean") is not None:
             known["rgb_mean"] = tuple(known["rgb_mean"])
@@ -175,11 +190,11 @@ class EDSR(SRNet):
         self.config = config
         self.metadata = {}
         c, f = config.n_colors, config.n_feats
-        self.sub_mean = MeanShift(config.rgb_range, config.rgb_mean, sign=-1)
+        self.sub_mean = MeanShift(config.rgb_range, mean_of(config), sign=-1)
         self.head = nn.Sequential(conv3x3(c, f))
         self.body = nn.Sequential(*[ResBlock(f, config.res_scale) for _ in range(config.n_resblocks)], conv3x3(f, f))
         self.tail = nn.Sequential(Upsampler(config.scale, f), conv3x3(f, c))
-        self.add_mean = MeanShift(config.rgb_range, config.rgb_mean, sign=+1)
+        self.add_mean = MeanShift(config.rgb_range, mean_of(config), sign=+1)
 
     @property
     def scales(self) -> tuple[int, ...]:
@@ -195,13 +210,13 @@ class EDSR(SRNet):
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         self.check_scale(scale)
         with full_precision(x):
-            x = self.head(self.sub_mean(x.to(self.head[0].weight.dtype)))  # (N, F, H, W)
+            x = self.head(self.sub_mean(x.to(weight_dtype(self.head, 0))))  # (N, F, H, W)
         x = to_autocast(x)
         x = self.body(x) + x  # global skip
         x = self.tail[0](x)  # upsampler: (N, F, H*s, W*s)
         exact = self.config.scale in FULL_PRECISION_TAIL_SCALES
         with full_precision(x, exact):
-            x = x.to(self.tail[1].weight.dtype) if exact else x
+            x = x.to(weight_dtype(self.tail, 1)) if exact else x
             return self.add_mean(self.tail[1](x))  # (N, C, H*s, W*s)
 
 
@@ -268,7 +283,6 @@ class SRNetFamily(Family):
         super().load(net, fill_mean_shifts(net, state))
 
 
-
 _BASICSR_RENAMES = [
     (re.compile(r"^conv_first\."), "head.0."),
     (re.compile(r"^body\.(\d+)\.conv1\."), r"body.\1.body.0."),
@@ -287,7 +301,7 @@ class EDSRFamily(SRNetFamily):
     name = "edsr"
     config_class = EDSRConfig
     key_patterns = (r"head\.0\.weight", r"body\.\d+\.weight", r"tail\.0\.0\.weight", r"tail\.1\.weight")
-    presets = {
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
         "edsr": dict(n_feats=256, n_resblocks=32, res_scale=0.1),  # the paper's large model, 40.7M params at x2
         "edsr-baseline": dict(n_feats=64, n_resblocks=16, res_scale=1.0),  # the paper's baseline, 1.37M at x2
         "edsr-medium": dict(n_feats=48, n_resblocks=12, res_scale=1.0),  # the first bundled models, ~0.6M
@@ -331,7 +345,8 @@ class EDSRFamily(SRNetFamily):
         return 4 * (4 * f + (9 if scale == 3 else 4) * f + 2 * config.n_colors * scale**2)
 
     def describe(self, config: EDSRConfig) -> str:
-        return f"EDSR x{config.scale}, {config.n_resblocks} blocks x {config.n_feats} features, res_scale {config.res_scale}"
+        c = config
+        return f"EDSR x{c.scale}, {c.n_resblocks} blocks x {c.n_feats} features, res_scale {c.res_scale}"
 
     def preset_config(self, settings: dict[str, Any], scales: tuple[int, ...] | None, n_colors: int) -> EDSRConfig:
         if scales is not None and len(scales) != 1:

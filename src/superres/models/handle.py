@@ -76,7 +76,7 @@ class ModelHandle:
         if scale is None:
             if len(scales) > 1:
                 raise ConfigError(f"this {self.arch} network produces {listed}; choose one")
-            return scales[0]
+            return next(iter(scales))
         if scale not in scales:
             raise ConfigError(f"this {self.arch} network produces {listed}, not x{scale}")
         return int(scale)

@@ -16,29 +16,31 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from superres.errors import CheckpointError, ConfigError
 from superres.models.base import SRNet
-from superres.models.family import StateDict, register_family
 from superres.models.edsr import (
     FULL_PRECISION_TAIL_SCALES,
+    SUPPORTED_SCALES,
     MeanShift,
     ResBlock,
     SRNetFamily,
-    SUPPORTED_SCALES,
     Upsampler,
     body_settings,
     check_body_config,
     conv3x3,
     count_blocks,
     full_precision,
+    mean_of,
     to_autocast,
     upsampler_scale,
+    weight_dtype,
 )
+from superres.models.family import StateDict, register_family
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,11 @@ class MDSRConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["scales"], d["rgb_mean"] = list(self.scales), list(self.rgb_mean)
+        d["scales"], d["rgb_mean"] = list(self.scales), list(mean_of(self))
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MDSRConfig":
+    def from_dict(cls, d: dict) -> MDSRConfig:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         for key in ("scales", "rgb_mean"):
             if known.get(key) is not None:
@@ -89,7 +91,7 @@ class MDSR(SRNet):
         self.config = config
         self.metadata = {}
         c, f = config.n_colors, config.n_feats
-        self.sub_mean = MeanShift(config.rgb_range, config.rgb_mean, sign=-1)
+        self.sub_mean = MeanShift(config.rgb_range, mean_of(config), sign=-1)
         self.head = nn.Sequential(conv3x3(c, f))
         if config.pre_process:
             self.pre_process = nn.ModuleList(
@@ -98,7 +100,7 @@ class MDSR(SRNet):
         self.body = nn.Sequential(*[ResBlock(f, config.res_scale) for _ in range(config.n_resblocks)], conv3x3(f, f))
         self.upsample = nn.ModuleList([Upsampler(s, f) for s in config.scales])
         self.tail = nn.Sequential(conv3x3(f, c))
-        self.add_mean = MeanShift(config.rgb_range, config.rgb_mean, sign=+1)
+        self.add_mean = MeanShift(config.rgb_range, mean_of(config), sign=+1)
 
     @property
     def scales(self) -> tuple[int, ...]:
@@ -116,7 +118,7 @@ class MDSR(SRNet):
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         i = self.scales.index(self.check_scale(scale))
         with full_precision(x):
-            x = self.head(self.sub_mean(x.to(self.head[0].weight.dtype)))  # (N, F, H, W)
+            x = self.head(self.sub_mean(x.to(weight_dtype(self.head, 0))))  # (N, F, H, W)
         x = to_autocast(x)
         if self.config.pre_process:
             x = self.pre_process[i](x)
@@ -124,7 +126,7 @@ class MDSR(SRNet):
         x = self.upsample[i](x)  # (N, F, H*s, W*s)
         exact = self.scales[i] in FULL_PRECISION_TAIL_SCALES
         with full_precision(x, exact):
-            x = x.to(self.tail[0].weight.dtype) if exact else x
+            x = x.to(weight_dtype(self.tail, 0)) if exact else x
             return self.add_mean(self.tail(x))  # (N, C, H*s, W*s)
 
 
@@ -136,7 +138,7 @@ class MDSRFamily(SRNetFamily):
     name = "mdsr"
     config_class = MDSRConfig
     key_patterns = (r"head\.0\.weight", r"body\.\d+\.weight", r"upsample\.\d+\.0\.weight", r"tail\.0\.weight")
-    presets = {
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
         "mdsr": dict(n_feats=64, n_resblocks=80, pre_process=True),  # the paper's MDSR, 7.95M params
         "mdsr-baseline": dict(n_feats=64, n_resblocks=16, pre_process=True),  # the paper's, 3.23M params
         "mdsr-medium": dict(n_feats=48, n_resblocks=12, pre_process=False),  # the bundled default

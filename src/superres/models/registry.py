@@ -7,10 +7,10 @@ checkpoints.py) also resolves the names of bundled weights listed in PRETRAINED.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 from superres.errors import UnknownModelError, did_you_mean
 from superres.models.base import SRNet

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from superres.models.base import SRNet
-from superres.models.handle import ModelHandle, as_handle
 from superres.models.edsr import MeanShift
+from superres.models.handle import ModelHandle, as_handle
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,9 @@ def _macs(module: nn.Module, out: torch.Tensor) -> int:
     return int(out[0].numel()) * per_pixel
 
 
-def summarize(model: ModelHandle | SRNet, input_size: tuple[int, int] = (100, 100), scale: int | None = None) -> list[LayerRow]:
+def summarize(
+    model: ModelHandle | SRNet, input_size: tuple[int, int] = (100, 100), scale: int | None = None
+) -> list[LayerRow]:
     """One row per leaf layer run, in execution order, for a single (n_colors, H, W) input at `scale` (None:
     the network's only scale)."""
     handle = as_handle(model)
