@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -117,12 +118,13 @@ class TrainConfig:
         return {k: getattr(self, k) for k in ("n_feats", "n_resblocks", "res_scale") if getattr(self, k) is not None}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
-        types = {f.name: f.type for f in fields(cls)}
+        # `from __future__ import annotations`: every field's type is its annotation's text
+        types = {f.name: cast(str, f.type) for f in fields(cls)}
         return cls(**{k: _coerce(k, v, types[k]) for k, v in d.items()})
 
 
@@ -173,9 +175,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     text = path.read_text()
     try:
         if path.suffix == ".toml":
-            try:
+            if sys.version_info >= (3, 11):
                 import tomllib
-            except ImportError:  # Python 3.10
+            else:  # Python 3.10
                 import tomli as tomllib
             data = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
