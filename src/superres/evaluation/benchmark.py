@@ -297,6 +297,27 @@ def evaluate(
     return out
 
 
+def _degraded_lr(
+    config: EvalConfig, sample: Sample, scale: int, preset: Preset | None
+) -> tuple[np.ndarray, int | None]:
+    """The LR a method sees for a sample, and its JPEG quality where the degradation saved it as a JPEG."""
+    if preset is None or preset.is_clean:
+        return sample.lr, None
+    degraded = preset.apply(sample.hr, scale, image_rng(config.seed, sample.hr))
+    return degraded.pixels, None if degraded.jpeg is None else jpeg_file_quality(degraded.jpeg)
+
+
+def _with_strength(method: Method, model, lr: np.ndarray, quality: int | None, models: ModelCache):
+    """For a denoise method: the blended network at the strength it uses on this LR, and that strength."""
+    if method.denoise is None:
+        return model, {}
+    if method.denoise == "auto":
+        strength = auto_strength(Picture(lr, jpeg_quality=quality)).strength
+    else:
+        strength = float(method.denoise)
+    return (models.pair().at(strength), model[1]), {"denoise": strength}
+
+
 def _score_group(
     config: EvalConfig,
     group: tuple,
@@ -316,24 +337,12 @@ def _score_group(
     }
     kept = out.outputs.setdefault(group, [])
     for i, sample in enumerate(samples):
-        lr, quality = sample.lr, None
-        if preset is not None and not preset.is_clean:
-            degraded = preset.apply(sample.hr, scale, image_rng(config.seed, sample.hr))
-            lr = degraded.pixels
-            quality = None if degraded.jpeg is None else jpeg_file_quality(degraded.jpeg)
+        lr, quality = _degraded_lr(config, sample, scale, preset)
         outputs: dict = {}  # model outputs of this image, shared by MODEL and MODEL+correct
         if i < keep_outputs:
             kept.append({"name": sample.name, "hr": sample.hr, "methods": {}})
         for method, model in active:
-            extra = {}
-            if method.denoise is not None:
-                strength = (
-                    auto_strength(Picture(lr, jpeg_quality=quality)).strength
-                    if method.denoise == "auto"
-                    else float(method.denoise)
-                )
-                model = (models.pair().at(strength), model[1])
-                extra = {"denoise": strength}
+            model, extra = _with_strength(method, model, lr, quality, models)
             sr, seconds = run_method(method, lr, scale, model, config.threshold, outputs, config.precision)
             if i < keep_outputs:
                 kept[-1]["methods"][method.label] = sr
@@ -341,19 +350,13 @@ def _score_group(
                 p = psnr(sr, sample.hr, shave=shave, channel=channel)
                 s = ssim(sr, sample.hr, shave=shave, channel=channel)
                 scores[(method.label, channel)].append((p, s, seconds))
-                out.per_image.append(
-                    {
-                        "dataset": dataset,
-                        "scale": scale,
-                        **tag,
-                        "method": method.label,
-                        "channel": channel,
-                        "image": sample.name,
-                        "psnr": round(p, 4),
-                        "ssim": round(s, 5),
-                        **extra,
-                    }
-                )
+                row = {"dataset": dataset, "scale": scale, **tag, "method": method.label, "channel": channel}
+                out.per_image.append({**row, "image": sample.name, "psnr": round(p, 4), "ssim": round(s, 5), **extra})
+    _summarise(scores, dataset, scale, tag, shave, out)
+
+
+def _summarise(scores: dict, dataset: str, scale: int, tag: dict, shave: int, out: EvalResults) -> None:
+    """One result row per method and channel: the means over the group's images."""
     for (label, channel), rows in scores.items():
         if not rows:
             continue
