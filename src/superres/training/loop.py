@@ -23,9 +23,9 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -200,18 +200,108 @@ class _StopFlag:
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) -> dict:
-    """Train to cfg.iters steps. With resume=True, continue from cfg.out/last.pt.
+    """Train to cfg.iters steps, into the run folder cfg.out. With resume=True, continue from cfg.out/last.pt.
 
-    Returns {"steps", "best_psnr", "seconds", "interrupted", "run_dir", "world_size"}.
+    progress: a progress bar on stderr (None: when stderr is a terminal; without one, a line is printed at
+    each validation and at the end). Returns {"steps": the steps done in all, "best_psnr": the best mean
+    validation Y-PSNR in dB (None without validation images), "seconds": wall-clock seconds of this call's
+    steps, "interrupted": whether a signal stopped it, "run_dir", "world_size": the number of processes}.
     """
     cfg.validate()
+    out = _run_folder(cfg, resume)
+    ranks = _join_ranks(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + ranks.rank)
+    run = _prepare(cfg, out, ranks, resume)
+    loss_fn = F.l1_loss if cfg.loss == "l1" else F.mse_loss
+    autocast = torch.autocast(ranks.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    batches = Prefetcher(run.sampler, 0 if run.on_device else cfg.prefetch)  # on the device, cutting is cheap
+    run.sampler_state = copy.deepcopy(run.sampler.state)
+    report = _Report(cfg, out, ranks.main, progress, run.step)
+    try:
+        if ranks.main and run.has_val and run.step == 0:  # where the run starts from (worth knowing with --init)
+            start = validate(run.scored, run.val_samples, ranks.device)
+            print("validation before training: " + " ".join(f"x{k} {v:.3f} dB" for k, v in start.items()), flush=True)
+        report.start()
+        with _StopFlag() as stop:
+            while run.step < cfg.iters and not run.interrupted:
+                run.interrupted = _step(run, batches, loss_fn, autocast, report, stop)
+    finally:
+        batches.close()
+        report.close()
+    _finish(run)
+    return {
+        "steps": run.step,
+        "best_psnr": run.best if run.has_val else None,
+        "seconds": time.time() - report.t0,
+        "interrupted": run.interrupted,
+        "run_dir": str(out),
+        "world_size": ranks.world,
+    }
+
+
+@dataclass
+class _Ranks:
+    """Where this process trains: its rank among `world` processes (torchrun's environment; one process
+    without it), its GPU among the node's (local_rank), and its device."""
+
+    world: int
+    rank: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        """Rank 0, which alone validates, logs and writes."""
+        return self.rank == 0
+
+
+@dataclass
+class _Run:
+    """A run's state: what the loop trains, and what it changes (the step, the best score, where the patch
+    stream stands) and a checkpoint keeps."""
+
+    cfg: TrainConfig
+    ranks: _Ranks
+    out: Path
+    model: SRNet
+    opt: torch.optim.Optimizer
+    ema: SRNet | None  # the moving average of the weights (cfg.ema), which is then validated and kept
+    sampler: MultiScaleSampler
+    on_device: bool  # the sampler cuts patches on the device
+    val_samples: dict[int, list[Sample]]
+    n_train: int  # training images (at the first scale)
+    net: torch.nn.Module | None = None  # the model as trained: channels_last, DistributedDataParallel, compiled
+    step: int = 0
+    best: float = float("-inf")  # the best mean validation Y-PSNR, dB
+    sampler_state: dict = field(default_factory=dict)  # the sampler's state after the last consumed batch
+    interrupted: bool = False
+
+    @property
+    def scored(self) -> SRNet:
+        """The weights validated and kept: the EMA when there is one."""
+        return self.ema if self.ema is not None else self.model
+
+    @property
+    def has_val(self) -> bool:
+        return any(self.val_samples.values())
+
+
+def _run_folder(cfg: TrainConfig, resume: bool) -> Path:
+    """cfg.out, refused if it holds a run and resume is False, or holds none to resume."""
     out = Path(cfg.out)
     ckpt_path = out / "last.pt"
     if ckpt_path.exists() and not resume:
         raise ConfigError(f"{out} already holds a run; use --resume {out} to continue it, or another --out")
     if resume and not ckpt_path.exists():
         raise ConfigError(f"{out}: no checkpoint (last.pt) to resume from")
+    return out
 
+
+def _join_ranks(cfg: TrainConfig) -> _Ranks:
+    """This process's rank and device (cfg.device; 'auto': CUDA when there is a GPU), from torchrun's
+    environment; joins the process group (NCCL on GPUs, gloo on CPUs) when there are several processes."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -224,228 +314,278 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None) 
     if world > 1 and not torch.distributed.is_initialized():
         # rank 0 validates while the others wait in the next all-reduce: allow a long validation
         torch.distributed.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(hours=2))
-    main_rank = rank == 0
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed + rank)
+    return _Ranks(world, rank, local_rank, device)
 
+
+def _prepare(cfg: TrainConfig, out: Path, ranks: _Ranks, resume: bool) -> _Run:
+    """The data, the patch sampler, the model and its optimizer, resumed from out/last.pt when `resume`, and
+    the model made ready to train; rank 0 writes out/config.json."""
     train_samples, val_samples = load_training_data(cfg)
+    sampler, on_device = _make_sampler(cfg, train_samples, ranks)
+    model = build_model(cfg).to(ranks.device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    state = read_checkpoint(out / "last.pt") if resume else None
+    if state is not None:
+        _load_weights_and_optimizer(model, opt, state, out / "last.pt")
+    ema = copy.deepcopy(model).eval() if cfg.ema else None  # starts from the (resumed) weights
+    n_train = len(train_samples[cfg.scale[0]])
+    run = _Run(cfg, ranks, out, model, opt, ema, sampler, on_device, val_samples, n_train)
+    if state is not None:
+        _resume_progress(run, state)
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+    _make_trainable(run)
+    return run
+
+
+def _make_sampler(cfg: TrainConfig, samples: dict[int, list[Sample]], ranks: _Ranks) -> tuple[MultiScaleSampler, bool]:
+    """The patch sampler of every scale (seeded by cfg.seed, the rank and the scale), and whether it cuts
+    patches on the device (cfg.data_on_device; by default on a GPU when the LR images are clean)."""
     clean = parse_preset(cfg.degradation).is_clean
-    on_device = cfg.data_on_device if cfg.data_on_device is not None else device.type == "cuda" and clean
+    on_device = cfg.data_on_device if cfg.data_on_device is not None else ranks.device.type == "cuda" and clean
     options = dict(flips=cfg.flips, brightness=cfg.brightness, rgb_permute=cfg.rgb_permute)
     if not clean:
         options.update(degradation=parse_preset(cfg.degradation), cutblur=cfg.cutblur)
-    sampler = MultiScaleSampler(
-        {
-            s: (
-                DevicePatchSampler(
-                    train_samples[s],
-                    s,
-                    cfg.patch_size,
-                    cfg.batch_size,
-                    device,
-                    seed=cfg.seed + 1000 * rank + s,
-                    **options,
-                )
-                if on_device
-                else PatchSampler(
-                    train_samples[s], s, cfg.patch_size, cfg.batch_size, seed=cfg.seed + 1000 * rank + s, **options
-                )
-            )
-            for s in cfg.scale
-        },
-        seed=cfg.seed,
-    )  # every rank trains the same scale at each step (DDP reduces one set of gradients)
-    has_val = any(val_samples.values())
-    n_train = len(train_samples[cfg.scale[0]])
-    model = build_model(cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
-    step, best = 0, float("-inf")
-    state = read_checkpoint(ckpt_path) if resume else None
-    if state is not None:
-        try:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise ConfigError(
-                f"{ckpt_path} does not fit these settings (architecture changed?): {str(e).strip().splitlines()[0]}"
-            ) from e
-    ema = copy.deepcopy(model).eval() if cfg.ema else None  # starts from the (resumed) weights
-    if state is not None:
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        step, best = int(state["step"]), float(state["best_psnr"])
-        states = [json.loads(s) for s in state["sampler_states"]]
-        try:
-            if len(states) != world:
-                raise ConfigError(f"checkpoint was written by {len(states)} process(es), now {world}")
-            sampler.state = states[rank]
-        except (ConfigError, KeyError, TypeError) as e:
-            log.warning("%s: patch sampling restarts", e)
-        if world == 1:
-            torch.set_rng_state(state["torch_rng"])
-        if main_rank:
-            log.info("resumed %s at step %d", out, step)
-    if main_rank:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
 
+    def one_scale(s: int) -> PatchSampler | DevicePatchSampler:
+        seed = cfg.seed + 1000 * ranks.rank + s
+        if on_device:
+            return DevicePatchSampler(samples[s], s, cfg.patch_size, cfg.batch_size, ranks.device, seed=seed, **options)
+        return PatchSampler(samples[s], s, cfg.patch_size, cfg.batch_size, seed=seed, **options)
+
+    # every rank trains the same scale at each step (DDP reduces one set of gradients)
+    return MultiScaleSampler({s: one_scale(s) for s in cfg.scale}, seed=cfg.seed), on_device
+
+
+def _load_weights_and_optimizer(model: SRNet, opt: torch.optim.Optimizer, state: dict, ckpt_path: Path) -> None:
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ConfigError(
+            f"{ckpt_path} does not fit these settings (architecture changed?): {str(e).strip().splitlines()[0]}"
+        ) from e
+
+
+def _resume_progress(run: _Run, state: dict) -> None:
+    """The EMA, the step, the best score, this rank's patch stream and torch's random state from a checkpoint.
+    A checkpoint of another number of processes restarts the patch sampling (a warning)."""
+    if run.ema is not None and state.get("ema") is not None:
+        run.ema.load_state_dict(state["ema"])
+    run.step, run.best = int(state["step"]), float(state["best_psnr"])
+    states = [json.loads(s) for s in state["sampler_states"]]
+    try:
+        if len(states) != run.ranks.world:
+            raise ConfigError(f"checkpoint was written by {len(states)} process(es), now {run.ranks.world}")
+        run.sampler.state = states[run.ranks.rank]
+    except (ConfigError, KeyError, TypeError) as e:
+        log.warning("%s: patch sampling restarts", e)
+    if run.ranks.world == 1:
+        torch.set_rng_state(state["torch_rng"])
+    if run.ranks.main:
+        log.info("resumed %s at step %d", run.out, run.step)
+
+
+def _make_trainable(run: _Run) -> None:
+    """run.net: the model in channels_last memory (cfg.channels_last), wrapped for several processes
+    (DistributedDataParallel) and compiled (cfg.compile); the model in training mode."""
+    cfg, ranks = run.cfg, run.ranks
     if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        run.model = run.model.to(memory_format=torch.channels_last)
+    model = run.model
     net: torch.nn.Module = model
-    if world > 1:
-        # a multi-scale step leaves the other scales' parts without gradients
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[local_rank] if use_cuda else None, find_unused_parameters=len(model.scales) > 1
-        )
+    if ranks.world > 1:
+        ids = [ranks.local_rank] if ranks.device.type == "cuda" else None
+        unused = len(model.scales) > 1  # a multi-scale step leaves the other scales' parts without gradients
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
     if cfg.compile:
         net = torch.compile(net)
     model.train()
-    loss_fn = F.l1_loss if cfg.loss == "l1" else F.mse_loss
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-    prefetcher = Prefetcher(sampler, 0 if on_device else cfg.prefetch)  # on the device, cutting is cheap
-    sampler_state = copy.deepcopy(sampler.state)  # the state after the last consumed batch
-    scored = ema if ema is not None else model
+    run.net = net
 
-    def checkpoint() -> None:
-        states = [json.dumps(sampler_state)]
-        if world > 1:
-            gathered: list = [None] * world
-            torch.distributed.all_gather_object(gathered, states[0])
-            states = gathered
-        if main_rank:
-            _atomic_torch_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "step": step,
-                    "best_psnr": best,
-                    "sampler_states": states,
-                    "torch_rng": torch.get_rng_state(),
-                    "config": json.dumps(asdict(cfg)),
-                    "world_size": world,
-                },
-                ckpt_path,
-            )
 
-    writer = None
-    if main_rank:
-        log_file = (out / "log.csv").open("a", newline="")
-        writer = csv.writer(log_file)
-        if log_file.tell() == 0:
-            writer.writerow(["step", "loss", "lr", "steps_per_s", "elapsed_s", "val_psnr_y", "val_by_scale"])
-    board = _tensorboard(out) if main_rank else None
-    show_bar = main_rank and (progress if progress is not None else sys.stderr.isatty())
-    bar = None
-    if show_bar:
-        from tqdm import tqdm
+def _step(
+    run: _Run, batches: Prefetcher, loss_fn: Callable, autocast: torch.autocast, report: _Report, stop: _StopFlag
+) -> bool:
+    """One optimisation step, then what falls due after it: validation, a log row, a checkpoint. Returns
+    whether the run stops here (a signal on any rank; a checkpoint is written first)."""
+    loss, lr_now = _optimise(run, batches, loss_fn, autocast)
+    report.stepped(run.step, loss, lr_now)
+    val_score, by_scale = _validate_due(run)
+    report.record(run.step, lr_now, val_score, by_scale)
+    stop_now = _stop_agreed(run, stop)
+    if run.step % run.cfg.checkpoint_every == 0 or run.step == run.cfg.iters or stop_now:
+        if run.ranks.world > 1:
+            check_ranks_agree(run.model, run.ranks.world)
+        _checkpoint(run)
+    return stop_now
 
-        bar = tqdm(total=cfg.iters, initial=step, unit="step", dynamic_ncols=True)
-    if main_rank and has_val and step == 0:  # where the run starts from (worth knowing with --init)
-        start = validate(scored, val_samples, device)
-        print("validation before training: " + " ".join(f"x{k} {v:.3f} dB" for k, v in start.items()), flush=True)
-    t0 = time.time()
-    window_loss, window_steps, window_t = 0.0, 0, time.time()
-    interrupted = False
-    try:
-        with _StopFlag() as stop:
-            while step < cfg.iters:
-                lr_now = learning_rate(cfg, step)
-                for group in opt.param_groups:
-                    group["lr"] = lr_now
-                (scale, lr_np, hr_np), sampler_state = prefetcher.next()
-                lr_t = to_tensor(lr_np, device, cfg.channels_last)
-                hr_t = to_tensor(hr_np, device, cfg.channels_last)
-                with autocast:
-                    sr = net(lr_t, scale)
-                loss = loss_fn(sr.float(), hr_t)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                if ema is not None:
-                    with torch.no_grad():
-                        for p_ema, p in zip(ema.parameters(), model.parameters()):
-                            p_ema.lerp_(p, 1 - cfg.ema)
-                step += 1
-                window_loss += loss.item()
-                window_steps += 1
-                if bar is not None:
-                    bar.update(1)
-                    if step % 10 == 0:
-                        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_now:.2e}")
-                val_score, by_scale = None, {}
-                if main_rank and has_val and (step % cfg.val_every == 0 or step == cfg.iters):
-                    by_scale = validate(scored, val_samples, device)
-                    val_score = float(np.mean(list(by_scale.values())))  # the best checkpoint: mean over scales
-                    if val_score > best:
-                        best = val_score
-                        save_weights(
-                            scored, out / "best.safetensors", _weights_metadata(cfg, step, best, n_train, by_scale)
-                        )
-                if main_rank and (step % cfg.log_every == 0 or val_score is not None or step == cfg.iters):
-                    rate = window_steps / max(1e-9, time.time() - window_t)
-                    writer.writerow(
-                        [
-                            step,
-                            f"{window_loss / max(1, window_steps):.5f}",
-                            f"{lr_now:.4e}",
-                            f"{rate:.2f}",
-                            f"{time.time() - t0:.1f}",
-                            "" if val_score is None else f"{val_score:.4f}",
-                            " ".join(f"x{k}:{v:.4f}" for k, v in by_scale.items()),
-                        ]
-                    )
-                    log_file.flush()
-                    if board is not None:
-                        board.add_scalar("train/loss", window_loss / max(1, window_steps), step)
-                        board.add_scalar("train/lr", lr_now, step)
-                        if val_score is not None:
-                            board.add_scalar("val/psnr_y", val_score, step)
-                    if bar is None and (val_score is not None or step == cfg.iters):
-                        print(
-                            f"step {step}/{cfg.iters} loss {window_loss / max(1, window_steps):.4f} lr {lr_now:.2e} "
-                            f"{rate:.2f} it/s"
-                            + ("" if val_score is None else f" val {val_score:.3f} dB")
-                            + "".join(f" x{k} {v:.3f}" for k, v in by_scale.items() if len(by_scale) > 1),
-                            flush=True,
-                        )
-                    window_loss, window_steps, window_t = 0.0, 0, time.time()
-                stop_now = stop.raised
-                if world > 1:  # every rank must stop at the same step
-                    flag = torch.tensor([1.0 if stop_now else 0.0], device=device)
-                    torch.distributed.all_reduce(flag)
-                    stop_now = bool(flag.item() > 0)
-                if step % cfg.checkpoint_every == 0 or step == cfg.iters or stop_now:
-                    if world > 1:
-                        check_ranks_agree(model, world)
-                    checkpoint()
-                if stop_now:
-                    interrupted = True
-                    break
-    finally:
-        prefetcher.close()
-        if bar is not None:
-            bar.close()
-        if main_rank:
-            log_file.close()
-        if board is not None:
-            board.close()
-    if world > 1:
+
+def _optimise(
+    run: _Run, batches: Prefetcher, loss_fn: Callable, autocast: torch.autocast
+) -> tuple[torch.Tensor, float]:
+    """One step of the optimizer on the next batch, at the schedule's learning rate, and the EMA's update.
+    Returns the batch's loss (a tensor) and the learning rate used."""
+    cfg, model = run.cfg, run.model
+    lr_now = learning_rate(cfg, run.step)
+    for group in run.opt.param_groups:
+        group["lr"] = lr_now
+    (scale, lr_np, hr_np), run.sampler_state = batches.next()
+    lr_t = to_tensor(lr_np, run.ranks.device, cfg.channels_last)
+    hr_t = to_tensor(hr_np, run.ranks.device, cfg.channels_last)
+    with autocast:
+        sr = run.net(lr_t, scale)
+    loss = loss_fn(sr.float(), hr_t)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    run.opt.step()
+    if run.ema is not None:
+        with torch.no_grad():
+            for p_ema, p in zip(run.ema.parameters(), model.parameters()):
+                p_ema.lerp_(p, 1 - cfg.ema)
+    run.step += 1
+    return loss, lr_now
+
+
+def _validate_due(run: _Run) -> tuple[float | None, dict[int, float]]:
+    """On rank 0, every cfg.val_every steps and at the last: the mean validation Y-PSNR over the scales and
+    each scale's (dB), and the weights written to best.safetensors when the mean is the best yet. Else
+    (None, {})."""
+    cfg, step = run.cfg, run.step
+    if not (run.ranks.main and run.has_val and (step % cfg.val_every == 0 or step == cfg.iters)):
+        return None, {}
+    by_scale = validate(run.scored, run.val_samples, run.ranks.device)
+    val_score = float(np.mean(list(by_scale.values())))  # the best checkpoint: mean over scales
+    if val_score > run.best:
+        run.best = val_score
+        meta = _weights_metadata(cfg, step, run.best, run.n_train, by_scale)
+        save_weights(run.scored, run.out / "best.safetensors", meta)
+    return val_score, by_scale
+
+
+def _stop_agreed(run: _Run, stop: _StopFlag) -> bool:
+    """Whether a signal asked this run to stop; with several processes, whether it reached any of them (every
+    rank must stop at the same step)."""
+    stop_now = stop.raised
+    if run.ranks.world > 1:
+        flag = torch.tensor([1.0 if stop_now else 0.0], device=run.ranks.device)
+        torch.distributed.all_reduce(flag)
+        stop_now = bool(flag.item() > 0)
+    return stop_now
+
+
+def _checkpoint(run: _Run) -> None:
+    """out/last.pt, written atomically by rank 0, with every rank's patch sampler state (gathered)."""
+    states = [json.dumps(run.sampler_state)]
+    if run.ranks.world > 1:
+        gathered: list = [None] * run.ranks.world
+        torch.distributed.all_gather_object(gathered, states[0])
+        states = gathered
+    if run.ranks.main:
+        _atomic_torch_save(
+            {
+                "model": run.model.state_dict(),
+                "optimizer": run.opt.state_dict(),
+                "ema": run.ema.state_dict() if run.ema is not None else None,
+                "step": run.step,
+                "best_psnr": run.best,
+                "sampler_states": states,
+                "torch_rng": torch.get_rng_state(),
+                "config": json.dumps(asdict(run.cfg)),
+                "world_size": run.ranks.world,
+            },
+            run.out / "last.pt",
+        )
+
+
+def _finish(run: _Run) -> None:
+    """The process group left; without validation images, the last weights written as best.safetensors."""
+    if run.ranks.world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    if main_rank and not has_val:  # nothing to choose by: the last weights are the ones to keep
-        save_weights(scored, out / "best.safetensors", _weights_metadata(cfg, step, None, n_train))
-    return {
-        "steps": step,
-        "best_psnr": best if has_val else None,
-        "seconds": time.time() - t0,
-        "interrupted": interrupted,
-        "run_dir": str(out),
-        "world_size": world,
-    }
+    if run.ranks.main and not run.has_val:  # nothing to choose by: the last weights are the ones to keep
+        save_weights(run.scored, run.out / "best.safetensors", _weights_metadata(run.cfg, run.step, None, run.n_train))
+
+
+class _Report:
+    """Rank 0's account of a run: a row of out/log.csv every cfg.log_every steps, at each validation and at the
+    last step (the mean loss, learning rate and steps per second since the previous row); the same as
+    TensorBoard scalars when tensorboard is installed; a progress bar when `progress` (None: when stderr is a
+    terminal), else a printed line at each validation and at the end. On the other ranks it does nothing."""
+
+    HEADER = ["step", "loss", "lr", "steps_per_s", "elapsed_s", "val_psnr_y", "val_by_scale"]
+
+    def __init__(self, cfg: TrainConfig, out: Path, main: bool, progress: bool | None, step: int) -> None:
+        self.cfg, self.main = cfg, main
+        self.log_file = self.writer = self.board = self.bar = None
+        if main:
+            self.log_file = (out / "log.csv").open("a", newline="")
+            self.writer = csv.writer(self.log_file)
+            if self.log_file.tell() == 0:
+                self.writer.writerow(self.HEADER)
+            self.board = _tensorboard(out)
+            if progress if progress is not None else sys.stderr.isatty():
+                from tqdm import tqdm  # noqa: PLC0415
+
+                self.bar = tqdm(total=cfg.iters, initial=step, unit="step", dynamic_ncols=True)
+        self.start()
+
+    def start(self) -> None:
+        """The clock starts (elapsed_s and the result's seconds count from here)."""
+        self.t0 = time.time()
+        self.window_loss, self.window_steps, self.window_t = 0.0, 0, time.time()
+
+    def stepped(self, step: int, loss: torch.Tensor, lr_now: float) -> None:
+        self.window_loss += loss.item()
+        self.window_steps += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            if step % 10 == 0:
+                self.bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_now:.2e}")
+
+    def record(self, step: int, lr_now: float, val_score: float | None, by_scale: dict[int, float]) -> None:
+        """The row for `step` when one is due (val_score: the mean validation Y-PSNR in dB, or None)."""
+        cfg = self.cfg
+        if not (self.main and (step % cfg.log_every == 0 or val_score is not None or step == cfg.iters)):
+            return
+        rate = self.window_steps / max(1e-9, time.time() - self.window_t)
+        loss = self.window_loss / max(1, self.window_steps)
+        self.writer.writerow(
+            [
+                step,
+                f"{loss:.5f}",
+                f"{lr_now:.4e}",
+                f"{rate:.2f}",
+                f"{time.time() - self.t0:.1f}",
+                "" if val_score is None else f"{val_score:.4f}",
+                " ".join(f"x{k}:{v:.4f}" for k, v in by_scale.items()),
+            ]
+        )
+        self.log_file.flush()
+        if self.board is not None:
+            self.board.add_scalar("train/loss", loss, step)
+            self.board.add_scalar("train/lr", lr_now, step)
+            if val_score is not None:
+                self.board.add_scalar("val/psnr_y", val_score, step)
+        if self.bar is None and (val_score is not None or step == cfg.iters):
+            print(
+                f"step {step}/{cfg.iters} loss {loss:.4f} lr {lr_now:.2e} {rate:.2f} it/s"
+                + ("" if val_score is None else f" val {val_score:.3f} dB")
+                + "".join(f" x{k} {v:.3f}" for k, v in by_scale.items() if len(by_scale) > 1),
+                flush=True,
+            )
+        self.window_loss, self.window_steps, self.window_t = 0.0, 0, time.time()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.log_file is not None:
+            self.log_file.close()
+        if self.board is not None:
+            self.board.close()
 
 
 def check_ranks_agree(model: torch.nn.Module, world: int) -> None:
@@ -523,12 +663,6 @@ def run_weights(source: str | Path, weights: str = "best") -> tuple[SRNet, dict]
     meta = _weights_metadata(cfg, int(state["step"]), None, 0)
     meta["val_psnr_y"] = round(float(state["best_psnr"]), 4) if math.isfinite(state["best_psnr"]) else None
     return model.eval(), meta
-
-
-def export(source: str | Path, output: str | Path, weights: str = "best", half: bool = False) -> Path:
-    """Write deployable .safetensors (fp16 storage with half=True) from a run folder or a checkpoint."""
-    model, meta = run_weights(source, weights)
-    return save_weights(model, output, meta, dtype=torch.float16 if half else None)
 
 
 def _export_metadata(meta: dict) -> dict:
