@@ -230,7 +230,7 @@ class RealChain:
         sinc = None
         if rng.random() < self.final_sinc_prob:
             sinc = sinc_kernel(int(rng.choice(self.first.kernel_sizes)), rng.uniform(math.pi / 3, math.pi))
-        quality = int(round(rng.uniform(*self.second.jpeg_quality)))
+        quality = round(rng.uniform(*self.second.jpeg_quality))
         if rng.random() < 0.5:  # resize and sinc, then the last JPEG
             img = resize(img, size, mode)
             if sinc is not None:
@@ -257,7 +257,7 @@ class RealChain:
         else:
             img = add_poisson_noise(img, rng, rng.uniform(*r.poisson_scale), gray)
         if jpeg_last:
-            img, _ = jpeg(img, int(round(rng.uniform(*r.jpeg_quality))))
+            img, _ = jpeg(img, round(rng.uniform(*r.jpeg_quality)))
         return img
 
 
@@ -330,7 +330,7 @@ def _light(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
     if rng.random() < 0.5:
         img = add_gaussian_noise(img, rng, rng.uniform(1, 20), gray=rng.random() < 0.4)
     if rng.random() < 0.7:
-        img, data = jpeg(img, int(round(rng.uniform(30, 95))))
+        img, data = jpeg(img, round(rng.uniform(30, 95)))
     return Degraded(img, data)
 
 
