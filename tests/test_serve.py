@@ -370,3 +370,47 @@ def test_the_serve_command_serves_and_cleans_up(tmp_path, host):
         _, rest = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Traceback" not in rest
     assert list(tmp_path.glob("superres-serve-*")) == []
+
+
+def test_read_upload_refusals_and_names(tmp_path):
+    """read_upload alone: the file's name is the last component of the browser's, fields are kept as text,
+    and each refusal has its status and leaves no file behind."""
+    import asyncio
+
+    from superres.web.upload import UploadError, read_upload
+
+    def body(*parts: tuple[str, str | None, bytes]) -> bytes:
+        out = b""
+        for name, filename, data in parts:
+            file = "" if filename is None else f'; filename="{filename}"'
+            out += f'--b\r\nContent-Disposition: form-data; name="{name}"{file}\r\n\r\n'.encode() + data + b"\r\n"
+        return out + b"--b--\r\n"
+
+    def read(data: bytes, max_bytes: int = 1000):
+        async def chunks():
+            for i in range(0, len(data), 7):  # in small pieces, as a slow client sends them
+                yield data[i : i + 7]
+
+        return asyncio.run(
+            read_upload("multipart/form-data; boundary=b", chunks(), "image", max_bytes, lambda n: tmp_path / n)
+        )
+
+    upload = read(body(("scale", None, b"2"), ("image", "C:\\photos\\in.png", b"pixels")))
+    assert upload.fields == {"scale": "2"} and upload.name == "in.png" and upload.bytes == 6
+    assert upload.path == tmp_path / "in.png" and upload.path.read_bytes() == b"pixels"
+    upload.path.unlink()
+    refused = [
+        (body(("image", "a.png", b"x"), ("image", "b.png", b"y")), 422, "send one file per request in 'image'"),
+        (body(("scale", None, b"2" * 2000), ("image", "a.png", b"x")), 413, "the field 'scale' is too long"),
+        (body(("image", "a.png", b"x" * 1001)), 413, "a.png: the upload is over the limit of 1,000 bytes"),
+        (body(("scale", None, b"2")), 422, "no file in the field 'image'"),
+        (b"--b\r\nno headers, no end", 400, "could not be read as multipart/form-data"),
+    ]
+    for data, status, says in refused:
+        with pytest.raises(UploadError) as e:
+            read(data)
+        assert (e.value.status, says in str(e.value)) == (status, True), str(e.value)
+        assert list(tmp_path.iterdir()) == []
+    with pytest.raises(UploadError) as e:
+        asyncio.run(read_upload("text/plain", None, "image", 1000, lambda n: tmp_path / n))
+    assert e.value.status == 415

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, BinaryIO, Callable
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -24,6 +24,8 @@ class UploadError(Exception):
 
 @dataclass
 class Upload:
+    """What read_upload read: the text fields, and the file's name and where it was written, `bytes` long."""
+
     fields: dict[str, str] = field(default_factory=dict)
     name: str | None = None  # the file's name, as the browser sent it
     path: Path | None = None
@@ -33,72 +35,16 @@ class Upload:
 async def read_upload(
     content_type: str, chunks: AsyncIterator[bytes], file_field: str, max_bytes: int, new_path: Callable[[str], Path]
 ) -> Upload:
-    """Parse the body: text fields into .fields, the part named `file_field` into a new file at
-    new_path(its name). Raises UploadError (413 over max_bytes, 400/415 for a malformed body)."""
+    """Parse a multipart/form-data body as it arrives: text fields into .fields, the part named `file_field`
+    into a new file at new_path(its name). max_bytes: the largest file, in bytes (the whole body may be
+    OVERHEAD_BYTES more). Raises UploadError: 415 for another content type, 413 over a limit, 400 for a
+    malformed body, 422 for no file or two; whatever was written is then deleted."""
     kind, params = parse_options_header(content_type or "")
     if kind != b"multipart/form-data" or b"boundary" not in params:
         raise UploadError(415, "send the image as multipart/form-data, in a field named 'image'")
     upload = Upload()
-    state: dict = {"headers": {}, "name": None, "file": None, "value": bytearray(), "field": b"", "header": b""}
-
-    def on_part_begin() -> None:
-        state.update(headers={}, name=None, file=None, value=bytearray())
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["header"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        key = state["header"].lower()
-        state["headers"][key] = state["headers"].get(key, b"") + data[start:end]
-
-    def on_header_end() -> None:
-        state["header"] = b""
-
-    def on_headers_finished() -> None:
-        state["parts"] = state.get("parts", 0) + 1
-        if state["parts"] > MAX_FIELDS:
-            raise UploadError(413, f"more than {MAX_FIELDS} form fields")
-        _, disposition = parse_options_header(state["headers"].get(b"content-disposition", b""))
-        name = disposition.get(b"name", b"").decode("utf-8", "replace")
-        state["name"] = name
-        if name == file_field:
-            if upload.path is not None:
-                raise UploadError(422, f"send one file per request in '{file_field}'")
-            filename = disposition.get(b"filename", b"upload").decode("utf-8", "replace")
-            upload.name = Path(filename.replace("\\", "/")).name or "upload"
-            upload.path = new_path(upload.name)
-            state["file"] = open(upload.path, "wb")
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["file"] is not None:
-            upload.bytes += end - start
-            if upload.bytes > max_bytes:
-                raise UploadError(413, f"{upload.name}: the upload is over the limit of {max_bytes:,} bytes")
-            state["file"].write(data[start:end])
-        else:
-            state["value"] += data[start:end]
-            if len(state["value"]) > MAX_FIELD_BYTES:
-                raise UploadError(413, f"the field '{state['name']}' is too long")
-
-    def on_part_end() -> None:
-        if state["file"] is not None:
-            state["file"].close()
-            state["file"] = None
-        elif state["name"]:
-            upload.fields[state["name"]] = state["value"].decode("utf-8", "replace")
-
-    parser = MultipartParser(
-        params[b"boundary"],
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
-    )
+    form = _Form(upload, file_field, max_bytes, new_path)
+    parser = MultipartParser(params[b"boundary"], form.callbacks())
     try:
         received = 0
         async for chunk in chunks:  # the whole body counts, chunked or not
@@ -108,19 +54,97 @@ async def read_upload(
             parser.write(chunk)
         parser.finalize()
     except UploadError:
-        discard(upload, state)
+        form.close_file()
+        discard(upload)
         raise
     except Exception as e:  # noqa: BLE001 - python-multipart's errors for a malformed body
-        discard(upload, state)
+        form.close_file()
+        discard(upload)
         raise UploadError(400, f"the upload could not be read as multipart/form-data ({e})") from e
     if upload.path is None:
         raise UploadError(422, f"no file in the field '{file_field}'")
     return upload
 
 
-def discard(upload: Upload, state: dict | None = None) -> None:
-    """Close and delete what an upload wrote."""
-    if state is not None and state.get("file") is not None:
-        state["file"].close()
+class _Form:
+    """python-multipart's callbacks for one body, filling `upload`: each part's headers gathered, then its
+    data written to the file (the part named file_field) or kept as a field's text, within the limits."""
+
+    def __init__(self, upload: Upload, file_field: str, max_bytes: int, new_path: Callable[[str], Path]) -> None:
+        self.upload, self.file_field, self.max_bytes, self.new_path = upload, file_field, max_bytes, new_path
+        self.parts = 0
+        self.header = b""  # the name of the header being read
+        self.headers: dict[bytes, bytes] = {}  # the part's headers, names in lower case
+        self.name: str | None = None  # the part's field name
+        self.file: BinaryIO | None = None  # open while the file's part is read
+        self.value = bytearray()  # a text field's value
+
+    def callbacks(self) -> dict[str, Callable]:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.headers, self.name, self.file, self.value = {}, None, None, bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        key = self.header.lower()
+        self.headers[key] = self.headers.get(key, b"") + data[start:end]
+
+    def on_header_end(self) -> None:
+        self.header = b""
+
+    def on_headers_finished(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_FIELDS:
+            raise UploadError(413, f"more than {MAX_FIELDS} form fields")
+        _, disposition = parse_options_header(self.headers.get(b"content-disposition", b""))
+        self.name = disposition.get(b"name", b"").decode("utf-8", "replace")
+        if self.name == self.file_field:
+            self.open_file(disposition.get(b"filename", b"upload").decode("utf-8", "replace"))
+
+    def open_file(self, filename: str) -> None:
+        """The file's part begins: a new file named after the browser's file name (its last component)."""
+        upload = self.upload
+        if upload.path is not None:
+            raise UploadError(422, f"send one file per request in '{self.file_field}'")
+        upload.name = Path(filename.replace("\\", "/")).name or "upload"
+        upload.path = self.new_path(upload.name)
+        self.file = open(upload.path, "wb")  # noqa: SIM115 - closed at the part's end, or by close_file
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.file is not None:
+            self.upload.bytes += end - start
+            if self.upload.bytes > self.max_bytes:
+                raise UploadError(413, f"{self.upload.name}: the upload is over the limit of {self.max_bytes:,} bytes")
+            self.file.write(data[start:end])
+        else:
+            self.value += data[start:end]
+            if len(self.value) > MAX_FIELD_BYTES:
+                raise UploadError(413, f"the field '{self.name}' is too long")
+
+    def on_part_end(self) -> None:
+        if self.file is not None:
+            self.close_file()
+        elif self.name:
+            self.upload.fields[self.name] = self.value.decode("utf-8", "replace")
+
+    def close_file(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def discard(upload: Upload) -> None:
+    """Delete the file an upload wrote, if any."""
     if upload.path is not None:
         upload.path.unlink(missing_ok=True)
