@@ -9,19 +9,22 @@ training/patches.py cuts them into patches.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import TypeVar
 
 import numpy as np
 
 from superres.errors import ConfigError
-from superres.imaging.io import READ_SUFFIXES, read_image
 from superres.imaging.color import rgb_to_y
+from superres.imaging.io import READ_SUFFIXES, read_image
 from superres.imaging.resize import imresize
 
 log = logging.getLogger(__name__)
+
+Scale = TypeVar("Scale", bound=float)  # int at fixed scales, float at any factor
 
 
 # ---------------------------------------------------------------------------------------------- image sets
@@ -104,9 +107,9 @@ def make_sample(name: str, hr: np.ndarray, scale: float, lr: np.ndarray | None =
     """Pair HR with its LR (bicubic_lr of the HR when not given)."""
     if lr is None:
         lr = bicubic_lr(hr, scale)
-    size = tuple(int(round(n * scale)) for n in lr.shape[:2])
+    size = tuple(round(n * scale) for n in lr.shape[:2])
     hr = hr[: size[0], : size[1]]
-    if hr.shape[:2] != size or any(abs(n * scale - m) > 1e-6 for n, m in zip(lr.shape[:2], size)):
+    if hr.shape[:2] != size or any(abs(n * scale - m) > 1e-6 for n, m in zip(lr.shape[:2], size, strict=True)):
         raise ConfigError(
             f"{name}: HR {hr.shape[1]}x{hr.shape[0]} does not match LR {lr.shape[1]}x{lr.shape[0]} x{scale:g}"
         )
@@ -138,8 +141,8 @@ def load_samples_at(
 
 
 def _pairs(
-    dataset: Dataset, scales: tuple[float, ...], n_colors: int | None, paths: list[Path] | None
-) -> Iterator[dict[float, Sample]]:
+    dataset: Dataset, scales: tuple[Scale, ...], n_colors: int | None, paths: list[Path] | None
+) -> Iterator[dict[Scale, Sample]]:
     paths = dataset.hr_paths() if paths is None else paths
     if not paths:
         raise ConfigError(f"{dataset.hr_dir}: no images")
@@ -147,8 +150,9 @@ def _pairs(
         hr = to_colors(read_image(hr_path).pixels, n_colors)
         pairs = {}
         for scale in scales:
-            ready = dataset.lr_root is not None and scale == int(scale)
-            lr_path = dataset.lr_root / f"X{int(scale)}" / f"{hr_path.stem}x{int(scale)}.png" if ready else None
+            lr_path = None
+            if dataset.lr_root is not None and scale == int(scale):  # ready LR files: integer factors only
+                lr_path = dataset.lr_root / f"X{int(scale)}" / f"{hr_path.stem}x{int(scale)}.png"
             lr = to_colors(read_image(lr_path).pixels, n_colors) if lr_path is not None and lr_path.is_file() else None
             pairs[scale] = make_sample(hr_path.stem, hr, scale, lr)
         yield pairs
