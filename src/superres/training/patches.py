@@ -5,6 +5,7 @@ a resumed run continues the same stream."""
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ class PatchSampler:
 
     @property
     def state(self) -> dict:
-        return self.rng.bit_generator.state
+        return cast(dict[str, Any], self.rng.bit_generator.state)  # numpy types it a Mapping; it is a new dict
 
     @state.setter
     def state(self, value: dict) -> None:
@@ -113,6 +114,7 @@ class PatchSampler:
     def _degrade(self, clean: np.ndarray, hr: np.ndarray) -> np.ndarray:
         """The degraded LR patch of an HR patch; with chance `cutblur`, a rectangle (about 0.7 of each side)
         swapped with the clean LR patch."""
+        assert self.degradation is not None  # sample() calls this only with a degradation
         lr = self.degradation.apply(hr, self.scale, self.rng).pixels
         if self.cutblur and self.rng.random() < self.cutblur:
             p = self.patch_size
