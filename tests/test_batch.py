@@ -9,14 +9,13 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import nearest_edsr
 from superres.api import ImageUpscaler
 from superres.cli import main
 from superres.errors import SuperresError
 from superres.imaging.io import Picture, read_image, write_image
 from superres.inference.batch import Job, run_batch, share
 from superres.models import load_model, save_weights
-
-from conftest import nearest_edsr
 
 
 @pytest.fixture

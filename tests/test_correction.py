@@ -1,9 +1,11 @@
+import itertools
+
 import numpy as np
 import pytest
 
 from superres import imresize
-from superres.inference.correction import correct, correct_strips
 from superres.errors import ConfigError
+from superres.inference.correction import correct, correct_strips
 
 
 def naive_correct(sr, ref, tau):
@@ -48,5 +50,5 @@ def test_correcting_strips_equals_correcting_the_whole(rng, scale):
     sr = rng.integers(0, 256, size=(13 * scale, 9 * scale, 3), dtype=np.uint8)
     whole = correct(sr, threshold=40, lr=lr)
     cuts = [0, 1, 5, 6 * scale, 6 * scale + 1, 13 * scale]
-    strips = correct_strips((sr[a:b] for a, b in zip(cuts, cuts[1:])), lr, scale, threshold=40)
+    strips = correct_strips((sr[a:b] for a, b in itertools.pairwise(cuts)), lr, scale, threshold=40)
     assert np.array_equal(np.concatenate(list(strips)), whole)

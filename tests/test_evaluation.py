@@ -9,8 +9,8 @@ from superres import imresize
 from superres.cli.main import main
 from superres.errors import ConfigError
 from superres.evaluation.benchmark import EvalConfig, evaluate, find_dataset
-from superres.imaging.io import Picture, write_image
 from superres.evaluation.metrics import psnr
+from superres.imaging.io import Picture, write_image
 from superres.models import EDSR, EDSRConfig, load_model, save_weights
 
 

@@ -105,7 +105,8 @@ def test_bundled_output_is_pinned(case):
     assert diff.max() <= 1 and (diff > 0).mean() <= 0.005, f"{case}: {(diff > 0).sum()} values differ, max {diff.max()}"
     warnings.warn(
         f"{case}: not bit-identical on this CPU ({(diff > 0).sum()} values off by 1); within the fp32 "
-        f"summation-order tolerance"
+        f"summation-order tolerance",
+        stacklevel=2,
     )
 
 

@@ -118,7 +118,7 @@ def test_memory_and_chunks_stay_bounded(monkeypatch, rng):
     data = encode_png(noise)
     kinds = chunks_of(data)
     idats = [n for kind, n in kinds if kind == b"IDAT"]
-    assert [k for k, _ in kinds][0] == b"IHDR" and kinds[-1] == (b"IEND", 0)
+    assert next(k for k, _ in kinds) == b"IHDR" and kinds[-1] == (b"IEND", 0)
     assert len(idats) > 10 and max(idats) <= 1000
     assert np.array_equal(cv2_decode(data), noise)
     alpha = rng.integers(0, 65536, size=(70, 50), dtype=np.uint16)  # given apart, joined group by group

@@ -9,14 +9,12 @@ import pytest
 from PIL import Image, ImageCms
 
 import superres
+from conftest import nearest_edsr
 from superres.cli import main
 from superres.imaging.io import Picture, encode_image, read_image, write_image
 from superres.imaging.png import chunk
 from superres.inference.upscaler import Upscaler
 from superres.models import load_model, save_weights
-
-from conftest import nearest_edsr
-
 
 # ---------------------------------------------------------------------------------------------- resize
 
@@ -74,7 +72,7 @@ def reference_resize(img: np.ndarray, shape: tuple[int, int], method: str, large
         shrink = scale < 1 and method != "nearest"
         w = width / scale if shrink else width
         source = np.moveaxis(out, axis, 0)
-        result = np.zeros((n_out,) + source.shape[1:])
+        result = np.zeros((n_out, *source.shape[1:]))
         for i in range(n_out):
             u = (i + 1) / scale + 0.5 * (1 - 1 / scale)
             left = math.floor(u - w / 2)
@@ -148,7 +146,7 @@ def test_gray_through_a_colour_model_is_the_mean_of_its_channels(rng):
     gray = rng.integers(0, 256, size=(9, 7), dtype=np.uint8)
     out = superres.upscale(gray, model=model, device="cpu", precision="fp32")
     mean = np.array(model.config.rgb_mean) * model.config.rgb_range
-    channels = [m + g * (gray.astype(np.float64) - m) for g, m in zip(gains, mean)]
+    channels = [m + g * (gray.astype(np.float64) - m) for g, m in zip(gains, mean, strict=False)]
     expected = np.clip(np.floor(np.mean(channels, axis=0) + 0.5), 0, 255).repeat(2, 0).repeat(2, 1)
     assert out.shape == expected.shape and np.abs(out.astype(int) - expected).max() <= 1
     assert np.abs(out.astype(int) - np.clip(channels[0], 0, 255).repeat(2, 0).repeat(2, 1)).max() > 10

@@ -39,9 +39,9 @@ def slow_imresize(img: np.ndarray, scale: float, method: str) -> np.ndarray:
     for axis in (0, 1):  # rows first for equal scales
         n_out = math.ceil(img.shape[axis] * scale)
         moved = np.moveaxis(out, axis, 0)
-        res = np.zeros((n_out,) + moved.shape[1:])
+        res = np.zeros((n_out, *moved.shape[1:]))
         for idx in np.ndindex(moved.shape[1:]):
-            res[(slice(None),) + idx] = slow_resize_1d(moved[(slice(None),) + idx], n_out, scale, kernel, width, aa)
+            res[(slice(None), *idx)] = slow_resize_1d(moved[(slice(None), *idx)], n_out, scale, kernel, width, aa)
         out = np.moveaxis(res, 0, axis)
         if img.dtype == np.uint8:
             out = np.clip(np.floor(out + 0.5), 0, 255)

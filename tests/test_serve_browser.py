@@ -16,13 +16,12 @@ pytest.importorskip("starlette")
 pytest.importorskip("playwright")
 pytest.importorskip("uvicorn")
 
-from playwright.sync_api import sync_playwright  # noqa: E402
+from playwright.sync_api import sync_playwright
 
-from superres.api import ImageUpscaler  # noqa: E402
-from superres.imaging.io import Picture, read_image, write_image  # noqa: E402
-from superres.web.app import Server  # noqa: E402
-
-from conftest import live_server  # noqa: E402
+from conftest import live_server
+from superres.api import ImageUpscaler
+from superres.imaging.io import Picture, read_image, write_image
+from superres.web.app import Server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")

@@ -86,8 +86,8 @@ def test_tiled_streaming_and_correction_at_a_non_integer_factor(tmp_path):
     """--scale 2.5 with tiles and the correction equals the untiled pipeline."""
     model = mdsr(3)
     img = np.random.default_rng(3).integers(0, 256, size=(40, 44, 3), dtype=np.uint8)
-    tiled = ImageUpscaler(2.5, model=model, precision="fp32", tile=16, correct=20)(Picture(img)).pixels
-    whole = ImageUpscaler(2.5, model=model, precision="fp32", tile=0, correct=20)(Picture(img)).pixels
+    tiled = ImageUpscaler(scale=2.5, model=model, precision="fp32", tile=16, correct=20)(Picture(img)).pixels
+    whole = ImageUpscaler(scale=2.5, model=model, precision="fp32", tile=0, correct=20)(Picture(img)).pixels
     assert tiled.shape == (100, 110, 3)
     assert np.abs(tiled.astype(int) - whole).max() <= 1
 

@@ -10,11 +10,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from conftest import nearest_edsr
 from superres.cli import main
 from superres.imaging.video import VideoReader, looks_like_video
 from superres.models import save_weights
-
-from conftest import nearest_edsr
 
 av = pytest.importorskip("av")
 
@@ -159,7 +158,7 @@ def test_frames_are_the_upscaled_input_frames(tmp_path, capsys, nearest):
         src = [f.pixels for f in a.items()]
         out = [f.pixels for f in b.items()]
     assert len(out) == len(src) == 6 and describe(tmp_path / "big.mkv")["pix_fmt"] == "yuv444p"
-    for lr, sr in zip(src, out):
+    for lr, sr in zip(src, out, strict=False):
         expected = lr.repeat(2, axis=0).repeat(2, axis=1).astype(int)
         assert np.abs(sr.astype(int) - expected).max() <= 2
 

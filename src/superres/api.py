@@ -43,6 +43,10 @@ class ImageUpscaler:
     """
 
     def __init__(self, options: UpscaleOptions | None = None, /, **fields: Any) -> None:
+        if options is not None and not isinstance(options, UpscaleOptions):
+            raise ConfigError(
+                f"ImageUpscaler takes an UpscaleOptions or keywords (e.g. scale=2.5), not {type(options).__name__}"
+            )
         options = UpscaleOptions(**fields) if options is None else options.but(**fields) if fields else options
         self.options = options
         self.method = options.method
