@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 
-from superres.imaging.color import rgb_to_y
 from superres.errors import ConfigError
+from superres.imaging.color import rgb_to_y
 
 
 def _prepare(sr: np.ndarray, hr: np.ndarray, shave: int, channel: str) -> tuple[np.ndarray, np.ndarray, float]:
@@ -45,7 +47,8 @@ def ssim(sr: np.ndarray, hr: np.ndarray, shave: int = 0, channel: str = "y") -> 
     from skimage.metrics import structural_similarity
 
     a, b, peak = _prepare(sr, hr, shave, channel)
-    kwargs = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=peak)
+    kwargs: dict[str, Any] = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=peak)
+    # without gradient= or full=, structural_similarity returns the mean SSIM alone (skimage does not annotate it)
     if a.ndim == 3:
-        return float(structural_similarity(a, b, channel_axis=2, **kwargs))
-    return float(structural_similarity(a, b, **kwargs))
+        return float(cast(float, structural_similarity(a, b, channel_axis=2, **kwargs)))
+    return float(cast(float, structural_similarity(a, b, **kwargs)))
