@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from superres.inference.correction import DEFAULT_THRESHOLD
-from superres.inference.denoise import DenoiseChoice, PhotoPair, auto_strength
-from superres.imaging.degrade import degrade
-from superres.imaging.quality import jpeg_file_quality
 from superres.evaluation.benchmark import Method, run_method
+from superres.evaluation.metrics import psnr, ssim
+from superres.evaluation.report import busiest_window, crop_strip
+from superres.imaging.degrade import degrade
 from superres.imaging.files import write_bytes
 from superres.imaging.io import Picture, write_image
-from superres.evaluation.metrics import psnr, ssim
-from superres.models.base import SRNet
-from superres.evaluation.report import busiest_window, crop_strip
+from superres.imaging.quality import jpeg_file_quality
 from superres.imaging.resize import imresize
+from superres.inference.correction import DEFAULT_THRESHOLD
+from superres.inference.denoise import DenoiseChoice, PhotoPair, auto_strength
+from superres.models.handle import ModelHandle
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
@@ -45,7 +45,7 @@ def load_photo(name: str) -> np.ndarray:
 
 def run_demo(
     out_dir: str | Path,
-    model: SRNet | None,
+    model: ModelHandle | None,
     scale: int = 2,
     photo: str = "astronaut",
     overwrite: bool = True,
@@ -99,6 +99,7 @@ def run_photo_demo(
     hr = load_photo(photo)
     hr = hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale]
     lr = degrade(hr, scale, f"jpeg:{quality}")
+    assert lr.jpeg is not None  # a jpeg:Q degradation ends with the JPEG file
     write_image(out / "hr.png", Picture(hr), overwrite=overwrite)
     write_bytes(out / "lr.jpg", lr.jpeg, overwrite=overwrite)
     choice = auto_strength(Picture(lr.pixels, jpeg_quality=jpeg_file_quality(lr.jpeg)))
@@ -144,7 +145,9 @@ def side_by_side(
     strip = crop_strip(panels, crop, zoom, corner=(y0, x0))
     overview = Image.fromarray(hr)
     ratio = min(1.0, 360 / overview.height)
-    overview = overview.resize((round(overview.width * ratio), round(overview.height * ratio)), Image.BICUBIC)
+    overview = overview.resize(
+        (round(overview.width * ratio), round(overview.height * ratio)), Image.Resampling.BICUBIC
+    )
     ImageDraw.Draw(overview).rectangle(
         [x0 * ratio, y0 * ratio, (x0 + crop) * ratio, (y0 + crop) * ratio], outline=(255, 0, 0), width=3
     )
