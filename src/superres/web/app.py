@@ -22,6 +22,7 @@ import mimetypes
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -73,25 +74,30 @@ class Server:
 
     def runner(self, options: Options):
         """The ImageUpscaler for `options`, made once (the four most recent are kept)."""
-        from superres.api import ImageUpscaler  # noqa: PLC0415
-
         with self.runners_lock:
             if options in self.runners:
                 self.runners.move_to_end(options)
                 return self.runners[options]
-            runner = ImageUpscaler(
-                scale=options.scale,
-                size=options.size,
-                model=options.model,
-                denoise=options.denoise,
-                self_ensemble=options.self_ensemble,
-                device=self.device,
-                precision=self.precision,
-            )
+            runner = _make_runner(options, self.device, self.precision)
             self.runners[options] = runner
             while len(self.runners) > 4:
                 self.runners.popitem(last=False)
             return runner
+
+
+def _make_runner(options: Options, device: str, precision: str):
+    """The ImageUpscaler for one set of options, on `device` at `precision` (the server's)."""
+    from superres.api import ImageUpscaler  # noqa: PLC0415
+
+    return ImageUpscaler(
+        scale=options.scale,
+        size=options.size,
+        model=options.model,
+        denoise=options.denoise,
+        self_ensemble=options.self_ensemble,
+        device=device,
+        precision=precision,
+    )
 
 
 def parse_options(fields: dict[str, str]) -> Options:
@@ -144,151 +150,178 @@ def parse_options(fields: dict[str, str]) -> Options:
 
 def create_app(
     host: str = "127.0.0.1", port: int = 8000, server: Server | None = None, allowed_hosts: list[str] | None = None
-) -> Starlette:
-    """The ASGI app. allowed_hosts: Host header values accepted besides the served address (and, for a
-    loopback address, localhost, 127.0.0.1 and [::1]); a server on 0.0.0.0 or :: accepts any Host."""
-    server = server or Server()
-    hosts = {h.lower() for h in allowed_hosts or []}
-    names = LOOPBACK if host in LOOPBACK else {f"[{host}]" if ":" in host else host}  # IPv6 in brackets
-    hosts |= {f"{n}:{port}" for n in names} | ({*names} if port == 80 else set())
-    any_host = host in ("0.0.0.0", "::", "")
+) -> _Guard:
+    """The ASGI app serving `server` (by default a Server() of its own) at host:port. allowed_hosts: Host
+    header values accepted besides the served address (and, for a loopback address, localhost, 127.0.0.1 and
+    [::1]); a server on 0.0.0.0 or :: accepts any Host."""
+    app = Starlette(routes=_routes(), lifespan=_lifespan)
+    app.state.server = server or Server()
+    return _Guard(app, _accepted_hosts(host, port, allowed_hosts), any_host=host in ("0.0.0.0", "::", ""))
 
-    async def page(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
-    async def info(request: Request) -> Response:
-        from superres.models.registry import PRETRAINED  # noqa: PLC0415
-
-        models = [{"name": e.name, "default": e.default, "photo": e.photo} for e in PRETRAINED.values()]
-        return JSONResponse(
-            {
-                "models": models,
-                "max_upload_bytes": server.max_upload,
-                "max_pixels": server.max_pixels,
-                "formats": sorted({s.lstrip(".") for s in READ_SUFFIXES}),
-                "queue": server.queue.max_waiting,
-            }
-        )
-
-    async def submit(request: Request) -> Job | Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > server.max_upload + 64 * 1024:
-            return error(413, f"the upload is {int(length):,} bytes, over the limit of {server.max_upload:,}")
-        try:
-            upload = await read_upload(
-                request.headers.get("content-type", ""),
-                request.stream(),
-                "image",
-                server.max_upload,
-                server.queue.upload_path,
-            )
-        except UploadError as e:
-            return error(e.status, str(e))
-        try:
-            options = parse_options(upload.fields)
-            await run_in_threadpool(check_image, upload.path, upload.name, server, options)
-            return server.queue.submit(Job(upload.name, upload.path, options))
-        except _Refused as e:
-            discard(upload)
-            return error(e.status, str(e))
-        except SuperresError as e:
-            discard(upload)
-            return error(422, str(e).replace(str(upload.path), upload.name))
-        except QueueFull:
-            discard(upload)
-            return error(503, "busy: the queue is full; try again shortly", {"Retry-After": str(server_retry(server))})
-        except BaseException:
-            discard(upload)
-            raise
-
-    async def upscale(request: Request) -> Response:
-        job = await submit(request)
-        if isinstance(job, Response):
-            return job
-        while not job.finished.done():  # the client waits here; if it goes away, the job is cancelled
-            job.seen = time.monotonic()
-            try:
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job.finished)), timeout=0.5)
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    server.queue.cancel(job.id)
-                    return error(499, "the client went away")
-        return result_response(job)
-
-    async def jobs(request: Request) -> Response:
-        job = await submit(request)
-        if isinstance(job, Response):
-            return job
-        return JSONResponse(job.public(), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
-
-    async def job_status(request: Request) -> Response:
-        job = server.queue.get(request.path_params["id"])
-        if job is None:
-            return error(404, "no such job (finished and fetched, cancelled, or expired)")
-        return JSONResponse(job.public())
-
-    async def job_result(request: Request) -> Response:
-        if request.method != "GET" or "range" in request.headers:  # the result is sent once, and whole
-            return error(405 if request.method != "GET" else 416, "the result is sent once, whole: use a plain GET")
-        job = server.queue.get(request.path_params["id"])
-        if job is None:
-            return error(404, "no such job (finished and fetched, cancelled, or expired)")
-        if not job.ended:
-            return error(409, f"the job is {job.state}; ask for the result once it is done")
-        return result_response(job)
-
-    def result_response(job: Job) -> Response:
-        if job.state == "failed":
-            server.queue.cancel(job.id)
-            return error(422, job.error or "failed")
-        path = server.queue.take_result(job) if job.state == "done" else None
-        if path is None:
-            return error(410, "the job was cancelled")
-        stem = Path(job.name).stem
-        label = (
-            f"x{job.options.scale:g}"
-            if job.options.scale
-            else f"{job.size[0]}x{job.size[1]}"
-            if job.options.size
-            else "x2"
-        )
-        return FileResponse(
-            path,
-            media_type=mimetypes.guess_type(job.name)[0] or "application/octet-stream",
-            filename=f"{stem}_{label}{path.suffix}",
-            headers={
-                "X-Superres-Width": str(job.size[0]),
-                "X-Superres-Height": str(job.size[1]),
-                "X-Superres-Seconds": str(job.seconds),
-                "Cache-Control": "no-store",
-            },
-            background=BackgroundTask(path.unlink, missing_ok=True),
-        )
-
-    async def cancel(request: Request) -> Response:
-        job = server.queue.cancel(request.path_params["id"])
-        return Response(status_code=204) if job is not None else error(404, "no such job")
-
-    routes = [
-        Route("/", page),
-        Route("/api/info", info),
-        Route("/api/upscale", upscale, methods=["POST"]),
-        Route("/api/jobs", jobs, methods=["POST"]),
-        Route("/api/jobs/{id}", job_status, methods=["GET"]),
-        Route("/api/jobs/{id}", cancel, methods=["DELETE"]),
-        Route("/api/jobs/{id}/cancel", cancel, methods=["POST"]),
-        Route("/api/jobs/{id}/result", job_result, methods=["GET"]),
+def _routes() -> list[Route | Mount]:
+    return [
+        Route("/", _page),
+        Route("/api/info", _info),
+        Route("/api/upscale", _upscale, methods=["POST"]),
+        Route("/api/jobs", _jobs, methods=["POST"]),
+        Route("/api/jobs/{id}", _job_status, methods=["GET"]),
+        Route("/api/jobs/{id}", _cancel, methods=["DELETE"]),
+        Route("/api/jobs/{id}/cancel", _cancel, methods=["POST"]),
+        Route("/api/jobs/{id}/result", _job_result, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        yield
-        server.queue.close()  # cancels what runs, deletes the private folder
 
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.server = server
-    return _Guard(app, hosts, any_host)
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    yield
+    app.state.server.queue.close()  # cancels what runs, deletes the private folder
+
+
+def _accepted_hosts(host: str, port: int, allowed_hosts: list[str] | None) -> set[str]:
+    """The Host header values (lower case) of the served address, with the port (alone, too, on port 80)."""
+    hosts = {h.lower() for h in allowed_hosts or []}
+    names = LOOPBACK if host in LOOPBACK else {f"[{host}]" if ":" in host else host}  # IPv6 in brackets
+    return hosts | {f"{n}:{port}" for n in names} | ({*names} if port == 80 else set())
+
+
+def _server(request: Request) -> Server:
+    return request.app.state.server
+
+
+# ---------------------------------------------------------------------------------------------- routes
+
+
+async def _page(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+
+async def _info(request: Request) -> Response:
+    from superres.models.registry import PRETRAINED  # noqa: PLC0415
+
+    server = _server(request)
+    models = [{"name": e.name, "default": e.default, "photo": e.photo} for e in PRETRAINED.values()]
+    return JSONResponse(
+        {
+            "models": models,
+            "max_upload_bytes": server.max_upload,
+            "max_pixels": server.max_pixels,
+            "formats": sorted({s.lstrip(".") for s in READ_SUFFIXES}),
+            "queue": server.queue.max_waiting,
+        }
+    )
+
+
+async def _upscale(request: Request) -> Response:
+    """POST /api/upscale: the result in the answer, once the job is done; the job is cancelled if the client
+    goes away while it waits."""
+    server = _server(request)
+    job = await _submit(request)
+    if isinstance(job, Response):
+        return job
+    while not job.finished.done():  # the client waits here; if it goes away, the job is cancelled
+        job.seen = time.monotonic()
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job.finished)), timeout=0.5)
+        except asyncio.TimeoutError:
+            if await request.is_disconnected():
+                server.queue.cancel(job.id)
+                return error(499, "the client went away")
+    return _result_response(server, job)
+
+
+async def _jobs(request: Request) -> Response:
+    """POST /api/jobs: the job queued, answered at once (202) with its state."""
+    job = await _submit(request)
+    if isinstance(job, Response):
+        return job
+    return JSONResponse(job.public(), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
+
+
+async def _job_status(request: Request) -> Response:
+    job = _server(request).queue.get(request.path_params["id"])
+    if job is None:
+        return error(404, "no such job (finished and fetched, cancelled, or expired)")
+    return JSONResponse(job.public())
+
+
+async def _job_result(request: Request) -> Response:
+    if request.method != "GET" or "range" in request.headers:  # the result is sent once, and whole
+        return error(405 if request.method != "GET" else 416, "the result is sent once, whole: use a plain GET")
+    server = _server(request)
+    job = server.queue.get(request.path_params["id"])
+    if job is None:
+        return error(404, "no such job (finished and fetched, cancelled, or expired)")
+    if not job.ended:
+        return error(409, f"the job is {job.state}; ask for the result once it is done")
+    return _result_response(server, job)
+
+
+async def _cancel(request: Request) -> Response:
+    job = _server(request).queue.cancel(request.path_params["id"])
+    return Response(status_code=204) if job is not None else error(404, "no such job")
+
+
+async def _submit(request: Request) -> Job | Response:
+    """The upload read, its options parsed and the image checked, then queued: the Job, or the error's
+    response (413 over a limit, 415/400/422 for what cannot be used, 503 when the queue is full)."""
+    server = _server(request)
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > server.max_upload + 64 * 1024:
+        return error(413, f"the upload is {int(length):,} bytes, over the limit of {server.max_upload:,}")
+    try:
+        upload = await read_upload(
+            request.headers.get("content-type", ""),
+            request.stream(),
+            "image",
+            server.max_upload,
+            server.queue.upload_path,
+        )
+    except UploadError as e:
+        return error(e.status, str(e))
+    try:
+        options = parse_options(upload.fields)
+        await run_in_threadpool(check_image, upload.path, upload.name, server, options)
+        return server.queue.submit(Job(upload.name, upload.path, options))
+    except _Refused as e:
+        discard(upload)
+        return error(e.status, str(e))
+    except SuperresError as e:
+        discard(upload)
+        return error(422, str(e).replace(str(upload.path), upload.name))
+    except QueueFull:
+        discard(upload)
+        return error(503, "busy: the queue is full; try again shortly", {"Retry-After": str(server_retry(server))})
+    except BaseException:
+        discard(upload)
+        raise
+
+
+def _result_response(server: Server, job: Job) -> Response:
+    """A finished job's image as the answer (its file deleted once sent; 410 if cancelled), or its error (422)."""
+    if job.state == "failed":
+        server.queue.cancel(job.id)
+        return error(422, job.error or "failed")
+    path = server.queue.take_result(job) if job.state == "done" else None
+    if path is None:
+        return error(410, "the job was cancelled")
+    stem = Path(job.name).stem
+    label = (
+        f"x{job.options.scale:g}" if job.options.scale else f"{job.size[0]}x{job.size[1]}" if job.options.size else "x2"
+    )
+    return FileResponse(
+        path,
+        media_type=mimetypes.guess_type(job.name)[0] or "application/octet-stream",
+        filename=f"{stem}_{label}{path.suffix}",
+        headers={
+            "X-Superres-Width": str(job.size[0]),
+            "X-Superres-Height": str(job.size[1]),
+            "X-Superres-Seconds": str(job.seconds),
+            "Cache-Control": "no-store",
+        },
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
 
 
 class _Refused(Exception):
