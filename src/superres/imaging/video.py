@@ -10,14 +10,19 @@ where the container cannot hold its codec). What is kept and what is not is said
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import numpy as np
 
 from superres.errors import VideoError
+
+if TYPE_CHECKING:  # av is optional (superres[video]): imported where used
+    from av import AudioStream, VideoFrame
+    from av.subtitles.stream import SubtitleStream
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +150,12 @@ class VideoReader:
 
     def __init__(self, path: str | Path) -> None:
         av = require_av(path)
+        from av.error import FFmpegError  # noqa: PLC0415 - av is there: require_av checked
+
         self.path = Path(path)
         try:
             self.container = av.open(str(path), metadata_errors="replace")
-        except (av.FFmpegError, UnicodeDecodeError) as e:
+        except (FFmpegError, UnicodeDecodeError) as e:
             raise VideoError(f"{path}: not a video that can be read ({_reason(e)})") from e
         if not self.container.streams.video:
             self.container.close()
@@ -167,14 +174,16 @@ class VideoReader:
             self.container.close()
             raise VideoError(f"{path}: the video stream has no picture size or pixel format")
         deep = max((c.bits for c in cc.format.components), default=8) > 8
+        # PyAV types it Optional (a stream may have none); FFmpeg's demuxers give every stream one
+        time_base = cast(Fraction, self.stream.time_base)
         frames = self.stream.frames
         if not frames and self.stream.duration and self.stream.average_rate:
-            frames = int(self.stream.duration * self.stream.time_base * self.stream.average_rate + 0.5)
+            frames = int(self.stream.duration * time_base * self.stream.average_rate + 0.5)
         self.info = VideoInfo(
             width=cc.width,
             height=cc.height,
             rate=self.stream.average_rate or self.stream.guessed_rate,
-            time_base=self.stream.time_base,
+            time_base=time_base,
             frames=frames or 0,
             rotation=0,
             pix_fmt=cc.format.name,
@@ -202,7 +211,7 @@ class VideoReader:
     def items(self) -> Iterator[Frame | object]:
         """Frames of the video stream (RGB, at their timestamps) and packets of the copied streams, in the
         order of the file. A read error, or fewer frames than the container declares, is a VideoError."""
-        import av  # noqa: PLC0415
+        from av.error import FFmpegError  # noqa: PLC0415
 
         count = 0
         last_pts = None
@@ -213,7 +222,7 @@ class VideoReader:
                     if packet.dts is not None:  # the demuxer's empty flush packets carry nothing
                         yield packet
                     continue
-                for frame in packet.decode():
+                for frame in cast("list[VideoFrame]", packet.decode()):  # a video stream's packet: video frames
                     if count == 0:
                         self.info.rotation = int(frame.rotation or 0)
                     pts = frame.pts if frame.pts is not None else (0 if last_pts is None else last_pts + 1)
@@ -228,7 +237,7 @@ class VideoReader:
                     )
                     count += 1
                     yield Frame(image.to_ndarray(), pts)
-        except av.FFmpegError as e:
+        except FFmpegError as e:
             raise VideoError(
                 f"{self.path}: cannot be decoded after {count} frame(s), the file may be truncated "
                 f"or corrupt ({_reason(e)})"
@@ -275,6 +284,7 @@ class VideoWriter:
         name: str | Path = "output",
     ) -> None:
         import av  # noqa: PLC0415
+        from av.error import FFmpegError  # noqa: PLC0415
 
         self.name = name
         container = CONTAINERS.get(suffix.lower())
@@ -284,8 +294,8 @@ class VideoWriter:
         if codec not in av.codecs_available:
             raise VideoError(f"unknown video encoder '{codec}' (e.g. libx264, libx265, libvpx-vp9, libsvtav1, ffv1)")
         try:
-            encoder = av.codec.Codec(codec, "w")
-        except av.FFmpegError as e:
+            encoder = av.Codec(codec, "w")
+        except FFmpegError as e:
             raise VideoError(f"'{codec}' cannot encode ({_reason(e)})") from e
         if encoder.type != "video":
             raise VideoError(f"'{codec}' is not a video encoder")
@@ -376,12 +386,12 @@ class VideoWriter:
             self.copies[stream.index] = out
         elif default not in (None, "none") and (stream.type == "audio" or text):
             if stream.type == "audio":
-                out = self.out.add_stream(default, rate=stream.codec_context.sample_rate)
+                out = cast("AudioStream", self.out.add_stream(default, rate=stream.codec_context.sample_rate))
                 out.layout = stream.codec_context.layout
             else:
                 if not stream.codec_context.is_open:
                     stream.codec_context.open()  # which makes its ASS header, the encoder's input format
-                out = self.out.add_stream(default)
+                out = cast("SubtitleStream", self.out.add_stream(default))
                 out.codec_context.subtitle_header = stream.codec_context.subtitle_header
             self.recoders[stream.index] = (stream, out)
             log.warning(
