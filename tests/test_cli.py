@@ -381,3 +381,21 @@ def test_eval_report_draws_its_plots_without_choosing_a_matplotlib_backend(tmp_p
     assert dict.__getitem__(matplotlib.rcParams, "backend") == backend
     plot = Image.open(tmp_path / "report" / "psnr_hr_x2.png")
     assert plot.format == "PNG" and plot.size == (660, 440)  # 6 x 4 inches at 110 dpi
+
+
+def test_no_help_lists_a_choice_twice(capsys):
+    """`superres [COMMAND] --help`: no {a,b,...} list names a choice twice (eval's --channel read {y,rgb,y,rgb},
+    its choices being y, rgb and y,rgb)."""
+    import re
+
+    from superres.cli.main import COMMANDS
+
+    for command in [None, *COMMANDS]:
+        code = main([command, "--help"] if command else ["--help"])
+        out = capsys.readouterr().out
+        assert code == 0 and out.startswith("usage: superres")
+        for listed in re.findall(r"\{([^}]*)\}", out):
+            names = listed.split(",")
+            assert len(names) == len(set(names)), (command, listed)
+        if command == "eval":
+            assert "--channel y|rgb|y,rgb" in out

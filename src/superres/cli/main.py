@@ -79,14 +79,37 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from superres.imaging.resize import METHODS
-
+    """The `superres` command line: global flags and one subcommand each (COMMANDS names what each runs)."""
     parser = argparse.ArgumentParser(prog="superres", description="Image super-resolution with EDSR.")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks and debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_upscale(sub)
+    _add_degrade(sub)
+    add_serve_parser(sub)
+    _add_info(sub)
+    sub.add_parser("models", help="list presets and bundled models")
+    _add_eval(sub)
+    _add_train(sub)
+    _add_export(sub)
+    _add_demo(sub)
+    return parser
 
+
+Subparsers = argparse._SubParsersAction  # what add_subparsers returns (argparse names no public type for it)
+
+
+def _add_upscale(sub: Subparsers) -> None:
     p = sub.add_parser("upscale", help="upscale images with a model or an interpolation method")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
+    _add_output_size_flags(p)
+    _add_model_flags(p)
+    _add_device_flags(p)
+    _add_output_file_flags(p)
+    _add_video_flags(p)
+
+
+def _add_output_size_flags(p: argparse.ArgumentParser) -> None:
+    """upscale: the output's size, by a factor or in pixels (one of them)."""
     size = p.add_mutually_exclusive_group()
     size.add_argument(
         "--scale",
@@ -99,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--width", type=_pixels, metavar="W", help="output width; the height keeps the aspect ratio")
     size.add_argument("--height", type=_pixels, metavar="H", help="output height; the width keeps the aspect ratio")
     size.add_argument("--outscale", type=_factor, help=argparse.SUPPRESS)  # the former name of a non-integer --scale
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    """upscale: the model or interpolation, and what is done with and around it (correction, denoising,
+    self-ensemble, tiles)."""
+    from superres.imaging.resize import METHODS  # noqa: PLC0415
+
     how = p.add_mutually_exclusive_group()
     how.add_argument("--model", "-m", help="bundled model name, preset, or weights file (.safetensors/.pt/.pth)")
     how.add_argument("--method", choices=sorted(METHODS), help="interpolation instead of a model")
@@ -124,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile", type=int, help="LR tile side in pixels (0: no tiling; default: from image size and memory)"
     )
     p.add_argument("--tile-overlap", type=int, help="LR margin per tile (default and minimum: the receptive radius)")
+
+
+def _add_device_flags(p: argparse.ArgumentParser) -> None:
+    """upscale: where and how the network runs."""
     p.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda", "mps"],
@@ -138,12 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--backend", choices=["torch", "onnxruntime"], help="default: torch (onnxruntime for .onnx)")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's, one per core)")
+
+
+def _add_output_file_flags(p: argparse.ArgumentParser) -> None:
+    """upscale: where the outputs go and in what format; the input limit and the progress bar."""
     p.add_argument("-o", "--output", help="output file (one input) or folder (default: beside each input)")
     p.add_argument("--suffix", default=None, help="added to output names (default: _x<scale>, or none with -o FOLDER)")
     p.add_argument("--format", dest="out_format", help="output extension, e.g. png (default: the input's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--max-pixels", type=int, default=None, help="largest input accepted, in pixels (default 200M)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _add_video_flags(p: argparse.ArgumentParser) -> None:
     v = p.add_argument_group("video (inputs are videos by their content; needs superres[video])")
     v.add_argument("--codec", default=None, help="video encoder: h264 (default, libx264), hevc, vp9, av1, ffv1, ...")
     v.add_argument(
@@ -155,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="output pixel format (default: the input's where the encoder takes it, else yuv420p)",
     )
 
+
+def _add_degrade(sub: Subparsers) -> None:
     p = sub.add_parser(
         "degrade",
         help="make LR images from HR ones: the MATLAB bicubic (EDSR benchmark naming), "
@@ -178,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", "-q", action="store_true")
 
-    add_serve_parser(sub)
 
+def _add_info(sub: Subparsers) -> None:
     p = sub.add_parser("info", help="the layers of a model: output shapes, parameters, multiply-adds")
     p.add_argument("model", help="bundled model name, preset, or weights file")
     p.add_argument("--scale", "-s", type=_scale, default=None, help="scale for a preset (default 2)")
@@ -187,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-size", type=_size, default=(100, 100), metavar="HxW", help="LR input size (default 100x100)"
     )
 
-    sub.add_parser("models", help="list presets and bundled models")
 
+def _add_eval(sub: Subparsers) -> None:
     p = sub.add_parser("eval", help="PSNR/SSIM of methods on benchmark sets (the field's protocol)")
     p.add_argument(
         "--data",
@@ -226,7 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=_seed, default=0, help="the degradations' random choices: from the seed and each image"
     )
     p.add_argument(
-        "--channel", choices=["y", "rgb", "y,rgb"], default="y", help="score Y (BT.601 luma, the default), RGB, or both"
+        "--channel",
+        choices=["y", "rgb", "y,rgb"],
+        default="y",
+        metavar="y|rgb|y,rgb",  # the choices' own list would read {y,rgb,y,rgb}
+        help="score Y (BT.601 luma, the default), RGB, or both",
     )
     p.add_argument(
         "--shave",
@@ -238,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="folder for results.md/csv/json, per-image plots and crop comparisons")
     p.add_argument("--quiet", "-q", action="store_true")
 
+
+def _add_train(sub: Subparsers) -> None:
     p = sub.add_parser(
         "train",
         help="train an EDSR on folders of HR images (torchrun for several processes)",
@@ -247,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config, flags override)")
     add_train_flags(p)
 
+
+def _add_export(sub: Subparsers) -> None:
     p = sub.add_parser("export", help="write a run's weights as .safetensors with their config and metadata")
     p.add_argument("source", help="run folder or training checkpoint (.pt); for ONNX also any model name or file")
     p.add_argument("-o", "--output", required=True, help="output file (.safetensors, or .onnx)")
@@ -273,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true")
 
+
+def _add_demo(sub: Subparsers) -> None:
     p = sub.add_parser("demo", help="shrink a bundled photo, upscale it back, print PSNR, write a comparison")
     p.add_argument("-o", "--output", default="demo-output", help="folder for the images (default demo-output)")
     p.add_argument("--model", "-m", help="model name or weights file (default: the bundled model for the scale)")
@@ -291,11 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto (default, as upscale): bf16 on a CPU with native bf16, else fp32",
     )
-    return parser
 
 
 def add_train_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; defaults live in TrainConfig, so only given flags override."""
+    _add_train_model_flags(p)
+    _add_train_patch_flags(p)
+    _add_train_run_flags(p)
+
+
+def _add_train_model_flags(p: argparse.ArgumentParser) -> None:
+    """train: the data, the architecture and the optimisation."""
     p.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR images, or EDSR/DIV2K layouts")
     p.add_argument("--scale", help="factor, or several for one multi-scale network (mdsr presets), e.g. 2,3,4")
     p.add_argument("--preset", help="architecture preset (default edsr-baseline)")
@@ -315,6 +374,10 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", choices=["l1", "l2"])
     p.add_argument("--grad-clip", type=float)
     p.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999")
+
+
+def _add_train_patch_flags(p: argparse.ArgumentParser) -> None:
+    """train: how the training patches are augmented and degraded."""
     p.add_argument("--flips", action=argparse.BooleanOptionalAction, help="the 8 flips/rotations (default on)")
     p.add_argument("--brightness", type=float, help="random brightness factor in [1-B, 1+B] (default off)")
     p.add_argument(
@@ -331,6 +394,10 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
         metavar="P",
         help="chance that a rectangle of a degraded patch is swapped with the clean LR (default 0)",
     )
+
+
+def _add_train_run_flags(p: argparse.ArgumentParser) -> None:
+    """train: validation, the run folder, the starting weights and how the run computes."""
     p.add_argument("--val", nargs="+", metavar="DIR", help="validation sets (benchmark layout or HR folder)")
     p.add_argument("--holdout", type=int, help="training images held out for validation")
     p.add_argument("--val-every", type=int)
