@@ -6,14 +6,15 @@ degradation's Y-PSNR for every method and the gain of auto over bicubic (at x1: 
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+from pathlib import Path
 
 TARGETS = {"jpeg:75": 1.2, "jpeg:50": 1.0, "noise:10": 1.0, "real": 0.8}  # issue 11, x2: auto over bicubic
 
 
 def main(paths: list[str]) -> int:
-    results = [r for p in paths for r in json.loads(open(p).read())["results"] if r["channel"] == "y"]
+    results = [r for p in paths for r in json.loads(Path(p).read_text())["results"] if r["channel"] == "y"]
     psnr = {(r["dataset"], r["scale"], r["degradation"], r["method"]): r["psnr"] for r in results}
     methods = list(dict.fromkeys(r["method"] for r in results))
     for scale in sorted({r["scale"] for r in results}):
@@ -32,7 +33,8 @@ def main(paths: list[str]) -> int:
                 gain = psnr[(ds, scale, d, "auto")] - psnr[(ds, scale, d, "bicubic")]
                 target = f" ({TARGETS[d]:+.1f})" if scale == 2 and d in TARGETS else ""
                 if d == "clean":
-                    gain_text = f"{gain:+.2f} (auto - model {psnr[(ds, scale, d, 'auto')] - psnr[(ds, scale, d, 'model')]:+.3f})"
+                    over_model = psnr[(ds, scale, d, "auto")] - psnr[(ds, scale, d, "model")]
+                    gain_text = f"{gain:+.2f} (auto - model {over_model:+.3f})"
                 else:
                     gain_text = f"{gain:+.2f}{target}"
                 print(
@@ -42,4 +44,6 @@ def main(paths: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="*", help="JSON files written by `superres eval --degrade ... --json`")
+    raise SystemExit(main(parser.parse_args().paths))

@@ -1,8 +1,8 @@
 """Print the README's comparison of the bundled default with the models it replaced, from `superres eval --json`
-files: per factor and set, bicubic, the previous per-scale model (its own scale, or the one `--outscale`
-ran for a non-integer factor), the new default in fp32, the difference, and the cost of precision auto.
+files: per factor and set, bicubic, the previous per-scale model (its own scale, or the one the former
+`--outscale` ran for a non-integer factor), the new default in fp32, the difference, and the cost of precision auto.
 
-    python benchmarks/floor_table.py --new src/superres/weights/eval.json --auto docs/results/auto.json \\
+    python benchmarks/floor_table.py --new docs/results/eval.json --auto docs/results/auto.json \\
         --previous docs/results/previous-x2.json docs/results/previous-x3.json docs/results/previous-x4.json
 """
 
@@ -28,6 +28,9 @@ def main() -> int:
     new, auto = rows(args.new), rows(args.auto)
     previous = [r for p in args.previous for r in rows(p)]
 
+    def fmt(v: float | None, sign: str = "") -> str:
+        return "-" if v is None else f"{v:{sign}.2f}" if not sign else f"{v:+.3f}"
+
     def get(results: list[dict], method: str | None, dataset: str, scale: float) -> float | None:
         for r in results:
             if (method is None or r["method"] == method) and (r["dataset"], r["scale"]) == (dataset, scale):
@@ -48,7 +51,6 @@ def main() -> int:
             cost = None if half is None else half - fp32
             worst_gain = min(worst_gain, gain if gain is not None else worst_gain)
             worst_auto = max(worst_auto, abs(cost) if cost is not None else 0.0)
-            fmt = lambda v, sign="": "-" if v is None else f"{v:{sign}.2f}" if not sign else f"{v:+.3f}"
             print(f"| x{scale:g} | {d} | {fmt(bic)} | {fmt(old)} | {fmt(fp32)} | {fmt(gain, '+')} | {fmt(cost, '+')} |")
     print(f"\nsmallest gain over the previous models: {worst_gain:+.3f} dB; largest |auto - fp32|: {worst_auto:.4f} dB")
     return 0

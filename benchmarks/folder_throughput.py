@@ -8,9 +8,10 @@ upscaled x2 by the bundled default with default settings (precision auto, denois
 - threaded: run_batch, with its reader and writer threads around the network;
 - command: `superres upscale FOLDER -o OUT` through cli.main (model loading included, interpreter
   start-up not).
-With --fast, the same again with edsr-tiny (random weights; about 9x faster than the default here), standing in for a
-network on a GPU, where reading and writing are a large share of the time. Each is timed --repeat times, taking turns (this machine's speed drifts), and the best is kept. The
-target: threaded (and the command) within 10% of the network.
+With --fast, the same again with edsr-tiny (random weights; about 9x faster than the default here), standing in
+for a network on a GPU, where reading and writing are a large share of the time. Each is timed --repeat times,
+taking turns (this machine's speed drifts), and the best is kept. The target: threaded (and the command) within
+10% of the network.
 
     python benchmarks/folder_throughput.py [--images 6] [--repeat 2] [--fast]
 """
@@ -30,7 +31,7 @@ from superres.api import ImageUpscaler
 from superres.cli.main import main as cli
 from superres.imaging.io import Picture, read_image, write_image
 from superres.inference.batch import Job, run_batch
-from superres.inference.upscaler import resolve_precision
+from superres.inference.devices import resolve_precision
 from superres.models import create_model, save_weights
 
 H, W = 720, 1280
@@ -72,7 +73,7 @@ def measure(files: list[Path], tmp: Path, args: argparse.Namespace, model: str |
     choices = [runner.choose_denoise(p) for p in pictures]
 
     def network() -> None:
-        for picture, choice in zip(pictures, choices):
+        for picture, choice in zip(pictures, choices, strict=True):
             runner.stream(picture, choice).collect()
 
     def one_at_a_time() -> None:
