@@ -6,6 +6,7 @@ relevant tests must fail on every one. Edits the source in place and restores it
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,8 @@ MUTANTS = [
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args()  # no options; --help must not edit the tree
     survived = []
     for what, rel, text, replacement, tests in MUTANTS:
         path = SRC / rel
