@@ -1,6 +1,7 @@
 import struct
 import warnings
 from pathlib import Path
+from typing import ClassVar
 import zlib
 
 import numpy as np
@@ -179,7 +180,7 @@ def test_decompression_bomb_refused_and_limit_option(tmp_path, photo):
 class _SetAttrRecorder(type(Image)):
     """A module class that records every attribute set on the module (for PIL.Image: its globals)."""
 
-    assigned: list[str] = []
+    assigned: ClassVar[list[str]] = []
 
     def __setattr__(self, name, value):
         _SetAttrRecorder.assigned.append(name)

@@ -6,8 +6,8 @@ Exit codes: 0 success, 1 some inputs failed (the others were still done), 2 usag
 from __future__ import annotations
 
 import argparse
-import math
 import logging
+import math
 import os
 import signal
 import sys

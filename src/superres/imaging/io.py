@@ -22,10 +22,12 @@ import os
 import struct
 import threading
 import zlib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Iterator
+from types import ModuleType
+from typing import IO, cast
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -154,7 +156,8 @@ def _open_image(path: Path) -> Image.Image:
             if not verdict or isinstance(verdict, str):  # a string says why it is not this format
                 continue
             try:
-                return factory(os.fspath(path), os.fspath(path))  # opens the file itself, and closes it
+                # given a path (not the stream its type names), the ImageFile opens the file and owns it
+                return factory(cast("IO[bytes]", os.fspath(path)), os.fspath(path))
             except (SyntaxError, IndexError, TypeError, struct.error):  # not this format after all, as Image.open
                 continue
             except Image.DecompressionBombError as e:
@@ -181,7 +184,7 @@ def _read_image(path: Path, max_pixels: int | None) -> Picture:
             raise
         raise ImageError(f"{path}: {e}") from e  # every per-file error names its file
     except Image.DecompressionBombError as e:  # a decoder that checks Pillow's limit itself (GIF frames)
-        raise ImageError(f"{path}: over Pillow's own pixel limit, which its {im.format} reader applies ({e})") from e
+        raise ImageError(f"{path}: over Pillow's own pixel limit, which its reader for the format applies ({e})") from e
     except UnidentifiedImageError as e:
         raise ImageError(f"{path}: not an image, or a format that cannot be read") from e
     except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
@@ -295,7 +298,7 @@ class _OpenCvQuiet:
         self.level_before: int | None = None
 
     @contextmanager
-    def around(self, cv2) -> Iterator[None]:
+    def around(self, cv2: ModuleType) -> Iterator[None]:
         with self.lock:
             if self.readers == 0:
                 self.level_before = cv2.utils.logging.getLogLevel()

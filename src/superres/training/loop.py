@@ -23,24 +23,25 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, TextIO
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from superres.errors import ConfigError
+from superres.evaluation.metrics import psnr
 from superres.imaging.datasets import Sample, find_dataset, load_samples, load_samples_at
 from superres.imaging.degrade import degrade, parse_preset
-from superres.training.patches import DevicePatchSampler, MultiScaleSampler, PatchSampler
-from superres.errors import ConfigError
 from superres.imaging.files import atomic_path, write_text
-from superres.evaluation.metrics import psnr
 from superres.models.base import SRNet
 from superres.models.checkpoints import init_from, load_weights, save_weights
 from superres.models.registry import create_model
 from superres.training.config import TrainConfig, learning_rate, split_holdout
+from superres.training.patches import DevicePatchSampler, MultiScaleSampler, PatchSampler
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ class _StopFlag:
         self.raised = False
         self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> _StopFlag:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self.previous[sig] = signal.signal(sig, self._handle)
@@ -272,7 +273,7 @@ class _Run:
     on_device: bool  # the sampler cuts patches on the device
     val_samples: dict[int, list[Sample]]
     n_train: int  # training images (at the first scale)
-    net: torch.nn.Module | None = None  # the model as trained: channels_last, DistributedDataParallel, compiled
+    net: torch.nn.Module = field(init=False)  # the model as trained: channels_last, DistributedDataParallel, compiled
     step: int = 0
     best: float = float("-inf")  # the best mean validation Y-PSNR, dB
     sampler_state: dict = field(default_factory=dict)  # the sampler's state after the last consumed batch
@@ -444,7 +445,7 @@ def _optimise(
     run.opt.step()
     if run.ema is not None:
         with torch.no_grad():
-            for p_ema, p in zip(run.ema.parameters(), model.parameters()):
+            for p_ema, p in zip(run.ema.parameters(), model.parameters(), strict=True):
                 p_ema.lerp_(p, 1 - cfg.ema)
     run.step += 1
     return loss, lr_now
@@ -516,11 +517,12 @@ class _Report:
     TensorBoard scalars when tensorboard is installed; a progress bar when `progress` (None: when stderr is a
     terminal), else a printed line at each validation and at the end. On the other ranks it does nothing."""
 
-    HEADER = ["step", "loss", "lr", "steps_per_s", "elapsed_s", "val_psnr_y", "val_by_scale"]
+    HEADER = ("step", "loss", "lr", "steps_per_s", "elapsed_s", "val_psnr_y", "val_by_scale")
 
     def __init__(self, cfg: TrainConfig, out: Path, main: bool, progress: bool | None, step: int) -> None:
-        self.cfg, self.main = cfg, main
-        self.log_file = self.writer = self.board = self.bar = None
+        self.cfg = cfg
+        self.log_file: TextIO | None = None
+        self.writer = self.board = self.bar = None
         if main:
             self.log_file = (out / "log.csv").open("a", newline="")
             self.writer = csv.writer(self.log_file)
@@ -549,7 +551,9 @@ class _Report:
     def record(self, step: int, lr_now: float, val_score: float | None, by_scale: dict[int, float]) -> None:
         """The row for `step` when one is due (val_score: the mean validation Y-PSNR in dB, or None)."""
         cfg = self.cfg
-        if not (self.main and (step % cfg.log_every == 0 or val_score is not None or step == cfg.iters)):
+        if self.log_file is None or self.writer is None:  # not rank 0
+            return
+        if not (step % cfg.log_every == 0 or val_score is not None or step == cfg.iters):
             return
         rate = self.window_steps / max(1e-9, time.time() - self.window_t)
         loss = self.window_loss / max(1, self.window_steps)

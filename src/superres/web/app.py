@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -38,6 +39,9 @@ from superres.errors import ImageError, SuperresError
 from superres.imaging.io import DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_FORMATS, image_size
 from superres.web.jobs import Job, JobQueue, Options, QueueFull
 from superres.web.upload import UploadError, discard, read_upload
+
+if TYPE_CHECKING:
+    from superres.api import ImageUpscaler
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +70,13 @@ class Server:
     ) -> None:
         self.device, self.precision = device, precision
         self.max_upload, self.max_pixels = max_upload, max_pixels
-        self.runners: OrderedDict[Options, object] = OrderedDict()
+        self.runners: OrderedDict[Options, ImageUpscaler] = OrderedDict()
         self.runners_lock = threading.Lock()
         self.queue = JobQueue(
             self.runner, max_waiting=max_waiting, max_pixels=max_pixels, heartbeat=heartbeat, keep=keep
         )
 
-    def runner(self, options: Options):
+    def runner(self, options: Options) -> ImageUpscaler:
         """The ImageUpscaler for `options`, made once (the four most recent are kept)."""
         with self.runners_lock:
             if options in self.runners:
@@ -85,7 +89,7 @@ class Server:
             return runner
 
 
-def _make_runner(options: Options, device: str, precision: str):
+def _make_runner(options: Options, device: str, precision: str) -> ImageUpscaler:
     """The ImageUpscaler for one set of options, on `device` at `precision` (the server's)."""
     from superres.api import ImageUpscaler  # noqa: PLC0415
 

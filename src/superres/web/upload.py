@@ -3,11 +3,15 @@ folder (never the system's temp folder), and the upload is refused as soon as it
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO
 
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 MAX_FIELD_BYTES = 1024  # option fields are short
 MAX_FIELDS = 16
@@ -57,7 +61,7 @@ async def read_upload(
         form.close_file()
         discard(upload)
         raise
-    except Exception as e:  # noqa: BLE001 - python-multipart's errors for a malformed body
+    except Exception as e:
         form.close_file()
         discard(upload)
         raise UploadError(400, f"the upload could not be read as multipart/form-data ({e})") from e
@@ -79,7 +83,7 @@ class _Form:
         self.file: BinaryIO | None = None  # open while the file's part is read
         self.value = bytearray()  # a text field's value
 
-    def callbacks(self) -> dict[str, Callable]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.on_part_begin,
             "on_header_field": self.on_header_field,
