@@ -25,13 +25,14 @@ import numpy as np
 import torch
 
 from common import best_time, photo
-from superres.imaging.io import Picture, write_image
-from superres.inference.upscaler import Upscaler, resolve_precision
 from superres.evaluation.metrics import psnr
+from superres.imaging.io import Picture, write_image
+from superres.imaging.resize import imresize
+from superres.inference.devices import resolve_precision
+from superres.inference.upscaler import Upscaler
 from superres.models.checkpoints import load_model
 from superres.models.registry import PRETRAINED, create_model
 from superres.models.summary import summarize
-from superres.imaging.resize import imresize
 
 OUT_H, OUT_W = 720, 1280
 CLI_IMAGES = 4  # the CLI is timed on a folder of this many images, per image
@@ -66,7 +67,7 @@ def cli_per_image(
         t0 = time.perf_counter()
         assert cli(argv) == 0
         t_cli = min(t_cli, (time.perf_counter() - t0) / CLI_IMAGES)
-        times = [min(t, best_time(f, repeat=1)) for f, t in zip(forwards, times)]
+        times = [min(t, best_time(f, repeat=1)) for f, t in zip(forwards, times, strict=False)]
     return t_cli, times
 
 
@@ -113,27 +114,27 @@ def main() -> int:
             bf16 = Upscaler(model, s, device="cpu", precision="bf16", tile=0)
             # the reference: the first bundled default's architecture at this scale, fp32, bare forward
             ref = Upscaler(create_model("edsr-medium", scale=s), device="cpu", precision="fp32", tile=0)
-            t32, t_ref = best_time(lambda: fp32(x)), best_time(lambda: ref(x))
-            t16 = best_time(lambda: bf16(x))
+            t32, t_ref = best_time(lambda fp32=fp32, x=x: fp32(x)), best_time(lambda ref=ref, x=x: ref(x))
+            t16 = best_time(lambda bf16=bf16, x=x: bf16(x))
             hr = photo(lr_h * s, lr_w * s)
             lr_b = imresize(hr, 1 / s)
             out32 = np.clip(np.round(fp32(lr_b.astype(np.float32))), 0, 255).astype(np.uint8)
             out16 = np.clip(np.round(bf16(lr_b.astype(np.float32))), 0, 255).astype(np.uint8)
             cost = psnr(out16, hr, shave=s) - psnr(out32, hr, shave=s)
             tiled = Upscaler(model, s, device="cpu", precision="fp32", tile=max(64, lr_h // 2))
-            t_tiled = best_time(lambda: tiled(x), repeat=2)
+            t_tiled = best_time(lambda tiled=tiled, x=x: tiled(x), repeat=2)
             with tempfile.TemporaryDirectory() as tmp:
                 t_cli, (t32, t_ref) = cli_per_image(
-                    spec, s, lr, Path(tmp), [lambda: fp32(x), lambda: ref(x)], [t32, t_ref]
+                    spec, s, lr, Path(tmp), [lambda fp32=fp32, x=x: fp32(x), lambda ref=ref, x=x: ref(x)], [t32, t_ref]
                 )
                 t_ort = float("nan")
                 try:
-                    from superres.inference.onnx import OnnxUpscaler, export_onnx
+                    from superres.inference.onnx import export_onnx
 
                     onnx_path = export_onnx(model, Path(tmp) / "m.onnx", scale=s)
-                    ort = OnnxUpscaler(onnx_path, tile=0)
-                    t_ort = best_time(lambda: ort(x), 2)
-                except Exception as e:  # onnxruntime not installed: leave the column empty
+                    ort = Upscaler(load_model(onnx_path), tile=0)  # an ONNX file: the onnxruntime backend
+                    t_ort = best_time(lambda ort=ort, x=x: ort(x), 2)
+                except Exception as e:  # noqa: BLE001 - onnxruntime not installed: leave the column empty
                     print(f"  (onnxruntime skipped: {e})")
             gflops = gflop / t32
             print(
