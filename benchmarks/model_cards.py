@@ -159,7 +159,6 @@ def main() -> int:
     if args.manifest_only:
         return 0
     # the package, for the cards (not needed for the manifest's scores)
-    from superres.models.base import count_parameters
     from superres.models.checkpoints import load_model
     from superres.models.registry import PRETRAINED
     from superres.models.summary import summarize
@@ -188,7 +187,7 @@ def main() -> int:
             entry.description,
             "",
             f"- Architecture: {model.describe()}, {'RGB' if model.n_colors == 3 else 'grayscale'}; "
-            f"{count_parameters(model):,} parameters; GFLOPs for a 1280x720 output: {gflops}.",
+            f"{model.parameter_count:,} parameters; GFLOPs for a 1280x720 output: {gflops}.",
             f"- Weights: `{entry.file}`, {size / 1e6:.2f} MB, "
             f"{str(next(iter(model.state_dict().values())).dtype).replace('torch.', '')}.",
         ]
