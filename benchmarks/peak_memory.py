@@ -20,6 +20,7 @@ from superres.cli.main import main as cli
 from superres.imaging.io import Picture, write_image
 from superres.inference.upscaler import Upscaler
 from superres.models.checkpoints import load_model
+from superres.models.registry import default_model_name
 
 
 def peak_mb() -> float:
@@ -30,9 +31,13 @@ def peak_mb() -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", nargs="?", default="edsr-medium-x2")
+    parser.add_argument("model", nargs="?", help="a bundled name or a weights file (default: the bundled x2 default)")
     parser.add_argument("--size", default="4000x3000", help="WIDTHxHEIGHT of the input")
     args = parser.parse_args()
+    # (edsr-medium-x2, the default once, is no longer bundled: it is in the git history at commit 8c70c7c)
+    args.model = args.model or default_model_name(2)
+    if args.model is None:
+        parser.error("no bundled model for x2: give MODEL")
     w, h = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         write_image(Path(tmp) / "in.png", Picture(photo(h, w)))
