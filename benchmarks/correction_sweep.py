@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from superres.inference.correction import correct
-from superres.imaging.datasets import find_dataset, load_samples
-from superres.inference.upscaler import Upscaler, upscale_picture
-from superres.imaging.io import Picture
 from superres.evaluation.metrics import psnr
+from superres.imaging.datasets import find_dataset, load_samples
+from superres.imaging.io import Picture
 from superres.imaging.resize import imresize
+from superres.inference.correction import correct
+from superres.inference.upscaler import Upscaler, upscale_picture
 from superres.models.checkpoints import load_model
 from superres.training.config import TrainConfig, split_holdout
 from superres.training.loop import train
@@ -67,14 +67,15 @@ def main() -> int:
     for name, model in models.items():
         runner = Upscaler(model, args.scale, device="cpu", precision="fp32")  # the threshold is chosen on fp32 outputs
         outputs = [upscale_picture(Picture(p.lr), args.scale, model=runner).pixels for p in pairs]
-        base = float(np.mean([psnr(sr, p.hr, shave=args.scale) for sr, p in zip(outputs, pairs)]))
+        base = float(np.mean([psnr(sr, p.hr, shave=args.scale) for sr, p in zip(outputs, pairs, strict=True)]))
         gains = []
         for tau in THRESHOLDS:
             scores = [
-                psnr(correct(sr, threshold=tau, lr=p.lr), p.hr, shave=args.scale) for sr, p in zip(outputs, pairs)
+                psnr(correct(sr, threshold=tau, lr=p.lr), p.hr, shave=args.scale)
+                for sr, p in zip(outputs, pairs, strict=True)
             ]
             gains.append(float(np.mean(scores)) - base)
-        table[name] = [base] + gains
+        table[name] = [base, *gains]
     print(f"held-out images: {', '.join(p.stem for _, p in held_out)}; x{args.scale}, Y-PSNR, shave {args.scale}")
     print(f"{'model':<14} {'alone':>7} " + " ".join(f"{t:>6}" for t in THRESHOLDS))
     for name, row in table.items():
@@ -84,7 +85,7 @@ def main() -> int:
     )
     print(f"{'bilinear':<14} {bilinear:>7.2f}")
     good = table["good"][1:]
-    chosen = next(t for t, g in zip(THRESHOLDS, good) if g >= -MAX_COST)
+    chosen = next(t for t, g in zip(THRESHOLDS, good, strict=True) if g >= -MAX_COST)
     k = THRESHOLDS.index(chosen)
     print(
         f"chosen threshold: {chosen} (smallest costing the good model <= {MAX_COST} dB: {good[k]:+.3f} dB; "

@@ -185,7 +185,7 @@ def main() -> int:
     for case in cases:
         scores = np.zeros((len(images), len(strengths)))
         qualities, sigmas = [], []
-        for i, (name, hr) in enumerate(images):
+        for i, (_name, hr) in enumerate(images):
             hr = hr[: hr.shape[0] // s * s, : hr.shape[1] // s * s]
             lr = degrade(hr, s, "bicubic" if case == "clean" else case, seed=0)
             qualities.append(None if lr.jpeg is None else jpeg_file_quality(lr.jpeg))
@@ -199,7 +199,7 @@ def main() -> int:
                 "degradation": case,
                 "quality": qualities[0],
                 "sigma": round(float(np.mean(sigmas)), 3),
-                "psnr_by_strength": {str(k): round(float(v), 4) for k, v in zip(strengths, mean)},
+                "psnr_by_strength": {str(k): round(float(v), 4) for k, v in zip(strengths, mean, strict=True)},
                 "best_strength": strengths[int(np.argmax(mean))],
                 "gain_best_over_clean": round(float(mean.max() - mean[0]), 4),
             }

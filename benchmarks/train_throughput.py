@@ -21,10 +21,10 @@ from torch.nn import functional as F
 
 from superres.imaging.datasets import make_sample
 from superres.imaging.degrade import parse_preset
-from superres.training.patches import DevicePatchSampler, MultiScaleSampler, PatchSampler
 from superres.models.registry import create_model
 from superres.models.summary import summarize
 from superres.training.loop import to_tensor
+from superres.training.patches import DevicePatchSampler, MultiScaleSampler, PatchSampler
 
 
 def throughput(
@@ -93,7 +93,8 @@ def main() -> int:
         f"{args.patch_size} px LR patches; EDSR at x2, MDSR at x2/x3/x4 drawn per step"
     )
     print(
-        f"{'preset':<15} {'precision':<9} {'sampler':<7} {'steps/s':>8} {'patches/s':>10} {'GFLOP/s':>8} {'roofline':>9}"
+        f"{'preset':<15} {'precision':<9} {'sampler':<7} {'steps/s':>8} {'patches/s':>10} {'GFLOP/s':>8} "
+        f"{'roofline':>9}"
     )
     for preset in args.presets:
         for bf16 in (True, False):

@@ -13,6 +13,7 @@ over the pixels the moving square never reaches. Printed per method, and as a ra
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from fractions import Fraction
@@ -63,7 +64,7 @@ def flicker(path: Path, still: np.ndarray) -> float:
     with VideoReader(path) as reader:
         frames = [f.pixels for f in reader.items()]
     luma = [f.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) for f in frames]
-    return float(np.mean([np.abs(b - a)[still].mean() for a, b in zip(luma, luma[1:])]))
+    return float(np.mean([np.abs(b - a)[still].mean() for a, b in itertools.pairwise(luma)]))
 
 
 def main() -> None:
