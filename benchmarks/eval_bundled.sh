@@ -27,7 +27,7 @@ date
 # the same network as upscale runs it (precision auto)
 $SR eval --data $S --scale 2,3,4,1.5,2.5,3.5 --methods model --precision auto --json docs/results/auto.json -q
 date
-# the previous per-scale models at their scale and where --outscale used them: x2 for 1.5, x3 for 2.5, x4 for 3.5
+# the previous per-scale models at their scale and where the former --outscale used them: x2 for 1.5, x3 for 2.5, x4 for 3.5
 cd "$tmp"
 for pair in 2:1.5,2 3:2.5,3 4:3.5,4; do
     s=${pair%%:*}
