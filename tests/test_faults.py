@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import nearest_edsr
 from superres.cli import main
 from superres.imaging.io import Picture, read_image, write_image
 from superres.models import save_weights
-
-from conftest import nearest_edsr
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import ClassVar
-import zlib
 
 import numpy as np
 import pytest
@@ -360,7 +360,7 @@ def test_output_folder_that_is_a_file(tmp_path, photo):
 
 
 def test_unknown_output_extension(tmp_path, photo):
-    with pytest.raises(ImageError, match="cannot write '.xyz'"):
+    with pytest.raises(ImageError, match=r"cannot write '\.xyz'"):
         write_image(tmp_path / "o.xyz", Picture(photo))
 
 

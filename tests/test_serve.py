@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 pytest.importorskip("starlette")
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from superres.api import ImageUpscaler  # noqa: E402
-from superres.imaging.io import Picture, encode_image, read_image  # noqa: E402
-from superres.web.app import Server, create_app  # noqa: E402
-
-from conftest import live_server  # noqa: E402
+from conftest import live_server
+from superres.api import ImageUpscaler
+from superres.imaging.io import Picture, encode_image, read_image
+from superres.web.app import Server, create_app
 
 
 @pytest.fixture
@@ -160,9 +159,9 @@ def gated(client) -> Gate:
 
 
 def superres_options():
-    from superres.web.jobs import Options
+    from superres.inference.options import UpscaleOptions
 
-    return Options()
+    return UpscaleOptions()
 
 
 def wait_for(predicate, seconds=20):
@@ -222,7 +221,7 @@ def test_the_worker_outlives_an_unexpected_error(client, photo):
     client.server.queue.make_runner = lambda options: Broken()
     job = post(client, png(Picture(photo[:8, :8])), url="/api/jobs").json()["id"]
     wait_for(lambda: client.get(f"/api/jobs/{job}").json()["state"] == "failed")
-    assert "in.png: failed (TypeError: unexpected)" == client.get(f"/api/jobs/{job}").json()["error"]
+    assert client.get(f"/api/jobs/{job}").json()["error"] == "in.png: failed (TypeError: unexpected)"
     client.server.queue.make_runner = real
     r = post(client, png(Picture(photo[:8, :8])))
     assert r.status_code == 200 and client.server.queue.worker.is_alive()

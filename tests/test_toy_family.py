@@ -204,7 +204,7 @@ def test_serve_lists_and_runs_a_user_model(toy, tmp_path):
     from superres.web.app import Server, create_app
 
     net, path = toy
-    server = Server(tmp_path / "work", models={"toy": path})
+    server = Server(device="cpu", precision="fp32", models={"toy": path})
     with TestClient(create_app("127.0.0.1", 8000, server), base_url="http://127.0.0.1:8000") as client:
         info = client.get("/api/info").json()
         assert "toy" in [m["name"] for m in info["models"]]
@@ -217,4 +217,12 @@ def test_serve_lists_and_runs_a_user_model(toy, tmp_path):
         out = read_image(tmp_path / "out.png").pixels
         assert out.shape == (40, 44, 3)
         assert np.abs(out.astype(int) - np.clip(np.floor(by_hand(net, img) + 0.5), 0, 255)).max() <= 1
-    server.close()
+
+
+def test_serve_command_checks_the_user_models_before_it_listens(toy, tmp_path, capsys):
+    _, path = toy
+    (tmp_path / "junk.pth").write_bytes(b"not weights")
+    assert main(["serve", "--port", "0", "--model", str(tmp_path / "junk.pth")]) == 2
+    assert "junk.pth" in capsys.readouterr().err
+    assert main(["serve", "--port", "0", "--model", str(path), "--model", str(path)]) == 2
+    assert "already has a model named 'toy_x2'" in capsys.readouterr().err

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from superres.cli.main import main
-from superres.imaging.datasets import Sample
-from superres.training.patches import PatchSampler
 from superres.errors import ConfigError
+from superres.imaging.datasets import Sample
 from superres.imaging.io import Picture, write_image
 from superres.models import EDSR, EDSRConfig, load_model, save_weights
 from superres.training.config import TrainConfig, learning_rate
 from superres.training.loop import build_model, read_checkpoint, train
+from superres.training.patches import PatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -172,14 +172,14 @@ def test_patches_are_aligned_under_every_augmentation():
     sampler = PatchSampler([Sample("a", lr, hr)], scale=3, patch_size=8, batch_size=64, seed=1)
     lrs, hrs = sampler.sample()
     assert lrs.shape == (64, 8, 8, 3) and hrs.shape == (64, 24, 24, 3)
-    assert all(np.array_equal(h[::3, ::3], l) for l, h in zip(lrs, hrs))
+    assert all(np.array_equal(h[::3, ::3], lo) for lo, h in zip(lrs, hrs, strict=True))
     bright = PatchSampler([Sample("a", lr, hr)], scale=3, patch_size=8, batch_size=8, brightness=0.3, seed=1)
     lrs, hrs = bright.sample()
     assert lrs.dtype == np.float32
-    assert all(np.allclose(h[::3, ::3], l) for l, h in zip(lrs, hrs))
+    assert all(np.allclose(h[::3, ::3], lo) for lo, h in zip(lrs, hrs, strict=True))
     permuted = PatchSampler([Sample("a", lr, hr)], scale=3, patch_size=8, batch_size=16, rgb_permute=1.0, seed=1)
     lrs, hrs = permuted.sample()
-    assert all(np.array_equal(h[::3, ::3], l) for l, h in zip(lrs, hrs))
+    assert all(np.array_equal(h[::3, ::3], lo) for lo, h in zip(lrs, hrs, strict=True))
 
 
 def test_small_images_are_skipped_with_a_warning(caplog):
@@ -333,7 +333,8 @@ def test_multi_scale_training_validates_every_scale(hr_folder, tmp_path):
     scored = [r for r in rows if r["val_psnr_y"]]
     assert scored and all(set(r["val_by_scale"].split()) and len(r["val_by_scale"].split()) == 3 for r in scored)
     by_scale = [dict(item.split(":") for item in r["val_by_scale"].split()) for r in scored]
-    for r, scales in zip(scored, by_scale):  # the score that picks the best checkpoint is the mean over scales
+    # the score that picks the best checkpoint is the mean over scales
+    for r, scales in zip(scored, by_scale, strict=True):
         assert float(r["val_psnr_y"]) == pytest.approx(np.mean([float(v) for v in scales.values()]), abs=1e-3)
     model = load_model(tmp_path / "ms" / "best.safetensors")
     assert model.scales == (2, 3, 4) and model.metadata["val_psnr_y_by_scale"].keys() == {"2", "3", "4"}
@@ -352,7 +353,10 @@ def test_multi_scale_sampler_draws_every_scale_and_resumes(rng):
         ]
         for s in (2, 3, 4)
     }
-    make = lambda: MultiScaleSampler({s: PatchSampler(v, s, 8, 2, seed=s) for s, v in samples.items()}, seed=1)
+
+    def make():
+        return MultiScaleSampler({s: PatchSampler(v, s, 8, 2, seed=s) for s, v in samples.items()}, seed=1)
+
     a = make()
     drawn = [a.sample() for _ in range(30)]
     assert {scale for scale, *_ in drawn} == {2, 3, 4}
@@ -363,7 +367,7 @@ def test_multi_scale_sampler_draws_every_scale_and_resumes(rng):
     state = json.loads(json.dumps(b.state))
     c = make()
     c.state = state
-    for (s1, lr1, hr1), (s2, lr2, hr2) in zip(drawn[10:], [c.sample() for _ in range(20)]):
+    for (s1, lr1, hr1), (s2, lr2, hr2) in zip(drawn[10:], [c.sample() for _ in range(20)], strict=False):
         assert s1 == s2 and np.array_equal(lr1, lr2) and np.array_equal(hr1, hr2)
 
 
@@ -403,7 +407,7 @@ def test_degraded_patches_are_made_from_the_hr_patch(photo):
     )
     lr, hr = sampler.sample()
     assert lr.shape == (6, 12, 12, 3) and hr.shape == (6, 24, 24, 3)
-    for a, b in zip(lr, hr):  # each LR is exactly the named degradation of its (turned, flipped) HR patch
+    for a, b in zip(lr, hr, strict=False):  # each LR is exactly the named degradation of its (turned, flipped) HR patch
         assert np.array_equal(a, jpeg(imresize(b, 0.5), 40)[0])
 
 
@@ -418,7 +422,7 @@ def test_degraded_sampling_resumes_the_same_stream(photo):
     a, b = make(), make()
     a.sample()
     b.state = a.state
-    assert all(np.array_equal(x, y) for x, y in zip(a.sample(), b.sample()))
+    assert all(np.array_equal(x, y) for x, y in zip(a.sample(), b.sample(), strict=False))
 
 
 def test_cutblur_swaps_a_rectangle_with_the_clean_lr(photo):

@@ -22,6 +22,7 @@ from superres.cli.commands import (
     cmd_models,
     cmd_train,
     cmd_upscale,
+    describe_error,
 )
 from superres.cli.serve import add_serve_parser, cmd_serve
 from superres.errors import SuperresError
@@ -121,7 +122,6 @@ def _add_output_size_flags(p: argparse.ArgumentParser) -> None:
     size.add_argument("--size", type=_wxh, metavar="WxH", help="exact output size, e.g. 1920x1080")
     size.add_argument("--width", type=_pixels, metavar="W", help="output width; the height keeps the aspect ratio")
     size.add_argument("--height", type=_pixels, metavar="H", help="output height; the width keeps the aspect ratio")
-    size.add_argument("--outscale", type=_factor, help=argparse.SUPPRESS)  # the former name of a non-integer --scale
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     except SuperresError as e:
         if args.verbose:
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {describe_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ import socket
 import sys
 import threading
 import webbrowser
+from pathlib import Path
 
 from superres.errors import SuperresError
 
@@ -28,8 +29,32 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--max-upload-mb", type=float, default=64, help="largest upload in MB (default 64)")
     p.add_argument("--max-pixels", type=int, default=None, help="largest input in pixels (default 200M)")
     p.add_argument("--queue", type=int, default=8, help="jobs that may wait for the network (default 8); more get 503")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a weights file of yours to offer on the page beside the bundled models, named by its file name "
+        "without the extension (repeat for several)",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+
+
+def user_models(files: list[str]) -> dict[str, Path]:
+    """The page's names for the user's model files (their stems), each file checked by loading it once."""
+    from superres.models import load_model  # noqa: PLC0415
+    from superres.models.registry import PRETRAINED  # noqa: PLC0415
+
+    models: dict[str, Path] = {}
+    for text in files:
+        path = Path(text)
+        name = path.stem
+        if name in models or name in PRETRAINED:
+            raise SuperresError(f"{path}: the page already has a model named '{name}'; rename the file")
+        load_model(path)  # an unreadable or unknown file is a one-line error before the server starts
+        models[name] = path
+    return models
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -43,6 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.queue < 1 or args.max_upload_mb <= 0:
         raise SuperresError("--queue must be >= 1 and --max-upload-mb > 0")
+    models = user_models(args.model)
     try:  # bind first, so that a port in use is a one-line error; uvicorn then serves on this socket
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -52,6 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise SuperresError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e})") from e
     port = sock.getsockname()[1]
     server = Server(
+        models=models,
         device=args.device,
         precision=args.precision,
         max_upload=int(args.max_upload_mb * 2**20),

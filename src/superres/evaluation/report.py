@@ -113,7 +113,8 @@ def comparison_crops(results: EvalResults, out: Path, crop: int = 64, zoom: int 
     }
     written = []
     for group, kept in results.outputs.items():
-        dataset, scale, degradation = (*group, None)[:3]
+        dataset, scale = group[0], group[1]
+        degradation = group[2] if len(group) > 2 else None
         for image in kept:
             panels = [
                 (
@@ -147,7 +148,7 @@ def crop_strip(
         part = img[y0 : y0 + crop, x0 : x0 + crop]
         if part.dtype == np.uint16:
             part = np.floor(part / 257.0 + 0.5).astype(np.uint8)
-        tile = Image.fromarray(part).convert("RGB").resize((size, size), Image.NEAREST)
+        tile = Image.fromarray(part).convert("RGB").resize((size, size), Image.Resampling.NEAREST)
         x = 6 + k * (size + 6)
         canvas.paste(tile, (x, label_h + 2))
         draw.text((x + 2, 3), label, fill="black", font=font)

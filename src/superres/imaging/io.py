@@ -31,11 +31,14 @@ from typing import IO, cast
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from PIL.TiffImagePlugin import TiffImageFile
 
-from superres.errors import ImageError
+from superres.errors import Hint, ImageError
 from superres.imaging.files import TargetExistsError, atomic_file, write_bytes
 from superres.imaging.png import PngWriter, encode_png
 from superres.imaging.quality import jpeg_quality
+
+OVERWRITE = Hint("overwrite", "use {} to replace it", "overwrite=True")
 
 DEFAULT_MAX_PIXELS = 200_000_000  # refuse larger images (decompression bombs) unless asked
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
@@ -201,17 +204,17 @@ def _check_size(path: Path, size: tuple[int, int], max_pixels: int | None) -> No
         raise ImageError(f"{path}: image has no pixels ({w}x{h})")
     if max_pixels is not None and w * h > max_pixels:
         raise ImageError(
-            f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
-            f"(a decompression bomb?); raise the limit (--max-pixels) if the image is genuine"
+            f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} (a decompression bomb?)",
+            hint=Hint("max_pixels", "raise the limit ({}) if the image is genuine"),
         )
 
 
 def _is_16bit_colour(im: Image.Image) -> bool:
     if im.format == "PNG":
-        depth, colour = _png_depth_and_colour(Path(im.filename))
+        depth, colour = _png_depth_and_colour(Path(getattr(im, "filename", "")))
         return depth == 16 and colour in (2, 4, 6)  # RGB, gray+alpha, RGBA
     if im.format == "TIFF":
-        bits = im.tag_v2.get(258)
+        bits = cast(TiffImageFile, im).tag_v2.get(258)
         return isinstance(bits, tuple) and len(bits) >= 3 and bits[0] == 16
     return False
 
@@ -248,7 +251,9 @@ def _read_large_tiff(path: Path, im: Image.Image) -> Picture:
     whose TIFF decoder would check that process-wide limit again. Only the modes where OpenCV's pixels are
     Pillow's are read so; the others are refused in one line."""
     expected = _TIFF_MODES_FOR_OPENCV.get(im.mode)
-    if expected is None or "transparency" in im.info or im.tag_v2.get(262) == 6:  # YCbCr: converted otherwise
+    if (
+        expected is None or "transparency" in im.info or cast(TiffImageFile, im).tag_v2.get(262) == 6
+    ):  # YCbCr: converted otherwise
         w, h = im.size
         raise ImageError(
             f"{path}: a {w}x{h} {im.mode} TIFF is over Pillow's own pixel limit "
@@ -346,7 +351,7 @@ def from_pil(im: Image.Image) -> Picture:
         arr = np.asarray(im.convert("LA"))
         pixels, alpha = arr[..., 0].copy(), arr[..., 1].copy()
     elif mode == "P":
-        has_alpha = "transparency" in im.info or im.palette.mode == "RGBA"
+        has_alpha = "transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA")
         arr = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
         pixels = arr[..., :3].copy() if has_alpha else arr
         alpha = arr[..., 3].copy() if has_alpha else None
@@ -415,7 +420,7 @@ def write_image(
     if fmt is None:
         raise ImageError(f"{path}: cannot write '{path.suffix}' files; use one of {', '.join(sorted(WRITE_FORMATS))}")
     if path.exists() and not overwrite:
-        raise ImageError(f"{path}: already exists (use --overwrite to replace it)")
+        raise ImageError(f"{path}: already exists", hint=OVERWRITE)
     try:
         if fmt == "PNG":
             if isinstance(picture, Picture):
@@ -427,7 +432,7 @@ def write_image(
             picture = picture.collect()
         return write_bytes(path, encode_image(picture, fmt, quality), overwrite=overwrite)
     except TargetExistsError:
-        raise ImageError(f"{path}: already exists (use --overwrite to replace it)") from None
+        raise ImageError(f"{path}: already exists", hint=OVERWRITE) from None
     except OSError as e:
         raise ImageError(f"{path}: cannot write ({e.strerror or e})") from e
     except ImageError as e:
@@ -462,8 +467,7 @@ def encode_image(picture: Picture, fmt: str, quality: int = 95) -> bytes:
     h, w = px.shape[:2]
     if max(h, w) > MAX_SIDE.get(fmt, 2**31 - 1):
         raise ImageError(
-            f"a {fmt} image cannot be {w}x{h}: its sides go up to {MAX_SIDE[fmt]:,} pixels; "
-            f"write PNG or TIFF instead (--format png)"
+            f"a {fmt} image cannot be {w}x{h}: its sides go up to {MAX_SIDE[fmt]:,} pixels; write PNG or TIFF instead"
         )
     if fmt == "PNG":
         return encode_png(px if alpha is None else np.dstack([px, alpha]), picture.icc_profile)

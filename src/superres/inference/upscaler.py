@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import DTypeLike
 import torch
+from numpy.typing import DTypeLike
 
 from superres.errors import ConfigError
 from superres.imaging.color import rgb_to_ycbcr, ycbcr_to_rgb

@@ -77,7 +77,8 @@ def upscale_video(
 
     The denoise strength is chosen once, from the first frame, so that it cannot change from frame to frame.
     codec, crf, pix_fmt: see imaging.video.VideoWriter; max_pixels: the largest frame accepted.
-    progress(iterable, total) wraps the frame loop (e.g. tqdm). On any error or interruption nothing is left at `target` (an existing file there is kept)."""
+    progress(iterable, total) wraps the frame loop (e.g. tqdm). On any error or interruption nothing is left at
+    `target` (an existing file there is kept)."""
     source, target = Path(source), Path(target)
     if target.exists() and not overwrite:
         raise SuperresError(f"{target}: already exists", hint=OVERWRITE_HINT)

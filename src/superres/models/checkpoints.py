@@ -15,6 +15,7 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -214,7 +215,7 @@ def read_onnx_model(path: str | os.PathLike) -> ModelHandle:
     return ModelHandle(net, family, config, str(path), meta, onnx=path, fixed_scales=fixed)
 
 
-def init_from(target: SRNet, sources: list[ModelHandle | SRNet]) -> list[str]:
+def init_from(target: SRNet, sources: Sequence[ModelHandle | SRNet]) -> list[str]:
     """Copy into `target` every tensor of `sources` that fits it, across families (EDSR <-> MDSR).
 
     Tensors are matched by their family-neutral name (`SRNet.part_key`) and shape. A scale-specific

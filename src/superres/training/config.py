@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from superres.errors import ConfigError
+from superres.errors import ConfigError, Hint
 from superres.imaging.degrade import parse_preset
 from superres.models.registry import preset_config, presets
 
@@ -67,7 +67,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         if not self.data:
-            raise ConfigError("no training data: give at least one folder of HR images (--data)")
+            raise ConfigError("no training data", hint=Hint("data", "give at least one folder of HR images: {}"))
         if not self.scale or any(isinstance(s, bool) or not isinstance(s, int) or s < 2 for s in self.scale):
             raise ConfigError(f"scale must be one or more integers >= 2, got {self.scale!r}")
         if len(set(self.scale)) != len(self.scale):

@@ -26,19 +26,20 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from superres.errors import ConfigError
+from superres.errors import ConfigError, Hint
 from superres.evaluation.metrics import psnr
 from superres.imaging.datasets import Sample, find_dataset, load_samples, load_samples_at
 from superres.imaging.degrade import degrade, parse_preset
 from superres.imaging.files import atomic_path, write_text
 from superres.models.base import SRNet
 from superres.models.checkpoints import init_from, load_weights, save_weights
+from superres.models.handle import ModelHandle
 from superres.models.registry import create_model
 from superres.training.config import TrainConfig, learning_rate, split_holdout
 from superres.training.patches import DevicePatchSampler, MultiScaleSampler, PatchSampler
@@ -294,7 +295,10 @@ def _run_folder(cfg: TrainConfig, resume: bool) -> Path:
     out = Path(cfg.out)
     ckpt_path = out / "last.pt"
     if ckpt_path.exists() and not resume:
-        raise ConfigError(f"{out} already holds a run; use --resume {out} to continue it, or another --out")
+        raise ConfigError(
+            f"{out} already holds a run",
+            hint=Hint("resume", "use {} to continue it, or another output folder", "resume=True"),
+        )
     if resume and not ckpt_path.exists():
         raise ConfigError(f"{out}: no checkpoint (last.pt) to resume from")
     return out
@@ -345,7 +349,7 @@ def _make_sampler(cfg: TrainConfig, samples: dict[int, list[Sample]], ranks: _Ra
     patches on the device (cfg.data_on_device; by default on a GPU when the LR images are clean)."""
     clean = parse_preset(cfg.degradation).is_clean
     on_device = cfg.data_on_device if cfg.data_on_device is not None else ranks.device.type == "cuda" and clean
-    options = dict(flips=cfg.flips, brightness=cfg.brightness, rgb_permute=cfg.rgb_permute)
+    options: dict[str, Any] = dict(flips=cfg.flips, brightness=cfg.brightness, rgb_permute=cfg.rgb_permute)
     if not clean:
         options.update(degradation=parse_preset(cfg.degradation), cutblur=cfg.cutblur)
 
@@ -393,7 +397,7 @@ def _make_trainable(run: _Run) -> None:
     (DistributedDataParallel) and compiled (cfg.compile); the model in training mode."""
     cfg, ranks = run.cfg, run.ranks
     if cfg.channels_last:
-        run.model = run.model.to(memory_format=torch.channels_last)
+        run.model = run.model.to(memory_format=torch.channels_last)  # pyright: ignore[reportCallIssue] - torch's stubs omit memory_format
     model = run.model
     net: torch.nn.Module = model
     if ranks.world > 1:
@@ -401,7 +405,7 @@ def _make_trainable(run: _Run) -> None:
         unused = len(model.scales) > 1  # a multi-scale step leaves the other scales' parts without gradients
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
     if cfg.compile:
-        net = torch.compile(net)
+        net = cast(torch.nn.Module, torch.compile(net))
     model.train()
     run.net = net
 
@@ -444,6 +448,7 @@ def _optimise(
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     run.opt.step()
     if run.ema is not None:
+        assert cfg.ema is not None, "an EMA copy exists only when cfg.ema is set"
         with torch.no_grad():
             for p_ema, p in zip(run.ema.parameters(), model.parameters(), strict=True):
                 p_ema.lerp_(p, 1 - cfg.ema)
@@ -640,7 +645,7 @@ def _weights_metadata(
     }
 
 
-def run_weights(source: str | Path, weights: str = "best") -> tuple[SRNet, dict]:
+def run_weights(source: str | Path, weights: str = "best") -> tuple[ModelHandle | SRNet, dict]:
     """The model and its metadata from a run folder or a training checkpoint.
 
     weights='best': the run's best.safetensors (best validation score); 'last': the checkpoint's latest

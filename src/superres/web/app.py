@@ -19,10 +19,11 @@ import asyncio
 import contextlib
 import logging
 import mimetypes
+import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -37,7 +38,8 @@ from starlette.staticfiles import StaticFiles
 
 from superres.errors import ImageError, SuperresError
 from superres.imaging.io import DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_FORMATS, image_size
-from superres.web.jobs import Job, JobQueue, Options, QueueFull
+from superres.inference.options import UpscaleOptions
+from superres.web.jobs import Job, JobQueue, QueueFull
 from superres.web.upload import UploadError, discard, read_upload
 
 if TYPE_CHECKING:
@@ -67,46 +69,43 @@ class Server:
         max_waiting: int = 8,
         heartbeat: float = 30.0,
         keep: float = 600.0,
+        models: Mapping[str, str | os.PathLike] | None = None,
     ) -> None:
+        """models: the user's own models the page offers beside the bundled ones, by name (their files are
+        checked by the caller; clients name them, never a path)."""
         self.device, self.precision = device, precision
+        self.models = {name: str(path) for name, path in (models or {}).items()}
         self.max_upload, self.max_pixels = max_upload, max_pixels
-        self.runners: OrderedDict[Options, ImageUpscaler] = OrderedDict()
+        self.runners: OrderedDict[UpscaleOptions, ImageUpscaler] = OrderedDict()
         self.runners_lock = threading.Lock()
         self.queue = JobQueue(
             self.runner, max_waiting=max_waiting, max_pixels=max_pixels, heartbeat=heartbeat, keep=keep
         )
 
-    def runner(self, options: Options) -> ImageUpscaler:
+    def runner(self, options: UpscaleOptions) -> ImageUpscaler:
         """The ImageUpscaler for `options`, made once (the four most recent are kept)."""
         with self.runners_lock:
             if options in self.runners:
                 self.runners.move_to_end(options)
                 return self.runners[options]
-            runner = _make_runner(options, self.device, self.precision)
+            runner = _make_runner(options.but(device=self.device, precision=self.precision))
             self.runners[options] = runner
             while len(self.runners) > 4:
                 self.runners.popitem(last=False)
             return runner
 
 
-def _make_runner(options: Options, device: str, precision: str) -> ImageUpscaler:
-    """The ImageUpscaler for one set of options, on `device` at `precision` (the server's)."""
+def _make_runner(options: UpscaleOptions) -> ImageUpscaler:
+    """The ImageUpscaler for one set of options."""
     from superres.api import ImageUpscaler  # noqa: PLC0415
 
-    return ImageUpscaler(
-        scale=options.scale,
-        size=options.size,
-        model=options.model,
-        denoise=options.denoise,
-        self_ensemble=options.self_ensemble,
-        device=device,
-        precision=precision,
-    )
+    return ImageUpscaler(options)
 
 
-def parse_options(fields: dict[str, str]) -> Options:
+def parse_options(fields: dict[str, str], models: Mapping[str, str] | None = None) -> UpscaleOptions:
     """Options from form fields named as the CLI's flags: scale, size (WxH), width, height, model, denoise,
-    self_ensemble. Raises SuperresError with a one-line reason."""
+    self_ensemble. `model` names a bundled model or one of `models` (the server's own: name -> file). Raises
+    SuperresError with a one-line reason."""
     known = {"scale", "size", "width", "height", "model", "denoise", "self_ensemble"}
     unknown = sorted(set(fields) - known)
     if unknown:
@@ -141,12 +140,15 @@ def parse_options(fields: dict[str, str]) -> Options:
     model = text.get("model")
     from superres.models.registry import PRETRAINED  # noqa: PLC0415
 
-    if model is not None and model not in PRETRAINED:  # never a path on the server's disk
-        raise SuperresError(f"unknown model '{model}'; this server has {', '.join(PRETRAINED) or 'none'}")
-    return Options(
-        model=model,
+    own = dict(models or {})
+    if model is not None and model not in PRETRAINED and model not in own:  # never a path on the server's disk
+        known = [*PRETRAINED, *own]
+        raise SuperresError(f"unknown model '{model}'; this server has {', '.join(known) or 'none'}")
+    return UpscaleOptions(
+        model=own.get(model, model) if model is not None else None,
         scale=scale,
-        size=size,
+        width=None if size is None else size[0],
+        height=None if size is None else size[1],
         denoise=None if denoise == "off" else denoise,
         self_ensemble=ensemble in ("1", "true", "on", "yes"),
     )
@@ -206,6 +208,7 @@ async def _info(request: Request) -> Response:
 
     server = _server(request)
     models = [{"name": e.name, "default": e.default, "photo": e.photo} for e in PRETRAINED.values()]
+    models += [{"name": name, "default": False, "photo": None} for name in server.models]
     return JSONResponse(
         {
             "models": models,
@@ -284,16 +287,18 @@ async def _submit(request: Request) -> Job | Response:
         )
     except UploadError as e:
         return error(e.status, str(e))
+    path, name = upload.path, upload.name
+    assert path is not None and name is not None, "read_upload returns only with the file, named"
     try:
-        options = parse_options(upload.fields)
-        await run_in_threadpool(check_image, upload.path, upload.name, server, options)
-        return server.queue.submit(Job(upload.name, upload.path, options))
+        options = parse_options(upload.fields, server.models)
+        await run_in_threadpool(check_image, path, name, server, options)
+        return server.queue.submit(Job(name, path, options))
     except _Refused as e:
         discard(upload)
         return error(e.status, str(e))
     except SuperresError as e:
         discard(upload)
-        return error(422, str(e).replace(str(upload.path), upload.name))
+        return error(422, str(e).replace(str(path), name))
     except QueueFull:
         discard(upload)
         return error(503, "busy: the queue is full; try again shortly", {"Retry-After": str(server_retry(server))})
@@ -311,9 +316,9 @@ def _result_response(server: Server, job: Job) -> Response:
     if path is None:
         return error(410, "the job was cancelled")
     stem = Path(job.name).stem
-    label = (
-        f"x{job.options.scale:g}" if job.options.scale else f"{job.size[0]}x{job.size[1]}" if job.options.size else "x2"
-    )
+    assert job.size is not None, "a job that is done knows its output size"
+    size_given = job.options.width is not None or job.options.height is not None
+    label = f"x{job.options.scale:g}" if job.options.scale else f"{job.size[0]}x{job.size[1]}" if size_given else "x2"
     return FileResponse(
         path,
         media_type=mimetypes.guess_type(job.name)[0] or "application/octet-stream",
@@ -334,7 +339,7 @@ class _Refused(Exception):
         self.status = status
 
 
-def check_image(path: Path, name: str, server: Server, options: Options) -> None:
+def check_image(path: Path, name: str, server: Server, options: UpscaleOptions) -> None:
     """Refuse, before it takes a place in the queue, what is not an image, too large, or has options that
     cannot be met (e.g. an unknown model): 422, or 413 for sizes over the limits."""
     if Path(name).suffix.lower() not in WRITE_FORMATS:

@@ -18,14 +18,19 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from superres.errors import SuperresError
 from superres.imaging.io import DEFAULT_MAX_PIXELS, PictureStream, read_image, write_image
+from superres.inference.options import UpscaleOptions
+
+if TYPE_CHECKING:
+    from superres.api import ImageUpscaler
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +43,11 @@ class Cancelled(Exception):
     """The job was cancelled while it ran."""
 
 
-@dataclass(frozen=True)
-class Options:
-    """What to do to an image; the fields are named as the CLI's flags."""
-
-    model: str | None = None
-    scale: float | None = None
-    size: tuple[int, int] | None = None  # (width, height)
-    denoise: float | str | None = "auto"
-    self_ensemble: bool = False
-
-
 @dataclass
 class Job:
     name: str  # the uploaded file's name, as the user knows it
     source: Path
-    options: Options
+    options: UpscaleOptions  # as asked (the server adds its device and precision)
     id: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     state: str = "queued"  # queued, running, done, failed, cancelled
     progress: float = 0.0
@@ -83,7 +77,7 @@ class Job:
         }
 
 
-Runner = Callable[[Options], object]  # makes an ImageUpscaler for the options (cached by the caller)
+Runner = Callable[[UpscaleOptions], "ImageUpscaler"]  # makes an ImageUpscaler for the options (cached by the caller)
 
 
 class JobQueue:
@@ -168,7 +162,7 @@ class JobQueue:
                 continue
             try:
                 self._run_one(job)
-            except BaseException as e:  # noqa: BLE001 - the worker must outlive any one job
+            except BaseException as e:
                 log.exception("job %s failed unexpectedly", job.id)
                 self._fail(job, f"{job.name}: failed ({type(e).__name__}: {e})")
             finally:
