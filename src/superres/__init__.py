@@ -1,4 +1,4 @@
-"""superres: image super-resolution with EDSR and MDSR.
+"""superres: image super-resolution: bundled models, the checkpoints people hold, exact tiling, one API and CLI.
 
 import superres
 model = superres.load_model("path/to/weights.safetensors")
@@ -7,12 +7,21 @@ lr = superres.imresize(image, 1 / 4)                  # MATLAB-exact bicubic
 """
 
 from superres.api import ImageUpscaler, upscale
-from superres.errors import CheckpointError, ConfigError, ImageError, SuperresError, UnknownModelError
+from superres.errors import (
+    BackendError,
+    CheckpointError,
+    ConfigError,
+    ImageError,
+    SuperresError,
+    UnknownModelError,
+    VideoError,
+)
 from superres.evaluation.metrics import psnr, ssim
 from superres.imaging.color import rgb_to_y
 from superres.imaging.io import Picture, read_image, write_image
 from superres.imaging.resize import imresize
 from superres.inference.correction import DEFAULT_THRESHOLD, correct
+from superres.inference.options import UpscaleOptions
 from superres.inference.sizes import OutputSize
 from superres.inference.upscaler import Upscaler
 from superres.models import (
@@ -20,6 +29,7 @@ from superres.models import (
     MDSR,
     EDSRConfig,
     MDSRConfig,
+    ModelHandle,
     SRNet,
     create_model,
     init_from,
@@ -34,18 +44,22 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "EDSR",
     "MDSR",
+    "BackendError",
     "CheckpointError",
     "ConfigError",
     "EDSRConfig",
     "ImageError",
     "ImageUpscaler",
     "MDSRConfig",
+    "ModelHandle",
     "OutputSize",
     "Picture",
     "SRNet",
     "SuperresError",
     "UnknownModelError",
+    "UpscaleOptions",
     "Upscaler",
+    "VideoError",
     "correct",
     "create_model",
     "imresize",
