@@ -401,3 +401,15 @@ def test_foreign_weights_bring_their_mean_and_mismatches_are_spelt_out(tmp_path)
     wide = EDSR(EDSRConfig(scale=2, n_feats=16, n_resblocks=1))
     with pytest.raises(CheckpointError, match=r"shape mismatch: head\.0\.weight \(8, 3, 3, 3\) vs \(16, 3, 3, 3\)"):
         load_state_strict(wide, state)
+
+
+def test_an_unknown_layout_names_the_closest_family_and_its_first_missing_key(tmp_path):
+    state = tiny(scale=2).state_dict()
+    del state["tail.1.weight"], state["tail.1.bias"]  # an EDSR without its last conv
+    torch.save(state, tmp_path / "cut.pt")
+    with pytest.raises(
+        CheckpointError, match=r"cut\.pt: not a known architecture: closest is edsr, but no key matches 'tail"
+    ):
+        load_weights(tmp_path / "cut.pt")
+    torch.save({"state_dict": tiny(scale=2).state_dict(), "epoch": 7, "optimizer": {"lr": 1e-4}}, tmp_path / "run.pt")
+    assert load_weights(tmp_path / "run.pt").scales == (2,)  # a trainer's wrapper, its extras dropped

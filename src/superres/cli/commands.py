@@ -33,6 +33,7 @@ FLAGS = {
     "precision": "--precision",
     "backend": "--backend",
     "device": "--device",
+    "pix_fmt": "--pix-fmt yuv444p",
 }
 
 

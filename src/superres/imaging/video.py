@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 
 import numpy as np
 
-from superres.errors import VideoError
+from superres.errors import Hint, VideoError
 
 if TYPE_CHECKING:  # av is optional (superres[video]): imported where used
     from av import AudioStream, VideoFrame
@@ -309,19 +309,10 @@ class VideoWriter:
     def _setup(
         self, av, encoder, reader: VideoReader, size: tuple[int, int], crf: int | None, pix_fmt: str | None
     ) -> None:
-        info, name = reader.info, self.name
+        info = reader.info
         if encoder.name not in self.out.supported_codecs:
-            raise VideoError(f"{name}: a {self.out.format.name} file cannot hold {encoder.name} video")
-        formats = [f.name for f in (encoder.video_formats or [])]
-        if pix_fmt is None:
-            pix_fmt = (
-                info.pix_fmt
-                if info.pix_fmt in formats
-                else ("yuv420p" if "yuv420p" in formats or not formats else formats[0])
-            )
-        elif formats and pix_fmt not in formats:
-            raise VideoError(f"{encoder.name} cannot encode pixel format '{pix_fmt}'; it takes {', '.join(formats)}")
-        self.pix_fmt = pix_fmt
+            raise VideoError(f"{self.name}: a {self.out.format.name} file cannot hold {encoder.name} video")
+        self.pix_fmt = pix_fmt = _pixel_format(encoder, info.pix_fmt, pix_fmt)
         h, w = size
         fmt = av.VideoFormat(pix_fmt, w, h)
         if any(
@@ -329,8 +320,8 @@ class VideoWriter:
             for c in fmt.components
         ):
             raise VideoError(
-                f"{name}: {pix_fmt} needs an even width and height, and the output would be {w}x{h}; "
-                f"give --size with even sides, or --pix-fmt yuv444p"
+                f"{self.name}: {pix_fmt} needs an even width and height, and the output would be {w}x{h}",
+                hint=Hint("pix_fmt", "give an output size with even sides, or {}", "pix_fmt='yuv444p'"),
             )
         self.video = self.out.add_stream(encoder.name, rate=info.rate)
         self.video.width, self.video.height, self.video.pix_fmt = w, h, pix_fmt
@@ -345,15 +336,7 @@ class VideoWriter:
         self.color_range = 2 if full else info.color_range
         cc.colorspace, cc.color_range = info.colorspace, self.color_range
         cc.color_primaries, cc.color_trc = info.color_primaries, info.color_trc
-        options = {}
-        quality = DEFAULT_CRF if crf is None else crf
-        if "crf" in {o.name for o in cc.supported_options.private}:
-            options["crf"] = str(quality)
-            if encoder.name.startswith("libvpx"):
-                options["b"] = "0"  # VP8/9 take crf as constant quality only without a bitrate
-        elif crf is not None:
-            raise VideoError(f"{encoder.name} has no --crf setting")
-        cc.options = options
+        cc.options = _quality_options(encoder.name, cc, crf)
         self.video.metadata.update({k: v for k, v in reader.stream.metadata.items() if k in ("language", "title")})
         if info.rotation:
             self.video.set_display_rotation(info.rotation)
@@ -361,13 +344,8 @@ class VideoWriter:
         self.recoders = {}
         for stream in reader.copied:
             self._add_copy(av, stream)
-        self.out.metadata.update(
-            {
-                k: v
-                for k, v in reader.container.metadata.items()
-                if k not in ("encoder", "major_brand", "minor_version", "compatible_brands")
-            }
-        )
+        dropped = ("encoder", "major_brand", "minor_version", "compatible_brands")
+        self.out.metadata.update({k: v for k, v in reader.container.metadata.items() if k not in dropped})
 
     def _add_copy(self, av, stream) -> None:
         """Copy `stream` into the output; where the container cannot hold its codec, re-encode audio with
@@ -471,3 +449,28 @@ class VideoWriter:
             self.out.close()
         except Exception:  # noqa: BLE001 - the file is being thrown away
             pass
+
+
+def _pixel_format(encoder, source: str | None, asked: str | None) -> str:
+    """The output pixel format: the one asked for (which the encoder must take), else the source's where the
+    encoder takes it, else yuv420p, else the encoder's first."""
+    formats = [f.name for f in (encoder.video_formats or [])]
+    if asked is None:
+        if source in formats:
+            return str(source)
+        return "yuv420p" if "yuv420p" in formats or not formats else formats[0]
+    if formats and asked not in formats:
+        raise VideoError(f"{encoder.name} cannot encode pixel format '{asked}'; it takes {', '.join(formats)}")
+    return asked
+
+
+def _quality_options(encoder: str, cc, crf: int | None) -> dict[str, str]:
+    """The encoder options for a constant quality (crf; DEFAULT_CRF unless given), where the encoder has one."""
+    if "crf" not in {o.name for o in cc.supported_options.private}:
+        if crf is not None:
+            raise VideoError(f"{encoder} has no crf setting")
+        return {}
+    options = {"crf": str(DEFAULT_CRF if crf is None else crf)}
+    if encoder.startswith("libvpx"):
+        options["b"] = "0"  # VP8/9 take crf as constant quality only without a bitrate
+    return options

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from superres.errors import SuperresError
+
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
@@ -18,7 +20,7 @@ MAX_FIELDS = 16
 OVERHEAD_BYTES = 64 * 1024  # the body around the file: boundaries, part headers, fields
 
 
-class UploadError(Exception):
+class UploadError(SuperresError):
     """A bad upload; `status` is the HTTP status to answer with."""
 
     def __init__(self, status: int, message: str) -> None:
