@@ -93,6 +93,8 @@ class Upscaler:
         self.model = handle
         self.device = self.runner.device
         self.precision = self.runner.precision
+        log.info("%s: %s at x%d, backend %s on %s, %s", handle.name or handle.arch, handle.describe(), self.scale,
+                 get_backend(backend, handle).name, self.device, self.precision)  # fmt: skip
         if tile is not None and tile != 0 and tile < MIN_TILE:
             raise ConfigError(f"tile must be 0 (no tiling) or at least {MIN_TILE} LR pixels, got {tile}")
         self.tile = tile
