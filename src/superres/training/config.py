@@ -65,7 +65,7 @@ class TrainConfig:
         if isinstance(self.init, str):
             self.init = [self.init]
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: C901 - a flat list of independent checks, one per setting
         if not self.data:
             raise ConfigError("no training data", hint=Hint("data", "give at least one folder of HR images: {}"))
         if not self.scale or any(isinstance(s, bool) or not isinstance(s, int) or s < 2 for s in self.scale):
