@@ -78,3 +78,47 @@ def test_an_onnx_file_does_not_run_in_torch_and_unknown_backends_are_named(tmp_p
     with pytest.raises(BackendError, match="did you mean 'torch'"):
         get_backend("torhc")
     assert load_model(save_weights(nearest_edsr(2), tmp_path / "n.safetensors")).onnx is None
+
+
+def test_same_device_reads_cuda_without_an_index_as_the_current_one():
+    from superres.inference.backends import same_device
+
+    assert same_device(torch.device("cpu"), torch.device("cpu"))
+    assert not same_device(torch.device("cpu"), torch.device("cuda:0"))
+    assert same_device(torch.device("cuda"), torch.device("cuda:0"))  # no GPU here: the current one is 0
+    assert not same_device(torch.device("cuda:1"), torch.device("cuda"))
+
+
+def test_a_backend_that_cannot_honour_the_options_refuses_them_once_not_per_picture(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from superres.api import ImageUpscaler
+    from superres.cli.main import main
+    from superres.imaging.io import Picture, write_image
+
+    weights = save_weights(nearest_edsr(2), tmp_path / "n.safetensors")
+    with pytest.raises(BackendError, match="fp32 only"):
+        ImageUpscaler(model=str(weights), backend="onnxruntime", precision="bf16")
+    for name in ("a.png", "b.png"):
+        write_image(tmp_path / name, Picture(np.zeros((8, 8, 3), np.uint8)))
+    args = ["upscale", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--model", str(weights)]
+    assert main([*args, "--backend", "onnxruntime", "--precision", "bf16", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("fp32 only") == 1 and not (tmp_path / "out").exists()
+
+
+def test_an_onnx_export_refuses_what_needs_pytorch_weights_in_one_line(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from superres.cli.main import main
+    from superres.inference.onnx import export_onnx
+    from superres.models import load_model
+
+    path = export_onnx(nearest_edsr(2), tmp_path / "n.onnx")
+    handle = load_model(path)
+    assert handle.device.type == "cpu" and handle.to("cpu") is handle
+    with pytest.raises(ConfigError, match="ONNX export"):
+        handle.to("cuda")
+    with pytest.raises(ConfigError, match="no PyTorch weights"):
+        save_weights(handle, tmp_path / "n.safetensors")
+    assert main(["export", str(path), "-o", str(tmp_path / "again.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "already an ONNX export" in err and "Traceback" not in err

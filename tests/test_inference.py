@@ -314,3 +314,31 @@ def test_onnx_export_of_a_multi_scale_model_writes_one_file_per_scale(tmp_path, 
         assert np.abs(ort(img) - expected).max() < 1e-2
     assert main(["export", str(weights), "-o", str(tmp_path / "x3.onnx"), "--scale", "3"]) == 0
     assert Upscaler(load_model(tmp_path / "x3.onnx")).scale == 3
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(scale=True), "scale must be a number"),
+        (dict(self_ensemble="no"), "self_ensemble must be True or False"),
+        (dict(threads=True), "threads must be a whole number"),
+        (dict(tile=16.5), "tile must be a whole number"),
+        (dict(tile=8), "at least 16"),
+        (dict(correct="3"), "correction threshold must be a number"),
+        (dict(device="gpu"), "device must be auto, cpu"),
+        (dict(tile_overlap=-1), "tile_overlap must be a whole number >= 0"),
+        (dict(scale=2, width=100), "not both"),
+        (dict(method="bicubic"), "needs a scale or an output size"),
+    ],
+)
+def test_upscale_options_refuse_bad_values_by_name(options, message):
+    with pytest.raises(ConfigError, match=message):
+        superres.UpscaleOptions(**options)
+
+
+def test_upscale_options_take_none_as_the_default_and_keep_one_spelling():
+    options = superres.UpscaleOptions(scale=2.5, precision=None, backend=None, device=None)
+    assert (options.precision, options.backend, options.device) == ("auto", "auto", "auto")
+    assert options.output == superres.OutputSize(2.5) and options.but(scale=3).scale == 3
+    with pytest.raises(TypeError):
+        superres.UpscaleOptions(size=(10, 10))  # the API's shorthand, not a field

@@ -217,6 +217,12 @@ def test_serve_lists_and_runs_a_user_model(toy, tmp_path):
         out = read_image(tmp_path / "out.png").pixels
         assert out.shape == (40, 44, 3)
         assert np.abs(out.astype(int) - np.clip(np.floor(by_hand(net, img) + 0.5), 0, 255)).max() <= 1
+        with open(tmp_path / "in.png", "rb") as f:  # no photo model for it: refused, naming it as the page does
+            answer = client.post(
+                "/api/upscale", files={"image": ("in.png", f, "image/png")}, data={"model": "toy", "denoise": "0.5"}
+            )
+        assert answer.status_code == 422 and "toy" in answer.json()["error"]
+        assert str(path) not in answer.text and str(tmp_path) not in answer.text
 
 
 def test_serve_command_checks_the_user_models_before_it_listens(toy, tmp_path, capsys):

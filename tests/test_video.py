@@ -269,6 +269,7 @@ def test_odd_output_sizes_and_bad_options_are_refused(tmp_path, capsys, nearest)
     clip = make_clip(tmp_path / "clip.mp4", frames=3, audio=False, rotation=0)
     code, err = run(capsys, "upscale", clip, "--width", "99", "-o", tmp_path / "a.mp4")
     assert code == 1 and "even width and height" in err and not (tmp_path / "a.mp4").exists()
+    assert err.count(str(tmp_path)) == 1 and "--pix-fmt yuv444p" in err  # one path; the hint with the flag
     code, err = run(
         capsys,
         "upscale",

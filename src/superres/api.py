@@ -14,6 +14,7 @@ from torch import nn
 from superres.errors import ConfigError
 from superres.imaging.io import Picture, PictureStream, from_pil, to_pil
 from superres.imaging.resize import imresize
+from superres.inference.backends import get_backend, same_device
 from superres.inference.correction import DEFAULT_THRESHOLD, correct_strips
 from superres.inference.denoise import DenoiseChoice, PhotoPair, auto_strength
 from superres.inference.options import UpscaleOptions
@@ -62,6 +63,10 @@ class ImageUpscaler:
                 hint = network_scale(default_scales(), options.scale)
             self.net = as_handle(model) if isinstance(model, (ModelHandle, nn.Module)) else load_model(model, hint)
             self.scales = self.net.scales
+            backend = get_backend(options.backend, self.net)
+            device, _ = backend.check(self.net, options.device, options.precision)  # refused here, not per picture
+            if backend.name == "torch" and not same_device(self.net.device, device):
+                self.net = self.net.copy_to(device)  # once, for every scale and strength; the caller's stays
             if self.denoise is not None and (model is None or isinstance(model, str)) and self.net.onnx is None:
                 self.pair = PhotoPair.bundled(model, clean=self.net)
         if isinstance(self.denoise, float) and self.denoise > 0 and self.pair is None:

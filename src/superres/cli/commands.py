@@ -29,10 +29,6 @@ FLAGS = {
     "max_pixels": "--max-pixels",
     "resume": "--resume RUN_FOLDER",
     "data": "--data FOLDER",
-    "scale": "--scale",
-    "precision": "--precision",
-    "backend": "--backend",
-    "device": "--device",
     "pix_fmt": "--pix-fmt yuv444p",
 }
 
@@ -101,7 +97,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     files, errors = expand_inputs(args.inputs, videos=True)
     ranks = Ranks()
     try:
-        runner = ImageUpscaler(upscale_options(args, correct, device=ranks.device(args.device)))
+        on_cpu = args.backend == "onnxruntime" or str(args.model).endswith(".onnx")  # onnxruntime: the CPU only
+        runner = ImageUpscaler(upscale_options(args, correct, device=ranks.device(args.device, gpu=not on_cpu)))
         jobs, plan_errors = plan_jobs(files, args, runner.size.label())
         errors += plan_errors
         ranks.barrier()  # every process plans before any writes, so all see the same existing files
@@ -268,7 +265,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
                     Path(args.output) / f"{stem}.png", Picture(lr, alpha, pic.icc_profile), overwrite=args.overwrite
                 )
         except SuperresError as e:
-            errors.append(str(e))
+            errors.append(describe_error(e))
     _report(errors)
     return 1 if errors else 0
 

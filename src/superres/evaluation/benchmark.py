@@ -104,7 +104,10 @@ class ModelCache:
             scales = default_scales()
             spec = (default_model_name(network_scale(scales, factor)) if scales else None) or "model"
         if spec not in self._models:
-            self._models[spec] = None if spec == "model" else load_model(spec).to(self.device)
+            model = None if spec == "model" else load_model(spec)
+            if model is not None and model.onnx is None:  # an ONNX export runs where onnxruntime does: the CPU
+                model.to(self.device)
+            self._models[spec] = model
         model = self._models[spec]
         if model is None:
             log.warning("no bundled model for x%g; skipping 'model' there", factor)

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from superres.errors import ConfigError
+from superres.errors import ConfigError, Hint
 from superres.imaging.color import rgb_to_y
 from superres.imaging.io import READ_SUFFIXES, read_image
 from superres.imaging.resize import imresize
@@ -62,7 +62,10 @@ def find_dataset(path: str | Path, split: str = "valid") -> Dataset:
     if len(candidates) > 1:
         chosen = [d for d in candidates if split in d.name.lower()]
         if len(chosen) != 1:
-            raise ConfigError(f"{root}: holds {', '.join(d.name for d in candidates)}; point --data at one of them")
+            raise ConfigError(
+                f"{root}: holds {', '.join(d.name for d in candidates)}",
+                hint=Hint("data", "point {} at one of them", "the data folder"),
+            )
         candidates = chosen
     if candidates:
         hr_dir = candidates[0]

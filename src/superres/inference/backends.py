@@ -37,6 +37,10 @@ class Runner(Protocol):
 class Backend(Protocol):
     name: str
 
+    def check(self, handle: ModelHandle, device: str, precision: str | None) -> tuple[torch.device, str]:
+        """The device and precision `prepare` would give, or the error it would raise, without preparing."""
+        ...
+
     def prepare(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> Runner:
         """The model ready to run. device: 'auto', 'cpu', 'cuda[:N]' or 'mps'; precision: 'auto'/None, 'fp32',
         'bf16' or 'fp16'; threads: CPU threads (None: the library's default)."""
@@ -54,13 +58,10 @@ class TorchRunner:
     place (its values do not change). `threads` sets PyTorch's thread count, which is per process."""
 
     def __init__(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> None:
-        if handle.onnx is not None:
-            raise BackendError(f"{handle.onnx} is an ONNX export; it runs with the onnxruntime backend")
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device, handle.precisions)
+        self.device, self.precision = TorchBackend().check(handle, device, precision)
         if threads is not None:
             torch.set_num_threads(threads)
-        if handle.device != self.device and not (handle.device.type == self.device.type == "cpu"):
+        if not same_device(handle.device, self.device):
             handle = handle.copy_to(self.device)
         handle.net.eval().to(memory_format=torch.channels_last)  # pyright: ignore[reportCallIssue] - torch's stubs omit memory_format
         self.handle = handle
@@ -86,8 +87,25 @@ class TorchRunner:
         return y
 
 
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices are one: 'cuda' is the current CUDA device, so it is 'cuda:0' there."""
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return True
+    current = torch.cuda.current_device() if torch.cuda.is_available() else 0
+    return (current if a.index is None else a.index) == (current if b.index is None else b.index)
+
+
 class TorchBackend:
     name = "torch"
+
+    def check(self, handle: ModelHandle, device: str, precision: str | None) -> tuple[torch.device, str]:
+        """The device and precision a run would use, or the BackendError / ConfigError it would raise."""
+        if handle.onnx is not None:
+            raise BackendError(f"{handle.onnx} is an ONNX export; it runs with the onnxruntime backend")
+        resolved = resolve_device(device)
+        return resolved, resolve_precision(precision, resolved, handle.precisions)
 
     def prepare(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> TorchRunner:
         return TorchRunner(handle, device, precision, threads)
@@ -101,16 +119,9 @@ class OnnxRunner:
     exported in memory (one graph per scale, made when first run)."""
 
     def __init__(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise BackendError("the onnxruntime backend needs onnxruntime: pip install 'superres[onnx]'") from e
-        if str(device) not in ("auto", "cpu"):
-            raise BackendError(f"the onnxruntime backend runs on the CPU only, not on '{device}'")
-        if precision not in (None, "auto", "fp32"):
-            raise BackendError(f"the onnxruntime backend runs fp32 only, not {precision}")
-        self.device = torch.device("cpu")
-        self.precision = "fp32"
+        import onnxruntime as ort  # OnnxBackend.check: it is there
+
+        self.device, self.precision = OnnxBackend().check(handle, device, precision)
         self.handle = handle
         self.options = ort.SessionOptions()
         if threads is not None:
@@ -139,6 +150,18 @@ class OnnxRunner:
 
 class OnnxBackend:
     name = "onnxruntime"
+
+    def check(self, handle: ModelHandle, device: str, precision: str | None) -> tuple[torch.device, str]:
+        """The device and precision a run would use (the CPU, fp32), or the BackendError it would raise."""
+        try:
+            import onnxruntime  # noqa: F401, PLC0415
+        except ImportError as e:
+            raise BackendError("the onnxruntime backend needs onnxruntime: pip install 'superres[onnx]'") from e
+        if str(device) not in ("auto", "cpu"):
+            raise BackendError(f"the onnxruntime backend runs on the CPU only, not on '{device}'")
+        if precision not in (None, "auto", "fp32"):
+            raise BackendError(f"the onnxruntime backend runs fp32 only, not {precision}")
+        return torch.device("cpu"), "fp32"
 
     def prepare(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> OnnxRunner:
         return OnnxRunner(handle, device, precision, threads)

@@ -120,7 +120,7 @@ class _Abandoned(Exception):
 
 
 TILE_HINT = Hint("tile", "try a smaller {}", "tile")
-Describe = Callable[[BaseException, Path], str]  # an error and its file -> the line to report
+Describe = Callable[[BaseException, Path | None], str]  # an error and its file -> the line to report
 
 
 def _read_ahead(
@@ -152,7 +152,8 @@ def _failure(error: BaseException, job: Job, describe: Describe) -> str:
     elif isinstance(error, RuntimeError) and not isinstance(error, SuperresError):  # torch, inside the network
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         error = SuperresError(f"failed while upscaling ({first})")
-    return describe(error, job.source)
+    named = str(error).startswith((str(job.source), str(job.target)))
+    return describe(error, None if named else job.source)
 
 
 def run_batch(
@@ -221,11 +222,12 @@ class Ranks:
             if not dist.is_initialized():  # gloo: the summary is a few strings, whatever the devices
                 dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))  # ranks wait for the slowest
 
-    def device(self, asked: str) -> str:
-        """One GPU per process: cuda:LOCAL_RANK where CUDA is asked for or 'auto' finds it."""
+    def device(self, asked: str, gpu: bool = True) -> str:
+        """One GPU per process: cuda:LOCAL_RANK where CUDA is asked for or 'auto' finds it (and `gpu`: the
+        backend runs on one)."""
         import torch  # noqa: PLC0415
 
-        if self.world > 1 and asked in ("auto", "cuda") and torch.cuda.is_available():
+        if gpu and self.world > 1 and asked in ("auto", "cuda") and torch.cuda.is_available():
             return f"cuda:{self.local_rank % torch.cuda.device_count()}"
         return asked
 

@@ -53,6 +53,8 @@ def _export(handle: ModelHandle, target: str | io.BytesIO, scale: int, opset: in
 
 def _cpu_fp32(model: ModelHandle) -> ModelHandle:
     """The handle itself when its network is fp32 on the CPU, else a copy that is (the caller's is left alone)."""
+    if model.onnx is not None:
+        raise ConfigError(f"{model.onnx} is already an ONNX export; export the weights file it was made from")
     first = next(iter(model.net.parameters()), None)
     if first is not None and (first.device.type != "cpu" or first.dtype != torch.float32):
         model = model.copy_to("cpu")

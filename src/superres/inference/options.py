@@ -10,7 +10,9 @@ of these and pass it on.
 
 from __future__ import annotations
 
+import numbers
 import os
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -56,10 +58,22 @@ class UpscaleOptions:
     self_ensemble: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("backend", "device", "precision"):  # None: the default, as the lower levels take it
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, "auto")
+        self._check_size()
+        self._check_what()
+        self._check_how()
+
+    def _check_size(self) -> None:
+        if self.scale is not None and (isinstance(self.scale, bool) or not isinstance(self.scale, numbers.Real)):
+            raise ConfigError(f"scale must be a number > 0, got {self.scale!r}")
         if self.scale is not None and (self.width is not None or self.height is not None):
             raise ConfigError("give a scale or an output width/height, not both")
         if self.scale is not None or self.width is not None or self.height is not None:
-            OutputSize(self.scale, self.width, self.height)  # checks the values
+            OutputSize(None if self.scale is None else float(self.scale), self.width, self.height)  # checks them
+
+    def _check_what(self) -> None:
         if self.model is not None and self.method is not None:
             raise ConfigError("give a model or an interpolation method, not both")
         if self.method is not None:
@@ -69,19 +83,27 @@ class UpscaleOptions:
                 raise ConfigError("an interpolation method needs a scale or an output size")
             if self.correct is not None:
                 raise ConfigError("the correction applies to model outputs; it needs a model, not a method")
-        if self.correct is not None and not self.correct >= 0:
-            raise ConfigError(f"the correction threshold must be >= 0, got {self.correct}")
+        if self.correct is not None and not (
+            isinstance(self.correct, numbers.Real) and not isinstance(self.correct, bool) and self.correct >= 0
+        ):
+            raise ConfigError(f"the correction threshold must be a number >= 0, got {self.correct!r}")
         object.__setattr__(self, "denoise", parse_denoise(self.denoise) if self.method is None else None)
+
+    def _check_how(self) -> None:
         if self.backend != "auto" and self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be auto, {', '.join(BACKENDS)}; got '{self.backend}'")
+            raise ConfigError(f"backend must be auto, {', '.join(BACKENDS)}; got {self.backend!r}")
         if self.precision not in ("auto", *PRECISIONS):
-            raise ConfigError(f"precision must be auto, {', '.join(PRECISIONS)}; got '{self.precision}'")
-        if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
-            raise ConfigError(f"threads must be a whole number >= 1, got {self.threads!r}")
-        if self.tile is not None and self.tile != 0 and self.tile < MIN_TILE:
+            raise ConfigError(f"precision must be auto, {', '.join(PRECISIONS)}; got {self.precision!r}")
+        if not (isinstance(self.device, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device)):
+            raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
+        if not isinstance(self.self_ensemble, bool):
+            raise ConfigError(f"self_ensemble must be True or False, got {self.self_ensemble!r}")
+        for name, least in (("threads", 1), ("tile", 0), ("tile_overlap", 0)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise ConfigError(f"{name} must be a whole number >= {least}, got {value!r}")
+        if self.tile is not None and 0 < self.tile < MIN_TILE:
             raise ConfigError(f"tile must be 0 (no tiling) or at least {MIN_TILE} LR pixels, got {self.tile}")
-        if self.tile_overlap is not None and self.tile_overlap < 0:
-            raise ConfigError(f"tile_overlap must be >= 0, got {self.tile_overlap}")
 
     @property
     def output(self) -> OutputSize | None:

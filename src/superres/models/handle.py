@@ -95,8 +95,15 @@ class ModelHandle:
 
     @property
     def device(self) -> torch.device:
+        """Where the network's weights are (an ONNX export: the CPU, where onnxruntime runs it)."""
         first = next(iter(self.net.parameters()), None)
-        return first.device if first is not None else torch.device("cpu")
+        if self.onnx is not None or first is None:
+            return torch.device("cpu")
+        return first.device
+
+    def _refuse_onnx(self, what: str) -> None:
+        if self.onnx is not None:
+            raise ConfigError(f"{self.onnx} is an ONNX export: it has no PyTorch weights to {what}")
 
     def run(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         """(N, C, H, W) in 0..pixel_range -> (N, C, H*s, W*s), not clipped."""
@@ -108,11 +115,13 @@ class ModelHandle:
 
     def copy_to(self, device: torch.device | str) -> ModelHandle:
         """A handle whose network is a copy on `device` (this one is left where it is)."""
+        self._refuse_onnx("copy")
         return replace(self, net=copy.deepcopy(self.net).to(device))
 
     # ------------------------------------------------------------------ as a module (training, tests)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        self._refuse_onnx("read")
         return self.net.state_dict()
 
     def eval(self) -> ModelHandle:
@@ -120,7 +129,13 @@ class ModelHandle:
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> ModelHandle:
-        """Move the network itself, as nn.Module.to does (in place); returns the handle."""
+        """Move the network itself, as nn.Module.to does (in place); returns the handle. An ONNX export stays on
+        the CPU: moving it there does nothing, anywhere else is a ConfigError."""
+        if self.onnx is not None:
+            target = args[0] if args else kwargs.get("device", "cpu")
+            if isinstance(target, (str, torch.device)) and torch.device(target).type != "cpu":
+                raise ConfigError(f"{self.onnx} is an ONNX export: it runs on the CPU only, not on '{target}'")
+            return self
         self.net.to(*args, **kwargs)
         return self
 

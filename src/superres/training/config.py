@@ -67,7 +67,10 @@ class TrainConfig:
 
     def validate(self) -> None:  # noqa: C901 - a flat list of independent checks, one per setting
         if not self.data:
-            raise ConfigError("no training data", hint=Hint("data", "give at least one folder of HR images: {}"))
+            raise ConfigError(
+                "no training data",
+                hint=Hint("data", "give at least one folder of HR images ({})", "data=[folder, ...]"),
+            )
         if not self.scale or any(isinstance(s, bool) or not isinstance(s, int) or s < 2 for s in self.scale):
             raise ConfigError(f"scale must be one or more integers >= 2, got {self.scale!r}")
         if len(set(self.scale)) != len(self.scale):

@@ -59,7 +59,7 @@ def build_model(cfg: TrainConfig) -> SRNet:
         if not any(k.startswith("body.") for k in copied):
             shapes = "; ".join(s.describe() for s in sources)
             raise ConfigError(
-                f"--init weights ({shapes}) do not fit the model ({model.describe()}): no body weights could be copied"
+                f"init weights ({shapes}) do not fit the model ({model.describe()}): no body weight could be copied"
             )
         log.info("initialised %d of %d tensors from %s", len(copied), len(model.state_dict()), ", ".join(cfg.init))
     return model

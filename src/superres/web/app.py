@@ -79,8 +79,19 @@ class Server:
         self.runners: OrderedDict[UpscaleOptions, ImageUpscaler] = OrderedDict()
         self.runners_lock = threading.Lock()
         self.queue = JobQueue(
-            self.runner, max_waiting=max_waiting, max_pixels=max_pixels, heartbeat=heartbeat, keep=keep
+            self.runner,
+            max_waiting=max_waiting,
+            max_pixels=max_pixels,
+            heartbeat=heartbeat,
+            keep=keep,
+            public=self.public,
         )
+
+    def public(self, message: str) -> str:
+        """`message` with the server's model files named as the page names them, never by their paths."""
+        for name, path in self.models.items():
+            message = message.replace(path, name)
+        return message
 
     def runner(self, options: UpscaleOptions) -> ImageUpscaler:
         """The ImageUpscaler for `options`, made once (the four most recent are kept)."""
@@ -298,7 +309,7 @@ async def _submit(request: Request) -> Job | Response:
         return error(e.status, str(e))
     except SuperresError as e:
         discard(upload)
-        return error(422, str(e).replace(str(path), name))
+        return error(422, server.public(str(e).replace(str(path), name)))
     except QueueFull:
         discard(upload)
         return error(503, "busy: the queue is full; try again shortly", {"Retry-After": str(server_retry(server))})

@@ -91,8 +91,10 @@ class JobQueue:
         heartbeat: float = 30.0,
         keep: float = 600.0,
         folder: Path | None = None,
+        public: Callable[[str], str] = lambda message: message,
     ) -> None:
-        self.make_runner, self.max_pixels = make_runner, max_pixels
+        """public: a job's error as a client may see it (the server hides its own paths)."""
+        self.make_runner, self.max_pixels, self.public = make_runner, max_pixels, public
         self.heartbeat, self.keep = heartbeat, keep
         self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="superres-serve-"))  # mode 0700
         self.jobs: dict[str, Job] = {}
@@ -219,7 +221,7 @@ class JobQueue:
         return stream.width, stream.height
 
     def _fail(self, job: Job, message: str) -> None:
-        job.error = message.replace(str(job.source), job.name)  # the user's name for the file, not ours
+        job.error = self.public(message.replace(str(job.source), job.name))  # the user's name for the file, not ours
         self._end(job, "failed")
 
     def _end(self, job: Job, state: str) -> None:
