@@ -232,3 +232,18 @@ def test_serve_command_checks_the_user_models_before_it_listens(toy, tmp_path, c
     assert "junk.pth" in capsys.readouterr().err
     assert main(["serve", "--port", "0", "--model", str(path), "--model", str(path)]) == 2
     assert "already has a model named 'toy_x2'" in capsys.readouterr().err
+
+
+def test_a_family_without_a_radius_gets_approximate_tiles(toy, monkeypatch):
+    from superres.inference.upscaler import APPROXIMATE_MARGIN
+
+    _, path = toy
+    monkeypatch.setattr(ToyFamily, "receptive_radius", lambda self, config, scale: None)
+    handle = load_model(path)
+    assert handle.receptive_radius() is None
+    img = image(50, 45).astype(np.float32)
+    tiled = Upscaler(handle, device="cpu", precision="fp32", tile=16)
+    assert not tiled.exact and tiled.margin == APPROXIMATE_MARGIN
+    whole = Upscaler(handle, device="cpu", precision="fp32", tile=0)(img)
+    assert np.abs(tiled(img) - whole).max() < 1e-3  # the toy's true radius (2) is inside the margin
+    assert Upscaler(handle, device="cpu", tile=16, overlap=4).margin == 4

@@ -5,7 +5,8 @@ and is what the CLI and `superres.upscale` call.
 
 Tiling is exact: every tile is cut with a margin of at least the network's receptive radius, clamped at
 the image border (where the untiled network zero-pads too), so each output pixel sees exactly the input
-it would see untiled. Only floating-point summation order can differ.
+it would see untiled. Only floating-point summation order can differ. A family that states no radius (its
+outputs see the whole picture) gets approximate tiles, cut with APPROXIMATE_MARGIN or the caller's overlap.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from superres.models.handle import ModelHandle, as_handle
 log = logging.getLogger(__name__)
 
 MIN_TILE = 16
+# LR margin of each tile for a network with no exact receptive radius (its family says None): tiles are then
+# approximate, as SwinIR's and Real-ESRGAN's own scripts cut them (their tile_pad); tile_overlap changes it
+APPROXIMATE_MARGIN = 32
 MAX_TILE_BATCH = 8
 
 
@@ -70,7 +74,8 @@ class Upscaler:
     one). backend: 'auto' (onnxruntime for an ONNX export, else torch), 'torch' or 'onnxruntime'; device,
     precision and threads are the backend's (see backends.py: an option it cannot honour is an error).
     tile: LR tile side (0 = no tiling, None = automatic from the image size and memory). overlap: LR margin
-    per tile (None or less than the receptive radius = the radius, which makes tiling exact). self_ensemble:
+    per tile (None or less than the receptive radius = the radius, which makes tiling exact; for a network
+    without a radius, None = APPROXIMATE_MARGIN and `exact` is False). self_ensemble:
     average the 8 flips/rotations. A network on another device is copied, never moved (backends.TorchRunner).
     """
 
@@ -98,10 +103,15 @@ class Upscaler:
         if tile is not None and tile != 0 and tile < MIN_TILE:
             raise ConfigError(f"tile must be 0 (no tiling) or at least {MIN_TILE} LR pixels, got {tile}")
         self.tile = tile
-        self.radius = handle.receptive_radius(self.scale)
-        if overlap is not None and overlap < self.radius:
-            log.info("tile overlap %d is below the receptive radius %d; using %d", overlap, self.radius, self.radius)
-        self.margin = max(self.radius, overlap or 0)
+        radius = handle.receptive_radius(self.scale)
+        self.exact = radius is not None  # tiles give the untiled output (up to float summation order)
+        if radius is None:
+            self.margin = APPROXIMATE_MARGIN if overlap is None else overlap
+        else:
+            if overlap is not None and overlap < radius:
+                log.info("tile overlap %d is below the receptive radius %d; using %d", overlap, radius, radius)
+            self.margin = max(radius, overlap or 0)
+        self.radius = radius
         self.self_ensemble = self_ensemble
         self.memory_budget = memory_budget or self._default_budget()
 

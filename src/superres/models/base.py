@@ -55,7 +55,7 @@ class SRNet(nn.Module):
             raise ConfigError(f"this {self.arch} network produces x{', x'.join(map(str, self.scales))}, not x{scale}")
         return int(scale)
 
-    def receptive_radius(self, scale: int | None = None) -> int:
+    def receptive_radius(self, scale: int | None = None) -> int | None:
         """LR pixels of context an output pixel at `scale` depends on, on each side (exact tiling)."""
         return get_family(self.arch).receptive_radius(self.config, self.check_scale(scale))
 

@@ -96,8 +96,10 @@ class Family:
         """The precisions the network keeps its accuracy in; 'auto' picks fp32 where its choice is not here."""
         return PRECISIONS
 
-    def receptive_radius(self, config: Any, scale: int) -> int:  # pragma: no cover - abstract
-        """LR pixels of context an output pixel at `scale` depends on, on each side (exact tiling)."""
+    def receptive_radius(self, config: Any, scale: int) -> int | None:  # pragma: no cover - abstract
+        """LR pixels of context an output pixel at `scale` depends on, on each side (exact tiling); None for a
+        network whose outputs depend on far more than a tile can hold (global attention, say): its tiles are
+        then approximate, cut with the caller's overlap (the Upscaler's APPROXIMATE_MARGIN by default)."""
         raise NotImplementedError
 
     def activation_bytes_per_pixel(self, config: Any, scale: int) -> int:  # pragma: no cover - abstract

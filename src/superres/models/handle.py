@@ -81,8 +81,9 @@ class ModelHandle:
             raise ConfigError(f"this {self.arch} network produces {listed}, not x{scale}")
         return int(scale)
 
-    def receptive_radius(self, scale: int | None = None) -> int:
-        """LR pixels of context an output pixel depends on, on each side: tiles cut with this margin are exact."""
+    def receptive_radius(self, scale: int | None = None) -> int | None:
+        """LR pixels of context an output pixel depends on, on each side: tiles cut with this margin are exact.
+        None: the family states no radius, and tiles are approximate."""
         return self.family.receptive_radius(self.config, self.check_scale(scale))
 
     def activation_bytes_per_pixel(self, scale: int | None = None) -> int:
