@@ -21,6 +21,12 @@ def cpu_unless_marked_gpu(request, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # inherited by subprocesses
 
 
+@pytest.fixture(autouse=True)
+def own_data_folder(tmp_path_factory, monkeypatch):
+    """Every test has an empty user data folder (`superres models add` writes there), never the real one."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -160,3 +160,30 @@ def test_correction_is_skipped_when_denoising(pair):
     noisy = add_gaussian_noise(smooth(), np.random.default_rng(2), 15.0)
     plain = upscale(noisy, 2, denoise=1, precision="fp32")
     assert np.array_equal(upscale(noisy, 2, denoise=1, precision="fp32", correct=10), plain)
+
+
+def test_a_user_pair_blends_like_the_bundled_one(tmp_path, capsys):
+    from conftest import nearest_edsr
+    from superres.imaging.io import write_image
+    from superres.models import EDSR, EDSRConfig, save_weights
+
+    clean = save_weights(nearest_edsr(2, gains=(1.0, 1.0, 1.0)), tmp_path / "general.safetensors")
+    strong = save_weights(nearest_edsr(2, gains=(0.5, 0.5, 0.5)), tmp_path / "general-wdn.safetensors")
+    img = np.random.default_rng(4).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+
+    def run(model, **options):
+        return upscale(img, 2, model=model, precision="fp32", device="cpu", **options)
+
+    assert np.array_equal(run(str(clean), denoise_model=str(strong), denoise=0), run(str(clean), denoise=None))
+    assert np.array_equal(run(str(clean), denoise_model=str(strong), denoise=1), run(str(strong), denoise=None))
+    half = interpolate(load_model(clean), load_model(strong), 0.5)
+    assert np.array_equal(run(str(clean), denoise_model=str(strong), denoise=0.5), run(half, denoise=None))
+    other = save_weights(EDSR(EDSRConfig(scale=2, n_feats=8, n_resblocks=1)), tmp_path / "other.safetensors")
+    with pytest.raises(CheckpointError, match="architectures differ"):
+        run(str(clean), denoise_model=str(other), denoise=0.5)
+    with pytest.raises(ConfigError, match="give model too"):
+        upscale(img, 2, denoise_model=str(strong))
+    write_image(tmp_path / "in.png", Picture(img))
+    args = ["upscale", str(tmp_path / "in.png"), "--model", str(clean), "--denoise-model", str(strong)]
+    assert main([*args, "--denoise", "1", "--precision", "fp32", "-o", str(tmp_path / "out.png")]) == 0
+    assert np.array_equal(read_image(tmp_path / "out.png").pixels, run(str(strong), denoise=None))

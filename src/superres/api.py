@@ -67,7 +67,9 @@ class ImageUpscaler:
             device, _ = backend.check(self.net, options.device, options.precision)  # refused here, not per picture
             if backend.name == "torch" and not same_device(self.net.device, device):
                 self.net = self.net.copy_to(device)  # once, for every scale and strength; the caller's stays
-            if self.denoise is not None and (model is None or isinstance(model, str)) and self.net.onnx is None:
+            if options.denoise_model is not None:
+                self.pair = PhotoPair(self.net, _handle(options.denoise_model))
+            elif self.denoise is not None and (model is None or isinstance(model, str)) and self.net.onnx is None:
                 self.pair = PhotoPair.bundled(model, clean=self.net)
         if isinstance(self.denoise, float) and self.denoise > 0 and self.pair is None:
             raise ConfigError(
@@ -125,6 +127,10 @@ class ImageUpscaler:
             alpha = None if picture.alpha is None else imresize(picture.alpha, output_shape=shape)
             result = PictureStream(shape[0], shape[1], [pixels], alpha, whole.icc_profile)
         return result
+
+
+def _handle(model: ModelHandle | nn.Module | str | os.PathLike) -> ModelHandle:
+    return as_handle(model) if isinstance(model, (ModelHandle, nn.Module)) else load_model(model)
 
 
 def upscale(

@@ -140,6 +140,7 @@ def upscale_options(args: argparse.Namespace, correct: float | str | None, devic
         method=args.method,
         correct=None if correct is None else (DEFAULT_THRESHOLD if correct == "default" else float(correct)),
         denoise=args.denoise,
+        denoise_model=args.denoise_model,
         backend=args.backend or "auto",
         device=device,
         precision=args.precision or "auto",
@@ -276,25 +277,74 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, scale=args.scale, allow_untrained=True)
     scale = args.scale if args.scale is not None else model.scales[0]
+    radius = model.receptive_radius(scale)
+    tiles = f"exact tiles (radius {radius} LR pixels)" if radius is not None else "approximate tiles (no exact radius)"
+    print(
+        f"{args.model}: family {model.arch}; scales {', '.join(f'x{s}' for s in model.scales)}; "
+        f"{model.parameter_count:,} parameters; pixels 0..{model.pixel_range:g}; precisions "
+        f"{', '.join(model.precisions)}; {tiles}"
+    )
     title = (
-        f"{args.model}: {model.describe()}, {model.n_colors} colour(s), {model.parameter_count:,} parameters; "
-        f"at x{scale}, input {args.input_size[0]}x{args.input_size[1]}"
+        f"{model.describe()}, {model.n_colors} colour(s); at x{scale}, input {args.input_size[0]}x{args.input_size[1]}"
     )
     print(format_summary(summarize(model, args.input_size, scale), title))
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from superres.models.base import count_parameters
+    from superres.models.registry import PRETRAINED, presets
+    from superres.models.user import add_user_model, data_folder, remove_user_model
+
+    action = getattr(args, "models_action", None)
+    if action == "add":
+        name = add_user_model(args.file, args.name, taken=set(PRETRAINED) | set(presets()))
+        print(f"added '{name}' ({data_folder()}); use it as --model {name}")
+        return 0
+    if action == "remove":
+        remove_user_model(args.name)
+        print(f"removed '{args.name}'")
+        return 0
+    _list_presets()
+    _list_user_models()
+    return _list_bundled()
+
+
+def _list_user_models() -> None:
     from superres.models.checkpoints import load_model
-    from superres.models.registry import PRETRAINED, create_model, presets
-    from superres.models.summary import summarize
+    from superres.models.user import data_folder, user_models
+
+    mine = user_models()
+    if not mine:
+        print(f"your models: none (superres models add FILE; kept in {data_folder()})\n")
+        return
+    print(f"{'your model':<18} {'family':>8} {'scales':>9} {'params':>11}  file")
+    for name, path in mine.items():
+        try:
+            model = load_model(name)
+        except SuperresError as e:
+            print(f"{name:<18} {'?':>8} {'':>9} {'':>11}  {describe_error(e)}")
+            continue
+        scales = ",".join(f"x{s}" for s in model.scales)
+        print(f"{name:<18} {model.arch:>8} {scales:>9} {model.parameter_count:>11,}  {path}")
+    print()
+
+
+def _list_presets() -> None:
+    from superres.models.base import count_parameters
+    from superres.models.registry import create_model, presets
 
     print(f"{'preset':<16} {'family':>6} {'params':>11}  architecture (single-scale families at x2)")
     for name, (family, _) in sorted(presets().items()):
         net = create_model(name)
         print(f"{name:<16} {family.name:>6} {count_parameters(net):>11,}  {net.describe()}")
     print()
+
+
+def _list_bundled() -> int:
+    from superres.models.checkpoints import load_model
+    from superres.models.registry import PRETRAINED
+    from superres.models.summary import summarize
+
     if not PRETRAINED:
         print("bundled models: none")
         return 0

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_degrade(sub)
     add_serve_parser(sub)
     _add_info(sub)
-    sub.add_parser("models", help="list presets and bundled models")
+    _add_models(sub)
     _add_eval(sub)
     _add_train(sub)
     _add_export(sub)
@@ -97,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 Subparsers = argparse._SubParsersAction  # what add_subparsers returns (argparse names no public type for it)
+
+
+def _add_models(sub: Subparsers) -> None:
+    p = sub.add_parser("models", help="list presets, bundled models and yours; add or remove yours")
+    actions = p.add_subparsers(dest="models_action", metavar="ACTION")
+    add = actions.add_parser("add", help="register a weights file under a name that works in every command")
+    add.add_argument("file", help="a .safetensors, .pt or .pth file of any family superres reads")
+    add.add_argument("--name", help="the name to use (default: the file name without its extension)")
+    remove = actions.add_parser("remove", help="forget one of your models (and delete its copy)")
+    remove.add_argument("name")
 
 
 def _add_upscale(sub: Subparsers) -> None:
@@ -148,6 +158,12 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
         help="0: the clean model, 1: its photo model (JPEG and noise removed), between: the two blended; "
         "auto (default): from each file's JPEG quality and noise level (--verbose says what it chose). "
         "With --scale 1 (or a smaller size) and a strength above 0, restores without enlarging",
+    )
+    p.add_argument(
+        "--denoise-model",
+        metavar="FILE|NAME",
+        help="the model at --denoise 1 for a --model of yours (the same architecture: e.g. Real-ESRGAN's "
+        "realesr-general-x4v3 and its wdn twin); --denoise S blends the two",
     )
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (EDSR+; 8x slower)")
     p.add_argument(

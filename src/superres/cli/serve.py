@@ -41,12 +41,14 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
 
 
-def user_models(files: list[str]) -> dict[str, Path]:
-    """The page's names for the user's model files (their stems), each file checked by loading it once."""
+def page_models(files: list[str]) -> dict[str, Path]:
+    """The models the page offers beside the bundled ones: those registered with `superres models add`, and
+    the files given to --model (named by their stems), each file checked by loading it once."""
     from superres.models import load_model  # noqa: PLC0415
     from superres.models.registry import PRETRAINED  # noqa: PLC0415
+    from superres.models.user import user_models  # noqa: PLC0415
 
-    models: dict[str, Path] = {}
+    models: dict[str, Path] = dict(user_models())
     for text in files:
         path = Path(text)
         name = path.stem
@@ -68,7 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.queue < 1 or args.max_upload_mb <= 0:
         raise SuperresError("--queue must be >= 1 and --max-upload-mb > 0")
-    models = user_models(args.model)
+    models = page_models(args.model)
     try:  # bind first, so that a port in use is a one-line error; uvicorn then serves on this socket
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

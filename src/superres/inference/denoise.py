@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from superres.errors import ConfigError
+from superres.errors import CheckpointError, ConfigError
 from superres.imaging.io import Picture
 from superres.imaging.quality import noise_sigma
 from superres.models.checkpoints import interpolate, load_model
@@ -84,6 +84,15 @@ class PhotoPair:
     """A clean network and its photo counterpart, blended on demand (each strength made once)."""
 
     def __init__(self, clean: ModelHandle, photo: ModelHandle) -> None:
+        """Two models of one architecture (the same tensor names and shapes); CheckpointError otherwise."""
+        if clean.onnx is not None or photo.onnx is not None:
+            raise CheckpointError("an ONNX export cannot be blended: give the weights files")
+        a, b = clean.state_dict(), photo.state_dict()
+        if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
+            raise CheckpointError(
+                f"cannot blend {clean.name or clean.describe()} with {photo.name or photo.describe()}: "
+                f"the architectures differ"
+            )
         self.clean, self.photo = clean, photo
         self._blends: dict[float, ModelHandle] = {0.0: clean, 1.0: photo}
         self._sources: tuple[ModelHandle, ModelHandle] | None = None  # CPU copies, made at the first blend

@@ -35,7 +35,9 @@ class UpscaleOptions:
     Neither: x2, or the model's only scale.
     What upscales: `model` (a handle, a superres network, a bundled name or preset, a weights or .onnx path;
     None: the bundled default), or `method` (an interpolation: 'bicubic', 'bilinear', ...) instead.
-    `correct`: the correction threshold in gray levels (None: off). `denoise`: 'auto', a strength 0..1, or None.
+    `correct`: the correction threshold in gray levels (None: off). `denoise`: 'auto', a strength 0..1, or None:
+    it blends a clean model with its photo counterpart (the bundled pair, or `model` with `denoise_model`, a
+    network of the same architecture trained to remove noise and JPEG artefacts).
     How it runs: `backend` ('auto', 'torch', 'onnxruntime'), `device` ('auto', 'cpu', 'cuda', 'mps'),
     `precision` ('auto', 'fp32', 'bf16', 'fp16'), `threads` (CPU threads; None: the default), `tile` (LR tile
     side; 0 = none, None = automatic), `tile_overlap` (LR margin; below the receptive radius means the radius),
@@ -49,6 +51,7 @@ class UpscaleOptions:
     method: str | None = None
     correct: float | None = None
     denoise: float | str | None = "auto"
+    denoise_model: ModelHandle | SRNet | str | os.PathLike | None = None  # the model at denoise 1 (same architecture)
     backend: str = "auto"
     device: str = "auto"
     precision: str = "auto"
@@ -88,6 +91,8 @@ class UpscaleOptions:
         ):
             raise ConfigError(f"the correction threshold must be a number >= 0, got {self.correct!r}")
         object.__setattr__(self, "denoise", parse_denoise(self.denoise) if self.method is None else None)
+        if self.denoise_model is not None and (self.model is None or self.denoise is None):
+            raise ConfigError("denoise_model blends with a model of yours: give model too, and denoise 'auto' or 0..1")
 
     def _check_how(self) -> None:
         if self.backend != "auto" and self.backend not in BACKENDS:

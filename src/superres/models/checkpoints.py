@@ -31,6 +31,7 @@ from superres.models.base import SRNet
 from superres.models.family import Family, StateDict, detect_family, get_family
 from superres.models.handle import ModelHandle, as_handle
 from superres.models.registry import PRETRAINED, create_model, default_model_name, preset_arch, presets
+from superres.models.user import user_models
 
 METADATA_KEY = "superres"  # safetensors metadata entry holding our JSON
 WRAPPERS = ("params_ema", "params", "state_dict", "model")  # BasicSR, Lightning-style and plain trainers
@@ -171,12 +172,14 @@ def load_model(
         net = create_model(key) if preset_arch(key) == "mdsr" else create_model(key, scale=scale or 2)
         net.metadata = {"untrained": True}
         model = as_handle(net.eval(), name=key)
+    elif key in (mine := user_models()):
+        model = replace(load_weights(mine[key]), name=key)
     elif Path(key).suffix == ".onnx":
         model = read_onnx_model(key)
     elif Path(key).exists() or Path(key).suffix in (".safetensors", ".pt", ".pth"):
         model = load_weights(key)
     else:
-        choices = list(PRETRAINED) + list(presets())
+        choices = list(PRETRAINED) + list(presets()) + list(user_models())
         raise UnknownModelError(f"unknown model '{key}'{did_you_mean(key, choices)} (or give a path to a weights file)")
     if scale is not None and scale not in model.scales:
         raise CheckpointError(f"model '{key}' upscales x{', x'.join(map(str, model.scales))}, not x{scale}")
