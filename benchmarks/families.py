@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import best_time, photo
 
 import superres
+from common import best_time, photo
 from superres.evaluation.benchmark import EvalConfig, evaluate
 from superres.evaluation.metrics import psnr
 from superres.inference.upscaler import APPROXIMATE_MARGIN, Upscaler
@@ -70,9 +70,12 @@ def speed_rows(rows: list[dict[str, str]], models: Path) -> list[str]:
         handle = load_model(models / row["file"])
         scale = handle.scales[-1]
         x = torch.from_numpy(img).permute(2, 0, 1)[None].float() * (handle.pixel_range / 255)
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            bare = best_time(lambda: handle.run(x.contiguous(memory_format=torch.channels_last), scale))
-        ours = best_time(lambda: superres.upscale(img, scale, model=handle, precision="fp32", tile=0, denoise=None))
+            bare = best_time(lambda h=handle, x=x, s=scale: h.run(x, s))
+        ours = best_time(
+            lambda h=handle, s=scale: superres.upscale(img, s, model=h, precision="fp32", tile=0, denoise=None)
+        )
         out.append(f"| {row['file']} | x{scale} | {bare:.3f} | {ours:.3f} | {ours / bare:.2f} |")
         print(out[-1], file=sys.stderr, flush=True)
     return out
