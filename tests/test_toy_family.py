@@ -247,3 +247,31 @@ def test_a_family_without_a_radius_gets_approximate_tiles(toy, monkeypatch):
     whole = Upscaler(handle, device="cpu", precision="fp32", tile=0)(img)
     assert np.abs(tiled(img) - whole).max() < 1e-3  # the toy's true radius (2) is inside the margin
     assert Upscaler(handle, device="cpu", tile=16, overlap=4).margin == 4
+
+
+def test_blending_ramps_sum_to_one_across_every_seam():
+    from superres.inference.upscaler import _ramps
+
+    size, tile, b, s = 70, 16, 6, 3
+    total = np.zeros(size * s)
+    for c0 in range(0, size, tile):
+        c1 = min(size, c0 + tile)
+        start, end = max(0, c0 - b), min(size, c1 + b)
+        total[start * s : end * s] += _ramps(start, end, c0, c1, size, b, s)
+    assert np.allclose(total, 1.0, atol=1e-6)
+
+
+def test_approximate_tiles_of_a_global_network_are_blended_not_cut(toy, monkeypatch):
+    """A network whose output depends on the whole picture (here: its mean) cannot be tiled exactly; blended
+    tiles change smoothly from one to the next instead of jumping at a cut."""
+    _, path = toy
+    monkeypatch.setattr(ToyFamily, "receptive_radius", lambda self, config, scale: None)
+    monkeypatch.setattr(ToyFamily, "forward", lambda self, net, x, scale: net(x) + x.mean())
+    handle = load_model(path)
+    img = np.linspace(0, 255, 60 * 64 * 3, dtype=np.float32).reshape(60, 64, 3)
+    whole = Upscaler(handle, device="cpu", precision="fp32", tile=0)(img)
+    tiled = Upscaler(handle, device="cpu", precision="fp32", tile=16, overlap=8)(img)
+    error = tiled - whole  # each tile sees its own mean, not the picture's
+    assert np.abs(error).max() > 10
+    for axis in (0, 1):  # but no jump between neighbours: the error changes by a fraction of itself per pixel
+        assert np.abs(np.diff(error, axis=axis)).max() < np.abs(error).max() / 8

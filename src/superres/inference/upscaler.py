@@ -6,7 +6,8 @@ and is what the CLI and `superres.upscale` call.
 Tiling is exact: every tile is cut with a margin of at least the network's receptive radius, clamped at
 the image border (where the untiled network zero-pads too), so each output pixel sees exactly the input
 it would see untiled. Only floating-point summation order can differ. A family that states no radius (its
-outputs see the whole picture) gets approximate tiles, cut with APPROXIMATE_MARGIN or the caller's overlap.
+outputs see the whole picture) gets approximate tiles: read with APPROXIMATE_MARGIN (or the caller's
+overlap) and blended with their neighbours by linear ramps across each shared edge.
 """
 
 from __future__ import annotations
@@ -182,6 +183,9 @@ class Upscaler:
         with warnings.catch_warnings():  # src is only read, so a read-only array (e.g. from PIL) is fine
             warnings.filterwarnings("ignore", "The given NumPy array is not writable")
             src = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # (C, H, W), CPU
+        if not self.exact and tile != 0:
+            yield from self._blended_strips(src, tile, post or (lambda t: t))
+            return
         row = 0
         while row < h:
             rows = h - row if tile == 0 else min(tile, h - row)
@@ -199,6 +203,40 @@ class Upscaler:
                 continue
             yield band
             row += rows
+
+    def _blended_strips(
+        self, src: torch.Tensor, tile: int, post: Callable[[np.ndarray], np.ndarray]
+    ) -> Iterator[np.ndarray]:
+        """Approximate tiles (a network without an exact radius), blended: each tile's output covers its core
+        widened by `b` LR pixels on every inner side, weighted by linear ramps that cross 0.5 at the core's
+        edge, so that neighbours' weights sum to 1 and no seam is a hard cut; every widened core is read with
+        `margin` pixels of context around it. Rows are yielded once no later band adds to them."""
+        _, h, w = src.shape
+        s, b, m = self.scale, min(self.margin // 2, tile // 2), self.margin
+        carry: np.ndarray | None = None  # this band's share of the rows the next band also covers
+        for y0 in range(0, h, tile):
+            y1 = min(h, y0 + tile)
+            top, bottom = max(0, y0 - b), min(h, y1 + b)
+            acc: np.ndarray | None = None
+            for x0 in range(0, w, tile):
+                x1 = min(w, x0 + tile)
+                left, right = max(0, x0 - b), min(w, x1 + b)
+                box = (max(0, top - m), min(h, bottom + m), max(0, left - m), min(w, right + m))
+                x = src[:, box[0] : box[1], box[2] : box[3]][None].to(self.device).float()
+                y = self._forward(x)[0]  # (C, box_h * s, box_w * s)
+                soft = y[:, (top - box[0]) * s : (bottom - box[0]) * s, (left - box[2]) * s : (right - box[2]) * s]
+                part = soft.permute(1, 2, 0).cpu().numpy()  # (soft_h * s, soft_w * s, C)
+                if acc is None:
+                    acc = np.zeros(((bottom - top) * s, w * s, part.shape[2]), np.float32)
+                wy = _ramps(top, bottom, y0, y1, h, b, s)
+                wx = _ramps(left, right, x0, x1, w, b, s)
+                acc[:, left * s : right * s] += part * (wy[:, None, None] * wx[None, :, None])
+            assert acc is not None
+            if carry is not None:
+                acc[: len(carry)] += carry
+            final = (bottom - top) * s if y1 == h else (y1 - b - top) * s  # rows no later band adds to
+            yield post(acc[:final])
+            carry = acc[final:]
 
     def _band(
         self,
@@ -236,6 +274,19 @@ class Upscaler:
                     out[(y0 - row) * s : (y1 - row) * s, x0 * s : x1 * s] = core
         assert out is not None, "a band has at least one tile"
         return out
+
+
+def _ramps(start: int, end: int, core0: int, core1: int, size: int, b: int, s: int) -> np.ndarray:
+    """Blending weights along one axis for the output rows (or columns) of LR pixels start..end of a tile whose
+    core is core0..core1 of `size`: a linear ramp 2b LR pixels wide centred on each inner edge of the core,
+    1 inside, and 1 at the picture's border. Neighbouring tiles' ramps sum to 1."""
+    centres = np.arange(start * s, end * s, dtype=np.float64) + 0.5  # output pixel centres
+    weight = np.ones_like(centres)
+    if b > 0 and core0 > 0:
+        weight *= np.clip((centres - (core0 - b) * s) / (2 * b * s), 0, 1)
+    if b > 0 and core1 < size:
+        weight *= np.clip(((core1 + b) * s - centres) / (2 * b * s), 0, 1)
+    return weight.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------- pictures
