@@ -316,8 +316,8 @@ def test_an_unknown_architecture_is_named(tmp_path):
     from superres.errors import CheckpointError
     from superres.models.checkpoints import build_from_dict
 
-    with pytest.raises(CheckpointError, match="architecture 'swinir' is not supported"):
-        build_from_dict("swinir", {})
+    with pytest.raises(CheckpointError, match="architecture 'nosuchnet' is not supported"):
+        build_from_dict("nosuchnet", {})
 
 
 def test_blending_refuses_networks_of_other_shapes_even_with_the_same_keys():

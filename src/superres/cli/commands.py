@@ -333,10 +333,10 @@ def _list_presets() -> None:
     from superres.models.base import count_parameters
     from superres.models.registry import create_model, presets
 
-    print(f"{'preset':<16} {'family':>6} {'params':>11}  architecture (single-scale families at x2)")
+    print(f"{'preset':<22} {'family':>8} {'params':>11}  architecture (single-scale families at x2)")
     for name, (family, _) in sorted(presets().items()):
         net = create_model(name)
-        print(f"{name:<16} {family.name:>6} {count_parameters(net):>11,}  {net.describe()}")
+        print(f"{name:<22} {family.name:>8} {count_parameters(net):>11,}  {net.describe()}")
     print()
 
 

@@ -312,6 +312,8 @@ class EDSRFamily(SRNetFamily):
     def rename(self, state: StateDict) -> StateDict:
         if "conv_first.weight" not in state or "conv_after_body.weight" not in state:
             return state
+        if not any(re.fullmatch(r"body\.\d+\.conv1\.weight", k) for k in state):
+            return state  # not BasicSR's EDSR blocks (SwinIR's classical layout shares the other names)
         n_blocks = len({m.group(1) for k in state if (m := re.match(r"body\.(\d+)\.conv1\.", k))})
 
         def official(key: str) -> str:
