@@ -474,3 +474,10 @@ def test_training_on_degraded_inputs_validates_on_degraded_images(hr_folder, tmp
     assert np.array_equal(held_out.lr, degrade(clean.hr, 2, "noise:20", seed=0).pixels)  # fixed: seed 0 and the image
     result = train(cfg, progress=False)
     assert result["steps"] == 20 and np.isfinite(result["best_psnr"])
+
+
+def test_presets_of_families_the_loop_cannot_train_are_refused_by_name():
+    from superres.training.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="'rrdbnet' is a rrdbnet network: superres loads and runs it"):
+        TrainConfig(data=["hr"], preset="rrdbnet").validate()

@@ -16,6 +16,10 @@ from superres.errors import ConfigError, Hint
 from superres.imaging.degrade import parse_preset
 from superres.models.registry import preset_config, presets
 
+# The families `superres train` can train: 0..255 networks whose mean shift and parts (part_key, init_from)
+# the loop knows. Other families (0..1 ranges, re-parameterised blocks) load and run, but are not trained here.
+TRAINABLE_FAMILIES = ("edsr", "mdsr")
+
 
 @dataclass
 class TrainConfig:
@@ -86,8 +90,15 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
         if isinstance(self.patch_size, bool) or not isinstance(self.patch_size, int) or self.patch_size < 4:
             raise ConfigError(f"patch_size must be >= 4, got {self.patch_size}")
+        trainable = sorted(name for name, (family, _) in presets().items() if family.name in TRAINABLE_FAMILIES)
         if self.preset not in presets():
-            raise ConfigError(f"unknown preset '{self.preset}'; choose from {', '.join(sorted(presets()))}")
+            raise ConfigError(f"unknown preset '{self.preset}'; choose from {', '.join(trainable)}")
+        if self.preset not in trainable:
+            family = presets()[self.preset][0].name
+            raise ConfigError(
+                f"'{self.preset}' is a {family} network: superres loads and runs it, but trains only the "
+                f"{' and '.join(TRAINABLE_FAMILIES)} presets ({', '.join(trainable)})"
+            )
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         if self.loss not in ("l1", "l2"):
