@@ -169,7 +169,12 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tile", type=int, help="LR tile side in pixels (0: no tiling; default: from image size and memory)"
     )
-    p.add_argument("--tile-overlap", type=int, help="LR margin per tile (default and minimum: the receptive radius)")
+    p.add_argument(
+        "--tile-overlap",
+        type=int,
+        help="LR margin per tile (default and minimum: the receptive radius; for a model without an exact one, 32, "
+        "and tiles blended across their edges)",
+    )
 
 
 def _add_device_flags(p: argparse.ArgumentParser) -> None:
