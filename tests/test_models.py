@@ -413,3 +413,13 @@ def test_an_unknown_layout_names_the_closest_family_and_its_first_missing_key(tm
         load_weights(tmp_path / "cut.pt")
     torch.save({"state_dict": tiny(scale=2).state_dict(), "epoch": 7, "optimizer": {"lr": 1e-4}}, tmp_path / "run.pt")
     assert load_weights(tmp_path / "run.pt").scales == (2,)  # a trainer's wrapper, its extras dropped
+
+
+def test_a_weights_file_too_large_to_be_one_is_refused_before_it_is_read(tmp_path):
+    from superres.models.checkpoints import MAX_WEIGHTS_BYTES
+
+    huge = tmp_path / "huge.pth"
+    with open(huge, "wb") as f:  # sparse: no disk is used
+        f.truncate(MAX_WEIGHTS_BYTES + 1)
+    with pytest.raises(CheckpointError, match=r"huge\.pth: 4\.0 GiB is more than the 4 GiB"):
+        load_weights(huge)

@@ -35,6 +35,7 @@ from superres.models.user import user_models
 
 METADATA_KEY = "superres"  # safetensors metadata entry holding our JSON
 WRAPPERS = ("params_ema", "params", "state_dict", "model")  # BasicSR, Lightning-style and plain trainers
+MAX_WEIGHTS_BYTES = 4 * 2**30  # larger files are refused before they are read (memory, and no SR model is)
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -42,6 +43,12 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:  # read before anything is loaded: a file this large is no SR checkpoint
+        raise CheckpointError(
+            f"{path}: {size / 2**30:.1f} GiB is more than the {MAX_WEIGHTS_BYTES / 2**30:.0f} GiB a weights file may "
+            f"be (the largest published SR models are under 0.5 GiB)"
+        )
     if path.suffix == ".safetensors":
         try:
             with safe_open(str(path), framework="pt") as f:
