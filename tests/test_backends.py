@@ -122,3 +122,30 @@ def test_an_onnx_export_refuses_what_needs_pytorch_weights_in_one_line(tmp_path,
     assert main(["export", str(path), "-o", str(tmp_path / "again.onnx")]) == 2
     err = capsys.readouterr().err
     assert "already an ONNX export" in err and "Traceback" not in err
+
+
+def test_an_export_refuses_inputs_below_its_traced_size_in_one_line(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from superres.inference.onnx import export_onnx
+    from superres.models import create_model
+
+    torch.manual_seed(0)
+    path = export_onnx(create_model("rlfn-ntire", scale=2), tmp_path / "rlfn.onnx")
+    import superres
+
+    with pytest.raises(BackendError, match="at least 15 pixels a side, not 8x8"):
+        superres.upscale(np.zeros((8, 8, 3), np.uint8), model=path)
+    assert superres.upscale(np.zeros((16, 17, 3), np.uint8), model=path).shape == (32, 34, 3)
+
+
+def test_approximate_tiles_out_of_gpu_memory_are_one_line(monkeypatch):
+    handle = as_handle(nearest_edsr(2))
+    monkeypatch.setattr(type(handle.family), "receptive_radius", lambda self, config, scale: None)
+    up = Upscaler(handle, device="cpu", precision="fp32", tile=16)
+
+    def no_room(x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(up, "_forward", no_room)
+    with pytest.raises(ConfigError, match="out of GPU memory with 16 px tiles"):
+        up(np.zeros((40, 40, 3), np.float32))

@@ -241,3 +241,15 @@ def test_animevideov3_pth_and_safetensors_are_one_model():
 @pytest.mark.parametrize("file", ["realesr-animevideov3.pth", "realesr-animevideov3.safetensors"])
 def test_animevideov3_set5(file):
     assert abs(set5_y_psnr(MODELS / file, 4) - measured_set5(file, 4)) <= 0.02  # 28.23
+
+
+def test_a_near_miss_names_what_does_not_fit(tmp_path):
+    from superres.errors import CheckpointError
+    from superres.models import create_model, load_model
+
+    state = create_model("srvgg-animevideo").state_dict()
+    state["body.0.weight"] = state["body.0.weight"][:, :2]  # two input channels: no such SRVGG
+    torch.save(state, tmp_path / "odd.pth")
+    with pytest.raises(CheckpointError) as e:
+        load_model(tmp_path / "odd.pth")
+    assert "None" not in str(e.value) and "body.0" in str(e.value)

@@ -50,3 +50,42 @@ def test_the_page_offers_registered_models(tmp_path):
     source = save_weights(nearest_edsr(2), tmp_path / "n.safetensors")
     assert main(["models", "add", str(source), "--name", "mine"]) == 0
     assert page_models([]) == {"mine": data_folder() / "mine.safetensors"}
+
+
+def test_a_name_is_not_replaced_unless_asked_and_package_names_are_never_taken(tmp_path, capsys):
+    from superres.models.user import add_user_model
+
+    first = save_weights(nearest_edsr(2), tmp_path / "a.safetensors")
+    second = save_weights(nearest_edsr(3), tmp_path / "b.safetensors")
+    assert main(["models", "add", str(first), "--name", "mine"]) == 0
+    assert main(["models", "add", str(second), "--name", "mine"]) == 2
+    assert "use --replace to replace it" in capsys.readouterr().err
+    assert main(["models", "add", str(second), "--name", "mine", "--replace"]) == 0
+    assert superres.load_model("mine").scales == (3,)
+    with pytest.raises(ConfigError, match="bundled model or preset"):
+        add_user_model(first, "mdsr-medium")  # the Python API keeps the package's names too
+
+
+def test_a_broken_index_hides_no_file_and_is_rewritten_by_the_next_add(tmp_path, caplog):
+    source = save_weights(nearest_edsr(2), tmp_path / "n.safetensors")
+    data_folder().mkdir(parents=True)
+    for junk in ('{"a":', '["a"]'):
+        (data_folder() / "models.json").write_text(junk)
+        assert (user_models() == {} and "cannot be read" in caplog.text) or "not a name -> file map" in caplog.text
+        assert superres.load_model(source).scales == (2,)  # a path still loads
+    assert main(["models", "add", str(source), "--name", "back"]) == 0
+    assert list(user_models()) == ["back"]
+
+
+def test_concurrent_adds_keep_every_name(tmp_path):
+    import threading
+
+    from superres.models.user import add_user_model
+
+    source = save_weights(nearest_edsr(2), tmp_path / "n.safetensors")
+    threads = [threading.Thread(target=add_user_model, args=(source, f"m{i}")) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(user_models()) == [f"m{i}" for i in range(6)]

@@ -29,6 +29,7 @@ FLAGS = {
     "max_pixels": "--max-pixels",
     "resume": "--resume RUN_FOLDER",
     "data": "--data FOLDER",
+    "replace": "--replace",
     "pix_fmt": "--pix-fmt yuv444p",
 }
 
@@ -281,7 +282,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     tiles = f"exact tiles (radius {radius} LR pixels)" if radius is not None else "approximate tiles (no exact radius)"
     print(
         f"{args.model}: family {model.arch}; scales {', '.join(f'x{s}' for s in model.scales)}; "
-        f"{model.parameter_count:,} parameters; pixels 0..{model.pixel_range:g}; precisions "
+        f"{model.parameter_count:,} parameters; pixels 0..{255 if model.onnx else model.pixel_range:g}; precisions "
         f"{', '.join(model.precisions)}; {tiles}"
     )
     title = (
@@ -292,12 +293,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from superres.models.registry import PRETRAINED, presets
     from superres.models.user import add_user_model, data_folder, remove_user_model
 
     action = getattr(args, "models_action", None)
     if action == "add":
-        name = add_user_model(args.file, args.name, taken=set(PRETRAINED) | set(presets()))
+        name = add_user_model(args.file, args.name, replace=args.replace)
         print(f"added '{name}' ({data_folder()}); use it as --model {name}")
         return 0
     if action == "remove":

@@ -105,6 +105,7 @@ def _add_models(sub: Subparsers) -> None:
     add = actions.add_parser("add", help="register a weights file under a name that works in every command")
     add.add_argument("file", help="a .safetensors, .pt or .pth file of any family superres reads")
     add.add_argument("--name", help="the name to use (default: the file name without its extension)")
+    add.add_argument("--replace", action="store_true", help="replace a model of yours that has this name")
     remove = actions.add_parser("remove", help="forget one of your models (and delete its copy)")
     remove.add_argument("name")
 

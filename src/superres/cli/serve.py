@@ -48,7 +48,7 @@ def page_models(files: list[str]) -> dict[str, Path]:
     from superres.models.registry import PRETRAINED  # noqa: PLC0415
     from superres.models.user import user_models  # noqa: PLC0415
 
-    models: dict[str, Path] = dict(user_models())
+    models: dict[str, Path] = dict(user_models())  # (bundled and preset names excepted)
     for text in files:
         path = Path(text)
         name = path.stem

@@ -144,8 +144,18 @@ class OnnxRunner:
 
             self._sessions[scale] = self._session(onnx_bytes(self.handle, scale))
         session = self._sessions[scale]
+        least = self.handle.export_min_side
+        if min(x.shape[-2:]) < least:
+            raise BackendError(
+                f"the ONNX export of this {self.handle.arch} model takes pictures (and tiles) of at least {least} "
+                f"pixels a side, not {x.shape[-1]}x{x.shape[-2]}; the torch backend takes any size"
+            )
         lr = np.ascontiguousarray(x.float().numpy())
-        return torch.from_numpy(session.run(["sr"], {"lr": lr})[0])  # type: ignore[attr-defined]
+        try:
+            return torch.from_numpy(session.run(["sr"], {"lr": lr})[0])  # type: ignore[attr-defined]
+        except Exception as e:  # onnxruntime raises its own exception types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BackendError(f"onnxruntime failed on a {x.shape[-1]}x{x.shape[-2]} input ({first})") from e
 
 
 class OnnxBackend:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from numpy.typing import DTypeLike
 
-from superres.errors import ConfigError
+from superres.errors import ConfigError, Hint
 from superres.imaging.color import rgb_to_ycbcr, ycbcr_to_rgb
 from superres.imaging.io import Picture, PictureStream, gather_rows
 from superres.imaging.resize import METHODS, imresize, output_shape_for
@@ -131,7 +131,8 @@ class Upscaler:
         per_pixel = self._bytes_per_pixel() * (2 if self.self_ensemble else 1)
         if height * width * per_pixel <= self.memory_budget:
             return 0
-        side = int(math.sqrt(self.memory_budget / per_pixel)) - 2 * self.margin
+        widened = self.margin // 2 if not self.exact else 0  # approximate tiles' blending ramps (_blended_strips)
+        side = int(math.sqrt(self.memory_budget / per_pixel)) - 2 * (self.margin + widened)
         return max(MIN_TILE * 4, side // 8 * 8)
 
     def _net(self, x: torch.Tensor) -> torch.Tensor:
@@ -200,6 +201,9 @@ class Upscaler:
                 if tile < MIN_TILE:
                     raise ConfigError("out of GPU memory even with the smallest tile")
                 log.warning("out of GPU memory; retrying with %d px tiles", tile)
+                if not self.exact:  # (only the first, whole band can fail here: nothing was yielded yet)
+                    yield from self._blended_strips(src, tile, post or (lambda t: t))
+                    return
                 continue
             yield band
             row += rows
@@ -223,7 +227,12 @@ class Upscaler:
                 left, right = max(0, x0 - b), min(w, x1 + b)
                 box = (max(0, top - m), min(h, bottom + m), max(0, left - m), min(w, right + m))
                 x = src[:, box[0] : box[1], box[2] : box[3]][None].to(self.device).float()
-                y = self._forward(x)[0]  # (C, box_h * s, box_w * s)
+                try:
+                    y = self._forward(x)[0]  # (C, box_h * s, box_w * s)
+                except torch.cuda.OutOfMemoryError:
+                    raise ConfigError(
+                        f"out of GPU memory with {tile} px tiles", hint=Hint("tile", "give a smaller {}")
+                    ) from None
                 soft = y[:, (top - box[0]) * s : (bottom - box[0]) * s, (left - box[2]) * s : (right - box[2]) * s]
                 part = soft.permute(1, 2, 0).cpu().numpy()  # (soft_h * s, soft_w * s, C)
                 if acc is None:

@@ -67,6 +67,8 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors come in many types; all mean the same to the user
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e):  # torch's advice would be to run code from the file: never
+            first = "it holds Python objects besides tensors, which superres never unpickles"
         raise CheckpointError(f"{path}: cannot be read as a PyTorch weights file ({first})") from e
     return _unwrap(obj, path)
 
@@ -179,10 +181,12 @@ def load_model(
         net = create_model(key) if preset_arch(key) == "mdsr" else create_model(key, scale=scale or 2)
         net.metadata = {"untrained": True}
         model = as_handle(net.eval(), name=key)
-    elif key in (mine := user_models()):
-        model = replace(load_weights(mine[key]), name=key)
     elif Path(key).suffix == ".onnx":
         model = read_onnx_model(key)
+    elif Path(key).is_file():  # a file beats a registered name, so a broken registry never hides a path
+        model = load_weights(key)
+    elif key in (mine := user_models()):
+        model = replace(load_weights(mine[key]), name=key)
     elif Path(key).exists() or Path(key).suffix in (".safetensors", ".pt", ".pth"):
         model = load_weights(key)
     else:

@@ -106,6 +106,11 @@ class Family:
         """About how many bytes of float32 activations one LR pixel costs at inference (tile budgets)."""
         raise NotImplementedError
 
+    def export_min_side(self, config: Any) -> int:
+        """The smallest LR side an ONNX export of this network takes: a branch on the input's size (padding
+        small pictures, say) is traced for the size it was exported at, so smaller inputs are refused there."""
+        return 1
+
     def describe(self, config: Any) -> str:
         """One line on the architecture."""
         return f"{self.name} {config}"
@@ -168,6 +173,9 @@ def detect_family(state: StateDict) -> tuple[Family, StateDict]:
             f"no known architecture has these keys ({sample}, ...); known: {', '.join(_FAMILIES) or 'none'}"
         )
     _, family, missing = best
+    if missing is None:  # every key pattern is there, but the shapes are not the family's: its reader says why
+        family.read_config(family.rename(state), {})
+        raise CheckpointError(f"the keys are {family.name}'s, but their shapes are not (keys: {sample}, ...)")
     raise CheckpointError(
         f"not a known architecture: closest is {family.name}, but no key matches '{missing}' (keys: {sample}, ...)"
     )

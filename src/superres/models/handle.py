@@ -63,7 +63,13 @@ class ModelHandle:
 
     @property
     def precisions(self) -> tuple[str, ...]:
-        return tuple(self.family.precisions(self.config))
+        """The precisions the model keeps its accuracy in (an ONNX export: fp32, as onnxruntime runs it)."""
+        return ("fp32",) if self.onnx is not None else tuple(self.family.precisions(self.config))
+
+    @property
+    def export_min_side(self) -> int:
+        """The smallest LR side the model's ONNX export takes."""
+        return int(self.family.export_min_side(self.config))
 
     @property
     def parameter_count(self) -> int:

@@ -223,6 +223,9 @@ class RLFNFamily(Family):
         f, m, e = config.n_feats, config.mid_feats, config.esa_feats
         return 4 * (4 * f + 2 * m + 3 * e + 2 * config.n_colors * scale**2)
 
+    def export_min_side(self, config: Any) -> int:
+        return ESA_MIN_SIDE  # smaller pictures are padded inside the attention branch, a branch ONNX does not trace
+
     def describe(self, config: RLFNConfig) -> str:
         c = config
         mid = f" (mid {c.mid_feats})" if c.mid_feats != c.n_feats else ""

@@ -323,6 +323,9 @@ class RRDBNetFamily(Family):
             grid += 4**k * (3 * f if k == config.n_upsample else 2 * f)
         return 4 * (grid // config.unshuffle**2 + 2 * config.n_colors * config.scale**2)
 
+    def export_min_side(self, config: RRDBNetConfig) -> int:
+        return config.unshuffle  # an export reflect-pads to a multiple of it, which needs at least that many pixels
+
     def describe(self, config: RRDBNetConfig) -> str:
         c = config
         text = f"RRDBNet x{c.scale}, {c.n_blocks} blocks x {c.n_feats} features, growth {c.growth}"

@@ -156,7 +156,7 @@ def parse_options(fields: dict[str, str], models: Mapping[str, str] | None = Non
         known = [*PRETRAINED, *own]
         raise SuperresError(f"unknown model '{model}'; this server has {', '.join(known) or 'none'}")
     return UpscaleOptions(
-        model=own.get(model, model) if model is not None else None,
+        model=model if model is None or model in PRETRAINED else own[model],  # a bundled name is the bundled model
         scale=scale,
         width=None if size is None else size[0],
         height=None if size is None else size[1],
