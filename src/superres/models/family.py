@@ -17,8 +17,9 @@ loads it strictly; the model handle (handle.py) is what inference holds.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -125,6 +126,22 @@ class Family:
     def preset_config(self, settings: dict[str, Any], scales: tuple[int, ...] | None, n_colors: int) -> Any:
         """The config of a preset (its `settings`) for `scales` (None: the family's default)."""
         raise ConfigError(f"the {self.name} family has no presets")  # pragma: no cover - families with presets
+
+
+C = TypeVar("C", bound="FamilyConfig")
+
+
+class FamilyConfig:
+    """Base of a family's frozen config dataclass whose fields are all plain values: `to_dict` for weights
+    metadata, `from_dict` back (keys it does not know, from a newer or older file, are ignored)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # pyright: ignore[reportArgumentType] - subclasses are dataclasses
+
+    @classmethod
+    def from_dict(cls: type[C], d: dict[str, Any]) -> C:
+        known = {f.name for f in dataclasses.fields(cls)}  # pyright: ignore[reportArgumentType] - dataclasses
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 _FAMILIES: dict[str, Family] = {}

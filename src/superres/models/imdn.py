@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,7 +32,7 @@ from torch import nn
 from superres.errors import CheckpointError, ConfigError
 from superres.models.base import SRNet
 from superres.models.edsr import full_precision, to_autocast
-from superres.models.family import Family, StateDict, register_family
+from superres.models.family import Family, FamilyConfig, StateDict, register_family
 
 # The official blocks' LeakyReLU slope.
 LEAKY_SLOPE = 0.05
@@ -91,7 +91,7 @@ class IMDB(nn.Module):
 
 
 @dataclass(frozen=True)
-class IMDNConfig:
+class IMDNConfig(FamilyConfig):
     scale: int = 2
     n_feats: int = 64
     n_blocks: int = 6
@@ -111,13 +111,6 @@ class IMDNConfig:
             )
         if self.n_colors not in (1, 3):
             raise ConfigError(f"n_colors must be 1 or 3, got {self.n_colors}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> IMDNConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 class IMDN(SRNet):

@@ -16,7 +16,7 @@ family.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from superres.errors import ConfigError
 from superres.models.base import SRNet
 from superres.models.edsr import full_precision
-from superres.models.family import Family, StateDict, register_family
+from superres.models.family import Family, FamilyConfig, StateDict, register_family
 from superres.models.span import MAX_SCALE, numbered_blocks, pixel_shuffle_scale, shape_of
 
 # LeakyReLU slope inside the blocks (the official `activation('lrelu', neg_slope=0.05)`)
@@ -87,7 +87,7 @@ class RLFB(nn.Module):
 
 
 @dataclass(frozen=True)
-class RLFNConfig:
+class RLFNConfig(FamilyConfig):
     scale: int = 4
     n_feats: int = 52
     # width inside each block (c1_r's outputs): n_feats in RLFN and RLFN-S, 48 in the pruned NTIRE entry
@@ -107,13 +107,6 @@ class RLFNConfig:
             )
         if self.n_colors not in (1, 3):
             raise ConfigError(f"n_colors must be 1 or 3, got {self.n_colors}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RLFNConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 class RLFN(SRNet):

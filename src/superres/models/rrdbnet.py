@@ -29,7 +29,7 @@ outputs about 0.3 grey levels apart on average; an fp32 conv_last did not narrow
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from superres.errors import CheckpointError, ConfigError
 from superres.models.base import SRNet
 from superres.models.edsr import count_blocks
-from superres.models.family import Family, StateDict, register_family
+from superres.models.family import Family, FamilyConfig, StateDict, register_family
 
 SCALES = (1, 2, 4, 8)
 UNSHUFFLE_FACTORS = (1, 2, 4)  # pixel-unshuffle of the input: 1 (none), 2 (Real-ESRGAN x2), 4 (Real-ESRGAN x1)
@@ -86,7 +86,7 @@ class RRDB(nn.Module):
 
 
 @dataclass(frozen=True)
-class RRDBNetConfig:
+class RRDBNetConfig(FamilyConfig):
     scale: int = 4
     n_feats: int = 64
     n_blocks: int = 23
@@ -118,13 +118,6 @@ class RRDBNetConfig:
     def unshuffle(self) -> int:
         """The factor the input is pixel-unshuffled by before conv_first: 1, 2 or 4."""
         return 2**self.n_upsample // self.scale
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RRDBNetConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 def pad_to_multiple(x: torch.Tensor, factor: int) -> torch.Tensor:

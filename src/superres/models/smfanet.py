@@ -26,7 +26,7 @@ The variance and the pooled map make every output pixel depend on the whole pict
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from superres.errors import CheckpointError, ConfigError
 from superres.models.base import SRNet
 from superres.models.edsr import full_precision, to_autocast
-from superres.models.family import Family, StateDict, register_family
+from superres.models.family import Family, FamilyConfig, StateDict, register_family
 
 # ------------------------------------------------------------------------------ pooling and resizing for ONNX
 # The TorchScript ONNX exporter cannot export an adaptive pool whose output size follows the input's (it needs a
@@ -193,7 +193,7 @@ class FMB(nn.Module):
 
 
 @dataclass(frozen=True)
-class SMFANetConfig:
+class SMFANetConfig(FamilyConfig):
     scale: int = 4
     dim: int = 36
     n_blocks: int = 8
@@ -214,13 +214,6 @@ class SMFANetConfig:
             )
         if self.n_colors not in (1, 3):
             raise ConfigError(f"n_colors must be 1 or 3, got {self.n_colors}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SMFANetConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 class SMFANet(SRNet):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from superres.errors import CheckpointError, ConfigError
 from superres.models.base import SRNet
-from superres.models.family import Family, StateDict, register_family
+from superres.models.family import Family, FamilyConfig, StateDict, register_family
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def activation(kind: str, n_feats: int) -> nn.Module:
 
 
 @dataclass(frozen=True)
-class SRVGGConfig:
+class SRVGGConfig(FamilyConfig):
     scale: int = 4
     n_feats: int = 64
     n_convs: int = 16  # F->F convs between the first and the last ("num_conv"): 16 animevideov3, 32 general-x4v3
@@ -71,13 +71,6 @@ class SRVGGConfig:
             raise ConfigError(f"scale must be an integer 1..{MAX_SCALE}, got {self.scale!r}")
         if self.act not in ACTIVATIONS:
             raise ConfigError(f"act must be one of {', '.join(ACTIVATIONS)}, got '{self.act}'")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SRVGGConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 class SRVGGNetCompact(SRNet):
