@@ -22,6 +22,14 @@ def cpu_unless_marked_gpu(request, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def cold_models():
+    """Every test starts without warm models (superres.inference.warm): none sees what another loaded."""
+    from superres.inference.warm import WARM
+
+    WARM.clear()
+
+
+@pytest.fixture(autouse=True)
 def own_data_folder(tmp_path_factory, monkeypatch):
     """Every test has an empty user data folder (`superres models add` writes there), never the real one."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))

@@ -20,8 +20,8 @@ from superres.inference.denoise import DenoiseChoice, PhotoPair, auto_strength
 from superres.inference.options import UpscaleOptions
 from superres.inference.sizes import OutputSize, network_scale
 from superres.inference.upscaler import Upscaler, resize_picture, upscale_picture_stream
+from superres.inference.warm import WARM
 from superres.models.base import SRNet
-from superres.models.checkpoints import load_model
 from superres.models.handle import ModelHandle, as_handle
 from superres.models.registry import default_scales
 
@@ -61,7 +61,7 @@ class ImageUpscaler:
             hint = None  # no model: the bundled default that has the scale a factor needs (any for a size)
             if model is None and options.scale is not None and default_scales():
                 hint = network_scale(default_scales(), options.scale)
-            self.net = as_handle(model) if isinstance(model, (ModelHandle, nn.Module)) else load_model(model, hint)
+            self.net = as_handle(model) if isinstance(model, (ModelHandle, nn.Module)) else WARM.load(model, hint)
             self.scales = self.net.scales
             backend = get_backend(options.backend, self.net)
             device, _ = backend.check(self.net, options.device, options.precision)  # refused here, not per picture
@@ -130,7 +130,7 @@ class ImageUpscaler:
 
 
 def _handle(model: ModelHandle | nn.Module | str | os.PathLike) -> ModelHandle:
-    return as_handle(model) if isinstance(model, (ModelHandle, nn.Module)) else load_model(model)
+    return as_handle(model) if isinstance(model, (ModelHandle, nn.Module)) else WARM.load(model)
 
 
 def upscale(

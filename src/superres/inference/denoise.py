@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from superres.errors import CheckpointError, ConfigError
 from superres.imaging.io import Picture
 from superres.imaging.quality import noise_sigma
-from superres.models.checkpoints import interpolate, load_model
+from superres.models.checkpoints import interpolate
 from superres.models.handle import ModelHandle
 from superres.models.registry import photo_partner
 
@@ -103,7 +103,9 @@ class PhotoPair:
         partner = photo_partner(name)
         if partner is None:
             return None
-        return cls(clean if clean is not None else load_model(name), load_model(partner))
+        from superres.inference.warm import WARM  # noqa: PLC0415 - warm imports checkpoints, as this module does
+
+        return cls(clean if clean is not None else WARM.load(name), WARM.load(partner))
 
     def at(self, strength: float) -> ModelHandle:
         key = round(float(strength), 4)

@@ -1,0 +1,66 @@
+"""Warm models: what `superres.upscale` and `ImageUpscaler` load is kept, so the next call reads nothing again.
+
+A small, thread-safe, least-recently-used cache of loaded model handles, keyed by what was asked for: a bundled
+name, a preset, a registered name, or a file (by its resolved path, size and modification time, so a file
+that changes is read again), and the scale that chose the default. `superres.load_model` itself always
+loads afresh: its caller owns what it gets. What the cache hands out is shared between upscalers, which never
+change a network's weights (they copy a network to move it to another device, and blend from copies).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from superres.models.checkpoints import load_model
+from superres.models.handle import ModelHandle
+from superres.models.registry import PRETRAINED
+from superres.models.user import user_models
+
+DEFAULT_SIZE = 4  # handles kept: the default, its photo model, and a couple of the user's own
+
+
+class WarmModels:
+    """Loaded handles, at most `size`, the least recently used dropped first."""
+
+    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+        self.size = size
+        self._handles: OrderedDict[tuple, ModelHandle] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, name_or_path: str | os.PathLike | None = None, scale: int | None = None) -> ModelHandle:
+        """`load_model(name_or_path, scale)`, read once while it stays in the cache."""
+        key = (_identity(name_or_path), scale)
+        with self._lock:  # one load at a time: two threads asking for one model read it once
+            if key in self._handles:
+                self._handles.move_to_end(key)
+                return self._handles[key]
+            handle = load_model(name_or_path, scale)
+            self._handles[key] = handle
+            while len(self._handles) > self.size:
+                self._handles.popitem(last=False)
+            return handle
+
+    def clear(self) -> None:
+        with self._lock:
+            self._handles.clear()
+
+
+def _identity(name_or_path: str | os.PathLike | None) -> tuple:
+    """What makes two requests the same model: a file's resolved path, size and modification time; else the
+    name as given."""
+    if name_or_path is None:
+        return ("default",)
+    mine = user_models()
+    if str(name_or_path) in mine and str(name_or_path) not in PRETRAINED:  # a registered name: its file
+        name_or_path = mine[str(name_or_path)]
+    path = Path(name_or_path)
+    if path.is_file():
+        stat = path.stat()
+        return ("file", str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return ("name", str(name_or_path))
+
+
+WARM = WarmModels()  # the process's warm models (the API's and serve's); clear with WARM.clear()
