@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,video,serve,dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,video,serve,openvino,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -149,3 +149,29 @@ def test_approximate_tiles_out_of_gpu_memory_are_one_line(monkeypatch):
     monkeypatch.setattr(up, "_forward", no_room)
     with pytest.raises(ConfigError, match="out of GPU memory with 16 px tiles"):
         up(np.zeros((40, 40, 3), np.float32))
+
+
+def test_openvino_matches_torch_honours_threads_and_refuses_what_it_cannot_do(tmp_path):
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnx")
+    from superres.inference.onnx import export_onnx
+    from superres.models import create_model, load_model
+
+    torch.manual_seed(0)
+    handle = as_handle(create_model("mdsr-tiny"))
+    img = np.random.default_rng(2).integers(0, 256, (23, 29, 3)).astype(np.float32)
+    for scale in (2, 3):
+        ov = Upscaler(handle, scale, backend="openvino", precision="fp32", tile=0)(img)
+        assert np.abs(ov - Upscaler(handle, scale, precision="fp32", tile=0)(img)).max() < 1e-2
+    tiled = Upscaler(handle, 2, backend="openvino", precision="fp32", tile=16)(img)  # exact tiles, any size
+    assert np.abs(tiled - Upscaler(handle, 2, precision="fp32", tile=0)(img)).max() < 1e-2
+    runner = get_backend("openvino").prepare(handle, "cpu", "fp32", 1)
+    runner.run(torch.rand(1, 3, 8, 8), 2)
+    assert runner._compiled[2].get_property("INFERENCE_NUM_THREADS") == 1
+    with pytest.raises(BackendError, match="CPU here"):
+        Upscaler(handle, 2, backend="openvino", device="cuda")
+    with pytest.raises(BackendError, match="fp32 or bf16, not fp16"):
+        Upscaler(handle, 2, backend="openvino", precision="fp16")
+    path = export_onnx(handle, tmp_path / "m.onnx", scale=3)  # an export runs through OpenVINO too
+    from_file = Upscaler(load_model(path), backend="openvino", tile=0)(img)
+    assert np.abs(from_file - Upscaler(handle, 3, precision="fp32", tile=0)(img)).max() < 1e-2

@@ -192,7 +192,11 @@ def _add_device_flags(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto (default): fp16 on a GPU, bf16 on a CPU with native bf16 (AMX, AVX512-BF16), else fp32",
     )
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], help="default: torch (onnxruntime for .onnx)")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnxruntime", "openvino"],
+        help="auto (default): torch, or onnxruntime for an .onnx file; openvino: OpenVINO on the CPU (its extra)",
+    )
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's, one per core)")
 
 

@@ -10,8 +10,9 @@ never dropped. Tiling, self-ensemble and pictures are the Upscaler's (upscaler.p
 
 from __future__ import annotations
 
+import io
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -144,12 +145,7 @@ class OnnxRunner:
 
             self._sessions[scale] = self._session(onnx_bytes(self.handle, scale))
         session = self._sessions[scale]
-        least = self.handle.export_min_side
-        if min(x.shape[-2:]) < least:
-            raise BackendError(
-                f"the ONNX export of this {self.handle.arch} model takes pictures (and tiles) of at least {least} "
-                f"pixels a side, not {x.shape[-1]}x{x.shape[-2]}; the torch backend takes any size"
-            )
+        _refuse_below_export_size(self.handle, x)
         lr = np.ascontiguousarray(x.float().numpy())
         try:
             return torch.from_numpy(session.run(["sr"], {"lr": lr})[0])  # type: ignore[attr-defined]
@@ -177,11 +173,84 @@ class OnnxBackend:
         return OnnxRunner(handle, device, precision, threads)
 
 
-BACKENDS: dict[str, Backend] = {"torch": TorchBackend(), "onnxruntime": OnnxBackend()}
+# ---------------------------------------------------------------------------------------------- OpenVINO
+
+
+class OpenVinoRunner:
+    """The network run by OpenVINO on the CPU: converted from its ONNX export (the handle's file, or the network
+    exported in memory), one compiled model per scale with dynamic height and width. bf16 is OpenVINO's
+    inference-precision hint (the CPU computes it natively with AVX512-BF16 or AMX; 'auto' picks it there, as
+    the torch backend does); threads is OpenVINO's INFERENCE_NUM_THREADS."""
+
+    def __init__(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> None:
+        import openvino as ov  # OpenVinoBackend.check: it is there
+
+        self.device, self.precision = OpenVinoBackend().check(handle, device, precision)
+        self.handle = handle
+        self.config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"}
+        if threads is not None:
+            self.config["INFERENCE_NUM_THREADS"] = threads
+        self._ov = ov
+        self._core = ov.Core()
+        self._compiled: dict[int, Any] = {}
+
+    def _compile(self, scale: int) -> Any:
+        if self.handle.onnx is not None:
+            model = self._core.read_model(str(self.handle.onnx))
+        else:
+            from superres.inference.onnx import onnx_bytes
+
+            model = self._ov.convert_model(io.BytesIO(onnx_bytes(self.handle, scale)))
+        return self._core.compile_model(model, "CPU", self.config)
+
+    def run(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        if scale not in self._compiled:
+            self._compiled[scale] = self._compile(scale)
+        _refuse_below_export_size(self.handle, x)
+        try:
+            out = self._compiled[scale](np.ascontiguousarray(x.float().numpy()))[0]
+        except Exception as e:  # OpenVINO raises its own exception types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BackendError(f"OpenVINO failed on a {x.shape[-1]}x{x.shape[-2]} input ({first})") from e
+        return torch.from_numpy(np.asarray(out, dtype=np.float32))
+
+
+class OpenVinoBackend:
+    name = "openvino"
+
+    def check(self, handle: ModelHandle, device: str, precision: str | None) -> tuple[torch.device, str]:
+        """The CPU, and fp32 or bf16 (auto: bf16 where the CPU computes it natively and the model keeps its
+        accuracy in it), or the BackendError a run would raise."""
+        try:
+            import openvino  # noqa: F401, PLC0415
+        except ImportError as e:
+            raise BackendError("the openvino backend needs OpenVINO: pip install 'superres[openvino]'") from e
+        if str(device) not in ("auto", "cpu"):
+            raise BackendError(f"the openvino backend runs on the CPU here, not on '{device}'")
+        if precision not in (None, "auto", "fp32", "bf16"):
+            raise BackendError(f"the openvino backend runs fp32 or bf16, not {precision}")
+        cpu = torch.device("cpu")
+        return cpu, resolve_precision(precision, cpu, tuple(p for p in handle.precisions if p != "fp16"))
+
+    def prepare(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> OpenVinoRunner:
+        return OpenVinoRunner(handle, device, precision, threads)
+
+
+def _refuse_below_export_size(handle: ModelHandle, x: torch.Tensor) -> None:
+    least = handle.export_min_side
+    if min(x.shape[-2:]) < least:
+        raise BackendError(
+            f"the ONNX export of this {handle.arch} model takes pictures (and tiles) of at least {least} "
+            f"pixels a side, not {x.shape[-1]}x{x.shape[-2]}; the torch backend takes any size"
+        )
+
+
+BACKENDS: dict[str, Backend] = {"torch": TorchBackend(), "onnxruntime": OnnxBackend(), "openvino": OpenVinoBackend()}
 
 
 def get_backend(name: str | None, handle: ModelHandle | None = None) -> Backend:
-    """A backend by name; 'auto' or None: onnxruntime for an ONNX export, else torch."""
+    """A backend by name; 'auto' or None: onnxruntime for an ONNX export, else torch (issue 22 measures
+    whether auto should pick openvino on a CPU)."""
     if name in (None, "auto"):
         return BACKENDS["onnxruntime" if handle is not None and handle.onnx is not None else "torch"]
     if name not in BACKENDS:
