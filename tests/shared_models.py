@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODELS = SHARED / "models"
@@ -45,3 +47,37 @@ def set5_y_psnr(model: str | Path, scale: int, precision: str = "fp32", dataset:
     results = evaluate(config).results
     (row,) = [r for r in results if r["channel"] == "y"]
     return float(row["psnr"])
+
+
+def published_set5(file: str, scale: int) -> float:
+    """The manifest's published Set5 Y-PSNR of a file at a scale (its `published_set5` column)."""
+    cells = dict(item.split("=") for item in manifest()[file]["published_set5"].split(";") if "=" in item)
+    return float(cells[f"x{scale}"])
+
+
+# ---------------------------------------------------------------------------------------------- tiny files
+
+
+def image(h: int, w: int) -> np.ndarray:
+    """A crop of scikit-image's astronaut: uint8 (h, w, 3)."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut()[60 : 60 + h, 180 : 180 + w])
+
+
+def write(state: dict[str, torch.Tensor], path: Path, wrapper: str | None = None, prefix: str = "") -> None:
+    """`state` as a published file would hold it: keys prefixed, wrapped, as .pth or .safetensors."""
+    from safetensors.torch import save_file
+
+    state = {prefix + k: v.detach().clone().contiguous() for k, v in state.items()}
+    if path.suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save({wrapper: state, "iter": 7} if wrapper else state, path)
+
+
+def claimants(state: dict[str, torch.Tensor]) -> list[str]:
+    """The registered families that recognise a (normalised) state dict."""
+    from superres.models.family import families
+
+    return [name for name, family in families().items() if family.recognize(family.rename(state))]

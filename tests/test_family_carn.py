@@ -7,16 +7,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 import superres
 import superres.models.carn  # registers the family until models/__init__.py imports it
-from shared_models import MODELS, manifest, measured_set5, needs_benchmark, needs_shared_models, set5_y_psnr
+from shared_models import (
+    MODELS,
+    claimants,
+    image,
+    manifest,
+    measured_set5,
+    needs_benchmark,
+    needs_shared_models,
+    set5_y_psnr,
+    write,
+)
 from superres.errors import CheckpointError
 from superres.inference.upscaler import Upscaler
 from superres.models.carn import CARNM, CARNMConfig
 from superres.models.checkpoints import normalize_state_dict, read_weights
-from superres.models.family import families
 
 TINY = CARNMConfig(scales=(2, 3, 4), n_feats=8, groups=4, n_blocks=2, n_units=2)
 TINY_RADIUS = 1 + 2 * 2 * 2 + 2
@@ -25,21 +33,6 @@ TINY_RADIUS = 1 + 2 * 2 * 2 + 2
 def tiny_net(config: CARNMConfig = TINY, seed: int = 0) -> CARNM:
     torch.manual_seed(seed)
     return CARNM(config).eval()
-
-
-def image(h: int, w: int) -> np.ndarray:
-    from skimage import data
-
-    return np.ascontiguousarray(data.astronaut()[60 : 60 + h, 180 : 180 + w])
-
-
-def write(state: dict[str, torch.Tensor], path, wrapper: str | None = None, prefix: str = "") -> None:
-    """`state` as a published file would hold it: keys prefixed, wrapped, as .pth or .safetensors."""
-    state = {prefix + k: v.detach().clone().contiguous() for k, v in state.items()}
-    if path.suffix == ".safetensors":
-        save_file(state, str(path))
-    else:
-        torch.save({wrapper: state, "iter": 7} if wrapper else state, path)
 
 
 LAYOUTS = [
@@ -107,11 +100,6 @@ def test_config_round_trips_and_save_weights_reloads(tmp_path):
     handle = superres.load_model(tmp_path / "carn.pth")
     superres.save_weights(handle, tmp_path / "ours.safetensors")
     assert superres.load_model(tmp_path / "ours.safetensors").config == TINY
-
-
-def claimants(state: dict[str, torch.Tensor]) -> list[str]:
-    """The registered families that recognise a (normalised) state dict."""
-    return [name for name, family in families().items() if family.recognize(family.rename(state))]
 
 
 def test_no_other_family_claims_its_layout():

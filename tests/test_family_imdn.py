@@ -7,15 +7,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 import superres
 import superres.models.imdn  # registers the family until models/__init__.py imports it
-from shared_models import MODELS, manifest, measured_set5, needs_benchmark, needs_shared_models, set5_y_psnr
+from shared_models import (
+    MODELS,
+    claimants,
+    image,
+    manifest,
+    measured_set5,
+    needs_benchmark,
+    needs_shared_models,
+    published_set5,
+    set5_y_psnr,
+    write,
+)
 from superres.errors import CheckpointError
 from superres.inference.upscaler import Upscaler
 from superres.models.checkpoints import normalize_state_dict, read_weights
-from superres.models.family import families
 from superres.models.imdn import IMDN, IMDNConfig
 
 TINY = IMDNConfig(scale=3, n_feats=8, n_blocks=2, distilled=2, cca_mid=2)
@@ -27,21 +36,6 @@ REAL = {"IMDN_x2.pth": 2, "imdn_x2.safetensors": 2, "imdn_x3.safetensors": 3, "i
 def tiny_net(seed: int = 0) -> IMDN:
     torch.manual_seed(seed)
     return IMDN(TINY).eval()
-
-
-def image(h: int, w: int) -> np.ndarray:
-    from skimage import data
-
-    return np.ascontiguousarray(data.astronaut()[60 : 60 + h, 180 : 180 + w])
-
-
-def write(state: dict[str, torch.Tensor], path, wrapper: str | None = None, prefix: str = "") -> None:
-    """`state` as a published file would hold it: keys prefixed, wrapped, as .pth or .safetensors."""
-    state = {prefix + k: v.detach().clone().contiguous() for k, v in state.items()}
-    if path.suffix == ".safetensors":
-        save_file(state, str(path))
-    else:
-        torch.save({wrapper: state, "iter": 7} if wrapper else state, path)
 
 
 LAYOUTS = [
@@ -82,11 +76,6 @@ def _saved(tmp_path, state: dict[str, torch.Tensor] | None = None):
     path = tmp_path / "imdn.pth"
     write(tiny_net().state_dict() if state is None else state, path, prefix="module.")
     return path
-
-
-def claimants(state: dict[str, torch.Tensor]) -> list[str]:
-    """The registered families that recognise a (normalised) state dict."""
-    return [name for name, family in families().items() if family.recognize(family.rename(state))]
 
 
 def test_no_other_family_claims_its_layout():
@@ -162,11 +151,6 @@ def test_real_file_loads_by_detection(file):
     handle = superres.load_model(MODELS / file)
     assert handle.arch == "imdn" and handle.scales == (REAL[file],)
     assert handle.parameter_count == int(manifest()[file]["params"])
-
-
-def published_set5(file: str, scale: int) -> float:
-    cells = dict(item.split("=") for item in manifest()[file]["published_set5"].split(";") if "=" in item)
-    return float(cells[f"x{scale}"])
 
 
 @needs_shared_models

@@ -10,16 +10,25 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 from torch.nn import functional as F
 
 import superres
 import superres.models.smfanet  # registers the family until models/__init__.py imports it
-from shared_models import MODELS, manifest, measured_set5, needs_benchmark, needs_shared_models, set5_y_psnr
+from shared_models import (
+    MODELS,
+    claimants,
+    image,
+    manifest,
+    measured_set5,
+    needs_benchmark,
+    needs_shared_models,
+    published_set5,
+    set5_y_psnr,
+    write,
+)
 from superres.errors import CheckpointError
 from superres.inference.upscaler import Upscaler
 from superres.models.checkpoints import normalize_state_dict, read_weights
-from superres.models.family import families
 from superres.models.smfanet import (
     SMFA,
     SMFANet,
@@ -45,21 +54,6 @@ def tiny_net(seed: int = 0) -> SMFANet:
                 block.alpha.uniform_(0.5, 1.5)
                 block.belt.uniform_(-1.0, 1.0)
     return net
-
-
-def image(h: int, w: int) -> np.ndarray:
-    from skimage import data
-
-    return np.ascontiguousarray(data.astronaut()[60 : 60 + h, 180 : 180 + w])
-
-
-def write(state: dict[str, torch.Tensor], path, wrapper: str | None = None, prefix: str = "") -> None:
-    """`state` as a published file would hold it: keys prefixed, wrapped, as .pth or .safetensors."""
-    state = {prefix + k: v.detach().clone().contiguous() for k, v in state.items()}
-    if path.suffix == ".safetensors":
-        save_file(state, str(path))
-    else:
-        torch.save({wrapper: state, "iter": 7} if wrapper else state, path)
 
 
 LAYOUTS = [
@@ -92,11 +86,6 @@ def test_config_round_trips_and_save_weights_reloads(tmp_path):
     handle = superres.load_model(tmp_path / "s.pth")
     superres.save_weights(handle, tmp_path / "ours.safetensors")
     assert superres.load_model(tmp_path / "ours.safetensors").config == TINY
-
-
-def claimants(state: dict[str, torch.Tensor]) -> list[str]:
-    """The registered families that recognise a (normalised) state dict."""
-    return [name for name, family in families().items() if family.recognize(family.rename(state))]
 
 
 def test_no_other_family_claims_its_layout():
@@ -202,11 +191,6 @@ def test_real_file_loads_by_detection(file):
     handle = superres.load_model(MODELS / file)
     assert handle.arch == "smfanet" and handle.scales == (REAL[file],)
     assert handle.parameter_count == int(manifest()[file]["params"])
-
-
-def published_set5(file: str, scale: int) -> float:
-    cells = dict(item.split("=") for item in manifest()[file]["published_set5"].split(";") if "=" in item)
-    return float(cells[f"x{scale}"])
 
 
 @needs_shared_models

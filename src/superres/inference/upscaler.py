@@ -95,12 +95,13 @@ class Upscaler:
     ) -> None:
         handle = as_handle(model)
         self.scale = handle.check_scale(scale)
-        self.runner = get_backend(backend, handle).prepare(handle, device, precision, threads)
+        chosen = get_backend(backend, handle)
+        self.runner = chosen.prepare(handle, device, precision, threads)
         self.model = handle
         self.device = self.runner.device
         self.precision = self.runner.precision
         log.info("%s: %s at x%d, backend %s on %s, %s", handle.name or handle.arch, handle.describe(), self.scale,
-                 get_backend(backend, handle).name, self.device, self.precision)  # fmt: skip
+                 chosen.name, self.device, self.precision)  # fmt: skip
         if tile is not None and tile != 0 and tile < MIN_TILE:
             raise ConfigError(f"tile must be 0 (no tiling) or at least {MIN_TILE} LR pixels, got {tile}")
         self.tile = tile
@@ -352,8 +353,7 @@ def upscale_picture_stream(
         raise ConfigError("give exactly one of a model or an interpolation method")
     if model is not None:
         if not isinstance(model, Upscaler):
-            handle = as_handle(model)
-            model = Upscaler(handle, scale, device="auto" if handle.onnx is not None else str(handle.device))
+            model = Upscaler(model, scale, device=str(as_handle(model).device))  # an export's device is the CPU
         upscaler = model
         if scale is not None and scale != upscaler.scale:
             raise ConfigError(f"the model upscales x{upscaler.scale}, but x{scale} was asked for")

@@ -51,12 +51,11 @@ class WarmModels:
 def _identity(name_or_path: str | os.PathLike | None) -> tuple:
     """What makes two requests the same model: a file's resolved path, size and modification time; else the
     name as given."""
-    if name_or_path is None:
-        return ("default",)
-    mine = user_models()
-    if str(name_or_path) in mine and str(name_or_path) not in PRETRAINED:  # a registered name: its file
-        name_or_path = mine[str(name_or_path)]
+    if name_or_path is None or str(name_or_path) in PRETRAINED:  # the package's files never change under it
+        return ("name", str(name_or_path))
     path = Path(name_or_path)
+    if not path.is_file():  # a registered name: its file, which `models add --replace` may change
+        path = user_models().get(str(name_or_path), path)
     if path.is_file():
         stat = path.stat()
         return ("file", str(path.resolve()), stat.st_size, stat.st_mtime_ns)

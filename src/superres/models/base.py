@@ -30,7 +30,7 @@ class SRNet(nn.Module):
 
     @property
     def scales(self) -> tuple[int, ...]:
-        raise NotImplementedError
+        return tuple(get_family(self.arch).scales(self.config))
 
     @property
     def scale(self) -> int:
@@ -43,7 +43,8 @@ class SRNet(nn.Module):
 
     @property
     def rgb_range(self) -> float:
-        return float(self.config.rgb_range)
+        """White in the network's input and output, as its family states it (255.0 or 1.0)."""
+        return float(get_family(self.arch).pixel_range(self.config))
 
     def check_scale(self, scale: int | None) -> int:
         """`scale`, or the only scale when None; an error naming the scales the network has otherwise."""

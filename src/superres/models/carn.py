@@ -186,14 +186,6 @@ class CARNM(SRNet):
         self.upsample = nn.ModuleDict(branches)
         self.exit = nn.Conv2d(f, 3, 3, padding=1)
 
-    @property
-    def scales(self) -> tuple[int, ...]:
-        return self.config.scales
-
-    @property
-    def rgb_range(self) -> float:
-        return 1.0
-
     def part_key(self, key: str) -> str:
         if key.startswith("upsample.up"):
             branch, rest = key[len("upsample.") :].split(".", 1)

@@ -80,9 +80,10 @@ class Family:
 
     # ------------------------------------------------------------------ what inference needs
 
-    def scales(self, config: Any) -> tuple[int, ...]:  # pragma: no cover - abstract
-        """The integer scales the network produces, ascending."""
-        raise NotImplementedError
+    def scales(self, config: Any) -> tuple[int, ...]:
+        """The integer scales the network produces, ascending. Default: the one `config.scale` of a
+        single-scale family."""
+        return (int(config.scale),)
 
     def n_colors(self, config: Any) -> int:
         """Channels in and out: 3 (RGB) or 1 (luma)."""

@@ -133,14 +133,6 @@ class IMDN(SRNet):
         self.LR_conv = conv(f, f, 3)
         self.upsampler = nn.Sequential(conv(f, c * s * s, 3), nn.PixelShuffle(s))
 
-    @property
-    def scales(self) -> tuple[int, ...]:
-        return (self.config.scale,)
-
-    @property
-    def rgb_range(self) -> float:
-        return 1.0
-
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         """x (N, C, H, W) in 0..1 -> (N, C, H*s, W*s) in 0..1, not clipped."""
         self.check_scale(scale)
@@ -219,9 +211,6 @@ class IMDNFamily(Family):
 
     def build(self, config: IMDNConfig) -> IMDN:
         return IMDN(config)
-
-    def scales(self, config: IMDNConfig) -> tuple[int, ...]:
-        return (config.scale,)
 
     def precisions(self, config: IMDNConfig) -> tuple[str, ...]:
         # Set5 Y-PSNR measured fp32 -> bf16 (CPU autocast; the input conv, the attention's statistics and the

@@ -128,14 +128,6 @@ class RLFN(SRNet):
         self.conv_2 = nn.Conv2d(f, f, 3, padding=1)
         self.upsampler = nn.Sequential(nn.Conv2d(f, c * s * s, 3, padding=1), nn.PixelShuffle(s))
 
-    @property
-    def scales(self) -> tuple[int, ...]:
-        return (self.config.scale,)
-
-    @property
-    def rgb_range(self) -> float:
-        return 255.0
-
     def blocks(self) -> list[RLFB]:
         return [getattr(self, f"block_{i}") for i in range(1, self.config.n_blocks + 1)]
 
@@ -189,9 +181,6 @@ class RLFNFamily(Family):
 
     def build(self, config: RLFNConfig) -> RLFN:
         return RLFN(config)
-
-    def scales(self, config: RLFNConfig) -> tuple[int, ...]:
-        return (config.scale,)
 
     def pixel_range(self, config: RLFNConfig) -> float:
         return 255.0

@@ -152,14 +152,6 @@ class RRDBNet(SRNet):
         self.conv_last = conv3x3(f, c)
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
 
-    @property
-    def scales(self) -> tuple[int, ...]:
-        return (self.config.scale,)
-
-    @property
-    def rgb_range(self) -> float:
-        return 1.0
-
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         s = self.check_scale(scale)
         u = self.config.unshuffle
@@ -296,12 +288,6 @@ class RRDBNetFamily(Family):
 
     def build(self, config: RRDBNetConfig) -> RRDBNet:
         return RRDBNet(config)
-
-    def scales(self, config: RRDBNetConfig) -> tuple[int, ...]:
-        return (config.scale,)
-
-    def pixel_range(self, config: RRDBNetConfig) -> float:
-        return 1.0  # 0..1 in and out, no mean
 
     def receptive_radius(self, config: RRDBNetConfig, scale: int) -> int | None:
         return None  # hundreds of LR pixels (module docstring): approximate tiles

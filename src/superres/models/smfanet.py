@@ -234,14 +234,6 @@ class SMFANet(SRNet):
         self.feats = nn.Sequential(*[FMB(config) for _ in range(config.n_blocks)])
         self.to_img = nn.Sequential(conv(d, c * s * s, 3), nn.PixelShuffle(s))
 
-    @property
-    def scales(self) -> tuple[int, ...]:
-        return (self.config.scale,)
-
-    @property
-    def rgb_range(self) -> float:
-        return 1.0
-
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         """x (N, C, H, W) in 0..1 -> (N, C, H*s, W*s) in 0..1, not clipped."""
         s = self.check_scale(scale)
@@ -315,9 +307,6 @@ class SMFANetFamily(Family):
 
     def build(self, config: SMFANetConfig) -> SMFANet:
         return SMFANet(config)
-
-    def scales(self, config: SMFANetConfig) -> tuple[int, ...]:
-        return (config.scale,)
 
     def precisions(self, config: SMFANetConfig) -> tuple[str, ...]:
         # Set5 Y-PSNR measured fp32 -> bf16 (CPU autocast; to_feat, the normalisations, the variance and

@@ -212,14 +212,6 @@ class SPAN(SRNet):
         self.conv_2 = Conv3XC(f, f, g)
         self.upsampler = nn.Sequential(nn.Conv2d(f, c * s * s, 3, padding=1), nn.PixelShuffle(s))
 
-    @property
-    def scales(self) -> tuple[int, ...]:
-        return (self.config.scale,)
-
-    @property
-    def rgb_range(self) -> float:
-        return 1.0
-
     def blocks(self) -> list[SPAB]:
         return [getattr(self, f"block_{i}") for i in range(1, self.config.n_blocks + 1)]
 
@@ -354,12 +346,6 @@ class SPANFamily(Family):
         for module in net.modules():
             if isinstance(module, Conv3XC):
                 module.fold()
-
-    def scales(self, config: SPANConfig) -> tuple[int, ...]:
-        return (config.scale,)
-
-    def pixel_range(self, config: SPANConfig) -> float:
-        return 1.0
 
     def precisions(self, config: SPANConfig) -> tuple[str, ...]:
         # Set5 Y-PSNR (superres eval, CPU autocast), fp32 / bf16: span_x2_ch48 38.070 / 38.059, span_x4_ch48

@@ -92,14 +92,6 @@ class SRVGGNetCompact(SRNet):
         self.body = nn.ModuleList(layers)
         self.upsampler = nn.PixelShuffle(s)
 
-    @property
-    def scales(self) -> tuple[int, ...]:
-        return (self.config.scale,)
-
-    @property
-    def rgb_range(self) -> float:
-        return 1.0
-
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         s = self.check_scale(scale)
         out = x
@@ -220,12 +212,6 @@ class SRVGGFamily(Family):
 
     def build(self, config: SRVGGConfig) -> SRVGGNetCompact:
         return SRVGGNetCompact(config)
-
-    def scales(self, config: SRVGGConfig) -> tuple[int, ...]:
-        return (config.scale,)
-
-    def pixel_range(self, config: SRVGGConfig) -> float:
-        return 1.0  # 0..1 in and out, no mean
 
     def receptive_radius(self, config: SRVGGConfig, scale: int) -> int:
         """One LR pixel per 3x3 conv, all of them at LR; the pixel shuffle and the nearest base add none."""

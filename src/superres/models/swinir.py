@@ -382,14 +382,6 @@ class SwinIR(SRNet):
             self.lrelu = nn.LeakyReLU(0.2, inplace=True)
         self.conv_last = nn.Conv2d(f, c, 3, padding=1)
 
-    @property
-    def scales(self) -> tuple[int, ...]:
-        return (self.config.scale,)
-
-    @property
-    def rgb_range(self) -> float:
-        return 1.0
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The deep features: (N, E, H, W), H and W multiples of the window -> the same shape."""
         size = (x.shape[2], x.shape[3])
@@ -611,12 +603,6 @@ class SwinIRFamily(Family):
                     f"{key} {tuple(value.shape)} is not the index of a {math.isqrt(len(own[key]))}-wide window"
                 )
         load_state_strict(net, kept)
-
-    def scales(self, config: SwinIRConfig) -> tuple[int, ...]:
-        return (config.scale,)
-
-    def pixel_range(self, config: SwinIRConfig) -> float:
-        return 1.0
 
     def precisions(self, config: SwinIRConfig) -> tuple[str, ...]:
         # fp32 only. No official file was at hand to measure; on random weights (the presets' own init, a 64x64
