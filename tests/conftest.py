@@ -23,10 +23,28 @@ def cpu_unless_marked_gpu(request, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def cold_models():
-    """Every test starts without warm models (superres.inference.warm): none sees what another loaded."""
+    """Every test starts without warm models (superres.inference.warm) or compiled OpenVINO models: none sees
+    what another loaded."""
+    from superres.inference.denoise import WARM_PAIRS
+    from superres.inference.openvino import COMPILED
     from superres.inference.warm import WARM
 
     WARM.clear()
+    WARM_PAIRS.clear()
+    COMPILED.clear()
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def own_cache_folder(session_cache, monkeypatch):
+    """Converted OpenVINO models go to a cache folder of this test session (shared by its tests, as a user's
+    runs share theirs), never the real one. Tests of the cache itself set SUPERRES_CACHE to their own."""
+    monkeypatch.delenv("SUPERRES_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(session_cache))
 
 
 @pytest.fixture(autouse=True)

@@ -91,7 +91,7 @@ def test_no_gpu_paths(caplog):
 def test_self_ensemble_is_the_mean_of_the_eight_transforms():
     model = busy_model(2)
     img = image(15, 19)
-    ens = Upscaler(model, precision="fp32", tile=0, self_ensemble=True)(img)
+    ens = Upscaler(model, precision="fp32", tile=0, self_ensemble=True, backend="torch")(img)
     x = torch.from_numpy(img).permute(2, 0, 1)[None]
     outs = []
     with torch.no_grad():
@@ -186,9 +186,9 @@ def test_half_precision_overflow_falls_back_to_fp32(caplog):
 
     model.forward = overflowing
     with caplog.at_level(logging.WARNING):
-        out = Upscaler(model, device="cpu", precision="bf16", tile=0)(image(8, 8))
+        out = Upscaler(model, device="cpu", precision="bf16", tile=0, backend="torch")(image(8, 8))
     assert "recomputing it in fp32" in caplog.text
-    assert np.array_equal(out, Upscaler(model, device="cpu", precision="fp32", tile=0)(image(8, 8)))
+    assert np.array_equal(out, Upscaler(model, device="cpu", precision="fp32", tile=0, backend="torch")(image(8, 8)))
 
 
 def test_strips_come_top_to_bottom_one_band_of_tiles_at_a_time():

@@ -63,7 +63,7 @@ class ImageUpscaler:
                 hint = network_scale(default_scales(), options.scale)
             self.net = as_handle(model) if isinstance(model, (ModelHandle, nn.Module)) else WARM.load(model, hint)
             self.scales = self.net.scales
-            backend = get_backend(options.backend, self.net)
+            backend = get_backend(options.backend, self.net, options.device, options.precision)
             device, _ = backend.check(self.net, options.device, options.precision)  # refused here, not per picture
             if backend.name == "torch" and not same_device(self.net.device, device):
                 self.net = self.net.copy_to(device)  # once, for every scale and strength; the caller's stays

@@ -98,7 +98,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     files, errors = expand_inputs(args.inputs, videos=True)
     ranks = Ranks()
     try:
-        on_cpu = args.backend == "onnxruntime" or str(args.model).endswith(".onnx")  # onnxruntime: the CPU only
+        on_cpu = args.backend in ("onnxruntime", "openvino") or str(args.model).endswith(".onnx")  # the CPU only
         runner = ImageUpscaler(upscale_options(args, correct, device=ranks.device(args.device, gpu=not on_cpu)))
         jobs, plan_errors = plan_jobs(files, args, runner.size.label())
         errors += plan_errors
@@ -285,11 +285,24 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"{model.parameter_count:,} parameters; pixels 0..{255 if model.onnx else model.pixel_range:g}; precisions "
         f"{', '.join(model.precisions)}; {tiles}"
     )
+    print(f"upscale here runs it with {_default_runtime(model)}")
     title = (
         f"{model.describe()}, {model.n_colors} colour(s); at x{scale}, input {args.input_size[0]}x{args.input_size[1]}"
     )
     print(format_summary(summarize(model, args.input_size, scale), title))
     return 0
+
+
+def _default_runtime(model) -> str:
+    """What `upscale` with the default --backend, --device and --precision would use for this model here."""
+    from superres.inference.backends import get_backend
+
+    try:
+        backend = get_backend("auto", model, "auto", "auto")
+        device, precision = backend.check(model, "auto", "auto")
+    except SuperresError as e:
+        return f"nothing: {e}"
+    return f"backend {backend.name} on {device.type}, precision {precision} (--backend auto --precision auto)"
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -397,6 +410,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         channel=args.channel,
         shave=shave,
         precision=args.precision,
+        backend=args.backend,
         threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
         degrade=degrade,
         seed=args.seed,

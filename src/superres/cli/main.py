@@ -276,6 +276,12 @@ def _add_eval(sub: Subparsers) -> None:
         help="fp32 (default: numbers that do not depend on the CPU), or auto as upscale runs",
     )
     p.add_argument(
+        "--backend",
+        choices=["torch", "auto", "onnxruntime", "openvino"],
+        default="torch",
+        help="torch (default: the reference), or auto (with --precision auto) to score what upscale runs",
+    )
+    p.add_argument(
         "--methods",
         default=None,
         help="comma-separated: bicubic, bilinear, nearest, lanczos, "

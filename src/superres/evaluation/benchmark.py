@@ -128,6 +128,7 @@ def run_method(
     threshold: float = DEFAULT_THRESHOLD,
     cache: dict | None = None,
     precision: str = "fp32",
+    backend: str = "torch",
 ) -> tuple[np.ndarray, float]:
     """The output of one method on one LR image (same dtype as the input) and the seconds it takes.
 
@@ -142,7 +143,9 @@ def run_method(
     net, scale = model
     key = (id(net), scale, method.ensemble)
     if cache is None or key not in cache:
-        runner = Upscaler(net, scale, device=str(net.device), precision=precision, self_ensemble=method.ensemble)
+        runner = Upscaler(
+            net, scale, device=str(net.device), precision=precision, self_ensemble=method.ensemble, backend=backend
+        )
         sr = upscale_picture(Picture(lr), scale, model=runner).pixels
         net_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
         if cache is not None:
@@ -169,6 +172,7 @@ class EvalConfig:
     threshold: float = DEFAULT_THRESHOLD  # for MODEL+correct
     device: str = "auto"  # where models run: auto (a GPU when there is one), cpu, cuda
     precision: str = "fp32"  # fp32 gives numbers that do not depend on the CPU; "auto" as `upscale` runs
+    backend: str = "torch"  # PyTorch: the reference; "auto" (with precision "auto") scores what `upscale` runs
     degrade: list[str] = field(default_factory=list)  # degradations of the HR (imaging.degrade presets) instead
     seed: int = 0  # of the ready bicubic LR; their random choices come from (seed, image)
 
@@ -203,6 +207,8 @@ class EvalConfig:
         self.scales = [int(s) if s == int(s) else float(s) for s in self.scales]
         if self.precision not in ("fp32", "auto", "bf16", "fp16"):
             raise ConfigError(f"precision must be fp32, auto, bf16 or fp16, got '{self.precision}'")
+        if self.backend not in ("auto", "torch", "onnxruntime", "openvino"):
+            raise ConfigError(f"backend must be auto, torch, onnxruntime or openvino, got '{self.backend}'")
         if not (self.shave is None or self.shave == "div2k" or (isinstance(self.shave, int) and self.shave >= 0)):
             raise ConfigError(f"shave must be a number of pixels >= 0 or 'div2k', got {self.shave!r}")
 
@@ -346,7 +352,9 @@ def _score_group(
             kept.append({"name": sample.name, "hr": sample.hr, "methods": {}})
         for method, model in active:
             model, extra = _with_strength(method, model, lr, quality, models)
-            sr, seconds = run_method(method, lr, scale, model, config.threshold, outputs, config.precision)
+            sr, seconds = run_method(
+                method, lr, scale, model, config.threshold, outputs, config.precision, config.backend
+            )
             if i < keep_outputs:
                 kept[-1]["methods"][method.label] = sr
             for channel in config.channels:

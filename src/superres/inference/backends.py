@@ -1,4 +1,5 @@
-"""Backends: what runs a model's network on tensors. Two today, PyTorch and ONNX Runtime, behind one interface.
+"""Backends: what runs a model's network on tensors. PyTorch, ONNX Runtime and OpenVINO (openvino.py), behind
+one interface; 'auto' picks one for the model and the device (get_backend).
 
     runner = get_backend("torch").prepare(handle, device="auto", precision="auto", threads=None)
     y = runner.run(x, scale)  # (N, C, h, w) float32 0..255 on runner.device -> (N, C, h*s, w*s) float32 0..255
@@ -10,15 +11,16 @@ never dropped. Tiling, self-ensemble and pictures are the Upscaler's (upscaler.p
 
 from __future__ import annotations
 
-import io
 import logging
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from superres.errors import BackendError, CheckpointError, did_you_mean
 from superres.inference.devices import resolve_device, resolve_precision
+from superres.inference.onnx import onnx_bytes, refuse_below_export_size
+from superres.inference.openvino import OpenVinoBackend, installed
 from superres.models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 class Runner(Protocol):
     """A model prepared for one device, precision and thread count."""
 
+    backend: str  # the backend's name
     device: torch.device
     precision: str
 
@@ -57,6 +60,8 @@ class TorchRunner:
     A network on another device than the one asked for is copied there (the caller's stays where it is);
     on its own device it is used as it is, put in eval mode and converted to channels-last memory format in
     place (its values do not change). `threads` sets PyTorch's thread count, which is per process."""
+
+    backend = "torch"
 
     def __init__(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> None:
         self.device, self.precision = TorchBackend().check(handle, device, precision)
@@ -119,6 +124,8 @@ class OnnxRunner:
     """An ONNX export run by ONNX Runtime on the CPU in fp32: the handle's file, or the handle's network
     exported in memory (one graph per scale, made when first run)."""
 
+    backend = "onnxruntime"
+
     def __init__(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> None:
         import onnxruntime as ort  # OnnxBackend.check: it is there
 
@@ -141,11 +148,9 @@ class OnnxRunner:
 
     def run(self, x: torch.Tensor, scale: int) -> torch.Tensor:
         if scale not in self._sessions:
-            from superres.inference.onnx import onnx_bytes
-
             self._sessions[scale] = self._session(onnx_bytes(self.handle, scale))
         session = self._sessions[scale]
-        _refuse_below_export_size(self.handle, x)
+        refuse_below_export_size(self.handle, x)
         lr = np.ascontiguousarray(x.float().numpy())
         try:
             return torch.from_numpy(session.run(["sr"], {"lr": lr})[0])  # type: ignore[attr-defined]
@@ -173,86 +178,28 @@ class OnnxBackend:
         return OnnxRunner(handle, device, precision, threads)
 
 
-# ---------------------------------------------------------------------------------------------- OpenVINO
-
-
-class OpenVinoRunner:
-    """The network run by OpenVINO on the CPU: converted from its ONNX export (the handle's file, or the network
-    exported in memory), one compiled model per scale with dynamic height and width. bf16 is OpenVINO's
-    inference-precision hint (the CPU computes it natively with AVX512-BF16 or AMX; 'auto' picks it there, as
-    the torch backend does); threads is OpenVINO's INFERENCE_NUM_THREADS."""
-
-    def __init__(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> None:
-        import openvino as ov  # OpenVinoBackend.check: it is there
-
-        self.device, self.precision = OpenVinoBackend().check(handle, device, precision)
-        self.handle = handle
-        self.config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"}
-        if threads is not None:
-            self.config["INFERENCE_NUM_THREADS"] = threads
-        self._ov = ov
-        self._core = ov.Core()
-        self._compiled: dict[int, Any] = {}
-
-    def _compile(self, scale: int) -> Any:
-        if self.handle.onnx is not None:
-            model = self._core.read_model(str(self.handle.onnx))
-        else:
-            from superres.inference.onnx import onnx_bytes
-
-            model = self._ov.convert_model(io.BytesIO(onnx_bytes(self.handle, scale)))
-        return self._core.compile_model(model, "CPU", self.config)
-
-    def run(self, x: torch.Tensor, scale: int) -> torch.Tensor:
-        if scale not in self._compiled:
-            self._compiled[scale] = self._compile(scale)
-        _refuse_below_export_size(self.handle, x)
-        try:
-            out = self._compiled[scale](np.ascontiguousarray(x.float().numpy()))[0]
-        except Exception as e:  # OpenVINO raises its own exception types
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BackendError(f"OpenVINO failed on a {x.shape[-1]}x{x.shape[-2]} input ({first})") from e
-        return torch.from_numpy(np.asarray(out, dtype=np.float32))
-
-
-class OpenVinoBackend:
-    name = "openvino"
-
-    def check(self, handle: ModelHandle, device: str, precision: str | None) -> tuple[torch.device, str]:
-        """The CPU, and fp32 or bf16 (auto: bf16 where the CPU computes it natively and the model keeps its
-        accuracy in it), or the BackendError a run would raise."""
-        try:
-            import openvino  # noqa: F401, PLC0415
-        except ImportError as e:
-            raise BackendError("the openvino backend needs OpenVINO: pip install 'superres[openvino]'") from e
-        if str(device) not in ("auto", "cpu"):
-            raise BackendError(f"the openvino backend runs on the CPU here, not on '{device}'")
-        if precision not in (None, "auto", "fp32", "bf16"):
-            raise BackendError(f"the openvino backend runs fp32 or bf16, not {precision}")
-        cpu = torch.device("cpu")
-        return cpu, resolve_precision(precision, cpu, tuple(p for p in handle.precisions if p != "fp16"))
-
-    def prepare(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> OpenVinoRunner:
-        return OpenVinoRunner(handle, device, precision, threads)
-
-
-def _refuse_below_export_size(handle: ModelHandle, x: torch.Tensor) -> None:
-    least = handle.export_min_side
-    if min(x.shape[-2:]) < least:
-        raise BackendError(
-            f"the ONNX export of this {handle.arch} model takes pictures (and tiles) of at least {least} "
-            f"pixels a side, not {x.shape[-1]}x{x.shape[-2]}; the torch backend takes any size"
-        )
+# ---------------------------------------------------------------------------------------------- choosing one
 
 
 BACKENDS: dict[str, Backend] = {"torch": TorchBackend(), "onnxruntime": OnnxBackend(), "openvino": OpenVinoBackend()}
 
 
-def get_backend(name: str | None, handle: ModelHandle | None = None) -> Backend:
-    """A backend by name; 'auto' or None: onnxruntime for an ONNX export, else torch (issue 22 measures
-    whether auto should pick openvino on a CPU)."""
+def get_backend(
+    name: str | None, handle: ModelHandle | None = None, device: str = "auto", precision: str | None = None
+) -> Backend:
+    """A backend by name, or for 'auto' (or None) the one that runs `handle` fastest where it will run:
+    OpenVINO on the CPU where it is installed and the model's family runs there (an ONNX export too), else
+    onnxruntime for an ONNX export, else torch (which also takes every GPU, and fp16). benchmarks/runtimes.py
+    measured OpenVINO bf16 ahead of PyTorch's at every family it runs (docs/speed.md)."""
     if name in (None, "auto"):
+        if handle is not None and _runs_on_openvino(handle, device, precision):
+            return OpenVinoBackend(fallback=BACKENDS["torch"])  # a tiny input runs in torch, not as an error
         return BACKENDS["onnxruntime" if handle is not None and handle.onnx is not None else "torch"]
     if name not in BACKENDS:
         raise BackendError(f"unknown backend '{name}'{did_you_mean(str(name), ['auto', *BACKENDS])}")
     return BACKENDS[name]
+
+
+def _runs_on_openvino(handle: ModelHandle, device: str, precision: str | None) -> bool:
+    on_cpu = resolve_device(device).type == "cpu"
+    return on_cpu and precision != "fp16" and installed() and (handle.onnx is not None or handle.family.openvino)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from superres.errors import CheckpointError, ConfigError
 from superres.imaging.io import Picture
 from superres.imaging.quality import noise_sigma
+from superres.inference.warm import WARM, Lru
 from superres.models.checkpoints import interpolate
 from superres.models.handle import ModelHandle
 from superres.models.registry import photo_partner
@@ -80,8 +81,13 @@ def _cpu_fp32(model: ModelHandle) -> ModelHandle:
     return copy
 
 
+BLENDS_KEPT = 4  # blended networks a pair keeps besides its two ends (auto rounds strengths to STEP)
+
+
 class PhotoPair:
-    """A clean network and its photo counterpart, blended on demand (each strength made once)."""
+    """A clean network and its photo counterpart, blended on demand: each strength made once while it is among
+    the BLENDS_KEPT most recently used. The bundled pairs are kept warm (`bundled`), so the blends and, through
+    them, the compiled models of the OpenVINO backend (keyed by their weights) serve the next call too."""
 
     def __init__(self, clean: ModelHandle, photo: ModelHandle) -> None:
         """Two models of one architecture (the same tensor names and shapes); CheckpointError otherwise."""
@@ -94,7 +100,7 @@ class PhotoPair:
                 f"the architectures differ"
             )
         self.clean, self.photo = clean, photo
-        self._blends: dict[float, ModelHandle] = {0.0: clean, 1.0: photo}
+        self._blends: Lru[float, ModelHandle] = Lru(BLENDS_KEPT)
         self._sources: tuple[ModelHandle, ModelHandle] | None = None  # CPU copies, made at the first blend
 
     @classmethod
@@ -103,14 +109,20 @@ class PhotoPair:
         partner = photo_partner(name)
         if partner is None:
             return None
-        from superres.inference.warm import WARM  # noqa: PLC0415 - warm imports checkpoints, as this module does
-
-        return cls(clean if clean is not None else WARM.load(name), WARM.load(partner))
+        clean = clean if clean is not None else WARM.load(name)
+        # keyed by the clean handle itself (kept alive by the pair, so its id is not reused while it is here)
+        return WARM_PAIRS.get((name, id(clean)), lambda: cls(clean, WARM.load(partner)))
 
     def at(self, strength: float) -> ModelHandle:
         key = round(float(strength), 4)
-        if key not in self._blends:
-            if self._sources is None:  # fp32 CPU copies, whatever device and dtype the two networks have
-                self._sources = (_cpu_fp32(self.clean), _cpu_fp32(self.photo))
-            self._blends[key] = interpolate(*self._sources, key).eval()
-        return self._blends[key]
+        if key in (0.0, 1.0):
+            return self.clean if key == 0.0 else self.photo
+        return self._blends.get(key, lambda: self._blend(key))
+
+    def _blend(self, strength: float) -> ModelHandle:
+        if self._sources is None:  # fp32 CPU copies, whatever device and dtype the two networks have
+            self._sources = (_cpu_fp32(self.clean), _cpu_fp32(self.photo))
+        return interpolate(*self._sources, strength).eval()
+
+
+WARM_PAIRS: Lru[tuple, PhotoPair] = Lru(2)  # the bundled pairs in use (PhotoPair.bundled)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from superres.errors import ConfigError
+from superres.errors import BackendError, ConfigError
 from superres.imaging.files import atomic_path
 from superres.models.checkpoints import METADATA_KEY
 from superres.models.handle import ModelHandle, as_handle
@@ -60,6 +60,16 @@ def _cpu_fp32(model: ModelHandle) -> ModelHandle:
         model = model.copy_to("cpu")
         model.net.float()
     return model.eval()
+
+
+def refuse_below_export_size(handle: ModelHandle, x: torch.Tensor) -> None:
+    """A BackendError for an input smaller than the model's ONNX export takes (a family's export_min_side)."""
+    least = handle.export_min_side
+    if min(x.shape[-2:]) < least:
+        raise BackendError(
+            f"the ONNX export of this {handle.arch} model takes pictures (and tiles) of at least {least} "
+            f"pixels a side, not {x.shape[-1]}x{x.shape[-2]}; the torch backend takes any size"
+        )
 
 
 def onnx_bytes(model: ModelHandle, scale: int, opset: int = 17) -> bytes:

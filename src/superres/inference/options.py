@@ -38,7 +38,7 @@ class UpscaleOptions:
     `correct`: the correction threshold in gray levels (None: off). `denoise`: 'auto', a strength 0..1, or None:
     it blends a clean model with its photo counterpart (the bundled pair, or `model` with `denoise_model`, a
     network of the same architecture trained to remove noise and JPEG artefacts).
-    How it runs: `backend` ('auto', 'torch', 'onnxruntime'), `device` ('auto', 'cpu', 'cuda', 'mps'),
+    How it runs: `backend` ('auto', 'torch', 'onnxruntime', 'openvino'), `device` ('auto', 'cpu', 'cuda', 'mps'),
     `precision` ('auto', 'fp32', 'bf16', 'fp16'), `threads` (CPU threads; None: the default), `tile` (LR tile
     side; 0 = none, None = automatic), `tile_overlap` (LR margin; below the receptive radius means the radius),
     `self_ensemble` (average the 8 flips and rotations).

@@ -72,7 +72,8 @@ class Upscaler:
     """A model ready to run at one of its scales on images of any size.
 
     model: a handle (superres.load_model) or a superres network. scale: which of its scales (None: its only
-    one). backend: 'auto' (onnxruntime for an ONNX export, else torch), 'torch' or 'onnxruntime'; device,
+    one). backend: 'auto' (OpenVINO on a CPU where it is installed, else torch, or onnxruntime for an ONNX
+    export: backends.get_backend), 'torch', 'onnxruntime' or 'openvino'; device,
     precision and threads are the backend's (see backends.py: an option it cannot honour is an error).
     tile: LR tile side (0 = no tiling, None = automatic from the image size and memory). overlap: LR margin
     per tile (None or less than the receptive radius = the radius, which makes tiling exact; for a network
@@ -95,13 +96,13 @@ class Upscaler:
     ) -> None:
         handle = as_handle(model)
         self.scale = handle.check_scale(scale)
-        chosen = get_backend(backend, handle)
+        chosen = get_backend(backend, handle, device, precision)
         self.runner = chosen.prepare(handle, device, precision, threads)
         self.model = handle
         self.device = self.runner.device
         self.precision = self.runner.precision
         log.info("%s: %s at x%d, backend %s on %s, %s", handle.name or handle.arch, handle.describe(), self.scale,
-                 chosen.name, self.device, self.precision)  # fmt: skip
+                 self.runner.backend, self.device, self.precision)  # fmt: skip
         if tile is not None and tile != 0 and tile < MIN_TILE:
             raise ConfigError(f"tile must be 0 (no tiling) or at least {MIN_TILE} LR pixels, got {tile}")
         self.tile = tile

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from superres.models.checkpoints import load_model
 from superres.models.handle import ModelHandle
@@ -21,31 +23,48 @@ from superres.models.user import user_models
 
 DEFAULT_SIZE = 4  # handles kept: the default, its photo model, and a couple of the user's own
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
-class WarmModels:
-    """Loaded handles, at most `size`, the least recently used dropped first."""
 
-    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+class Lru(Generic[K, V]):
+    """A thread-safe least-recently-used cache of at most `size` values, each made once by `get`."""
+
+    def __init__(self, size: int) -> None:
         self.size = size
-        self._handles: OrderedDict[tuple, ModelHandle] = OrderedDict()
+        self._values: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def load(self, name_or_path: str | os.PathLike | None = None, scale: int | None = None) -> ModelHandle:
-        """`load_model(name_or_path, scale)`, read once while it stays in the cache."""
-        key = (_identity(name_or_path), scale)
-        with self._lock:  # one load at a time: two threads asking for one model read it once
-            if key in self._handles:
-                self._handles.move_to_end(key)
-                return self._handles[key]
-            handle = load_model(name_or_path, scale)
-            self._handles[key] = handle
-            while len(self._handles) > self.size:
-                self._handles.popitem(last=False)
-            return handle
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        """The value for key, made by make() if absent (one at a time: two threads asking for one key make
+        it once); the least recently used values beyond `size` are dropped."""
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+            value = make()
+            self._values[key] = value
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+            return value
+
+    def __len__(self) -> int:
+        return len(self._values)
 
     def clear(self) -> None:
         with self._lock:
-            self._handles.clear()
+            self._values.clear()
+
+
+class WarmModels(Lru[tuple, ModelHandle]):
+    """Loaded handles, at most `size`, the least recently used dropped first."""
+
+    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+        super().__init__(size)
+
+    def load(self, name_or_path: str | os.PathLike | None = None, scale: int | None = None) -> ModelHandle:
+        """`load_model(name_or_path, scale)`, read once while it stays in the cache."""
+        return self.get((_identity(name_or_path), scale), lambda: load_model(name_or_path, scale))
 
 
 def _identity(name_or_path: str | os.PathLike | None) -> tuple:

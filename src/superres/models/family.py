@@ -46,6 +46,9 @@ class Family:
     key_patterns: ClassVar[tuple[str, ...]] = ()
     # Named architectures of the family (create_model): preset name -> config fields.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Whether the auto backend runs the family with OpenVINO on a CPU (its ONNX export converts, gives the torch
+    # output and runs faster: benchmarks/runtimes.py); False keeps it on PyTorch unless openvino is asked for.
+    openvino: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ recognising and reading files
 
