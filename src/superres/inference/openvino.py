@@ -24,11 +24,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import itertools
 import logging
 import os
 import shutil
 import sys
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +77,21 @@ def cache_folder() -> Path:
 
 
 def weights_digest(handle: ModelHandle) -> str:
-    """SHA-256 of what the network computes: its family and config, and every tensor of its state in fp32."""
+    """SHA-256 of what the network computes: its family and config, and every tensor of its state in fp32.
+    Remembered per network while none of its tensors changes (PyTorch counts each tensor's in-place changes)."""
+    versions = tuple(t._version for t in itertools.chain(handle.net.parameters(), handle.net.buffers()))
+    known = _DIGESTS.get(handle.net)
+    if known is not None and known[0] == versions and known[1] == handle.pixel_range:
+        return known[2]
+    digest = _digest(handle)
+    _DIGESTS[handle.net] = (versions, handle.pixel_range, digest)
+    return digest
+
+
+_DIGESTS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[int, ...], float, str]] = weakref.WeakKeyDictionary()
+
+
+def _digest(handle: ModelHandle) -> str:
     h = hashlib.sha256(f"{handle.arch} {handle.config.to_dict()!r} {handle.pixel_range}".encode())
     for name, tensor in handle.net.state_dict().items():
         t = tensor.detach().to("cpu")
