@@ -212,3 +212,41 @@ def test_ctrl_c_after_openvino_models_are_released_is_handled_not_a_crash(tmp_pa
     env = {**os.environ, "SUPERRES_CACHE": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0 and "handled 1" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_auto_runs_openvino_on_a_cpu_unless_it_would_cost_accuracy_or_is_not_there(monkeypatch):
+    pytest.importorskip("openvino")
+    from superres.inference import backends
+    from superres.models import create_model
+
+    handle = as_handle(create_model("mdsr-tiny"))
+    family = type(handle.family)
+    monkeypatch.setattr(devices, "native_bf16", lambda: True)  # as on a CPU with AVX512-BF16 or AMX
+    upscaler = Upscaler(handle, 2, tile=0)
+    assert (upscaler.runner.backend, upscaler.precision) == ("openvino", "bf16")
+    assert get_backend("auto", handle, "cpu", "fp16").name == "torch"  # fp16 on a CPU: PyTorch's bf16
+    # a family that keeps its accuracy in bf16 only under PyTorch's autocast (CARN-M) stays with PyTorch bf16
+    monkeypatch.setattr(family, "openvino_precisions", lambda self, config: ("fp32",))
+    upscaler = Upscaler(handle, 2, tile=0)
+    assert (upscaler.runner.backend, upscaler.precision) == ("torch", "bf16")
+    assert get_backend("auto", handle, "cpu", "fp32").name == "openvino"  # in fp32 the two agree
+    monkeypatch.setattr(devices, "native_bf16", lambda: False)
+    assert get_backend("auto", handle, "cpu", "auto").name == "openvino"  # fp32 either way
+    monkeypatch.setattr(family, "openvino", False)
+    assert get_backend("auto", handle, "cpu", "auto").name == "torch"
+    monkeypatch.setattr(family, "openvino", True)
+    monkeypatch.setattr(backends, "installed", lambda: False)
+    assert get_backend("auto", handle, "cpu", "auto").name == "torch"
+
+
+def test_auto_runs_an_input_below_the_export_size_in_pytorch(monkeypatch):
+    pytest.importorskip("openvino")
+    from superres.models import create_model
+
+    handle = as_handle(create_model("mdsr-tiny"))
+    monkeypatch.setattr(type(handle.family), "export_min_side", lambda self, config: 15)
+    img = np.random.default_rng(0).integers(0, 256, (8, 9, 3)).astype(np.float32)
+    ours = Upscaler(handle, 2, precision="fp32", tile=0)(img)
+    assert np.array_equal(ours, Upscaler(handle, 2, precision="fp32", tile=0, backend="torch")(img))
+    with pytest.raises(BackendError, match="at least 15 pixels a side"):
+        Upscaler(handle, 2, precision="fp32", tile=0, backend="openvino")(img)

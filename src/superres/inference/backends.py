@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from superres.errors import BackendError, CheckpointError, did_you_mean
+from superres.errors import BackendError, CheckpointError, ConfigError, did_you_mean
 from superres.inference.devices import resolve_device, resolve_precision
 from superres.inference.onnx import onnx_bytes, refuse_below_export_size
 from superres.inference.openvino import OpenVinoBackend, installed
@@ -201,5 +201,15 @@ def get_backend(
 
 
 def _runs_on_openvino(handle: ModelHandle, device: str, precision: str | None) -> bool:
-    on_cpu = resolve_device(device).type == "cpu"
-    return on_cpu and precision != "fp16" and installed() and (handle.onnx is not None or handle.family.openvino)
+    """On the CPU, with OpenVINO installed, for a family it runs, in the precision PyTorch would choose (a family
+    that keeps its accuracy in bf16 only under PyTorch's autocast, CARN-M, stays with PyTorch bf16)."""
+    cpu = resolve_device(device)
+    if cpu.type != "cpu" or precision == "fp16" or not installed():
+        return False
+    if handle.onnx is not None:
+        return True
+    try:
+        wanted = resolve_precision(precision, cpu, handle.precisions)
+        return handle.family.openvino and resolve_precision(precision, cpu, handle.openvino_precisions) == wanted
+    except ConfigError:
+        return False

@@ -177,7 +177,7 @@ class OpenVinoBackend:
         if precision == "fp16":
             raise BackendError("the openvino backend runs fp32 or bf16, not fp16")
         cpu = torch.device("cpu")  # resolve_precision: ConfigError for an unknown precision
-        return cpu, resolve_precision(precision, cpu, tuple(p for p in handle.precisions if p != "fp16"))
+        return cpu, resolve_precision(precision, cpu, handle.openvino_precisions)
 
     def prepare(self, handle: ModelHandle, device: str, precision: str | None, threads: int | None) -> OpenVinoRunner:
         fallback = None

@@ -293,6 +293,11 @@ class CARNMFamily(Family):
         # in bf16 x2 lost 0.015 dB (37.6630); exit runs at full size but is 2% of the multiply-adds at x2.
         return ("fp32", "bf16", "fp16")
 
+    def openvino_precisions(self, config: CARNMConfig) -> tuple[str, ...]:
+        # OpenVINO bf16 (every layer in bf16) cost 0.076 / 0.044 / 0.023 dB on Set5 at x2 / x3 / x4, where the
+        # others cost 0.02 or less (benchmarks/auto_psnr.py): fp32 only, so `auto` keeps CARN-M on PyTorch bf16
+        return ("fp32",)
+
     def receptive_radius(self, config: CARNMConfig, scale: int) -> int:
         """Counted per path, in LR pixels: `entry` (3x3) 1; each use of an efficient residual block has two
         grouped 3x3 convs, 2, and every block uses its one residual block n_units times, n_blocks blocks deep;

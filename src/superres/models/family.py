@@ -101,6 +101,12 @@ class Family:
         """The precisions the network keeps its accuracy in; 'auto' picks fp32 where its choice is not here."""
         return PRECISIONS
 
+    def openvino_precisions(self, config: Any) -> tuple[str, ...]:
+        """The precisions the network keeps its accuracy in under OpenVINO, whose bf16 runs every layer in bf16
+        (PyTorch's autocast keeps some in fp32): by default those of `precisions` but fp16, which OpenVINO does
+        not run on a CPU. `benchmarks/auto_psnr.py` measures each family."""
+        return tuple(p for p in self.precisions(config) if p != "fp16")
+
     def receptive_radius(self, config: Any, scale: int) -> int | None:  # pragma: no cover - abstract
         """LR pixels of context an output pixel at `scale` depends on, on each side (exact tiling); None for a
         network whose outputs depend on far more than a tile can hold (global attention, say): its tiles are

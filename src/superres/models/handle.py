@@ -67,6 +67,11 @@ class ModelHandle:
         return ("fp32",) if self.onnx is not None else tuple(self.family.precisions(self.config))
 
     @property
+    def openvino_precisions(self) -> tuple[str, ...]:
+        """The precisions the model keeps its accuracy in under OpenVINO (an ONNX export: fp32)."""
+        return ("fp32",) if self.onnx is not None else tuple(self.family.openvino_precisions(self.config))
+
+    @property
     def export_min_side(self) -> int:
         """The smallest LR side the model's ONNX export takes."""
         return int(self.family.export_min_side(self.config))
