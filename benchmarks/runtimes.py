@@ -10,8 +10,9 @@ Each runtime row is the backend's runner (superres.inference.backends) on one (1
 plus the conversion to and from its pixel range, nothing else; best of --repeat after a warm-up call that
 compiles. "whole call" is `superres.upscale(image, scale=S)` (with `model=FILE` for a file) on a uint8 array
 with every default (backend auto, precision auto, denoise auto, correction off), best of --repeat once warm;
-"first call" is the first such call of the process (loading, and for OpenVINO converting or reading the
-converted model from the cache folder, and compiling). "max diff" is the largest difference to PyTorch fp32,
+"precision int8" is that call with --precision int8 (the default only: it ships quantised); "first call" is
+the first whole call of the process (loading, and for OpenVINO converting or reading the converted model from
+the cache folder, and compiling). "max diff" is the largest difference to PyTorch fp32,
 in gray levels (the whole call's rounded output against PyTorch fp32 rounded). GFLOP counts a multiply-add as
 2 (superres.models.summary). The input is scikit-image's astronaut photo, tiled. Run nothing else meanwhile.
 """
@@ -69,6 +70,10 @@ def block(handle: ModelHandle, model: str | None, scale: int, out_w: int, out_h:
     whole = best_time(lambda: superres.upscale(img, scale=scale, model=model), repeat)
     rounded = np.clip(np.floor(ref[0].transpose(1, 2, 0) + 0.5), 0, 255)
     rows.append(("superres.upscale whole call", whole, float(np.abs(out.astype(np.float32) - rounded).max())))
+    if model is None:  # the bundled default also ships quantised: --precision int8
+        q = superres.upscale(img, scale=scale, precision="int8")
+        int8 = best_time(lambda: superres.upscale(img, scale=scale, precision="int8"), repeat)
+        rows.append(("superres.upscale, precision int8", int8, float(np.abs(q.astype(np.float32) - rounded).max())))
     name = model or f"{handle.name} (the default)"
     lines = [
         f"{name} x{scale}: {lr_w}x{lr_h} in, {lr_w * scale}x{lr_h * scale} out, {gflop:.1f} GFLOP",

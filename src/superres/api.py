@@ -54,6 +54,11 @@ class ImageUpscaler:
         self.net: ModelHandle | None = None
         self.pair: PhotoPair | None = None
         self.denoise = options.denoise
+        if options.precision == "int8" and self.denoise is not None:  # int8 files exist for the clean model only
+            if self.denoise != "auto" and float(self.denoise) > 0:
+                raise ConfigError(f"denoise {self.denoise} needs fp32 or bf16: int8 runs the clean default model only")
+            log.info("denoise is off under int8: the quantised files are of the clean default model only")
+            self.denoise = None
         self._runners: dict[tuple[int, float], Upscaler] = {}
         self.scales: tuple[int, ...] = ()
         model = options.model

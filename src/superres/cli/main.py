@@ -188,9 +188,10 @@ def _add_device_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16", "fp16"],
+        choices=["auto", "fp32", "bf16", "fp16", "int8"],
         default="auto",
-        help="auto (default): fp16 on a GPU, bf16 on a CPU with native bf16 (AMX, AVX512-BF16), else fp32",
+        help="auto (default): fp16 on a GPU, bf16 on a CPU with native bf16 (AMX, AVX512-BF16), else fp32; int8: "
+        "the bundled default quantised, with OpenVINO on a CPU (1.5-1.7x bf16's speed, up to 0.04 dB less)",
     )
     p.add_argument(
         "--backend",
@@ -271,7 +272,7 @@ def _add_eval(sub: Subparsers) -> None:
     )
     p.add_argument(
         "--precision",
-        choices=["fp32", "auto", "bf16", "fp16"],
+        choices=["fp32", "auto", "bf16", "fp16", "int8"],
         default="fp32",
         help="fp32 (default: numbers that do not depend on the CPU), or auto as upscale runs",
     )

@@ -205,8 +205,8 @@ class EvalConfig:
                     f"2.25 = 9/4); the protocol needs LR x scale to be a whole number of HR pixels"
                 )
         self.scales = [int(s) if s == int(s) else float(s) for s in self.scales]
-        if self.precision not in ("fp32", "auto", "bf16", "fp16"):
-            raise ConfigError(f"precision must be fp32, auto, bf16 or fp16, got '{self.precision}'")
+        if self.precision not in ("fp32", "auto", "bf16", "fp16", "int8"):
+            raise ConfigError(f"precision must be fp32, auto, bf16, fp16 or int8, got '{self.precision}'")
         if self.backend not in ("auto", "torch", "onnxruntime", "openvino"):
             raise ConfigError(f"backend must be auto, torch, onnxruntime or openvino, got '{self.backend}'")
         if not (self.shave is None or self.shave == "div2k" or (isinstance(self.shave, int) and self.shave >= 0)):

@@ -110,6 +110,8 @@ class TorchBackend:
         """The device and precision a run would use, or the BackendError / ConfigError it would raise."""
         if handle.onnx is not None:
             raise BackendError(f"{handle.onnx} is an ONNX export; it runs with the onnxruntime backend")
+        if precision == "int8":
+            raise BackendError("int8 runs with the openvino backend on a CPU (superres[openvino])")
         resolved = resolve_device(device)
         return resolved, resolve_precision(precision, resolved, handle.precisions)
 
@@ -206,7 +208,7 @@ def _runs_on_openvino(handle: ModelHandle, device: str, precision: str | None) -
     cpu = resolve_device(device)
     if cpu.type != "cpu" or precision == "fp16" or not installed():
         return False
-    if handle.onnx is not None:
+    if handle.onnx is not None or precision == "int8":  # int8: only OpenVINO runs it (or says why it cannot)
         return True
     try:
         wanted = resolve_precision(precision, cpu, handle.precisions)

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from superres.errors import BackendError, CheckpointError
-from superres.inference.devices import resolve_precision
+from superres.inference.devices import native_bf16, resolve_precision
 from superres.inference.onnx import onnx_bytes, refuse_below_export_size
 from superres.inference.warm import Lru
 from superres.models.handle import ModelHandle
@@ -124,7 +124,9 @@ class OpenVinoRunner:
         self.handle = handle
         self.threads = threads
         self.fallback = fallback
-        self.config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"}
+        # int8: the layers the quantisation left in floating point run in bf16 where the CPU computes it natively
+        half = self.precision == "bf16" or (self.precision == "int8" and native_bf16())
+        self.config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "bf16" if half else "f32"}
         if threads is not None:
             self.config["INFERENCE_NUM_THREADS"] = threads
         self._ov = ov
@@ -140,7 +142,9 @@ class OpenVinoRunner:
 
     def _compile(self, scale: int) -> Any:
         core = openvino_core()
-        if self.handle.onnx is not None:
+        if self.precision == "int8":
+            model = core.read_model(str(int8_files(self.handle)[scale]))  # check: they are there
+        elif self.handle.onnx is not None:
             model = core.read_model(str(self.handle.onnx))
         else:
             model = _converted(self._ov, core, self.handle, scale, str(self._identity))
@@ -174,6 +178,15 @@ class OpenVinoBackend:
             raise BackendError("the openvino backend needs OpenVINO: pip install 'superres[openvino]'")
         if str(device) not in ("auto", "cpu"):
             raise BackendError(f"the openvino backend runs on the CPU here, not on '{device}'")
+        if precision == "int8":
+            files = int8_files(handle)
+            missing = [s for s in handle.scales if s not in files]
+            if not files or missing:
+                raise BackendError(
+                    "int8 runs the bundled default only: its quantised files ship with superres "
+                    f"(benchmarks/int8.py); {handle.name or 'this model'} runs fp32 or bf16"
+                )
+            return torch.device("cpu"), "int8"
         if precision == "fp16":
             raise BackendError("the openvino backend runs fp32 or bf16, not fp16")
         cpu = torch.device("cpu")  # resolve_precision: ConfigError for an unknown precision
@@ -184,6 +197,22 @@ class OpenVinoBackend:
         if self.fallback is not None and handle.onnx is None and handle.export_min_side > 1:
             fallback = self.fallback.prepare(handle, device, precision, threads)
         return OpenVinoRunner(handle, device, precision, threads, fallback)
+
+
+def int8_files(handle: ModelHandle) -> dict[int, Path]:
+    """The quantised OpenVINO files shipped for this network's weights, by scale (the bundled default's, made by
+    benchmarks/int8.py from exactly these weights); empty for any other network."""
+    from superres.models.registry import PRETRAINED  # noqa: PLC0415 - the registry reads the package's files
+
+    if handle.onnx is not None:
+        return {}
+    digest = None
+    for entry in PRETRAINED.values():
+        if entry.int8 and entry.int8_digest:
+            digest = digest or weights_digest(handle)
+            if digest == entry.int8_digest:
+                return {scale: entry.path(file) for scale, file in entry.int8.items()}
+    return {}
 
 
 def _file_identity(path: Path) -> tuple:

@@ -39,7 +39,7 @@ class UpscaleOptions:
     it blends a clean model with its photo counterpart (the bundled pair, or `model` with `denoise_model`, a
     network of the same architecture trained to remove noise and JPEG artefacts).
     How it runs: `backend` ('auto', 'torch', 'onnxruntime', 'openvino'), `device` ('auto', 'cpu', 'cuda', 'mps'),
-    `precision` ('auto', 'fp32', 'bf16', 'fp16'), `threads` (CPU threads; None: the default), `tile` (LR tile
+    `precision` ('auto', 'fp32', 'bf16', 'fp16', or 'int8': the bundled default quantised, OpenVINO only), `threads` (CPU threads; None: the default), `tile` (LR tile
     side; 0 = none, None = automatic), `tile_overlap` (LR margin; below the receptive radius means the radius),
     `self_ensemble` (average the 8 flips and rotations).
     """
@@ -97,8 +97,8 @@ class UpscaleOptions:
     def _check_how(self) -> None:
         if self.backend != "auto" and self.backend not in BACKENDS:
             raise ConfigError(f"backend must be auto, {', '.join(BACKENDS)}; got {self.backend!r}")
-        if self.precision not in ("auto", *PRECISIONS):
-            raise ConfigError(f"precision must be auto, {', '.join(PRECISIONS)}; got {self.precision!r}")
+        if self.precision not in ("auto", *PRECISIONS, "int8"):
+            raise ConfigError(f"precision must be auto, {', '.join(PRECISIONS)} or int8; got {self.precision!r}")
         if not (isinstance(self.device, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device)):
             raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
         if not isinstance(self.self_ensemble, bool):

@@ -36,9 +36,14 @@ class Pretrained:
     # measured Y-PSNR (dB) by scale and set, e.g. {2: {"Set5": 37.63, "Set14": 33.11, "B100": 31.98}}: written
     # by benchmarks/model_cards.py from docs/results/eval.json; None where not measured
     psnr_y: dict[int, dict[str, float]] | None = None
+    # OpenVINO files of the network quantised to int8 by benchmarks/int8.py, by scale, and the SHA-256 of the
+    # weights they were made from (inference.openvino.weights_digest): `--precision int8` runs them
+    int8: dict[int, str] | None = None
+    int8_digest: str | None = None
 
-    def path(self) -> Path:
-        return Path(str(resources.files("superres.weights").joinpath(self.file)))
+    def path(self, file: str | None = None) -> Path:
+        """This model's weights file, or another file of the bundled weights folder."""
+        return Path(str(resources.files("superres.weights").joinpath(file or self.file)))
 
 
 def _read_manifest() -> dict[str, Pretrained]:
@@ -53,6 +58,7 @@ def _read_manifest() -> dict[str, Pretrained]:
                 **e,
                 "scales": tuple(e["scales"]),
                 "psnr_y": {int(s): dict(v) for s, v in e["psnr_y"].items()} if e.get("psnr_y") else None,
+                "int8": {int(s): f for s, f in e["int8"].items()} if e.get("int8") else None,
             }
         )
         for e in entries
