@@ -56,12 +56,14 @@ def outputs(compiled, samples) -> list[np.ndarray]:
 
 
 def mean_y_psnr(compiled, samples, scale: int) -> float:
-    return float(np.mean([psnr(sr, s.hr, shave=scale) for sr, s in zip(outputs(compiled, samples), samples)]))
+    return float(
+        np.mean([psnr(sr, s.hr, shave=scale) for sr, s in zip(outputs(compiled, samples), samples, strict=True)])
+    )
 
 
 def fidelity(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[int, float]:
     """The largest difference between two runs' outputs in gray levels, and the share of values off by more than 8."""
-    diffs = [np.abs(x.astype(np.int16) - y.astype(np.int16)) for x, y in zip(a, b)]
+    diffs = [np.abs(x.astype(np.int16) - y.astype(np.int16)) for x, y in zip(a, b, strict=True)]
     return int(max(d.max() for d in diffs)), float(sum((d > 8).sum() for d in diffs) / sum(d.size for d in diffs))
 
 
@@ -99,14 +101,16 @@ def main() -> None:
     parser.add_argument("--validation", type=int, default=20)
     parser.add_argument("--max-drop", type=float, default=0.05)
     parser.add_argument(
-        "--ranges", default="minmax", choices=["minmax", "nncf"], help="activation ranges: the calibration's "
-        "min and max (default: no value the network meets is clipped), or NNCF's default estimator"
+        "--ranges",
+        default="minmax",
+        choices=["minmax", "nncf"],
+        help="activation ranges: the calibration's "
+        "min and max (default: no value the network meets is clipped), or NNCF's default estimator",
     )
     parser.add_argument("--save", type=Path, help="write the quantised models here and list them in its manifest")
     args = parser.parse_args()
     import nncf
     import openvino as ov
-
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
@@ -140,7 +144,7 @@ def main() -> None:
         bf16 = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
         int8 = core.compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
         x = np.random.default_rng(0).uniform(0, 255, (1, 3, 720 // scale, 1280 // scale)).astype(np.float32)
-        t_bf16, t_int8 = best_time(lambda: bf16(x)), best_time(lambda: int8(x))
+        t_bf16, t_int8 = best_time(lambda m=bf16, x=x: m(x)), best_time(lambda m=int8, x=x: m(x))
         for name in ("Set5", "Set14", "B100"):
             samples = list(load_samples(find_dataset(DATA / "benchmark" / name), scale))
             ref = mean_y_psnr(fp32, samples, scale)

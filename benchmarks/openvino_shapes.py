@@ -57,7 +57,9 @@ def main() -> None:
 
     radius = handle.receptive_radius(SCALE) or 0
     gflop = 2 * sum(r.macs for r in summarize(handle, (H, W), SCALE)) / 1e9
-    print(f"\nrow bands, receptive radius {radius} LR rows above and below each band; whole picture {gflop:.1f} GFLOP\n")
+    print(
+        f"\nrow bands, receptive radius {radius} LR rows above and below each band; whole picture {gflop:.1f} GFLOP\n"
+    )
     print("| band (LR rows) | rows read | ms per band | ms for the picture | useful GFLOP/s |\n|---|---|---|---|---|")
     for band in (16, 32, 64, 120, H):
         rows = min(H, band + 2 * radius)

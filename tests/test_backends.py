@@ -254,10 +254,11 @@ def test_auto_runs_an_input_below_the_export_size_in_pytorch(monkeypatch):
 
 def test_int8_runs_the_bundled_default_near_its_fp32_output_and_nothing_else():
     pytest.importorskip("openvino")
+    from skimage import data
+
     import superres
     from superres.evaluation.metrics import psnr
     from superres.models import create_model
-    from skimage import data
 
     img = np.ascontiguousarray(data.astronaut()[100:148, 150:214])
     int8 = superres.upscale(img, scale=2, precision="int8")
