@@ -246,7 +246,7 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     assert mod.resolve_precision("auto", torch.device("cuda")) == "fp16"
     assert mod.resolve_precision(None, torch.device("mps")) == "fp16"
     with pytest.raises(ConfigError, match="precision"):
-        Upscaler(model, device="cpu", precision="int8")
+        Upscaler(model, device="cpu", precision="int4")
 
 
 def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
