@@ -285,3 +285,17 @@ def test_the_shipped_int8_files_were_made_from_the_bundled_weights():
     assert entry.int8 is not None and sorted(entry.int8) == list(default.scales)
     assert entry.int8_digest == weights_digest(default)
     assert all(entry.path(f).is_file() and entry.path(f).with_suffix(".bin").is_file() for f in entry.int8.values())
+
+
+def test_openvino_takes_pytorchs_thread_count_unless_told(monkeypatch):
+    """torchrun sets OMP_NUM_THREADS=1 in each process and PyTorch follows it; OpenVINO, whose threads are its
+    own, follows PyTorch's count, so that two processes do not each take every core."""
+    pytest.importorskip("openvino")
+    from superres.models import create_model
+
+    handle = as_handle(create_model("mdsr-tiny"))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    runner = get_backend("openvino").prepare(handle, "cpu", "fp32", None)
+    runner.run(torch.rand(1, 3, 8, 8), 2)
+    assert runner.compiled(2).get_property("INFERENCE_NUM_THREADS") == 1
+    assert get_backend("openvino").prepare(handle, "cpu", "fp32", 2).config["INFERENCE_NUM_THREADS"] == 2

@@ -7,10 +7,11 @@ A network goes to OpenVINO through its ONNX export (inference/onnx.py) and is co
 dynamic height and width: benchmarks/runtimes.py measured dynamic shapes as fast as a model compiled for the
 exact size, and a new size costs no recompilation, so there are no padded size buckets. bf16 is OpenVINO's
 inference-precision hint, which the CPU computes natively with AVX512-BF16 or AMX ('auto' picks it there, as
-for torch); `threads` is INFERENCE_NUM_THREADS.
+for torch); `threads` is INFERENCE_NUM_THREADS (None: PyTorch's count, so OMP_NUM_THREADS and torchrun's one
+thread per process hold for OpenVINO too).
 
-Two caches keep the cost of getting there (about 1 s for the bundled default: export 0.7 s, conversion
-0.35 s, compilation 0.15 s) to the first time:
+Two caches keep the cost of getting there (about 1.4 s for the bundled default: export 0.9 s, conversion
+0.37 s, compilation 0.1 s) to the first time:
 - compiled models, in this process: COMPILED, keyed by the weights' SHA-256, scale, precision and threads, so
   every upscaler of the same weights (each `superres.upscale` call, each denoise strength used) shares one;
 - converted models, on disk: OpenVINO's own format (IR) in the user's cache folder (`cache_folder()`), keyed
@@ -122,13 +123,15 @@ class OpenVinoRunner:
 
         self.device, self.precision = OpenVinoBackend().check(handle, device, precision)
         self.handle = handle
-        self.threads = threads
+        # None: as many as PyTorch uses, which follows OMP_NUM_THREADS (torchrun sets 1 per process) or the cores
+        self.threads = threads if threads is not None else torch.get_num_threads()
         self.fallback = fallback
         # int8: the layers the quantisation left in floating point run in bf16 where the CPU computes it natively
         half = self.precision == "bf16" or (self.precision == "int8" and native_bf16())
-        self.config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "bf16" if half else "f32"}
-        if threads is not None:
-            self.config["INFERENCE_NUM_THREADS"] = threads
+        self.config: dict[str, object] = {
+            "INFERENCE_PRECISION_HINT": "bf16" if half else "f32",
+            "INFERENCE_NUM_THREADS": self.threads,
+        }
         self._ov = ov
         self._identity: tuple | str = _file_identity(handle.onnx) if handle.onnx is not None else weights_digest(handle)
         self._compiled: dict[int, Any] = {}
