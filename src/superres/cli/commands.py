@@ -528,6 +528,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import torch
 
     from superres.cli.demo import PHOTOS, run_demo
+    from superres.inference.backends import get_backend
     from superres.inference.devices import resolve_precision
     from superres.models.checkpoints import load_model
     from superres.models.registry import default_model_name
@@ -542,9 +543,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if model is None:
         print(f"note: no bundled model for x{args.scale}; showing interpolation only (give --model FILE)")
     results = run_demo(args.output, model, args.scale, args.image, precision=args.precision)
+    runtime = "" if model is None else f" with {get_backend('auto', model, 'cpu', args.precision).name}"
     print(
         f"{args.image}, shrunk x{args.scale} with MATLAB bicubic and upscaled back "
-        f"(Y-PSNR, {args.scale}-px border shaved; model: {name or 'none'}, {used} on the CPU)"
+        f"(Y-PSNR, {args.scale}-px border shaved; model: {name or 'none'}, {used}{runtime} on the CPU)"
     )
     _print_results(results)
     print(f"side by side: {Path(args.output) / 'comparison.png'}")
@@ -553,6 +555,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _photo_demo(args: argparse.Namespace, used: str) -> int:
     from superres.cli.demo import run_photo_demo
+    from superres.inference.backends import get_backend
     from superres.inference.denoise import PhotoPair
 
     if args.model is not None:
@@ -563,10 +566,11 @@ def _photo_demo(args: argparse.Namespace, used: str) -> int:
     if pair is None:
         raise SuperresError("the bundled default has no photo model to show")
     results, choice = run_photo_demo(args.output, pair, args.scale, args.image, args.quality, precision=args.precision)
+    backend = get_backend("auto", pair.clean, "cpu", args.precision).name
     print(
         f"{args.image}, shrunk x{args.scale} with MATLAB bicubic, saved as JPEG quality {args.quality} "
         f"({Path(args.output) / 'lr.jpg'}) and upscaled back (Y-PSNR against the original, {args.scale}-px border "
-        f"shaved; {used} on the CPU)"
+        f"shaved; {used} with {backend} on the CPU)"
     )
     print(f"auto: {choice.describe()}")
     _print_results(results)

@@ -72,6 +72,7 @@ def run_demo(
             DEFAULT_THRESHOLD,
             cache,
             precision,
+            backend="auto",  # as `superres upscale` runs it (eval's reference is PyTorch)
         )
         path = write_image(out / f"{name}.png", Picture(sr), overwrite=overwrite)
         results.append(DemoResult(name, psnr(sr, hr, shave=scale), ssim(sr, hr, shave=scale), seconds, path))
@@ -108,7 +109,8 @@ def run_photo_demo(
     outputs: dict[str, np.ndarray] = {}
     for name, net in runs.items():
         method = Method.parse("bicubic") if net is None else Method(name, model=name)
-        sr, seconds = run_method(method, lr.pixels, scale, None if net is None else (net, scale), precision=precision)
+        at_scale = None if net is None else (net, scale)
+        sr, seconds = run_method(method, lr.pixels, scale, at_scale, precision=precision, backend="auto")
         path = write_image(out / f"{name.split(' ')[0]}.png", Picture(sr), overwrite=overwrite)
         results.append(DemoResult(name, psnr(sr, hr, shave=scale), ssim(sr, hr, shave=scale), seconds, path))
         outputs[name] = sr
