@@ -299,3 +299,40 @@ def test_openvino_takes_pytorchs_thread_count_unless_told(monkeypatch):
     runner.run(torch.rand(1, 3, 8, 8), 2)
     assert runner.compiled(2).get_property("INFERENCE_NUM_THREADS") == 1
     assert get_backend("openvino").prepare(handle, "cpu", "fp32", 2).config["INFERENCE_NUM_THREADS"] == 2
+
+
+def test_converted_models_are_kept_in_a_bounded_cache_folder_that_may_fail(tmp_path, monkeypatch):
+    """A new process reads the converted model instead of exporting and converting it again; the folder keeps
+    the CACHED_FILES most recent; a damaged file is converted again and a folder that cannot be written only
+    costs the conversion."""
+    pytest.importorskip("openvino")
+    from superres.inference import openvino as ov_backend
+    from superres.models import create_model
+
+    monkeypatch.setenv("SUPERRES_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "openvino"
+    img = np.random.default_rng(0).integers(0, 256, (12, 14, 3)).astype(np.float32)
+
+    def run(seed: int) -> np.ndarray:
+        torch.manual_seed(seed)
+        handle = as_handle(create_model("mdsr-tiny"))
+        ov_backend.COMPILED.clear()  # as in a new process
+        return Upscaler(handle, 2, backend="openvino", precision="fp32", tile=0)(img)
+
+    first = run(0)
+    (xml,) = folder.glob("*.xml")
+    assert xml.with_suffix(".bin").is_file()
+    export = ov_backend.onnx_bytes
+    monkeypatch.setattr(ov_backend, "onnx_bytes", lambda *a, **k: pytest.fail("exported again"))
+    assert np.array_equal(run(0), first)  # read back from the folder
+    monkeypatch.setattr(ov_backend, "onnx_bytes", export)
+    xml.write_text("not a model")
+    assert np.array_equal(run(0), first)  # damaged: converted and stored again
+    monkeypatch.setattr(ov_backend, "CACHED_FILES", 2)
+    for seed in (1, 2, 3):
+        run(seed)
+    assert len(list(folder.glob("*.xml"))) == 2 == len(list(folder.glob("*.bin")))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SUPERRES_CACHE", str(blocker))  # its openvino/ folder cannot be made
+    assert np.array_equal(run(0), first)
