@@ -136,6 +136,12 @@ def test_info_and_models(capsys, model_file):
     assert code == 0 and "1,517,571" in out and "(3, 96, 128)" in out
     code, out, _ = run(capsys, "info", model_file)
     assert code == 0 and "EDSR x2" in out
+    from superres.inference.openvino import installed
+
+    backend = "openvino" if installed() else "torch"  # make test installs OpenVINO
+    assert f"upscale here runs it with backend {backend} on cpu" in out and "int8" not in out
+    code, out, _ = run(capsys, "info", "mdsr-medium")
+    assert code == 0 and ("--precision int8 runs its shipped quantised files" in out) == installed()
     code, out, _ = run(capsys, "models")
     assert code == 0 and "edsr-baseline" in out
 

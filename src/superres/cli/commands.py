@@ -302,7 +302,13 @@ def _default_runtime(model) -> str:
         device, precision = backend.check(model, "auto", "auto")
     except SuperresError as e:
         return f"nothing: {e}"
-    return f"backend {backend.name} on {device.type}, precision {precision} (--backend auto --precision auto)"
+    said = f"backend {backend.name} on {device.type}, precision {precision} (--backend auto --precision auto)"
+    if backend.name == "openvino":
+        from superres.inference.openvino import int8_files
+
+        if int8_files(model):
+            said += "; --precision int8 runs its shipped quantised files"
+    return said
 
 
 def cmd_models(args: argparse.Namespace) -> int:
