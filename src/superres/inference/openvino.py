@@ -4,7 +4,7 @@
     y = runner.run(x, scale)  # as every backend's runner (backends.py)
 
 A network goes to OpenVINO through its ONNX export (inference/onnx.py) and is compiled once per scale with
-dynamic height and width: benchmarks/runtimes.py measured dynamic shapes as fast as a model compiled for the
+dynamic height and width: benchmarks/openvino_shapes.py measured dynamic shapes as fast as a model compiled for the
 exact size, and a new size costs no recompilation, so there are no padded size buckets. bf16 is OpenVINO's
 inference-precision hint, which the CPU computes natively with AVX512-BF16 or AMX ('auto' picks it there, as
 for torch); `threads` is INFERENCE_NUM_THREADS (None: PyTorch's count, so OMP_NUM_THREADS and torchrun's one
@@ -15,7 +15,8 @@ Two caches keep the cost of getting there (about 1.4 s for the bundled default: 
 - compiled models, in this process: COMPILED, keyed by the weights' SHA-256, scale, precision and threads, so
   every upscaler of the same weights (each `superres.upscale` call, each denoise strength used) shares one;
 - converted models, on disk: OpenVINO's own format (IR) in the user's cache folder (`cache_folder()`), keyed
-  the same way plus the OpenVINO and superres versions, so the next process reads 1 MB instead of converting.
+  the same way plus the OpenVINO and superres versions and the family's source files, so the next process
+  reads 1 MB instead of converting.
   At most CACHED_FILES models are kept there, the least recently used removed first; a folder that cannot
   be written only costs the conversion each time.
 """
