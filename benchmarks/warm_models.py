@@ -10,27 +10,16 @@ Best of 5 each, one process, this machine's CPU, precision auto.
 from __future__ import annotations
 
 import sys
-import time
 
 import superres
-from common import photo
+from common import best_time, photo
 from superres.inference.denoise import WARM_PAIRS
 from superres.inference.openvino import COMPILED
 from superres.inference.warm import WARM
 
 
-def best(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def main() -> int:
     img = photo(64, 64)
-    superres.upscale(img)  # imports and first-call setup out of the way
 
     def cold() -> None:
         WARM.clear()
@@ -38,7 +27,7 @@ def main() -> int:
         COMPILED.clear()
         superres.upscale(img)
 
-    cold_s, warm_s = best(cold), best(lambda: superres.upscale(img))
+    cold_s, warm_s = best_time(cold, 5), best_time(lambda: superres.upscale(img), 5)
     print(f"64x64 x2, bundled default: cold {cold_s * 1000:.0f} ms, warm {warm_s * 1000:.0f} ms per call")
     return 0
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,7 +31,7 @@ from torch import nn
 from superres.errors import CheckpointError, ConfigError
 from superres.models.base import SRNet
 from superres.models.edsr import DIV2K_RGB_MEAN, full_precision, to_autocast
-from superres.models.family import Family, StateDict, register_family
+from superres.models.family import Family, FamilyConfig, StateDict, register_family
 
 SUPPORTED_SCALES = (2, 3, 4, 8)
 
@@ -123,7 +123,7 @@ class UpsampleBranch(nn.Module):
 
 
 @dataclass(frozen=True)
-class CARNMConfig:
+class CARNMConfig(FamilyConfig):
     scales: tuple[int, ...] = (2, 3, 4)  # ascending
     # True: one upsampler per scale, `upsample.up{s}` (the published file); False: a single `upsample.up`, for a
     # network trained at one scale (then `scales` has one entry).
@@ -148,18 +148,6 @@ class CARNMConfig:
     @property
     def n_colors(self) -> int:
         return 3  # the mean shift is RGB
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["scales"] = list(self.scales)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CARNMConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "scales" in known:
-            known["scales"] = tuple(known["scales"])
-        return cls(**known)
 
 
 class CARNM(SRNet):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
 import torch
@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from superres.errors import CheckpointError, ConfigError
 from superres.models.base import SRNet
-from superres.models.family import Family, StateDict, register_family
+from superres.models.family import Family, FamilyConfig, StateDict, register_family
 
 # DIV2K's RGB mean, as in EDSR-PyTorch (fraction of the range).
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -144,7 +144,7 @@ def weight_dtype(layers: nn.Sequential, index: int) -> torch.dtype:
 
 
 @dataclass(frozen=True)
-class EDSRConfig:
+class EDSRConfig(FamilyConfig):
     scale: int = 2
     n_feats: int = 64
     n_resblocks: int = 16
@@ -160,18 +160,6 @@ class EDSRConfig:
         if self.scale not in SUPPORTED_SCALES:
             raise ConfigError(f"scale must be one of {', '.join(map(str, SUPPORTED_SCALES))}, got {self.scale}")
         check_body_config(self)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["rgb_mean"] = list(mean_of(self))
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> EDSRConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if known.get("rgb_mean") is not None:
-            known["rgb_mean"] = tuple(known["rgb_mean"])
-        return cls(**known)
 
 
 class EDSR(SRNet):

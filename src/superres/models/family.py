@@ -142,16 +142,18 @@ C = TypeVar("C", bound="FamilyConfig")
 
 
 class FamilyConfig:
-    """Base of a family's frozen config dataclass whose fields are all plain values: `to_dict` for weights
-    metadata, `from_dict` back (keys it does not know, from a newer or older file, are ignored)."""
+    """Base of a family's frozen config dataclass whose fields are plain values or tuples of them: `to_dict` for
+    weights metadata (tuples as lists, as JSON has them), `from_dict` back (lists as tuples; keys it does not
+    know, from a newer or older file, are ignored)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # pyright: ignore[reportArgumentType] - subclasses are dataclasses
+        d = dataclasses.asdict(self)  # pyright: ignore[reportArgumentType] - subclasses are dataclasses
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls: type[C], d: dict[str, Any]) -> C:
         known = {f.name for f in dataclasses.fields(cls)}  # pyright: ignore[reportArgumentType] - dataclasses
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known})
 
 
 _FAMILIES: dict[str, Family] = {}

@@ -15,7 +15,7 @@ to bottom: the config, the model.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -40,11 +40,11 @@ from superres.models.edsr import (
     upsampler_scale,
     weight_dtype,
 )
-from superres.models.family import StateDict, register_family
+from superres.models.family import FamilyConfig, StateDict, register_family
 
 
 @dataclass(frozen=True)
-class MDSRConfig:
+class MDSRConfig(FamilyConfig):
     scales: tuple[int, ...] = (2, 3, 4)  # ascending; the official models have (2, 3, 4)
     n_feats: int = 64
     n_resblocks: int = 16
@@ -64,19 +64,6 @@ class MDSRConfig:
             )
         object.__setattr__(self, "scales", tuple(sorted(scales)))
         check_body_config(self)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["scales"], d["rgb_mean"] = list(self.scales), list(mean_of(self))
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MDSRConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        for key in ("scales", "rgb_mean"):
-            if known.get(key) is not None:
-                known[key] = tuple(known[key])
-        return cls(**known)
 
 
 class MDSR(SRNet):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from superres.errors import CheckpointError, ConfigError
 from superres.models.base import SRNet
 from superres.models.edsr import DIV2K_GRAY_MEAN, DIV2K_RGB_MEAN, full_precision, to_autocast
-from superres.models.family import Family, StateDict, load_state_strict, register_family
+from superres.models.family import Family, FamilyConfig, StateDict, load_state_strict, register_family
 
 MAX_SCALE = 8
 
@@ -131,7 +131,7 @@ class SPAB(nn.Module):
 
 
 @dataclass(frozen=True)
-class SPANConfig:
+class SPANConfig(FamilyConfig):
     scale: int = 4
     n_feats: int = 48
     # width inside each block (c1_r's outputs); the published models use n_feats
@@ -169,18 +169,6 @@ class SPANConfig:
         """The per-channel mean (filled in when the config was made)."""
         assert self.rgb_mean is not None
         return tuple(self.rgb_mean)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["rgb_mean"] = list(self.mean)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SPANConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if known.get("rgb_mean") is not None:
-            known["rgb_mean"] = tuple(known["rgb_mean"])
-        return cls(**known)
 
 
 class SPAN(SRNet):

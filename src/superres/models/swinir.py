@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
 import torch
@@ -41,7 +41,7 @@ from torch.nn import functional as F
 from superres.errors import CheckpointError, ConfigError
 from superres.models.base import SRNet
 from superres.models.edsr import DIV2K_RGB_MEAN, full_precision
-from superres.models.family import Family, StateDict, load_state_strict, register_family
+from superres.models.family import Family, FamilyConfig, StateDict, load_state_strict, register_family
 
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv")
 RESIDUAL_CONNECTIONS = ("1conv", "3conv")
@@ -265,7 +265,7 @@ def pixelshuffle_upsampler(scale: int, feat: int) -> nn.Sequential:
 
 
 @dataclass(frozen=True)
-class SwinIRConfig:
+class SwinIRConfig(FamilyConfig):
     scale: int = 2
     n_colors: int = 3
     embed_dim: int = 180
@@ -324,19 +324,6 @@ class SwinIRConfig:
             raise ConfigError(f"the {self.upsampler} upsampler makes x{scales.replace(', ', ', x')}, not x{self.scale}")
         if self.num_feat < 1:
             raise ConfigError(f"num_feat must be >= 1, got {self.num_feat}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.update(depths=list(self.depths), num_heads=list(self.num_heads), rgb_mean=list(self.rgb_mean or ()))
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SwinIRConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        for key in ("depths", "num_heads", "rgb_mean"):
-            if known.get(key) is not None:
-                known[key] = tuple(known[key])
-        return cls(**known)
 
 
 # ---------------------------------------------------------------------------------------------- the network
