@@ -81,3 +81,16 @@ def claimants(state: dict[str, torch.Tensor]) -> list[str]:
     from superres.models.family import families
 
     return [name for name, family in families().items() if family.recognize(family.rename(state))]
+
+
+def load_detected(file: str, family: str, scales: tuple[int, ...]):
+    """A published file, asserted to be recognised by `family` alone and to load with `scales` and the manifest's
+    parameter count; its handle."""
+    import superres
+    from superres.models.checkpoints import normalize_state_dict, read_weights
+
+    assert claimants(normalize_state_dict(read_weights(MODELS / file)[0])) == [family]
+    handle = superres.load_model(MODELS / file)
+    assert handle.arch == family and handle.scales == scales
+    assert handle.parameter_count == int(manifest()[file]["params"])
+    return handle

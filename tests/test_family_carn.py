@@ -14,6 +14,7 @@ from shared_models import (
     MODELS,
     claimants,
     image,
+    load_detected,
     manifest,
     measured_set5,
     needs_benchmark,
@@ -24,7 +25,6 @@ from shared_models import (
 from superres.errors import CheckpointError
 from superres.inference.upscaler import Upscaler
 from superres.models.carn import CARNM, CARNMConfig
-from superres.models.checkpoints import normalize_state_dict, read_weights
 
 TINY = CARNMConfig(scales=(2, 3, 4), n_feats=8, groups=4, n_blocks=2, n_units=2)
 TINY_RADIUS = 1 + 2 * 2 * 2 + 2
@@ -193,10 +193,7 @@ def test_the_real_file_is_the_only_one():
 
 @needs_shared_models
 def test_real_file_loads_by_detection_and_its_radius_is_tight():
-    assert claimants(normalize_state_dict(read_weights(MODELS / "carn_m.safetensors")[0])) == ["carn_m"]
-    handle = superres.load_model(MODELS / "carn_m.safetensors")
-    assert handle.arch == "carn_m" and handle.scales == (2, 3, 4)
-    assert handle.parameter_count == int(manifest()["carn_m.safetensors"]["params"])
+    handle = load_detected("carn_m.safetensors", "carn_m", (2, 3, 4))
     for scale in (2, 3, 4):
         assert handle.receptive_radius(scale) == 21
         assert gradient_reach(handle.net, scale, size=45) == (21, 21, 21, 21)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from shared_models import (
     MODELS,
     claimants,
     image,
+    load_detected,
     manifest,
     measured_set5,
     needs_benchmark,
@@ -24,7 +25,6 @@ from shared_models import (
 )
 from superres.errors import CheckpointError
 from superres.inference.upscaler import Upscaler
-from superres.models.checkpoints import normalize_state_dict, read_weights
 from superres.models.imdn import IMDN, IMDNConfig
 
 TINY = IMDNConfig(scale=3, n_feats=8, n_blocks=2, distilled=2, cca_mid=2)
@@ -147,10 +147,7 @@ def test_every_real_file_is_listed_here():
 @needs_shared_models
 @pytest.mark.parametrize("file", sorted(REAL))
 def test_real_file_loads_by_detection(file):
-    assert claimants(normalize_state_dict(read_weights(MODELS / file)[0])) == ["imdn"]
-    handle = superres.load_model(MODELS / file)
-    assert handle.arch == "imdn" and handle.scales == (REAL[file],)
-    assert handle.parameter_count == int(manifest()[file]["params"])
+    load_detected(file, "imdn", (REAL[file],))
 
 
 @needs_shared_models

@@ -11,7 +11,16 @@ from safetensors.torch import save_file
 
 import superres
 import superres.models.rlfn  # registers the family (until models/__init__ imports it)
-from shared_models import MODELS, manifest, measured_set5, needs_benchmark, needs_shared_models, set5_y_psnr
+from shared_models import (
+    MODELS,
+    load_detected,
+    manifest,
+    measured_set5,
+    needs_benchmark,
+    needs_shared_models,
+    published_set5,
+    set5_y_psnr,
+)
 from superres.errors import CheckpointError
 from superres.inference.upscaler import APPROXIMATE_MARGIN, Upscaler
 from superres.models import create_model, load_model
@@ -169,9 +178,8 @@ RLFN_FILES = sorted(f for f, row in manifest().items() if row["family"] == "rlfn
 @needs_shared_models
 @pytest.mark.parametrize("file", RLFN_FILES)
 def test_published_files_load_by_detection(file):
-    handle = load_model(MODELS / file)
-    assert handle.arch == "rlfn" and handle.parameter_count == int(manifest()[file]["params"])
-    assert handle.scales == (int(manifest()[file]["scales"]),) and handle.config.esa_feats == 16
+    handle = load_detected(file, "rlfn", (int(manifest()[file]["scales"]),))
+    assert handle.config.esa_feats == 16
 
 
 @needs_shared_models
@@ -182,7 +190,6 @@ def test_published_files_score_their_set5_figure(file):
     scale = int(row["scales"])
     psnr = set5_y_psnr(MODELS / file, scale)
     if row["published_set5"]:
-        published = float(dict(c.split("=") for c in row["published_set5"].split(";"))[f"x{scale}"])
-        assert abs(psnr - published) < 0.1, (psnr, published)
+        assert abs(psnr - published_set5(file, scale)) < 0.1, (psnr, published_set5(file, scale))
     else:
         assert abs(psnr - measured_set5(file, scale)) < 0.02

@@ -18,6 +18,7 @@ from shared_models import (
     MODELS,
     claimants,
     image,
+    load_detected,
     manifest,
     measured_set5,
     needs_benchmark,
@@ -28,7 +29,6 @@ from shared_models import (
 )
 from superres.errors import CheckpointError
 from superres.inference.upscaler import Upscaler
-from superres.models.checkpoints import normalize_state_dict, read_weights
 from superres.models.smfanet import (
     SMFA,
     SMFANet,
@@ -187,10 +187,7 @@ def test_every_real_file_is_listed_here():
 @needs_shared_models
 @pytest.mark.parametrize("file", sorted(REAL))
 def test_real_file_loads_by_detection(file):
-    assert claimants(normalize_state_dict(read_weights(MODELS / file)[0])) == ["smfanet"]
-    handle = superres.load_model(MODELS / file)
-    assert handle.arch == "smfanet" and handle.scales == (REAL[file],)
-    assert handle.parameter_count == int(manifest()[file]["params"])
+    load_detected(file, "smfanet", (REAL[file],))
 
 
 @needs_shared_models

@@ -15,7 +15,16 @@ from torch.nn import functional as F
 
 import superres
 import superres.models.span
-from shared_models import MODELS, manifest, measured_set5, needs_benchmark, needs_shared_models, set5_y_psnr
+from shared_models import (
+    MODELS,
+    load_detected,
+    manifest,
+    measured_set5,
+    needs_benchmark,
+    needs_shared_models,
+    published_set5,
+    set5_y_psnr,
+)
 from superres.errors import CheckpointError
 from superres.inference.upscaler import Upscaler
 from superres.models import load_model
@@ -232,10 +241,8 @@ SPAN_FILES = sorted(f for f, row in manifest().items() if row["family"] == "span
 @needs_shared_models
 @pytest.mark.parametrize("file", SPAN_FILES)
 def test_published_files_load_by_detection(file):
-    handle = load_model(MODELS / file)
-    assert handle.arch == "span" and handle.parameter_count == int(manifest()[file]["params"])
+    handle = load_detected(file, "span", (int(manifest()[file]["scales"]),))
     assert handle.config.gain == 0 and handle.config.n_blocks == 6 and handle.config.n_feats == 48
-    assert handle.scales == (int(manifest()[file]["scales"]),)
 
 
 @needs_shared_models
@@ -246,7 +253,6 @@ def test_published_files_score_their_set5_figure(file):
     scale = int(row["scales"])
     psnr = set5_y_psnr(MODELS / file, scale)
     if row["published_set5"]:
-        published = float(dict(c.split("=") for c in row["published_set5"].split(";"))[f"x{scale}"])
-        assert abs(psnr - published) < 0.1, (psnr, published)
+        assert abs(psnr - published_set5(file, scale)) < 0.1, (psnr, published_set5(file, scale))
     else:
         assert abs(psnr - measured_set5(file, scale)) < 0.02
