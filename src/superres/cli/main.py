@@ -389,7 +389,7 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
 def _add_train_model_flags(p: argparse.ArgumentParser) -> None:
     """train: the data, the architecture and the optimisation."""
     p.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR images, or EDSR/DIV2K layouts")
-    p.add_argument("--scale", help="factor, or several for one multi-scale network (mdsr presets), e.g. 2,3,4")
+    p.add_argument("--scale", help="factor, or several for one multi-scale network (mdsr, mspan), e.g. 2,3,4")
     p.add_argument("--preset", help="architecture preset (default edsr-baseline)")
     p.add_argument("--n-feats", type=int)
     p.add_argument("--n-resblocks", type=int)
@@ -443,6 +443,20 @@ def _add_train_run_flags(p: argparse.ArgumentParser) -> None:
         metavar="WEIGHTS",
         help="start from these weights, all that fits: shared parts from the first file, each scale's "
         "upsampler from the first file with that scale (e.g. an EDSR x2 file for x3/x4 or MDSR)",
+    )
+    p.add_argument("--frozen", metavar="REGEX", help="parameters whose names match are not trained, e.g. '^block_'")
+    p.add_argument(
+        "--teacher",
+        nargs="+",
+        metavar="WEIGHTS",
+        help="distillation: any models superres loads; at each scale the mean output of those that have it is the "
+        "target (mixed with the HR by --teacher-weight)",
+    )
+    p.add_argument("--teacher-weight", type=float, help="weight of the teachers' target against the HR (default 1)")
+    p.add_argument(
+        "--teacher-flips",
+        action=argparse.BooleanOptionalAction,
+        help="average each teacher over the 8 flips and rotations (8x its cost; default off)",
     )
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="bf16 autocast (default on)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction)

@@ -4,7 +4,7 @@ Everything outside this package holds a `ModelHandle` (handle.py): scales, colou
 radius, precisions and `run(x, scale)`. A family registers itself in its own file (family.py explains how).
 """
 
-from superres.models import carn, edsr, imdn, mdsr, rlfn, rrdbnet, smfanet, span, srvgg, swinir  # noqa: F401 - registers them
+from superres.models import carn, edsr, imdn, mdsr, mspan, rlfn, rrdbnet, smfanet, span, srvgg, swinir  # noqa: F401 - registers them
 from superres.models.base import SRNet, count_parameters
 from superres.models.checkpoints import init_from, load_model, load_weights, save_weights
 from superres.models.edsr import EDSR, EDSRConfig

@@ -73,6 +73,12 @@ class SRNet(nn.Module):
         'up.x{s}.*' for the upsampler of scale s, 'tail.*' for the last conv; other keys as they are."""
         return key
 
+    def adopt(self, copied: list[str]) -> list[str]:
+        """Called by `init_from` after it copied the tensors named `copied` into this network: a network whose
+        trained tensors are derived from others (re-parameterised branches) makes the copies its own here, and
+        one may fill parts no file had from those it has. Returns the keys it filled."""
+        return []
+
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 

@@ -235,7 +235,8 @@ def init_from(target: SRNet, sources: Sequence[ModelHandle | SRNet]) -> list[str
     Tensors are matched by their family-neutral name (`SRNet.part_key`) and shape. A scale-specific
     part (an upsampler) comes from the first source that has that scale; a shared part (head, body,
     last conv) from the first source that has it. This is the paper's recipe for x3/x4 (start from the
-    x2 model) and for MDSR (start from single-scale models). Returns the target keys that were copied.
+    x2 model) and for MDSR (start from single-scale models). The target then `adopt`s the copies (and may fill
+    more from them). Returns the target keys that were copied or filled.
     """
     nets = [cast(SRNet, s.net) if isinstance(s, ModelHandle) else s for s in sources]
     own = target.state_dict()
@@ -247,7 +248,7 @@ def init_from(target: SRNet, sources: Sequence[ModelHandle | SRNet]) -> list[str
             if mine is not None and mine not in copied and own[mine].shape == value.shape:
                 copied[mine] = value
     target.load_state_dict({**own, **copied}, strict=True)
-    return sorted(copied)
+    return sorted([*copied, *target.adopt(sorted(copied))])
 
 
 def interpolate(a: ModelHandle, b: ModelHandle, t: float) -> ModelHandle:

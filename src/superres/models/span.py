@@ -210,6 +210,12 @@ class SPAN(SRNet):
                 module.fold()
         return {k: v for k, v in self.state_dict().items() if not re.search(r"\.(sk|conv\.\d+)\.", k)}
 
+    def part_key(self, key: str) -> str:
+        """conv_2, conv_cat and the upsampler are this scale's part (`up.x{s}.*`): an MSPAN has one per scale."""
+        if key.startswith(("conv_2.", "conv_cat.", "upsampler.")):
+            return f"up.x{self.config.scale}.{key}"
+        return key
+
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         self.check_scale(scale)
         # the shifted input is not integer-valued: in bf16 it would lose up to half a gray level, so the input

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,9 +17,9 @@ from superres.errors import ConfigError, Hint
 from superres.imaging.degrade import parse_preset
 from superres.models.registry import preset_config, presets
 
-# The families `superres train` can train: 0..255 networks whose mean shift and parts (part_key, init_from)
-# the loop knows. Other families (0..1 ranges, re-parameterised blocks) load and run, but are not trained here.
-TRAINABLE_FAMILIES = ("edsr", "mdsr")
+# The families `superres train` can train: networks whose parts (part_key, init_from) the loop knows. Other
+# families load, run and teach (--teacher), but are not trained here.
+TRAINABLE_FAMILIES = ("edsr", "mdsr", "mspan")
 
 
 @dataclass
@@ -54,6 +55,10 @@ class TrainConfig:
     log_every: int = 100
     out: str = "runs/edsr"
     init: list[str] = field(default_factory=list)  # weights to start from: all that fits (models.init_from)
+    frozen: str | None = None  # a regular expression: parameters whose names it matches are not trained
+    teacher: list[str] = field(default_factory=list)  # distillation: models whose outputs are targets (distill.py)
+    teacher_weight: float = 1.0  # the loss is w * L(out, teachers' mean) + (1 - w) * L(out, HR) where teachers exist
+    teacher_flips: bool = False  # each teacher's output averaged over the 8 flips and rotations (8x its cost)
     bf16: bool = True  # autocast
     channels_last: bool = True
     compile: bool = False  # torch.compile the model
@@ -68,6 +73,8 @@ class TrainConfig:
             self.scale = [self.scale]
         if isinstance(self.init, str):
             self.init = [self.init]
+        if isinstance(self.teacher, str):
+            self.teacher = [self.teacher]
 
     def validate(self) -> None:  # noqa: C901 - a flat list of independent checks, one per setting
         if not self.data:
@@ -118,6 +125,7 @@ class TrainConfig:
             raise ConfigError("cutblur mixes degraded and clean inputs: it needs a degradation other than bicubic")
         if not clean and self.data_on_device:
             raise ConfigError("degradations run on the CPU: they cannot be combined with data_on_device")
+        self._check_fine_tuning()
         if not 0 <= self.brightness < 1:
             raise ConfigError(f"brightness must be in [0, 1), got {self.brightness}")
         if not 0 < self.lr_gamma <= 1:
@@ -127,6 +135,16 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got '{self.device}'")
         preset_config(self.preset, scale=self.scale, n_colors=self.n_colors, **self.overrides())  # checks ranges
+
+    def _check_fine_tuning(self) -> None:
+        """The settings of what is trained towards what: frozen parameters, teachers."""
+        if self.frozen is not None:
+            try:
+                re.compile(self.frozen)
+            except re.error as e:
+                raise ConfigError(f"frozen is not a regular expression ({e}): {self.frozen!r}") from None
+        if not 0 <= self.teacher_weight <= 1:
+            raise ConfigError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
 
     def overrides(self) -> dict:
         return {k: getattr(self, k) for k in ("n_feats", "n_resblocks", "res_scale") if getattr(self, k) is not None}

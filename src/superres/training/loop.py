@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import queue
+import re
 import signal
 import sys
 import threading
@@ -42,6 +43,7 @@ from superres.models.checkpoints import init_from, load_weights, save_weights
 from superres.models.handle import ModelHandle
 from superres.models.registry import create_model
 from superres.training.config import TrainConfig, learning_rate, split_holdout
+from superres.training.distill import Teachers
 from superres.training.patches import DevicePatchSampler, MultiScaleSampler, PatchSampler
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,8 @@ def build_model(cfg: TrainConfig) -> SRNet:
     if cfg.init:
         sources = [load_weights(path) for path in cfg.init]
         copied = init_from(model, sources)
-        if not any(k.startswith("body.") for k in copied):
+        shared = r"(head|tail|up\.x\d+)\..*|(sub|add)_mean\..*"  # what is not the body: ends and mean shifts
+        if not any(re.fullmatch(shared, model.part_key(k)) is None for k in copied):
             shapes = "; ".join(s.describe() for s in sources)
             raise ConfigError(
                 f"init weights ({shapes}) do not fit the model ({model.describe()}): no body weight could be copied"
@@ -114,10 +117,12 @@ def validate(model: SRNet, samples: dict[int, list[Sample]], device: torch.devic
     was_training = model.training
     model.eval()
     means = {}
+    k = model.rgb_range / 255.0
     for scale, scale_samples in samples.items():
         scores = []
         for s in scale_samples:
-            sr = model(to_tensor(s.lr[None], device, False), scale)[0].permute(1, 2, 0).float().cpu().numpy()
+            sr = model(to_tensor(s.lr[None], device, False) * k, scale)[0] / k
+            sr = sr.permute(1, 2, 0).float().cpu().numpy()
             scores.append(psnr(sr, s.hr, shave=scale, channel="y"))
         means[scale] = float(np.mean(scores))
     model.train(was_training)
@@ -274,6 +279,7 @@ class _Run:
     on_device: bool  # the sampler cuts patches on the device
     val_samples: dict[int, list[Sample]]
     n_train: int  # training images (at the first scale)
+    teachers: Teachers | None  # distillation targets (cfg.teacher)
     net: torch.nn.Module = field(init=False)  # the model as trained: channels_last, DistributedDataParallel, compiled
     step: int = 0
     best: float = float("-inf")  # the best mean validation Y-PSNR, dB
@@ -328,13 +334,18 @@ def _prepare(cfg: TrainConfig, out: Path, ranks: _Ranks, resume: bool) -> _Run:
     train_samples, val_samples = load_training_data(cfg)
     sampler, on_device = _make_sampler(cfg, train_samples, ranks)
     model = build_model(cfg).to(ranks.device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    opt = torch.optim.Adam(_trained_parameters(model, cfg), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
     state = read_checkpoint(out / "last.pt") if resume else None
     if state is not None:
         _load_weights_and_optimizer(model, opt, state, out / "last.pt")
     ema = copy.deepcopy(model).eval() if cfg.ema else None  # starts from the (resumed) weights
     n_train = len(train_samples[cfg.scale[0]])
-    run = _Run(cfg, ranks, out, model, opt, ema, sampler, on_device, val_samples, n_train)
+    teachers = None
+    if cfg.teacher:
+        teachers = Teachers(cfg.teacher, cfg.scale, cfg.n_colors, ranks.device, cfg.teacher_flips)
+        if ranks.main:
+            log.info("teachers: %s", teachers.describe())
+    run = _Run(cfg, ranks, out, model, opt, ema, sampler, on_device, val_samples, n_train, teachers)
     if state is not None:
         _resume_progress(run, state)
     if ranks.main:
@@ -342,6 +353,34 @@ def _prepare(cfg: TrainConfig, out: Path, ranks: _Ranks, resume: bool) -> _Run:
         write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
     _make_trainable(run)
     return run
+
+
+# LR pixels at the edge of a patch where the HR, not the teachers, is the target: the teachers see the patch's zero
+# padding there, as no pixel of a whole picture's inside does
+DISTILL_MARGIN = 3
+
+
+def with_hr_border(target: torch.Tensor, hr: torch.Tensor, margin: int) -> torch.Tensor:
+    """`target` (N, C, H, W) with its outer `margin` pixels on every side taken from `hr` (same shape)."""
+    h, w = target.shape[-2:]
+    if 2 * margin >= min(h, w):
+        return hr
+    out = hr.clone()
+    out[..., margin : h - margin, margin : w - margin] = target[..., margin : h - margin, margin : w - margin]
+    return out
+
+
+def _trained_parameters(model: SRNet, cfg: TrainConfig) -> list[torch.nn.Parameter]:
+    """The parameters the optimizer moves: all but those cfg.frozen matches (which stop needing gradients)."""
+    trained = []
+    for name, p in model.named_parameters():
+        if cfg.frozen is not None and re.search(cfg.frozen, name):
+            p.requires_grad_(False)
+        elif p.requires_grad:
+            trained.append(p)
+    if not trained:
+        raise ConfigError(f"frozen={cfg.frozen!r} matches every parameter of {model.describe()}: nothing to train")
+    return trained
 
 
 def _make_sampler(cfg: TrainConfig, samples: dict[int, list[Sample]], ranks: _Ranks) -> tuple[MultiScaleSampler, bool]:
@@ -418,7 +457,7 @@ def _step(
     loss, lr_now = _optimise(run, batches, loss_fn, autocast)
     report.stepped(run.step, loss, lr_now)
     val_score, by_scale = _validate_due(run)
-    report.record(run.step, lr_now, val_score, by_scale)
+    report.record(run.step, lr_now, val_score, by_scale, run.teachers.seconds if run.teachers else 0.0)
     stop_now = _stop_agreed(run, stop)
     if run.step % run.cfg.checkpoint_every == 0 or run.step == run.cfg.iters or stop_now:
         if run.ranks.world > 1:
@@ -439,9 +478,19 @@ def _optimise(
     (scale, lr_np, hr_np), run.sampler_state = batches.next()
     lr_t = to_tensor(lr_np, run.ranks.device, cfg.channels_last)
     hr_t = to_tensor(hr_np, run.ranks.device, cfg.channels_last)
+    target = run.teachers.targets(lr_t, scale) if run.teachers is not None else None
+    if target is not None:
+        target = with_hr_border(target, hr_t, DISTILL_MARGIN * scale)
+    k = model.rgb_range / 255.0  # the network's white; patches, targets and the loss are in 0..255
     with autocast:
-        sr = run.net(lr_t, scale)
-    loss = loss_fn(sr.float(), hr_t)
+        sr = run.net(lr_t * k if k != 1 else lr_t, scale)
+    sr = sr.float() / k if k != 1 else sr.float()
+    if target is None:
+        loss = loss_fn(sr, hr_t)
+    elif cfg.teacher_weight == 1:
+        loss = loss_fn(sr, target)
+    else:
+        loss = cfg.teacher_weight * loss_fn(sr, target) + (1 - cfg.teacher_weight) * loss_fn(sr, hr_t)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip:
@@ -522,7 +571,7 @@ class _Report:
     TensorBoard scalars when tensorboard is installed; a progress bar when `progress` (None: when stderr is a
     terminal), else a printed line at each validation and at the end. On the other ranks it does nothing."""
 
-    HEADER = ("step", "loss", "lr", "steps_per_s", "elapsed_s", "val_psnr_y", "val_by_scale")
+    HEADER = ("step", "loss", "lr", "steps_per_s", "elapsed_s", "val_psnr_y", "val_by_scale", "teacher_share")
 
     def __init__(self, cfg: TrainConfig, out: Path, main: bool, progress: bool | None, step: int) -> None:
         self.cfg = cfg
@@ -544,6 +593,7 @@ class _Report:
         """The clock starts (elapsed_s and the result's seconds count from here)."""
         self.t0 = time.time()
         self.window_loss, self.window_steps, self.window_t = 0.0, 0, time.time()
+        self.window_teacher_s = 0.0
 
     def stepped(self, step: int, loss: torch.Tensor, lr_now: float) -> None:
         self.window_loss += loss.item()
@@ -553,14 +603,18 @@ class _Report:
             if step % 10 == 0:
                 self.bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_now:.2e}")
 
-    def record(self, step: int, lr_now: float, val_score: float | None, by_scale: dict[int, float]) -> None:
-        """The row for `step` when one is due (val_score: the mean validation Y-PSNR in dB, or None)."""
+    def record(
+        self, step: int, lr_now: float, val_score: float | None, by_scale: dict[int, float], teacher_s: float = 0.0
+    ) -> None:
+        """The row for `step` when one is due (val_score: the mean validation Y-PSNR in dB, or None; teacher_s:
+        the seconds the teachers took so far, of which the row reports the share of the time since the last)."""
         cfg = self.cfg
         if self.log_file is None or self.writer is None:  # not rank 0
             return
         if not (step % cfg.log_every == 0 or val_score is not None or step == cfg.iters):
             return
-        rate = self.window_steps / max(1e-9, time.time() - self.window_t)
+        window = max(1e-9, time.time() - self.window_t)
+        rate, teacher_share = self.window_steps / window, (teacher_s - self.window_teacher_s) / window
         loss = self.window_loss / max(1, self.window_steps)
         self.writer.writerow(
             [
@@ -571,6 +625,7 @@ class _Report:
                 f"{time.time() - self.t0:.1f}",
                 "" if val_score is None else f"{val_score:.4f}",
                 " ".join(f"x{k}:{v:.4f}" for k, v in by_scale.items()),
+                f"{teacher_share:.3f}",
             ]
         )
         self.log_file.flush()
@@ -583,10 +638,12 @@ class _Report:
             print(
                 f"step {step}/{cfg.iters} loss {loss:.4f} lr {lr_now:.2e} {rate:.2f} it/s"
                 + ("" if val_score is None else f" val {val_score:.3f} dB")
-                + "".join(f" x{k} {v:.3f}" for k, v in by_scale.items() if len(by_scale) > 1),
+                + "".join(f" x{k} {v:.3f}" for k, v in by_scale.items() if len(by_scale) > 1)
+                + (f" (teachers {teacher_share:.0%} of the time)" if teacher_s else ""),
                 flush=True,
             )
         self.window_loss, self.window_steps, self.window_t = 0.0, 0, time.time()
+        self.window_teacher_s = teacher_s
 
     def close(self) -> None:
         if self.bar is not None:
@@ -641,6 +698,9 @@ def _weights_metadata(
             "flips": cfg.flips,
             "rgb_permute": cfg.rgb_permute,
             "init": [Path(p).name for p in cfg.init],
+            "teachers": [Path(p).name for p in cfg.teacher],
+            "teacher_weight": cfg.teacher_weight if cfg.teacher else None,
+            "teacher_flips": cfg.teacher_flips if cfg.teacher else None,
         },
     }
 

@@ -1,0 +1,291 @@
+"""MSPAN: one SPAN-class network for several scales. A shared SPAN body (Wan et al., CVPRW 2024: re-parameterisable
+3x3 convolutions, parameter-free attention, no batch norm) and a small tail per scale, as MDSR shares EDSR's body
+(Lim et al., CVPR-W 2017). The layers are SPAN's own (models/span.py), so a published SPAN file of any scale starts
+an MSPAN: its body and its tail land where they belong (`part_key`, `init_from`).
+
+Read top to bottom: the per-scale tail, the network, its config, the family.
+
+    x (N, C, H, W), 0..1, and a scale s (one of config.scales)
+      -> (x - DIV2K mean) * 255
+      -> conv_1 (3x3, C -> F) = feat                                   shared
+      -> block_1 .. block_N (SPAB)                                     shared
+      -> tail.x{s}: conv_2 (3x3, F -> F)
+                    conv_cat (1x1 over [feat, conv_2 out, block_1 out, SiLU(block_N's c1_r out)])
+                    upsampler.0 (3x3, F -> C*s*s) + PixelShuffle(s)    one tail per scale
+    y (N, C, H*s, W*s), 0..1 (not clipped)
+
+Every 3x3 convolution but the upsampler's is a `Conv3XC`: with gain g > 0 it trains as branches (a 1x1 skip and
+1x1 -> 3x3 -> 1x1 g times as wide) and runs as their exact fold; a saved file keeps the fold (`deploy_state_dict`).
+A deploy kernel can be put back into branches (`Conv3XC`'s fold inverted by `unfold_into_branches`), so training
+can start from a published deploy file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from superres.errors import CheckpointError, ConfigError
+from superres.models.base import SRNet
+from superres.models.edsr import DIV2K_GRAY_MEAN, DIV2K_RGB_MEAN, full_precision, to_autocast
+from superres.models.family import Family, FamilyConfig, StateDict, load_state_strict, register_family
+from superres.models.span import (
+    MAX_SCALE,
+    SPAB,
+    Conv3XC,
+    bias_of,
+    conv3xc_shape,
+    fill_fused,
+    numbered_blocks,
+    pixel_shuffle_scale,
+    shape_of,
+)
+
+
+@torch.no_grad()
+def unfold_into_branches(layer: Conv3XC, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Set a training-form Conv3XC's branches so that their fold is exactly (weight, bias): the skip and the
+    second half of each widened layer are zero, the first 1x1 passes its inputs on, the 3x3 holds the kernel and
+    the last 1x1 passes it out. Training then moves every branch from there."""
+    assert layer.sk is not None and layer.conv is not None, "a deploy-form Conv3XC has no branches"
+    c0, c1, c2 = (m for m in layer.conv if isinstance(m, nn.Conv2d))
+    c_out, c_in = weight.shape[:2]
+    for conv in (layer.sk, c0, c1, c2):
+        conv.weight.zero_()
+        bias_of(conv).zero_()
+    c0.weight[:c_in, :, 0, 0] = torch.eye(c_in)
+    c1.weight[:c_out, :c_in] = weight
+    bias_of(c1)[:c_out] = bias
+    c2.weight[:, :c_out, 0, 0] = torch.eye(c_out)
+    layer.fold()
+
+
+class Tail(nn.Module):
+    """One scale's part: SPAN's conv_2, conv_cat and upsampler (key names kept, under `tail.x{s}`)."""
+
+    def __init__(self, n_feats: int, mid_feats: int, n_colors: int, scale: int, gain: int) -> None:
+        super().__init__()
+        self.conv_2 = Conv3XC(n_feats, n_feats, gain)
+        self.conv_cat = nn.Conv2d(3 * n_feats + mid_feats, n_feats, 1)
+        self.upsampler = nn.Sequential(
+            nn.Conv2d(n_feats, n_colors * scale * scale, 3, padding=1), nn.PixelShuffle(scale)
+        )
+
+    def forward(
+        self, feat: torch.Tensor, out: torch.Tensor, first_block: torch.Tensor, last_first: torch.Tensor
+    ) -> torch.Tensor:
+        out = self.conv_cat(torch.cat([feat, self.conv_2(out), first_block, last_first], 1))  # (N, 3F+M -> F, H, W)
+        with full_precision(out):  # the upsampler's outputs are pixels
+            return self.upsampler(out.to(self.up_conv.weight.dtype))  # (N, C, H*s, W*s)
+
+    @property
+    def up_conv(self) -> nn.Conv2d:
+        """The upsampler's convolution (before the pixel shuffle)."""
+        conv = self.upsampler[0]
+        assert isinstance(conv, nn.Conv2d)
+        return conv
+
+
+@dataclass(frozen=True)
+class MSPANConfig(FamilyConfig):
+    scales: tuple[int, ...] = (2, 3, 4)  # ascending
+    n_feats: int = 48
+    mid_feats: int = 48  # width inside each block (c1_r's outputs)
+    n_blocks: int = 6
+    n_colors: int = 3
+    # 0: deploy form (one 3x3 conv each). g > 0: each Conv3XC trains as branches g times as wide, folded for inference
+    gain: int = 0
+    img_range: float = 255.0  # the body sees (x - mean) * img_range, as SPAN's (so SPAN's weights fit)
+    rgb_mean: tuple[float, ...] | None = field(default=None)  # None: DIV2K's (its BT.601 luma for one channel)
+
+    def __post_init__(self) -> None:
+        scales = tuple(sorted(int(s) for s in self.scales))
+        if not scales or len(set(scales)) != len(scales) or not all(1 <= s <= MAX_SCALE for s in scales):
+            raise ConfigError(f"scales must be distinct values from 1 to {MAX_SCALE}, got {self.scales}")
+        object.__setattr__(self, "scales", scales)
+        if min(self.n_feats, self.mid_feats, self.n_blocks) < 1 or self.gain < 0:
+            raise ConfigError(
+                f"n_feats, mid_feats and n_blocks must be >= 1 and gain >= 0, got {self.n_feats}, {self.mid_feats}, "
+                f"{self.n_blocks} and {self.gain}"
+            )
+        if self.n_colors not in (1, 3):
+            raise ConfigError(f"n_colors must be 1 or 3, got {self.n_colors}")
+        mean = self.rgb_mean if self.rgb_mean is not None else DIV2K_RGB_MEAN if self.n_colors == 3 else DIV2K_GRAY_MEAN
+        object.__setattr__(self, "rgb_mean", tuple(float(m) for m in mean))
+        if len(self.mean) != self.n_colors:
+            raise ConfigError(f"rgb_mean needs {self.n_colors} values, got {len(self.mean)}")
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        assert self.rgb_mean is not None
+        return tuple(self.rgb_mean)
+
+
+class MSPAN(SRNet):
+    """Multi-scale SPAN: `forward(x, scale)`, x (N, n_colors, H, W) in 0..1 -> (N, n_colors, H*s, W*s), not
+    clipped."""
+
+    arch = "mspan"
+    config_class = MSPANConfig
+    mean: torch.Tensor
+
+    def __init__(self, config: MSPANConfig | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        config = config if config is not None else MSPANConfig(**kwargs)
+        self.config = config
+        self.metadata = {}
+        c, f, m, g = config.n_colors, config.n_feats, config.mid_feats, config.gain
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1), persistent=False)
+        self.conv_1 = Conv3XC(c, f, g)
+        for i in range(1, config.n_blocks + 1):
+            self.add_module(f"block_{i}", SPAB(f, m, g))
+        self.tail = nn.ModuleDict({f"x{s}": Tail(f, m, c, s, g) for s in config.scales})
+
+    def blocks(self) -> list[SPAB]:
+        return [getattr(self, f"block_{i}") for i in range(1, self.config.n_blocks + 1)]
+
+    def tail_of(self, scale: int) -> Tail:
+        tail = self.tail[f"x{scale}"]
+        assert isinstance(tail, Tail)
+        return tail
+
+    def deploy_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights with every Conv3XC folded and its branches left out: what a weights file holds."""
+        for module in self.modules():
+            if isinstance(module, Conv3XC):
+                module.fold()
+        return {k: v for k, v in self.state_dict().items() if not re.search(r"\.(sk|conv\.\d+)\.", k)}
+
+    def part_key(self, key: str) -> str:
+        """`tail.x{s}.*` -> `up.x{s}.*`, the name SPAN's conv_2, conv_cat and upsampler of scale s have too."""
+        return "up." + key[len("tail.") :] if key.startswith("tail.") else key
+
+    @torch.no_grad()
+    def adopt(self, copied: list[str]) -> list[str]:
+        """After `init_from`: a tail that no file had takes conv_2 and conv_cat from the nearest scale's tail that
+        a file had, and a tail whose upsampler no file had starts silent (zero kernel, the mean as bias: a flat
+        picture), so that its first, large errors do not reach the trained body through it. Deploy kernels
+        (`eval_conv`) copied into a training-form network are put into their layers' branches, which `fold`
+        would otherwise overwrite them from. Returns the keys filled from other tails."""
+        state, filled = self.state_dict(), []
+        had = [s for s in self.config.scales if f"tail.x{s}.conv_cat.weight" in copied]
+        for s in self.config.scales:
+            if s in had or not had:
+                continue
+            donor = min(had, key=lambda d: (abs(d - s), d))
+            for key in state:
+                if key.startswith(f"tail.x{donor}.") and ".upsampler." not in key:
+                    state[key.replace(f"tail.x{donor}.", f"tail.x{s}.", 1)].copy_(state[key])
+                    filled.append(key.replace(f"tail.x{donor}.", f"tail.x{s}.", 1))
+        for name, module in self.named_modules():
+            if isinstance(module, Conv3XC) and module.has_branches and f"{name}.eval_conv.weight" in copied + filled:
+                unfold_into_branches(module, module.eval_conv.weight.clone(), bias_of(module.eval_conv).clone())
+        for s in self.config.scales:
+            if f"tail.x{s}.upsampler.0.weight" not in copied:
+                up = self.tail_of(s).up_conv
+                up.weight.zero_()
+                bias_of(up).copy_(self.mean.view(-1).repeat_interleave(s * s))
+        return filled
+
+    def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
+        s = self.check_scale(scale)
+        with full_precision(x):  # the shifted input is not integer-valued: bf16 would lose half a gray level
+            x = x.to(self.conv_1.eval_conv.weight.dtype)
+            feat = self.conv_1((x - self.mean.to(x.dtype)) * self.config.img_range)  # (N, F, H, W)
+        feat = to_autocast(feat)
+        out, first_block, last_first = feat, None, feat
+        for block in self.blocks():
+            out, last_first = block(out)
+            first_block = out if first_block is None else first_block
+        assert first_block is not None, "an MSPAN has at least one block"
+        return self.tail_of(s)(feat, out, first_block, last_first)
+
+
+# ---------------------------------------------------------------------------------------------- the family
+
+
+@register_family
+class MSPANFamily(Family):
+    """MSPAN files: SPAN's layers with one `tail.x{s}` per scale, in the deploy form (what superres writes) or the
+    training form (branches, folded on loading)."""
+
+    name = "mspan"
+    config_class = MSPANConfig
+    key_patterns = (
+        r"conv_1\.(eval_conv|sk)\.weight",
+        r"block_\d+\.c1_r\.(eval_conv|sk)\.weight",
+        r"tail\.x\d+\.conv_cat\.weight",
+        r"tail\.x\d+\.upsampler\.0\.weight",
+    )
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        # SPAN ch48's body and tails at inference (0.41M parameters per scale, 0.49M for three scales), training
+        # as branches twice as wide as the paper's
+        "mspan": dict(n_feats=48, mid_feats=48, n_blocks=6, gain=2),
+        # the same network trained in its deploy form: a third of the training cost, for fine-tuning
+        "mspan-deploy": dict(n_feats=48, mid_feats=48, n_blocks=6, gain=0),
+    }
+
+    def read_config(self, state: StateDict, meta: dict[str, Any]) -> MSPANConfig:
+        f, c = conv3xc_shape(state, "conv_1")[:2]
+        gain = 0
+        if "conv_1.conv.0.weight" in state:
+            gain = shape_of(state, "conv_1.conv.0.weight")[0] // c
+        n_blocks = numbered_blocks(state, r"block_(\d+)\.c1_r\.", "MSPAN blocks")
+        m = conv3xc_shape(state, "block_1.c1_r")[0]
+        scales = sorted({int(mt.group(1)) for k in state if (mt := re.match(r"tail\.x(\d+)\.", k))})
+        for s in scales:
+            cat = shape_of(state, f"tail.x{s}.conv_cat.weight")
+            if cat != (f, 3 * f + m, 1, 1):
+                raise CheckpointError(f"tail.x{s}.conv_cat.weight has shape {cat}; expected {(f, 3 * f + m, 1, 1)}")
+            if pixel_shuffle_scale(state, f"tail.x{s}.upsampler.0.weight", c, f) != s:
+                raise CheckpointError(f"tail.x{s}.upsampler.0.weight does not make x{s}")
+        saved = dict(meta.get("config", {}))
+        return MSPANConfig(
+            scales=tuple(scales),
+            n_feats=f,
+            mid_feats=m,
+            n_blocks=n_blocks,
+            n_colors=c,
+            gain=gain,
+            img_range=float(saved.get("img_range", 255.0)),
+            rgb_mean=tuple(saved["rgb_mean"]) if saved.get("rgb_mean") else None,
+        )
+
+    def build(self, config: MSPANConfig) -> MSPAN:
+        return MSPAN(config)
+
+    def load(self, net: nn.Module, state: StateDict) -> None:
+        """Strictly; branches (a training-form file) are folded into eval_conv."""
+        load_state_strict(net, fill_fused(net, state))
+        for module in net.modules():
+            if isinstance(module, Conv3XC):
+                module.fold()
+
+    def scales(self, config: MSPANConfig) -> tuple[int, ...]:
+        return config.scales
+
+    def precisions(self, config: MSPANConfig) -> tuple[str, ...]:
+        # as SPAN's (span.py): the input shift, conv_1 and the upsampler stay fp32 under autocast
+        return ("fp32", "bf16", "fp16")
+
+    def receptive_radius(self, config: MSPANConfig, scale: int) -> int:
+        """As SPAN's: conv_1 (1), three 3x3 convs per block (3N), conv_2 (1) and the upsampler's 3x3 (1)."""
+        return 1 + 3 * config.n_blocks + 1 + 1
+
+    def activation_bytes_per_pixel(self, config: MSPANConfig, scale: int) -> int:
+        f, m = config.n_feats, config.mid_feats  # as SPAN's count (span.py)
+        return 4 * (6 * f + 3 * m + (3 * f + m) + 2 * config.n_colors * scale**2)
+
+    def describe(self, config: MSPANConfig) -> str:
+        c = config
+        layout = f"training form (gain {c.gain}, folded to 3x3 for inference)" if c.gain else "deploy form"
+        mid = f" (mid {c.mid_feats})" if c.mid_feats != c.n_feats else ""
+        scales = ", ".join(f"x{s}" for s in c.scales)
+        return f"MSPAN {scales}, {c.n_blocks} blocks x {c.n_feats} features{mid}, {layout}"
+
+    def preset_config(self, settings: dict[str, Any], scales: tuple[int, ...] | None, n_colors: int) -> MSPANConfig:
+        return MSPANConfig(scales=tuple(scales) if scales else (2, 3, 4), n_colors=n_colors, **settings)
