@@ -158,7 +158,17 @@ def test_a_student_started_from_its_teacher_has_almost_nothing_to_learn(photos, 
     monkeypatch.setattr(superres.training.loop, "DISTILL_MARGIN", 0)  # the teacher's target everywhere
     wide = dict(n_feats=48, mid_feats=48, n_blocks=6)
     save_weights(tiny_span(0, scale=2, **wide), tmp_path / "t.safetensors")
-    args = ["train", "--data", str(photos), "--scale", "2", "--preset", "mspan-deploy", "--no-bf16"]
+    args = [
+        "train",
+        "--data",
+        str(photos),
+        "--scale",
+        "2",
+        "--preset",
+        "mspan-deploy",
+        "--no-bf16",
+        "--teacher-per-batch",
+    ]
     args += ["--init", str(tmp_path / "t.safetensors"), "--teacher", str(tmp_path / "t.safetensors")]
     args += ["--iters", "2", "--batch-size", "2", "--patch-size", "16", "--lr", "1e-12", "--log-every", "1"]
     args += ["--out", str(tmp_path / "run"), "--threads", "1"]
@@ -175,6 +185,7 @@ def test_distillation_trains_an_mspan_and_frozen_parts_stay(photos, tmp_path):
     args = ["train", "--data", str(photos), "--scale", "2,3", "--preset", "mspan-deploy", "--holdout", "1"]
     args += ["--init", str(tmp_path / "start.safetensors")]
     args += ["--teacher", str(tmp_path / "t2.safetensors"), "--teacher-weight", "0.5", "--teacher-flips"]
+    args += ["--teacher-per-batch"]
     args += ["--frozen", "^block_1\\.", "--iters", "6", "--batch-size", "2", "--patch-size", "16", "--val-every", "3"]
     args += ["--log-every", "2", "--out", str(tmp_path / "run"), "--threads", "1"]
     assert main(args) == 0
@@ -199,3 +210,27 @@ def test_the_teachers_target_keeps_the_hr_at_the_patch_edge():
     mixed = with_hr_border(target, hr, 2)
     assert mixed[..., 2:8, 2:10].eq(0).all() and mixed.sum() == 3 * (10 * 12 - 6 * 8)
     assert with_hr_border(target, hr, 5).equal(hr)  # no inside left
+
+
+def test_teachers_once_per_image_replace_the_hr_with_their_mix(photos, tmp_path):
+    from superres.imaging.datasets import Sample
+    from superres.training.distill import distilled_samples
+
+    save_weights(tiny_span(0, scale=2), tmp_path / "t2.safetensors")
+    teachers = Teachers([str(tmp_path / "t2.safetensors")], [2, 3], 3, torch.device("cpu"), False)
+    rng = np.random.default_rng(0)
+    sample = Sample(
+        "a", rng.integers(0, 256, (9, 11, 3), dtype=np.uint8), rng.integers(0, 256, (18, 22, 3), dtype=np.uint8)
+    )
+    whole = teachers.targets(torch.from_numpy(sample.lr).permute(2, 0, 1)[None].float(), 2)
+    assert whole is not None
+    (mixed,) = distilled_samples([sample], teachers, 2, 0.25)
+    expected = 0.25 * whole[0].permute(1, 2, 0).numpy() + 0.75 * sample.hr
+    assert mixed.hr.dtype == np.float32 and np.abs(mixed.hr - expected).max() < 1e-3 and mixed.lr is sample.lr
+    assert distilled_samples([sample], teachers, 3, 0.25) == [sample]  # no teacher at x3: the HR stays
+    # and a run: the targets are made before the first step, and no step runs a teacher
+    args = ["train", "--data", str(photos), "--scale", "2", "--preset", "mspan-deploy", "--iters", "2"]
+    args += ["--teacher", str(tmp_path / "t2.safetensors"), "--batch-size", "2", "--patch-size", "16"]
+    args += ["--log-every", "1", "--out", str(tmp_path / "run"), "--threads", "1"]
+    assert main(args) == 0
+    assert [float(r["teacher_share"]) for r in log_rows(tmp_path / "run")] == [0.0, 0.0]

@@ -572,7 +572,7 @@ def _photo_demo(args: argparse.Namespace, used: str) -> int:
     if pair is None:
         raise SuperresError("the bundled default has no photo model to show")
     results, choice = run_photo_demo(args.output, pair, args.scale, args.image, args.quality, precision=args.precision)
-    backend = get_backend("auto", pair.clean, "cpu", args.precision).name
+    backend = get_backend("auto", pair.zero, "cpu", args.precision).name
     print(
         f"{args.image}, shrunk x{args.scale} with MATLAB bicubic, saved as JPEG quality {args.quality} "
         f"({Path(args.output) / 'lr.jpg'}) and upscaled back (Y-PSNR against the original, {args.scale}-px border "

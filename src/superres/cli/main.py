@@ -458,6 +458,11 @@ def _add_train_run_flags(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help="average each teacher over the 8 flips and rotations (8x its cost; default off)",
     )
+    p.add_argument(
+        "--teacher-per-batch",
+        action=argparse.BooleanOptionalAction,
+        help="run the teachers on each batch of patches instead of once on each whole training image (default)",
+    )
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="bf16 autocast (default on)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model")

@@ -22,7 +22,7 @@ from superres.imaging.quality import noise_sigma
 from superres.inference.warm import WARM, Lru
 from superres.models.checkpoints import interpolate
 from superres.models.handle import ModelHandle
-from superres.models.registry import photo_partner
+from superres.models.registry import photo_base, photo_partner
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,10 @@ class PhotoPair:
     the BLENDS_KEPT most recently used. The bundled pairs are kept warm (`bundled`), so the blends and, through
     them, the compiled models of the OpenVINO backend (keyed by their weights) serve the next call too."""
 
-    def __init__(self, clean: ModelHandle, photo: ModelHandle) -> None:
-        """Two models of one architecture (the same tensor names and shapes); CheckpointError otherwise."""
+    def __init__(self, clean: ModelHandle, photo: ModelHandle, zero: ModelHandle | None = None) -> None:
+        """Two models of one architecture (the same tensor names and shapes); CheckpointError otherwise. `zero`:
+        the model a strength of 0 runs, where it is not `clean` (a default of another architecture than the
+        pair it keeps for denoising)."""
         if clean.onnx is not None or photo.onnx is not None:
             raise CheckpointError("an ONNX export cannot be blended: give the weights files")
         a, b = clean.state_dict(), photo.state_dict()
@@ -100,23 +102,31 @@ class PhotoPair:
                 f"the architectures differ"
             )
         self.clean, self.photo = clean, photo
+        self.zero = zero if zero is not None else clean
         self._blends: Lru[float, ModelHandle] = Lru(BLENDS_KEPT)
         self._sources: tuple[ModelHandle, ModelHandle] | None = None  # CPU copies, made at the first blend
 
     @classmethod
     def bundled(cls, name: str | None = None, clean: ModelHandle | None = None) -> PhotoPair | None:
-        """The bundled model `name` (None: the default) with its photo model, or None if it has none."""
+        """The bundled model `name` (None: the default; `clean`: that model, loaded) with its photo model, or None
+        if it has none. Where the photo model was trained from another bundled model (`photo_base`), the pair
+        blends that one, and a strength of 0 runs `name`."""
         partner = photo_partner(name)
         if partner is None:
             return None
         clean = clean if clean is not None else WARM.load(name)
+        base = photo_base(name)
+
+        def make() -> PhotoPair:
+            return cls(WARM.load(base), WARM.load(partner), zero=clean) if base else cls(clean, WARM.load(partner))
+
         # keyed by the clean handle itself (kept alive by the pair, so its id is not reused while it is here)
-        return WARM_PAIRS.get((name, id(clean)), lambda: cls(clean, WARM.load(partner)))
+        return WARM_PAIRS.get((name, id(clean)), make)
 
     def at(self, strength: float) -> ModelHandle:
         key = round(float(strength), 4)
         if key in (0.0, 1.0):
-            return self.clean if key == 0.0 else self.photo
+            return self.zero if key == 0.0 else self.photo
         return self._blends.get(key, lambda: self._blend(key))
 
     def _blend(self, strength: float) -> ModelHandle:

@@ -32,7 +32,10 @@ class Pretrained:
     arch: str  # the preset it was trained as
     description: str
     default: bool = False  # the model `load_model()` returns (for the scales it has)
-    photo: str | None = None  # its photo counterpart (same architecture, trained on degraded inputs): --denoise
+    photo: str | None = None  # its photo counterpart (trained on degraded inputs): --denoise
+    # the clean model the photo model was trained from, where that is not this one (another architecture): denoise
+    # strengths above 0 blend photo_base with photo; a strength of 0 runs this model
+    photo_base: str | None = None
     # measured Y-PSNR (dB) by scale and set, e.g. {2: {"Set5": 37.63, "Set14": 33.11, "B100": 31.98}}: written
     # by benchmarks/model_cards.py from docs/results/eval.json; None where not measured
     psnr_y: dict[int, dict[str, float]] | None = None
@@ -102,6 +105,13 @@ def photo_partner(name: str | None) -> str | None:
     name = default_model_name() if name is None else str(name)
     entry = PRETRAINED.get(name) if name is not None else None
     return entry.photo if entry is not None and entry.photo in PRETRAINED else None
+
+
+def photo_base(name: str | None) -> str | None:
+    """The bundled model whose blend with `photo_partner(name)` denoising runs, where it is not `name` itself."""
+    name = default_model_name() if name is None else str(name)
+    entry = PRETRAINED.get(name) if name is not None else None
+    return entry.photo_base if entry is not None and entry.photo_base in PRETRAINED else None
 
 
 def preset_arch(name: str) -> str:

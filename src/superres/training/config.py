@@ -59,6 +59,9 @@ class TrainConfig:
     teacher: list[str] = field(default_factory=list)  # distillation: models whose outputs are targets (distill.py)
     teacher_weight: float = 1.0  # the loss is w * L(out, teachers' mean) + (1 - w) * L(out, HR) where teachers exist
     teacher_flips: bool = False  # each teacher's output averaged over the 8 flips and rotations (8x its cost)
+    # False: teachers run once on each whole training image before the first step (their targets then replace the
+    # HR, mixed by teacher_weight); True: once per batch of patches (augmented patches get their own targets)
+    teacher_per_batch: bool = False
     bf16: bool = True  # autocast
     channels_last: bool = True
     compile: bool = False  # torch.compile the model

@@ -1,11 +1,15 @@
 """Knowledge distillation: trained models (teachers) make the training targets.
 
 `Teachers` loads any weights files superres reads (`models.load_model`: published SPAN, RLFN, IMDN, CARN-M, ...
-checkpoints, our own files) and, for a batch of LR patches at one scale, returns the mean of the outputs of every
-teacher that has that scale, optionally each averaged over the 8 flips and rotations (self-ensemble). Teachers run
-in inference's precision rules (`resolve_precision('auto')` for the device and what the family tolerates) and in
+checkpoints, our own files) and, for LR pixels at one scale, returns the mean of the outputs of every teacher that
+has that scale, optionally each averaged over the 8 flips and rotations (self-ensemble). Teachers run in
+inference's precision rules (`resolve_precision('auto')` for the device and what the family tolerates) and in
 inference's pixel range; targets come back clipped to 0..255, as inference writes pixels. The time they take is
 counted, so a run can report what distillation costs.
+
+Two ways to use them (training/loop.py): once per training image before the first step (`distilled_samples`:
+the whole LR picture, so the teachers see every pixel's real surroundings, and no step waits for them), or once
+per batch of patches (`targets`, TrainConfig.teacher_per_batch).
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from superres.errors import ConfigError
+from superres.imaging.datasets import Sample
 from superres.inference.devices import resolve_precision
 from superres.models.checkpoints import load_model
 from superres.models.handle import ModelHandle
@@ -94,3 +100,21 @@ class Teachers:
         mean = (total / (len(teachers) * len(views))).clamp_(0, 255)
         self.seconds += time.perf_counter() - start
         return mean
+
+
+def distilled_samples(samples: list[Sample], teachers: Teachers, scale: int, weight: float) -> list[Sample]:
+    """The samples with each HR replaced by `weight` x the teachers' output for its whole LR + (1 - weight) x the
+    HR (float32, 0..255), where teachers have the scale; the samples as they are otherwise."""
+    if not teachers.covers(scale):
+        return samples
+    device = teachers.by_scale[scale][0].handle.device
+    out = []
+    for s in samples:
+        lr = torch.from_numpy(np.ascontiguousarray(s.lr)).to(device).permute(2, 0, 1)[None].float()
+        target = teachers.targets(lr, scale)
+        assert target is not None, "covered above"
+        mixed = target[0].permute(1, 2, 0).cpu().numpy()
+        if weight < 1:
+            mixed = weight * mixed + (1 - weight) * s.hr.astype(np.float32)
+        out.append(Sample(s.name, s.lr, np.ascontiguousarray(mixed, dtype=np.float32)))
+    return out

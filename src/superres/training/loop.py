@@ -43,7 +43,7 @@ from superres.models.checkpoints import init_from, load_weights, save_weights
 from superres.models.handle import ModelHandle
 from superres.models.registry import create_model
 from superres.training.config import TrainConfig, learning_rate, split_holdout
-from superres.training.distill import Teachers
+from superres.training.distill import Teachers, distilled_samples
 from superres.training.patches import DevicePatchSampler, MultiScaleSampler, PatchSampler
 
 log = logging.getLogger(__name__)
@@ -332,6 +332,18 @@ def _prepare(cfg: TrainConfig, out: Path, ranks: _Ranks, resume: bool) -> _Run:
     """The data, the patch sampler, the model and its optimizer, resumed from out/last.pt when `resume`, and
     the model made ready to train; rank 0 writes out/config.json."""
     train_samples, val_samples = load_training_data(cfg)
+    teachers = None
+    if cfg.teacher:
+        teachers = Teachers(cfg.teacher, cfg.scale, cfg.n_colors, ranks.device, cfg.teacher_flips)
+        if ranks.main:
+            log.info("teachers: %s", teachers.describe())
+        if not cfg.teacher_per_batch:
+            train_samples = {
+                s: distilled_samples(samples, teachers, s, cfg.teacher_weight) for s, samples in train_samples.items()
+            }
+            if ranks.main:
+                print(f"teachers' targets for {n_images(train_samples)} training images: {teachers.seconds:.0f} s")
+            teachers = None  # nothing more to run
     sampler, on_device = _make_sampler(cfg, train_samples, ranks)
     model = build_model(cfg).to(ranks.device)
     opt = torch.optim.Adam(_trained_parameters(model, cfg), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
@@ -340,11 +352,6 @@ def _prepare(cfg: TrainConfig, out: Path, ranks: _Ranks, resume: bool) -> _Run:
         _load_weights_and_optimizer(model, opt, state, out / "last.pt")
     ema = copy.deepcopy(model).eval() if cfg.ema else None  # starts from the (resumed) weights
     n_train = len(train_samples[cfg.scale[0]])
-    teachers = None
-    if cfg.teacher:
-        teachers = Teachers(cfg.teacher, cfg.scale, cfg.n_colors, ranks.device, cfg.teacher_flips)
-        if ranks.main:
-            log.info("teachers: %s", teachers.describe())
     run = _Run(cfg, ranks, out, model, opt, ema, sampler, on_device, val_samples, n_train, teachers)
     if state is not None:
         _resume_progress(run, state)
@@ -381,6 +388,10 @@ def _trained_parameters(model: SRNet, cfg: TrainConfig) -> list[torch.nn.Paramet
     if not trained:
         raise ConfigError(f"frozen={cfg.frozen!r} matches every parameter of {model.describe()}: nothing to train")
     return trained
+
+
+def n_images(samples: dict[int, list[Sample]]) -> int:
+    return sum(len(v) for v in samples.values())
 
 
 def _make_sampler(cfg: TrainConfig, samples: dict[int, list[Sample]], ranks: _Ranks) -> tuple[MultiScaleSampler, bool]:
@@ -701,6 +712,7 @@ def _weights_metadata(
             "teachers": [Path(p).name for p in cfg.teacher],
             "teacher_weight": cfg.teacher_weight if cfg.teacher else None,
             "teacher_flips": cfg.teacher_flips if cfg.teacher else None,
+            "teacher_per_batch": cfg.teacher_per_batch if cfg.teacher else None,
         },
     }
 
