@@ -45,7 +45,11 @@ def main() -> int:
     print(f"{platform.processor() or platform.machine()}, {superres.__version__}, backend {args.backend}")
     print("whole call, 640x360 -> 1280x720 (x2), ms per round (best of each round's calls):")
     for name, ts in times.items():
-        print(f"  {name:<14} " + " ".join(f"{t * 1000:7.1f}" for t in ts) + f"   median {statistics.median(ts) * 1000:.1f}")
+        print(
+            f"  {name:<14} "
+            + " ".join(f"{t * 1000:7.1f}" for t in ts)
+            + f"   median {statistics.median(ts) * 1000:.1f}"
+        )
     ratio = statistics.median(times["default"]) / statistics.median(times["SPAN ch48 x2"])
     print(f"default / SPAN ch48: {ratio:.3f}")
     return 0

@@ -1,9 +1,9 @@
 """Print the README's comparison of the bundled default with the models it replaced, from `superres eval --json`
-files: per factor and set, bicubic, the previous per-scale model (its own scale, or the one the former
-`--outscale` ran for a non-integer factor), the new default in fp32, the difference, and the cost of precision auto.
+files: per factor and set, bicubic, the previous default (mdsr-medium since issue 24), the new default in fp32,
+the difference, and the cost of precision auto.
 
     python benchmarks/floor_table.py --new docs/results/eval.json --auto docs/results/auto.json \\
-        --previous docs/results/previous-x2.json docs/results/previous-x3.json docs/results/previous-x4.json
+        --previous docs/results/previous.json
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main() -> int:
                 return r["psnr"]
         return None
 
-    print("Y-PSNR (dB), shave = ceil(factor); previous = the edsr-medium model of the factor's network scale")
+    print("Y-PSNR (dB), shave = ceil(factor); previous = the default it replaced")
     print("| factor | set | bicubic | previous | new default | new - previous | auto - fp32 |")
     print("|---|---|---|---|---|---|---|")
     worst_gain, worst_auto = float("inf"), 0.0

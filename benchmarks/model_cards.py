@@ -6,6 +6,8 @@ log.csv: steps and wall time) and the `superres eval --json` results (Y and RGB)
 on Set5, Set14 and B100 at each of its scales, which `superres models` prints) comes from the same results.
 
     python benchmarks/model_cards.py --runs mdsr-medium=runs/mdsr --configs mdsr-medium=configs/mdsr-medium.toml
+    python benchmarks/model_cards.py --runs mspan=/work/runs/mspan-p1,/work/runs/mspan-p2 \\
+        --configs mspan=configs/mspan-tails.toml,configs/mspan.toml   # a model trained in stages
     python benchmarks/model_cards.py --manifest-only   # psnr_y alone (MODELS.md needs the training runs)
 
 A model whose run is not given keeps the training part of its card from the MODELS.md already there (its run
@@ -109,15 +111,59 @@ def teacher_lines(cfg: dict) -> list[str]:
     manifest = ROOT.parent / "shared" / "models" / "MANIFEST.tsv"
     if manifest.exists():
         rows = list(csv.DictReader(manifest.open(), delimiter="\t"))
-        licences = {r["file"]: r["licence"].split(";")[0] for r in rows}
+        licences = {r["file"]: r["licence"] for r in rows}
     names = [Path(t).name for t in cfg["teacher"]]
     return [
-        f"- Teachers (distillation, weight {cfg.get('teacher_weight', 1.0):g} against the HR"
+        f"- Teachers (distillation, weight {cfg.get('teacher_weight', 1.0):g} against the HR, "
+        + ("run on each batch of patches" if cfg.get("teacher_per_batch") else "run once on each whole image")
         + (", each over the 8 flips" if cfg.get("teacher_flips") else "")
         + "): "
         + "; ".join(f"`{n}` ({licences.get(n, 'licence not recorded')})" for n in names)
         + ". Their outputs are the targets; no teacher weight is in the file but those `init` names."
     ]
+
+
+def training_lines(run: Path, label: str, by_scale: dict, config: str, export: str, machine: str) -> list[str]:
+    """A card's lines on one training run: what it trained on and how long, its teachers, its command and its
+    resolved settings."""
+    facts = run_facts(run)
+    cfg = facts["config"]
+    init = cfg.get("init") or []
+    init = [init] if isinstance(init, str) else init
+    stopped = (
+        f" (stopped at step {facts['steps']:,} of the planned {cfg['iters']:,}, with the learning rate "
+        f"down to {facts['last_lr']:.1e}, {100 * facts['last_lr'] / cfg['lr']:.0f}% of its peak)"
+        if facts["steps"] < cfg["iters"]
+        else ""
+    )
+    lines = []
+    degradation = cfg.get("degradation", "bicubic")
+    if degradation not in ("bicubic", "clean"):
+        lines.append(
+            f"- Inputs: LR patches made from the HR patches by the `{degradation}` degradation "
+            f"(superres/imaging/degrade.py), drawn anew for every patch"
+            + (f", CutBlur-style mixing with chance {cfg['cutblur']}" if cfg.get("cutblur") else "")
+            + "; validation on the held-out images degraded once (seed 0)."
+        )
+    lines += [
+        f"- {label}: {facts['steps']:,} steps{stopped} of batch {cfg['batch_size']} x {cfg['patch_size']} px "
+        f"LR patches (one scale per batch, drawn at random), {facts['seconds'] / 60:.0f} minutes on "
+        f"{machine}; data {', '.join(Path(d).name for d in cfg['data'])} "
+        f"({cfg.get('holdout', 0)} images held out); best held-out Y-PSNR {facts['best_val']:.3f} dB "
+        "(mean over scales"
+        + (": " + ", ".join(f"x{k} {v:.3f}" for k, v in by_scale.items()) if by_scale else "")
+        + ")"
+        + (f"; started from {', '.join('`' + Path(p).name + '`' for p in init)} (all that fits)" if init else "")
+        + (f"; parameters matching `{cfg['frozen']}` frozen" if cfg.get("frozen") else "")
+        + ".",
+        *teacher_lines(cfg),
+        f"- Command: `superres train --config {config}`{', ' + export if export else ''}. Resolved settings:",
+        "",
+        "```json",
+        json.dumps(cfg, indent=1),
+        "```",
+    ]
+    return lines
 
 
 def hardware() -> str:
@@ -237,52 +283,20 @@ def main() -> int:
             f"{str(next(iter(model.state_dict().values())).dtype).replace('torch.', '')}.",
         ]
         if entry.name in runs:
-            facts = run_facts(Path(runs[entry.name]))
-            cfg = facts["config"]
-            init = cfg.get("init") or []
-            init = [init] if isinstance(init, str) else init
-            by_scale = meta.get("val_psnr_y_by_scale") or {}
-            stopped = (
-                f" (stopped at step {facts['steps']:,} of the planned {cfg['iters']:,}, with the learning rate "
-                f"down to {facts['last_lr']:.1e}, {100 * facts['last_lr'] / cfg['lr']:.0f}% of its peak)"
-                if facts["steps"] < cfg["iters"]
-                else ""
-            )
-            degradation = cfg.get("degradation", "bicubic")
-            if degradation not in ("bicubic", "clean"):
-                out.append(
-                    f"- Inputs: LR patches made from the HR patches by the `{degradation}` degradation "
-                    f"(superres/imaging/degrade.py), drawn anew for every patch"
-                    + (f", CutBlur-style mixing with chance {cfg['cutblur']}" if cfg.get("cutblur") else "")
-                    + "; validation on the held-out images degraded once (seed 0)."
-                )
-            out += [
-                f"- Training: {facts['steps']:,} steps{stopped} of batch {cfg['batch_size']} x {cfg['patch_size']} px "
-                f"LR patches (one scale per batch, drawn at random), {facts['seconds'] / 60:.0f} minutes on "
-                f"{args.hardware or hardware()}; data {', '.join(Path(d).name for d in cfg['data'])} "
-                f"({cfg.get('holdout', 0)} images held out); best held-out Y-PSNR {facts['best_val']:.3f} dB "
-                "(mean over scales"
-                + (": " + ", ".join(f"x{k} {v:.3f}" for k, v in by_scale.items()) if by_scale else "")
-                + ")"
-                + (
-                    f"; started from {', '.join('`' + Path(p).name + '`' for p in init)} (all that fits)"
-                    if init
-                    else ""
-                )
-                + ".",
-                *teacher_lines(cfg),
-                f"- Command: `superres train --config {configs.get(entry.name, 'CONFIG')}`, then "
-                f"`superres export {runs[entry.name]} -o src/superres/weights/{entry.file}`. Resolved settings:",
-                "",
-                "```json",
-                json.dumps(cfg, indent=1),
-                "```",
-            ]
+            stages = runs[entry.name].split(",")
+            files = configs.get(entry.name, "").split(",")
+            for k, run_dir in enumerate(stages):
+                last = k == len(stages) - 1
+                label = f"Training, stage {k + 1} of {len(stages)}" if len(stages) > 1 else "Training"
+                by_scale = (meta.get("val_psnr_y_by_scale") or {}) if last else {}
+                config = files[k] if k < len(files) and files[k] else "CONFIG"
+                export = f"then `superres export {run_dir} -o src/superres/weights/{entry.file}`" if last else ""
+                out += training_lines(Path(run_dir), label, by_scale, config, export, args.hardware or hardware())
         elif kept_training_lines(entry.name):
             out += kept_training_lines(entry.name)
         elif meta.get("steps"):
             out.append(f"- Training: {meta['steps']:,} steps (from the weights' metadata).")
-        photo_of = [e.name for e in PRETRAINED.values() if e.photo == entry.name]
+        photo_of = [e.name for e in PRETRAINED.values() if e.photo == entry.name and not e.photo_base]
         if photo_of:
             degraded = [
                 r for p in args.degraded if Path(p).exists() for r in json.loads(Path(p).read_text())["results"]

@@ -12,7 +12,7 @@ from superres.imaging.io import Picture, read_image
 from superres.inference.denoise import JPEG_CLEAN, JPEG_FULL, PhotoPair, auto_strength, parse_denoise
 from superres.models import create_model, load_model
 from superres.models.checkpoints import interpolate
-from superres.models.registry import photo_partner
+from superres.models.registry import default_model_name, photo_base, photo_partner
 
 
 def smooth(h=80, w=96):
@@ -82,10 +82,15 @@ def pair():
 
 
 def test_strengths_0_and_1_are_the_two_models(pair, photo):
-    for strength, name in ((0, "mdsr-medium"), (1, "mdsr-medium-photo")):
+    """Strength 0 runs the default; above 0 the photo model blends with the model it was trained from
+    (`photo_base`: mdsr-medium, since the default is another architecture)."""
+    assert default_model_name() == "mspan" and photo_base(None) == "mdsr-medium" and pair.clean.name == "mdsr-medium"
+    for strength, name in ((0, "mspan"), (1, "mdsr-medium-photo")):
         got = upscale(photo, 2, denoise=strength, precision="fp32")
         assert np.array_equal(got, upscale(photo, 2, model=load_model(name), denoise=None, precision="fp32"))
     half = upscale(photo, 2, denoise=0.5, precision="fp32")
+    blend = interpolate(load_model("mdsr-medium"), load_model("mdsr-medium-photo"), 0.5)
+    assert np.array_equal(half, upscale(photo, 2, model=blend, denoise=None, precision="fp32"))
     assert not np.array_equal(half, upscale(photo, 2, denoise=0, precision="fp32"))
     assert not np.array_equal(half, upscale(photo, 2, denoise=1, precision="fp32"))
 

@@ -379,12 +379,15 @@ def _list_bundled() -> int:
             gflops = 2 * sum(r.macs for r in summarize(model, (720 // s, 1280 // s), s)) / 1e9
             scores = (entry.psnr_y or {}).get(s, {})
             cells = " ".join(f"{scores[d]:>6.2f}" if d in scores else f"{'-':>6}" for d in sets)
-            partner_of = [e.name for e in PRETRAINED.values() if e.photo == entry.name]
+            partner_of = [e.name for e in PRETRAINED.values() if e.photo == entry.name and not e.photo_base]
+            denoised_by = [e.name for e in PRETRAINED.values() if e.photo_base == entry.name]
             note = (
                 "   default"
                 if entry.default
                 else f"   photo model of {partner_of[0]} (--denoise)"
                 if partner_of
+                else f"   blended with {entry.photo} for {denoised_by[0]}'s --denoise"
+                if denoised_by and entry.photo
                 else ""
             )
             print(f"{entry.name:<18} {'x' + str(s):>5} {model.parameter_count:>9,} {gflops:>7.1f}  {cells}{note}")
