@@ -252,7 +252,7 @@ def test_auto_runs_an_input_below_the_export_size_in_pytorch(monkeypatch):
         Upscaler(handle, 2, precision="fp32", tile=0, backend="openvino")(img)
 
 
-def test_int8_runs_the_bundled_default_near_its_fp32_output_and_nothing_else():
+def test_int8_runs_the_quantised_bundled_model_near_its_fp32_output_and_nothing_else():
     pytest.importorskip("openvino")
     from skimage import data
 
@@ -261,30 +261,34 @@ def test_int8_runs_the_bundled_default_near_its_fp32_output_and_nothing_else():
     from superres.models import create_model
 
     img = np.ascontiguousarray(data.astronaut()[100:148, 150:214])
-    int8 = superres.upscale(img, scale=2, precision="int8")
-    fp32 = superres.upscale(img, scale=2, precision="fp32", backend="torch", denoise=None)
+    m = "mdsr-medium"
+    int8 = superres.upscale(img, scale=2, precision="int8", model=m)
+    fp32 = superres.upscale(img, scale=2, precision="fp32", backend="torch", denoise=None, model=m)
     assert not np.array_equal(int8, fp32) and psnr(int8, fp32) > 40  # another computation, close to fp32
-    assert np.array_equal(superres.upscale(img, scale=2, precision="int8", backend="openvino"), int8)
-    with pytest.raises(BackendError, match="bundled default only"):
-        superres.upscale(img, scale=2, precision="int8", model=create_model("mdsr-tiny"))
+    assert np.array_equal(superres.upscale(img, scale=2, precision="int8", backend="openvino", model=m), int8)
+    for other in (create_model("mdsr-tiny"), None):  # None: the default, mspan, ships no int8 files
+        with pytest.raises(BackendError, match=r"quantised files ship with superres \(mdsr-medium;"):
+            superres.upscale(img, scale=2, precision="int8", model=other)
     with pytest.raises(BackendError, match="openvino backend"):
-        superres.upscale(img, scale=2, precision="int8", backend="torch")
-    with pytest.raises(ConfigError, match="int8 runs the clean default"):
-        superres.upscale(img, scale=2, precision="int8", denoise=0.5)
+        superres.upscale(img, scale=2, precision="int8", backend="torch", model=m)
+    with pytest.raises(ConfigError, match="int8 runs a clean bundled model"):
+        superres.upscale(img, scale=2, precision="int8", denoise=0.5, model=m)
 
 
 def test_the_shipped_int8_files_were_made_from_the_bundled_weights():
-    """benchmarks/int8.py --save records the digest of the weights it quantised: a retrained default without new
+    """benchmarks/int8.py --save records the digest of the weights it quantised: a retrained model without new
     int8 files fails here rather than running stale ones."""
     from superres.inference.openvino import weights_digest
     from superres.models import load_model
     from superres.models.registry import PRETRAINED
 
-    default = load_model(None)
-    entry = PRETRAINED[default.name]
-    assert entry.int8 is not None and sorted(entry.int8) == list(default.scales)
-    assert entry.int8_digest == weights_digest(default)
-    assert all(entry.path(f).is_file() and entry.path(f).with_suffix(".bin").is_file() for f in entry.int8.values())
+    quantised = [e for e in PRETRAINED.values() if e.int8]
+    assert [e.name for e in quantised] == ["mdsr-medium"]
+    for entry in quantised:
+        model = load_model(entry.name)
+        assert entry.int8 is not None and sorted(entry.int8) == list(model.scales)
+        assert entry.int8_digest == weights_digest(model)
+        assert all(entry.path(f).is_file() and entry.path(f).with_suffix(".bin").is_file() for f in entry.int8.values())
 
 
 def test_openvino_takes_pytorchs_thread_count_unless_told(monkeypatch):

@@ -1,8 +1,9 @@
-"""The bundled models' outputs, pinned before the refactor of issue 20 (one file per family, model handles,
-one options object, backends): every case below must stay bit-identical.
+"""The bundled models' outputs, pinned: every case below must stay bit-identical. First pinned before the
+refactor of issue 20 (one file per family, model handles, one options object, backends); pinned again when
+issue 24 made `mspan` the default (the denoise cases, which run the mdsr-medium pair, kept their digests).
 
 `tests/data/pinned_outputs.npz` holds each case's output and `PINNED` its SHA-256, both made by running this
-file as a script on the code before that change (commit "Pin the bundled models' outputs"). fp32 only: the
+file as a script (`python tests/test_pinned_outputs.py --pin`). fp32 only: the
 bf16 kernels differ between CPUs by design. Where this machine's fp32 convolution kernels sum in another order
 than the machine that pinned them (another CPU family can), a pixel may round the other way; the test then
 falls back to the stored arrays and allows at most 1 gray level on at most 0.5% of the values, with a warning.
@@ -57,25 +58,25 @@ CASES: dict[str, tuple[str, dict]] = {
     "bicubic": ("photo", dict(scale=2.3, method="bicubic")),
 }
 
-# made by `python tests/test_pinned_outputs.py --pin` before the change (it rewrites the .npz and prints this)
+# made by `python tests/test_pinned_outputs.py --pin` (it rewrites the .npz and prints this)
 PINNED = {
-    "x2": "8d9a629cb02c2ff864d1118acf312b65d23072c962ba4b1b325f427802382b71",
-    "x3": "1d84ab4fa5724d4d9a9645e3dd5ef1eddfeddaed3abcab3f9d1a14aee79427b9",
-    "x4": "0b5673f00e15c922b4974525dc9b3371a52cfa0eefeb48ef4974d1def1fb4348",
-    "x2.5": "d2586444cdfc5b91dbb25396e4d54e13a2b83e524c61a17c02253e1064a97fa4",
-    "size": "ec489564b36abe603d6fae6364b7d3c556ebddcae6661c7187a4fdc2d7033668",
-    "width": "391768fd81b76a5075157d3dbc70f6f287fca93098534b83854ebe62f305da38",
+    "x2": "428e67949645e29a474ea665a63dcc9b7f1b4b9075171f61905b0a9e58d46abb",
+    "x3": "15ed6f121a0b96f05aabbf3494f01d7687b0a9d16e855b24e4edbdb0a7e03cfc",
+    "x4": "9894912e7ab62d28266de080ef866c0b1fdffa94e198f7ce1ba5869d2a9b48b3",
+    "x2.5": "16fc3a560ab70c55051c86516dd54f0ed7c3b11ddd7bf11b9413c3d6d08de3a1",
+    "size": "6edc0ba9202291dac5dae492621545c318833643de0490906f70240ad2461b93",
+    "width": "b706691200a183a593a094434db5289556b433c1e0128186c68951c74f007eab",
     "shrink": "26c965f9bb68cc130e3e2b68cd08210fc631eb4f66a24e53aa0ed41518f88305",
-    "tiled": "8d9a629cb02c2ff864d1118acf312b65d23072c962ba4b1b325f427802382b71",
-    "ensemble": "68f2dba40b81b928d490435b344704809b778bf3eea2f57e2da71d09f4470287",
-    "correct": "8a229daa3d292fa193fcb0c68539b3f55dc9d0aa9fe17db49db0704ce35e00c1",
+    "tiled": "428e67949645e29a474ea665a63dcc9b7f1b4b9075171f61905b0a9e58d46abb",
+    "ensemble": "aec5b882053e021239b13d77070604450ebaf6bdf2c2088656ec750db2c6dae5",
+    "correct": "428e67949645e29a474ea665a63dcc9b7f1b4b9075171f61905b0a9e58d46abb",
     "auto-noisy": "f20eff2820250939871998e2b464874e7c20e61787f922a325b6d500830ccdec",
     "denoise-0.5": "f7e06f36ac8f942b820f9dec3f3ebec486fb2fa3d0b7782539c9b9d93ec864ac",
     "denoise-1": "fb3804b181671f9745550d33dd79ac40d6d71723f03aca352c5c68087077eaac",
     "photo-model": "f20eff2820250939871998e2b464874e7c20e61787f922a325b6d500830ccdec",
-    "gray": "39030a24a553f1ad2c964d49bdaf876fe16638c470cbfa000f303f3ed4be99a3",
-    "rgba": "18a4d37742a89abd8d854ce95c3ed5f994c8fcb47482cb6cfa7510b181a2f227",
-    "16-bit": "0efc86ed1ab48bb5f28124fb924580755d7be793fc235874104e786807b05a92",
+    "gray": "b48790682b7dbc99356b59a2142f0d0eff9cea4fe4f472e4b2ca446e50368266",
+    "rgba": "04e14ade09f891e0e5fa217444a2f436cc30c3a7814238274fb4aac0297db79f",
+    "16-bit": "1714f8950b28e115969432041d57aacfabefc9fe79396485ff714362992677d3",
     "bicubic": "f148a5b9473f7856c81ed033a24d0cf4ff56159b11655bda8a41d80dbab58bee",
 }
 

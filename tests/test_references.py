@@ -203,11 +203,12 @@ def test_the_icc_profile_survives_the_upscale_command(tmp_path, photo, suffix, p
 # ---------------------------------------------------------------------------------------------- models
 
 
+@pytest.mark.parametrize("name", ["mspan", "mdsr-medium"])
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_tiling_of_the_bundled_model_is_exact_in_float(photo, scale):
+def test_tiling_of_the_bundled_models_is_exact_in_float(photo, scale, name):
     """Tiles cut with a margin of the receptive radius give the untiled output up to float summation order;
     a margin short of it shows as differences of whole gray levels at the seams."""
-    net = load_model("mdsr-medium")
+    net = load_model(name)
     image = photo[:48, :56].astype(np.float32)
     whole = Upscaler(net, scale, device="cpu", precision="fp32", tile=0)(image)
     tiled = Upscaler(net, scale, device="cpu", precision="fp32", tile=16)(image)

@@ -38,11 +38,12 @@ def test_the_second_call_reads_nothing_and_a_changed_file_is_read_again(tmp_path
     assert reads == ["n.safetensors", "n.safetensors"]
 
 
-def test_the_default_and_its_photo_model_load_once(reads):
+def test_the_default_and_its_photo_pair_load_once(reads):
     img = np.zeros((6, 5, 3), np.uint8)
     for _ in range(3):
         superres.upscale(img, scale=2, precision="fp32")
-    assert sorted(reads) == ["mdsr-medium-photo.safetensors", "mdsr-medium.safetensors"]
+    # the default, and the pair its --denoise blends (the photo model and the model it was trained from)
+    assert sorted(reads) == ["mdsr-medium-photo.safetensors", "mdsr-medium.safetensors", "mspan.safetensors"]
 
 
 def test_threads_asking_for_one_model_read_it_once_and_the_cache_is_bounded(tmp_path, reads):

@@ -56,8 +56,8 @@ class ImageUpscaler:
         self.denoise = options.denoise
         if options.precision == "int8" and self.denoise is not None:  # int8 files exist for the clean model only
             if self.denoise != "auto" and float(self.denoise) > 0:
-                raise ConfigError(f"denoise {self.denoise} needs fp32 or bf16: int8 runs the clean default model only")
-            log.info("denoise is off under int8: the quantised files are of the clean default model only")
+                raise ConfigError(f"denoise {self.denoise} needs fp32 or bf16: int8 runs a clean bundled model only")
+            log.info("denoise is off under int8: the quantised files are of a clean bundled model only")
             self.denoise = None
         self._runners: dict[tuple[int, float], Upscaler] = {}
         self.scales: tuple[int, ...] = ()

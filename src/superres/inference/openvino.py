@@ -186,9 +186,12 @@ class OpenVinoBackend:
             files = int8_files(handle)
             missing = [s for s in handle.scales if s not in files]
             if not files or missing:
+                from superres.models.registry import PRETRAINED  # noqa: PLC0415 - the package's files
+
+                shipped = ", ".join(e.name for e in PRETRAINED.values() if e.int8) or "none"
                 raise BackendError(
-                    "int8 runs the bundled default only: its quantised files ship with superres "
-                    f"(benchmarks/int8.py); {handle.name or 'this model'} runs fp32 or bf16"
+                    f"int8 runs the bundled models whose quantised files ship with superres ({shipped}; "
+                    f"benchmarks/int8.py); {handle.name or 'this model'} runs fp32 or bf16"
                 )
             return torch.device("cpu"), "int8"
         if precision == "fp16":

@@ -39,7 +39,7 @@ class UpscaleOptions:
     it blends a clean model with its photo counterpart (the bundled pair, or `model` with `denoise_model`, a
     network of the same architecture trained to remove noise and JPEG artefacts).
     How it runs: `backend` ('auto', 'torch', 'onnxruntime', 'openvino'), `device` ('auto', 'cpu', 'cuda', 'mps'),
-    `precision` ('auto', 'fp32', 'bf16', 'fp16', or 'int8': the bundled default quantised, OpenVINO only),
+    `precision` ('auto', 'fp32', 'bf16', 'fp16', or 'int8': a bundled model that ships quantised files, OpenVINO only),
     `threads` (CPU threads; None: the default), `tile` (LR tile side; 0 = none, None = automatic),
     `tile_overlap` (LR margin; below the receptive radius means the radius),
     `self_ensemble` (average the 8 flips and rotations).
