@@ -1,8 +1,8 @@
 """Write the model cards: src/superres/weights/MODELS.md, and the measured Y-PSNR in weights/manifest.json.
 
 Reads the manifest, each weights file (config, metadata), each training run folder (config.json,
-log.csv: steps and wall time) and the `superres eval --json` results (Y and RGB) in docs/results/eval.json
-(benchmarks/eval_bundled.sh). Nothing is typed in by hand. The manifest's `psnr_y` of each model (Y-PSNR
+log.csv: steps and wall time) and the `superres eval --json` results (Y and RGB) in docs/results/eval.json and
+docs/results/previous.json (benchmarks/eval_bundled.sh). Nothing is typed in by hand. The manifest's `psnr_y` of each model (Y-PSNR
 on Set5, Set14 and B100 at each of its scales, which `superres models` prints) comes from the same results.
 
     python benchmarks/model_cards.py --runs mdsr-medium=runs/mdsr --configs mdsr-medium=configs/mdsr-medium.toml
@@ -115,7 +115,8 @@ def teacher_lines(cfg: dict) -> list[str]:
     names = [Path(t).name for t in cfg["teacher"]]
     return [
         f"- Teachers (distillation, weight {cfg.get('teacher_weight', 1.0):g} against the HR, "
-        + ("run on each batch of patches" if cfg.get("teacher_per_batch") else "run once on each whole image")
+        # runs from before the setting existed ran the teachers per batch
+        + ("run on each batch of patches" if cfg.get("teacher_per_batch", True) else "run once on each whole image")
         + (", each over the 8 flips" if cfg.get("teacher_flips") else "")
         + "): "
         + "; ".join(f"`{n}` ({licences.get(n, 'licence not recorded')})" for n in names)
@@ -232,7 +233,12 @@ def main() -> int:
         help="the config file each run was started with (for the command line in the card)",
     )
     parser.add_argument("--hardware", default=None, help="where the runs trained (default: this machine)")
-    parser.add_argument("--results", default=str(RESULTS), help="`superres eval --json` results of the clean models")
+    parser.add_argument(
+        "--results",
+        nargs="+",
+        default=[str(RESULTS), str(RESULTS.with_name("previous.json"))],
+        help="`superres eval --json` results of the clean models (the default's, then the previous default's)",
+    )
     parser.add_argument(
         "--manifest-only", action="store_true", help="only write the psnr_y fields of manifest.json, not MODELS.md"
     )
@@ -245,7 +251,7 @@ def main() -> int:
     args = parser.parse_args()
     runs = dict(item.split("=", 1) for item in args.runs)
     configs = dict(item.split("=", 1) for item in args.configs)
-    results = json.loads(Path(args.results).read_text())["results"]
+    results = [r for path in args.results for r in json.loads(Path(path).read_text())["results"]]
     write_manifest(results)
     if args.manifest_only:
         return 0

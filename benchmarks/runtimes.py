@@ -34,6 +34,7 @@ from common import best_time, photo
 from superres.errors import SuperresError
 from superres.inference.backends import BACKENDS
 from superres.inference.devices import native_bf16
+from superres.inference.openvino import int8_files
 from superres.models import load_model
 from superres.models.handle import ModelHandle
 from superres.models.summary import summarize
@@ -70,7 +71,7 @@ def block(handle: ModelHandle, model: str | None, scale: int, out_w: int, out_h:
     whole = best_time(lambda: superres.upscale(img, scale=scale, model=model), repeat)
     rounded = np.clip(np.floor(ref[0].transpose(1, 2, 0) + 0.5), 0, 255)
     rows.append(("superres.upscale whole call", whole, float(np.abs(out.astype(np.float32) - rounded).max())))
-    if model is None:  # the bundled default also ships quantised: --precision int8
+    if model is None and int8_files(handle):  # a bundled default that also ships quantised: --precision int8
         q = superres.upscale(img, scale=scale, precision="int8")
         int8 = best_time(lambda: superres.upscale(img, scale=scale, precision="int8"), repeat)
         rows.append(("superres.upscale, precision int8", int8, float(np.abs(q.astype(np.float32) - rounded).max())))
