@@ -31,15 +31,18 @@ from torch import nn
 
 from superres.errors import CheckpointError, ConfigError
 from superres.models.base import SRNet
-from superres.models.edsr import DIV2K_GRAY_MEAN, DIV2K_RGB_MEAN, full_precision, to_autocast
+from superres.models.edsr import full_precision, to_autocast
 from superres.models.family import Family, FamilyConfig, StateDict, load_state_strict, register_family
 from superres.models.span import (
     MAX_SCALE,
     SPAB,
     Conv3XC,
     bias_of,
+    check_body,
     conv3xc_shape,
+    deploy_state,
     fill_fused,
+    fold_all,
     numbered_blocks,
     pixel_shuffle_scale,
     shape_of,
@@ -107,17 +110,7 @@ class MSPANConfig(FamilyConfig):
         if not scales or len(set(scales)) != len(scales) or not all(1 <= s <= MAX_SCALE for s in scales):
             raise ConfigError(f"scales must be distinct values from 1 to {MAX_SCALE}, got {self.scales}")
         object.__setattr__(self, "scales", scales)
-        if min(self.n_feats, self.mid_feats, self.n_blocks) < 1 or self.gain < 0:
-            raise ConfigError(
-                f"n_feats, mid_feats and n_blocks must be >= 1 and gain >= 0, got {self.n_feats}, {self.mid_feats}, "
-                f"{self.n_blocks} and {self.gain}"
-            )
-        if self.n_colors not in (1, 3):
-            raise ConfigError(f"n_colors must be 1 or 3, got {self.n_colors}")
-        mean = self.rgb_mean if self.rgb_mean is not None else DIV2K_RGB_MEAN if self.n_colors == 3 else DIV2K_GRAY_MEAN
-        object.__setattr__(self, "rgb_mean", tuple(float(m) for m in mean))
-        if len(self.mean) != self.n_colors:
-            raise ConfigError(f"rgb_mean needs {self.n_colors} values, got {len(self.mean)}")
+        check_body(self)
 
     @property
     def mean(self) -> tuple[float, ...]:
@@ -155,10 +148,7 @@ class MSPAN(SRNet):
 
     def deploy_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights with every Conv3XC folded and its branches left out: what a weights file holds."""
-        for module in self.modules():
-            if isinstance(module, Conv3XC):
-                module.fold()
-        return {k: v for k, v in self.state_dict().items() if not re.search(r"\.(sk|conv\.\d+)\.", k)}
+        return deploy_state(self)
 
     def part_key(self, key: str) -> str:
         """`tail.x{s}.*` -> `up.x{s}.*`, the name SPAN's conv_2, conv_cat and upsampler of scale s have too."""
@@ -261,9 +251,7 @@ class MSPANFamily(Family):
     def load(self, net: nn.Module, state: StateDict) -> None:
         """Strictly; branches (a training-form file) are folded into eval_conv."""
         load_state_strict(net, fill_fused(net, state))
-        for module in net.modules():
-            if isinstance(module, Conv3XC):
-                module.fold()
+        fold_all(net)
 
     def scales(self, config: MSPANConfig) -> tuple[int, ...]:
         return config.scales

@@ -130,6 +130,36 @@ class SPAB(nn.Module):
         return (y + x) * (torch.sigmoid(y) - 0.5), first
 
 
+def check_body(config: Any) -> None:
+    """The checks a SPAN-bodied config (SPANConfig, MSPANConfig) shares: widths, depth, gain, colours; fills in
+    its mean (DIV2K's, or its BT.601 luma for one channel, where none is given)."""
+    if min(config.n_feats, config.mid_feats, config.n_blocks) < 1 or config.gain < 0:
+        raise ConfigError(
+            f"n_feats, mid_feats and n_blocks must be >= 1 and gain >= 0, got {config.n_feats}, {config.mid_feats}, "
+            f"{config.n_blocks} and {config.gain}"
+        )
+    if config.n_colors not in (1, 3):
+        raise ConfigError(f"n_colors must be 1 or 3, got {config.n_colors}")
+    given = config.rgb_mean
+    mean = given if given is not None else DIV2K_RGB_MEAN if config.n_colors == 3 else DIV2K_GRAY_MEAN
+    object.__setattr__(config, "rgb_mean", tuple(float(m) for m in mean))
+    if len(config.rgb_mean) != config.n_colors:
+        raise ConfigError(f"rgb_mean needs {config.n_colors} values, got {len(config.rgb_mean)}")
+
+
+def deploy_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    """A network's weights with every Conv3XC folded and its branches left out (the deploy layout)."""
+    fold_all(net)
+    return {k: v for k, v in net.state_dict().items() if not re.search(r"\.(sk|conv\.\d+)\.", k)}
+
+
+def fold_all(net: nn.Module) -> None:
+    """Fold every Conv3XC of a network (nothing to do for those in deploy form)."""
+    for module in net.modules():
+        if isinstance(module, Conv3XC):
+            module.fold()
+
+
 @dataclass(frozen=True)
 class SPANConfig(FamilyConfig):
     scale: int = 4
@@ -152,17 +182,7 @@ class SPANConfig(FamilyConfig):
     def __post_init__(self) -> None:
         if not 1 <= self.scale <= MAX_SCALE:
             raise ConfigError(f"scale must be 1..{MAX_SCALE}, got {self.scale}")
-        if min(self.n_feats, self.mid_feats, self.n_blocks) < 1 or self.gain < 0:
-            raise ConfigError(
-                f"n_feats, mid_feats and n_blocks must be >= 1 and gain >= 0, got {self.n_feats}, {self.mid_feats}, "
-                f"{self.n_blocks} and {self.gain}"
-            )
-        if self.n_colors not in (1, 3):
-            raise ConfigError(f"n_colors must be 1 or 3, got {self.n_colors}")
-        mean = self.rgb_mean if self.rgb_mean is not None else DIV2K_RGB_MEAN if self.n_colors == 3 else DIV2K_GRAY_MEAN
-        object.__setattr__(self, "rgb_mean", tuple(float(m) for m in mean))
-        if len(self.mean) != self.n_colors:
-            raise ConfigError(f"rgb_mean needs {self.n_colors} values, got {len(self.mean)}")
+        check_body(self)
 
     @property
     def mean(self) -> tuple[float, ...]:
@@ -205,10 +225,7 @@ class SPAN(SRNet):
 
     def deploy_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights in the deploy layout (eval_conv only, branches folded): what the published files hold."""
-        for module in self.modules():
-            if isinstance(module, Conv3XC):
-                module.fold()
-        return {k: v for k, v in self.state_dict().items() if not re.search(r"\.(sk|conv\.\d+)\.", k)}
+        return deploy_state(self)
 
     def part_key(self, key: str) -> str:
         """conv_2, conv_cat and the upsampler are this scale's part (`up.x{s}.*`): an MSPAN has one per scale."""
@@ -337,9 +354,7 @@ class SPANFamily(Family):
         """Strictly, then the branches (if any) are folded into eval_conv: a stale fused conv in a training file
         is replaced by the exact fold of its branches."""
         load_state_strict(net, fill_fused(net, state))
-        for module in net.modules():
-            if isinstance(module, Conv3XC):
-                module.fold()
+        fold_all(net)
 
     def precisions(self, config: SPANConfig) -> tuple[str, ...]:
         # Set5 Y-PSNR (superres eval, CPU autocast), fp32 / bf16: span_x2_ch48 38.070 / 38.059, span_x4_ch48
