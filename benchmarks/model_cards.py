@@ -2,8 +2,9 @@
 
 Reads the manifest, each weights file (config, metadata), each training run folder (config.json,
 log.csv: steps and wall time) and the `superres eval --json` results (Y and RGB) in docs/results/eval.json and
-docs/results/previous.json (benchmarks/eval_bundled.sh). Nothing is typed in by hand. The manifest's `psnr_y` of each model (Y-PSNR
-on Set5, Set14 and B100 at each of its scales, which `superres models` prints) comes from the same results.
+docs/results/previous.json (benchmarks/eval_bundled.sh). Nothing is typed in by hand but the manifest's
+descriptions. The manifest's `psnr_y` of each model (Y-PSNR on Set5, Set14 and B100 at each of its scales,
+which `superres models` prints) comes from the same results.
 
     python benchmarks/model_cards.py --runs mdsr-medium=runs/mdsr --configs mdsr-medium=configs/mdsr-medium.toml
     python benchmarks/model_cards.py --runs mspan=/work/runs/mspan-p1,/work/runs/mspan-p2 \\
