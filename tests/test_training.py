@@ -216,6 +216,9 @@ def test_config_file_and_flag_override(hr_folder, tmp_path, capsys):
         (["--preset", "edsr-huge"], "unknown preset"),
         (["--ema", "1.5"], "ema decay"),
         (["--patch-size", "2"], "patch_size"),
+        (["--frozen", "("], "frozen is not a regular expression"),
+        (["--teacher-weight", "1.5"], "teacher_weight must be in [0, 1]"),
+        (["--teacher", "t.safetensors", "--teacher-per-batch", "--degradation", "photo"], "degraded targets"),
     ],
 )
 def test_bad_values_give_clear_errors(hr_folder, tmp_path, capsys, args, message):

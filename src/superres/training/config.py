@@ -148,6 +148,11 @@ class TrainConfig:
                 raise ConfigError(f"frozen is not a regular expression ({e}): {self.frozen!r}") from None
         if not 0 <= self.teacher_weight <= 1:
             raise ConfigError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
+        if self.teacher and self.teacher_per_batch and not parse_preset(self.degradation).is_clean:
+            raise ConfigError(
+                "teachers run per batch would see the degraded patches and make degraded targets: leave out "
+                "teacher_per_batch (they then run once on each clean image)"
+            )
 
     def overrides(self) -> dict:
         return {k: getattr(self, k) for k in ("n_feats", "n_resblocks", "res_scale") if getattr(self, k) is not None}
