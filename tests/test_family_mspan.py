@@ -64,6 +64,15 @@ def test_a_deploy_kernel_unfolds_into_branches_exactly():
     x = torch.randn(1, 5, 8, 9)
     with torch.no_grad():
         assert torch.allclose(layer.train()(x), torch.nn.functional.conv2d(x, weight, bias, padding=1), atol=1e-5)
+    layer(x).square().sum().backward()  # every branch can move: no factor is stuck between two zeros
+    assert layer.conv is not None and layer.sk is not None
+    for conv in (*layer.conv, layer.sk):
+        assert isinstance(conv, torch.nn.Conv2d) and conv.weight.grad is not None
+        assert conv.weight.grad.abs().sum() > 0
+    c1, c2 = layer.conv[1], layer.conv[2]
+    assert isinstance(c1, torch.nn.Conv2d) and isinstance(c2, torch.nn.Conv2d)
+    assert c1.weight.grad is not None and c2.weight.grad is not None
+    assert c1.weight.grad[:7, 5:].abs().sum() > 0 and c2.weight.grad[:, 7:].abs().sum() > 0  # the other halves
 
 
 def test_training_form_folds_exactly_into_the_saved_deploy_form(tmp_path):

@@ -3,7 +3,8 @@
 (Lim et al., CVPR-W 2017). The layers are SPAN's own (models/span.py), so a published SPAN file of any scale starts
 an MSPAN: its body and its tail land where they belong (`part_key`, `init_from`).
 
-Read top to bottom: the per-scale tail, the network, its config, the family.
+Read top to bottom: starting branches from a deploy kernel, the per-scale tail, the config, the network, the
+family.
 
     x (N, C, H, W), 0..1, and a scale s (one of config.scales)
       -> (x - DIV2K mean) * 255
@@ -51,19 +52,26 @@ from superres.models.span import (
 
 @torch.no_grad()
 def unfold_into_branches(layer: Conv3XC, weight: torch.Tensor, bias: torch.Tensor) -> None:
-    """Set a training-form Conv3XC's branches so that their fold is exactly (weight, bias): the skip and the
-    second half of each widened layer are zero, the first 1x1 passes its inputs on, the 3x3 holds the kernel and
-    the last 1x1 passes it out. Training then moves every branch from there."""
+    """Set a training-form Conv3XC's branches so that their fold is exactly (weight, bias): the first 1x1 passes
+    its inputs on through its first c_in outputs, the 3x3 holds the kernel in its first c_out outputs, the last
+    1x1 passes those out, and the skip is zero. The widened layers' other halves keep their random start but
+    are cut off from the output by a zero factor next to them (the 3x3's columns that read them, the last 1x1's
+    columns that read the 3x3's other half), so the fold is unchanged while every factor still gets a gradient:
+    had both factors of a product been zero, training could never move either."""
     assert layer.sk is not None and layer.conv is not None, "a deploy-form Conv3XC has no branches"
     c0, c1, c2 = (m for m in layer.conv if isinstance(m, nn.Conv2d))
     c_out, c_in = weight.shape[:2]
-    for conv in (layer.sk, c0, c1, c2):
-        conv.weight.zero_()
-        bias_of(conv).zero_()
-    c0.weight[:c_in, :, 0, 0] = torch.eye(c_in)
+    layer.sk.weight.zero_()
+    bias_of(layer.sk).zero_()
+    c0.weight[:c_in] = torch.eye(c_in).view(c_in, c_in, 1, 1)
+    bias_of(c0).zero_()  # zero padding in, zero out: as the folded conv pads
+    c1.weight[:c_out] = 0
     c1.weight[:c_out, :c_in] = weight
+    bias_of(c1).zero_()
     bias_of(c1)[:c_out] = bias
+    c2.weight.zero_()
     c2.weight[:, :c_out, 0, 0] = torch.eye(c_out)
+    bias_of(c2).zero_()
     layer.fold()
 
 
