@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-import superres.training.loop
+import superres.training.distill
 from superres.cli.main import main
 from superres.errors import ConfigError
 from superres.imaging.io import Picture, write_image
@@ -164,7 +164,7 @@ def test_a_student_started_from_its_teacher_has_almost_nothing_to_learn(photos, 
     """The pixel ranges line up: an MSPAN started from a SPAN x2 and taught by that SPAN has a mean error under a
     gray level (the teacher runs in inference's bf16 where the CPU has it: 0.36 here), where a range or offset
     error anywhere in the plumbing would give tens."""
-    monkeypatch.setattr(superres.training.loop, "DISTILL_MARGIN", 0)  # the teacher's target everywhere
+    monkeypatch.setattr(superres.training.distill, "DISTILL_MARGIN", 0)  # the teacher's target everywhere
     wide = dict(n_feats=48, mid_feats=48, n_blocks=6)
     save_weights(tiny_span(0, scale=2, **wide), tmp_path / "t.safetensors")
     args = [
@@ -213,7 +213,7 @@ def test_distillation_trains_an_mspan_and_frozen_parts_stay(photos, tmp_path):
 
 
 def test_the_teachers_target_keeps_the_hr_at_the_patch_edge():
-    from superres.training.loop import with_hr_border
+    from superres.training.distill import with_hr_border
 
     target, hr = torch.zeros(1, 3, 10, 12), torch.ones(1, 3, 10, 12)
     mixed = with_hr_border(target, hr, 2)

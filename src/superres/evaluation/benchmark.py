@@ -94,12 +94,9 @@ class ModelCache:
             clean = self._models.get(name)
             if clean is None:
                 clean = self._models[name] = load_model(name).to(self.device)
-            base = photo_base(name)
-            if base is None:
-                self._pair = PhotoPair(clean, load_model(partner).to(self.device))
-            else:  # the pair blends the model the photo one was trained from; strength 0 is the default itself
-                pair_clean, photo = load_model(base).to(self.device), load_model(partner).to(self.device)
-                self._pair = PhotoPair(pair_clean, photo, zero=clean)
+            base = photo_base(name)  # the model the photo one was trained from, where it is not the default
+            blended = clean if base is None else load_model(base).to(self.device)
+            self._pair = PhotoPair(blended, load_model(partner).to(self.device), zero=clean)
         return self._pair
 
     def get(self, spec: str, factor: float) -> tuple[ModelHandle, int] | None:

@@ -33,17 +33,16 @@ from torch import nn
 from superres.errors import CheckpointError, ConfigError
 from superres.models.base import SRNet
 from superres.models.edsr import full_precision, to_autocast
-from superres.models.family import Family, FamilyConfig, StateDict, load_state_strict, register_family
+from superres.models.family import FamilyConfig, StateDict, register_family
 from superres.models.span import (
     MAX_SCALE,
     SPAB,
     Conv3XC,
+    SPANFamily,
     bias_of,
     check_body,
     conv3xc_shape,
     deploy_state,
-    fill_fused,
-    fold_all,
     numbered_blocks,
     pixel_shuffle_scale,
     shape_of,
@@ -207,9 +206,10 @@ class MSPAN(SRNet):
 
 
 @register_family
-class MSPANFamily(Family):
+class MSPANFamily(SPANFamily):
     """MSPAN files: SPAN's layers with one `tail.x{s}` per scale, in the deploy form (what superres writes) or the
-    training form (branches, folded on loading)."""
+    training form (branches, folded on loading). Loading, precisions, radius and memory are SPAN's (the same
+    layers at every scale)."""
 
     name = "mspan"
     config_class = MSPANConfig
@@ -256,25 +256,8 @@ class MSPANFamily(Family):
     def build(self, config: MSPANConfig) -> MSPAN:
         return MSPAN(config)
 
-    def load(self, net: nn.Module, state: StateDict) -> None:
-        """Strictly; branches (a training-form file) are folded into eval_conv."""
-        load_state_strict(net, fill_fused(net, state))
-        fold_all(net)
-
     def scales(self, config: MSPANConfig) -> tuple[int, ...]:
         return config.scales
-
-    def precisions(self, config: MSPANConfig) -> tuple[str, ...]:
-        # as SPAN's (span.py): the input shift, conv_1 and the upsampler stay fp32 under autocast
-        return ("fp32", "bf16", "fp16")
-
-    def receptive_radius(self, config: MSPANConfig, scale: int) -> int:
-        """As SPAN's: conv_1 (1), three 3x3 convs per block (3N), conv_2 (1) and the upsampler's 3x3 (1)."""
-        return 1 + 3 * config.n_blocks + 1 + 1
-
-    def activation_bytes_per_pixel(self, config: MSPANConfig, scale: int) -> int:
-        f, m = config.n_feats, config.mid_feats  # as SPAN's count (span.py)
-        return 4 * (6 * f + 3 * m + (3 * f + m) + 2 * config.n_colors * scale**2)
 
     def describe(self, config: MSPANConfig) -> str:
         c = config
@@ -282,6 +265,9 @@ class MSPANFamily(Family):
         mid = f" (mid {c.mid_feats})" if c.mid_feats != c.n_feats else ""
         scales = ", ".join(f"x{s}" for s in c.scales)
         return f"MSPAN {scales}, {c.n_blocks} blocks x {c.n_feats} features{mid}, {layout}"
+
+    def forward(self, net: nn.Module, x: torch.Tensor, scale: int) -> torch.Tensor:
+        return net(x, scale)
 
     def preset_config(self, settings: dict[str, Any], scales: tuple[int, ...] | None, n_colors: int) -> MSPANConfig:
         return MSPANConfig(scales=tuple(scales) if scales else (2, 3, 4), n_colors=n_colors, **settings)

@@ -100,17 +100,21 @@ def default_model_name(scale: int | None = None) -> str | None:
     return None
 
 
+def _bundled_entry(name: str | None) -> Pretrained | None:
+    """The manifest entry of a bundled model (None: the default), or None."""
+    name = default_model_name() if name is None else str(name)
+    return PRETRAINED.get(name) if name is not None else None
+
+
 def photo_partner(name: str | None) -> str | None:
     """The bundled photo model paired with a bundled model (None: the default), or None if it has none."""
-    name = default_model_name() if name is None else str(name)
-    entry = PRETRAINED.get(name) if name is not None else None
+    entry = _bundled_entry(name)
     return entry.photo if entry is not None and entry.photo in PRETRAINED else None
 
 
 def photo_base(name: str | None) -> str | None:
     """The bundled model whose blend with `photo_partner(name)` denoising runs, where it is not `name` itself."""
-    name = default_model_name() if name is None else str(name)
-    entry = PRETRAINED.get(name) if name is not None else None
+    entry = _bundled_entry(name)
     return entry.photo_base if entry is not None and entry.photo_base in PRETRAINED else None
 
 

@@ -26,6 +26,20 @@ from superres.inference.devices import resolve_precision
 from superres.models.checkpoints import load_model
 from superres.models.handle import ModelHandle
 
+# LR pixels at the edge of a patch where the HR, not the teachers, is the target: the teachers see the patch's zero
+# padding there, as no pixel of a whole picture's inside does
+DISTILL_MARGIN = 3
+
+
+def with_hr_border(target: torch.Tensor, hr: torch.Tensor, margin: int) -> torch.Tensor:
+    """`target` (N, C, H, W) with its outer `margin` pixels on every side taken from `hr` (same shape)."""
+    h, w = target.shape[-2:]
+    if 2 * margin >= min(h, w):
+        return hr
+    out = hr.clone()
+    out[..., margin : h - margin, margin : w - margin] = target[..., margin : h - margin, margin : w - margin]
+    return out
+
 
 @dataclass
 class Teacher:
@@ -100,6 +114,11 @@ class Teachers:
         mean = (total / (len(teachers) * len(views))).clamp_(0, 255)
         self.seconds += time.perf_counter() - start
         return mean
+
+    def batch_targets(self, lr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor | None:
+        """`targets` for a batch of patches, with the HR kept at the patches' edges (DISTILL_MARGIN)."""
+        target = self.targets(lr, scale)
+        return None if target is None else with_hr_border(target, hr, DISTILL_MARGIN * scale)
 
 
 def distilled_samples(samples: list[Sample], teachers: Teachers, scale: int, weight: float) -> list[Sample]:

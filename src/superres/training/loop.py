@@ -362,21 +362,6 @@ def _prepare(cfg: TrainConfig, out: Path, ranks: _Ranks, resume: bool) -> _Run:
     return run
 
 
-# LR pixels at the edge of a patch where the HR, not the teachers, is the target: the teachers see the patch's zero
-# padding there, as no pixel of a whole picture's inside does
-DISTILL_MARGIN = 3
-
-
-def with_hr_border(target: torch.Tensor, hr: torch.Tensor, margin: int) -> torch.Tensor:
-    """`target` (N, C, H, W) with its outer `margin` pixels on every side taken from `hr` (same shape)."""
-    h, w = target.shape[-2:]
-    if 2 * margin >= min(h, w):
-        return hr
-    out = hr.clone()
-    out[..., margin : h - margin, margin : w - margin] = target[..., margin : h - margin, margin : w - margin]
-    return out
-
-
 def _trained_parameters(model: SRNet, cfg: TrainConfig) -> list[torch.nn.Parameter]:
     """The parameters the optimizer moves: all but those cfg.frozen matches (which stop needing gradients)."""
     trained = []
@@ -489,9 +474,7 @@ def _optimise(
     (scale, lr_np, hr_np), run.sampler_state = batches.next()
     lr_t = to_tensor(lr_np, run.ranks.device, cfg.channels_last)
     hr_t = to_tensor(hr_np, run.ranks.device, cfg.channels_last)
-    target = run.teachers.targets(lr_t, scale) if run.teachers is not None else None
-    if target is not None:
-        target = with_hr_border(target, hr_t, DISTILL_MARGIN * scale)
+    target = run.teachers.batch_targets(lr_t, hr_t, scale) if run.teachers is not None else None
     k = model.rgb_range / 255.0  # the network's white; patches, targets and the loss are in 0..255
     with autocast:
         sr = run.net(lr_t * k if k != 1 else lr_t, scale)
