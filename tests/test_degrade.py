@@ -7,14 +7,18 @@ from PIL import Image
 
 from superres.errors import ConfigError
 from superres.imaging.degrade import (
+    FILES_MIX,
     KERNEL_ONE,
+    add_camera_noise,
     add_gaussian_noise,
     add_poisson_noise,
     blur,
     degrade,
+    disk_kernel,
     gaussian_kernel,
     image_rng,
     jpeg,
+    motion_kernel,
     parse_preset,
     quantize_kernel,
     resize,
@@ -217,3 +221,79 @@ def test_wide_blurs_are_refused():
     parse_preset("blur:10")
     with pytest.raises(ConfigError, match="sigma"):
         parse_preset("blur:11")
+
+
+# ------------------------------------------------------------------------------------- what files carry
+
+
+@pytest.mark.parametrize("name", ["web", "camera", "lens", "files", "clean", "real"])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_file_presets_make_the_lr_and_say_their_damage(hr, name, scale):
+    a, b = degrade(hr, scale, name, seed=3), degrade(hr, scale, name, seed=3)
+    assert a.pixels.shape == (96 // scale, 96 // scale, 3) and a.pixels.dtype == np.uint8
+    assert np.array_equal(a.pixels, b.pixels) and a.condition == b.condition  # the seed and the image decide
+    assert all(0 <= c <= 1 for c in a.condition)
+    if name == "clean":
+        assert a.condition == (0.0, 0.0) and np.array_equal(a.pixels, shrink(hr, scale))
+    if name == "real":
+        assert a.condition == (1.0, 1.0)
+
+
+def test_a_jpeg_condition_is_the_quality_the_file_tells(hr):
+    seen = 0
+    for seed in range(12):
+        for name in ("web", "camera", "lens"):
+            out = degrade(hr, 2, name, seed=seed)
+            if out.jpeg is None:
+                assert out.condition[0] == 0
+                continue
+            seen += 1
+            q = jpeg_file_quality(out.jpeg)
+            assert out.condition[0] == pytest.approx((100 - q) / 70)
+            assert name != "web" or out.condition[1] == 0
+    assert seen >= 12
+    # simple presets: the lowest quality, and the noise levels added in quadrature
+    assert degrade(hr, 2, "noise:6+noise:8+jpeg:65", seed=0).condition == pytest.approx((0.5, 0.5))
+
+
+def test_camera_noise_has_its_level_and_correlations():
+    flat = np.full((256, 256, 3), 128, np.uint8)
+    for sigma, colour in ((4.0, 0.2), (10.0, 0.6)):
+        noise = add_camera_noise(flat, np.random.default_rng(0), sigma, 0.5, colour, 0.6).astype(np.float64) - 128
+        assert noise.std() == pytest.approx(sigma, rel=0.05)
+        corr = np.corrcoef(noise[..., 0].ravel(), noise[..., 2].ravel())[0, 1]
+        assert corr == pytest.approx(colour, abs=0.05)
+        neighbours = np.corrcoef(noise[:, :-1, 0].ravel(), noise[:, 1:, 0].ravel())[0, 1]
+        assert neighbours > 0.2  # spread over neighbours, as after demosaicing
+    # Poisson-Gaussian: brighter levels are noisier (the shot share); the mean variance is sigma^2
+    ramp = np.repeat(np.linspace(20, 235, 256).astype(np.uint8)[None, :, None], 256, axis=0).repeat(3, axis=2)
+    noise = add_camera_noise(ramp, np.random.default_rng(1), 8.0, 0.9, 0.0, 0.0).astype(np.float64) - ramp
+    assert noise[:, :64].std() < 0.7 * noise[:, -64:].std()
+
+
+def test_lens_kernels():
+    disk, line = disk_kernel(1.5), motion_kernel(4.0, 0.0)
+    for k in (disk, line):
+        assert k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1 and k.sum() == pytest.approx(1)
+        assert np.allclose(k, k[::-1, ::-1])  # centred
+    assert np.allclose(disk, disk.T) and disk[2, 2] == disk.max() and disk[0, 0] < 0.05 * disk.max()
+    assert line[2].sum() > 0.9 and np.allclose(motion_kernel(4.0, np.pi / 2), line.T)  # horizontal; turned
+
+
+def test_mixtures(hr):
+    assert degrade(hr, 2, "mix:clean=1", seed=0).condition == (0, 0)
+    webs = [degrade(hr, 2, "mix:web=2", seed=s) for s in range(5)]  # one component: always a web JPEG
+    assert all(w.jpeg is not None and w.condition[1] == 0 for w in webs)
+    kinds = [degrade(hr, 2, "mix:clean=0.5,real=0.5", seed=s).condition for s in range(40)]
+    assert 8 < kinds.count((1.0, 1.0)) < 32 and kinds.count((0.0, 0.0)) == 40 - kinds.count((1.0, 1.0))
+    preset = parse_preset("files")
+    assert preset.name == "files" and dict(FILES_MIX)["web"] > dict(FILES_MIX)["real"]
+    for bad, reason in (
+        ("mix:clean=1,jpeg=1", "'jpeg' is not one of"),
+        ("mix:files=1", "'files' is not one of"),
+        ("mix:web=0", "above 0"),
+        ("mix:web=x", "must be a number"),
+        ("fog", "mix:clean=0.2,web=0.8"),
+    ):
+        with pytest.raises(ConfigError, match=reason):
+            parse_preset(bad)

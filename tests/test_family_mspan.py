@@ -243,3 +243,101 @@ def test_teachers_once_per_image_replace_the_hr_with_their_mix(photos, tmp_path)
     args += ["--log-every", "1", "--out", str(tmp_path / "run"), "--threads", "1"]
     assert main(args) == 0
     assert [float(r["teacher_share"]) for r in log_rows(tmp_path / "run")] == [0.0, 0.0]
+
+
+# ------------------------------------------------------------------------- conditioned (the photo model)
+
+
+def conditioned(seed: int = 0, gain: int = 0) -> MSPAN:
+    """A small conditioned MSPAN whose modulation is not the identity (random, as after training)."""
+    torch.manual_seed(seed)
+    net = MSPAN(MSPANConfig(scales=(2, 3, 4), gain=gain, conditions=2, cond_hidden=8, **SMALL))
+    for p in net.modulation.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    return net.eval()
+
+
+@pytest.mark.parametrize("gain", [0, 2])
+def test_a_condition_folds_into_a_plain_network(gain):
+    net = conditioned(gain=gain)
+    x = torch.rand(2, 3, 13, 17)
+    for condition in ((0.0, 0.0), (0.3, 0.8), (1.0, 0.1)):
+        plain = net.specialise(condition)
+        assert plain.modulation is None and plain.config.gain == 0 and plain.config.conditions == 0
+        for s in (2, 3, 4):
+            want = net(x, s, torch.tensor([condition] * 2))
+            assert torch.allclose(plain(x, s), want, atol=2e-5)
+    assert not torch.allclose(net.specialise((0.0, 0.0))(x, 2), net.specialise((1.0, 1.0))(x, 2), atol=1e-3)
+    assert torch.equal(net(x, 2), net(x, 2, torch.zeros(2, 2)))  # no condition: (0, 0)
+    with pytest.raises(ConfigError, match="takes 2 condition values"):
+        net.specialise((0.5,))
+    with pytest.raises(ConfigError, match="takes no condition"):
+        net.specialise((0.0, 0.0)).specialise((0.0, 0.0))
+
+
+def test_each_image_of_a_batch_has_its_own_condition():
+    net = conditioned()
+    x = torch.rand(2, 3, 9, 9)
+    both = net(x, 3, torch.tensor([[0.2, 0.0], [0.9, 0.7]]))
+    assert torch.allclose(both[1:], net(x[1:], 3, torch.tensor([[0.9, 0.7]])), atol=1e-5)
+    assert torch.allclose(both[:1], net(x[:1], 3, torch.tensor([[0.2, 0.0]])), atol=1e-5)
+
+
+def test_a_new_modulation_starts_as_the_plain_network():
+    plain = MSPAN(MSPANConfig(scales=(2, 4), **SMALL)).eval()
+    net = MSPAN(MSPANConfig(scales=(2, 4), conditions=2, **SMALL)).eval()
+    copied = init_from(net, [plain])
+    assert not any(k.startswith("modulation.") for k in copied)
+    x = torch.rand(1, 3, 10, 10)
+    assert torch.equal(net(x, 4, torch.tensor([[0.7, 0.4]])), plain(x, 4))
+
+
+def test_a_conditioned_file_reads_back(tmp_path):
+    net = conditioned(3)
+    save_weights(net, tmp_path / "photo.safetensors")
+    back = load_model(tmp_path / "photo.safetensors")
+    assert back.config.conditions == 2 and back.config.cond_hidden == 8
+    assert "conditioned on 2 values" in back.describe()
+    x, c = torch.rand(1, 3, 8, 8), torch.tensor([[0.4, 0.6]])
+    assert torch.equal(back.net.eval()(x, 2, c), net(x, 2, c))
+
+
+def test_a_conditioned_network_trains_on_degraded_patches_with_their_conditions(photos, tmp_path):
+    cfg = TrainConfig(
+        data=[str(photos)],
+        scale=[2, 4],
+        preset="mspan-photo",
+        degradation="mix:clean=0.3,web=0.4,camera=0.3",
+        iters=4,
+        batch_size=2,
+        patch_size=16,
+        holdout=1,
+        val_every=4,
+        checkpoint_every=4,
+        log_every=2,
+        out=str(tmp_path / "run"),
+        threads=1,
+    )
+    from superres.training.loop import train
+
+    assert train(cfg)["steps"] == 4
+    best = load_model(tmp_path / "run" / "best.safetensors")
+    assert best.config.conditions == 2
+
+
+def test_a_conditioned_sampler_gives_each_patch_its_damage():
+    from superres.imaging.datasets import Sample
+    from superres.imaging.degrade import parse_preset
+    from superres.training.patches import PatchSampler
+
+    hr = np.ascontiguousarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    samples = [Sample("a", hr[::2, ::2], hr)]
+    options = dict(degradation=parse_preset("mix:clean=0.5,real=0.5"), flips=False, seed=1)
+    lr, hr_batch, condition = PatchSampler(samples, 2, 16, 8, conditioned=True, **options).sample()
+    assert lr.shape == (8, 16, 16, 3) and condition.shape == (8, 2) and condition.dtype == np.float32
+    assert set(map(tuple, condition.tolist())) == {(0.0, 0.0), (1.0, 1.0)}  # both kinds drawn, each told
+    from superres.imaging.degrade import shrink
+
+    for patch, target, c in zip(lr, hr_batch, condition, strict=True):
+        assert (c[0] == 0) == np.array_equal(patch, shrink(target, 2))  # clean patches are the bicubic LR
+    assert len(PatchSampler(samples, 2, 16, 8, **options).sample()) == 2  # unconditioned: (lr, hr)

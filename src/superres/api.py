@@ -16,7 +16,7 @@ from superres.imaging.io import Picture, PictureStream, from_pil, to_pil
 from superres.imaging.resize import imresize
 from superres.inference.backends import get_backend, same_device
 from superres.inference.correction import DEFAULT_THRESHOLD, correct_strips
-from superres.inference.denoise import DenoiseChoice, PhotoPair, auto_strength
+from superres.inference.denoise import DenoiseChoice, PhotoPair
 from superres.inference.options import UpscaleOptions
 from superres.inference.sizes import OutputSize, network_scale
 from superres.inference.upscaler import Upscaler, resize_picture, upscale_picture_stream
@@ -59,7 +59,7 @@ class ImageUpscaler:
                 raise ConfigError(f"denoise {self.denoise} needs fp32 or bf16: int8 runs a clean bundled model only")
             log.info("denoise is off under int8: the quantised files are of a clean bundled model only")
             self.denoise = None
-        self._runners: dict[tuple[int, float], Upscaler] = {}
+        self._runners: dict[tuple[int, float | tuple[float, float]], Upscaler] = {}
         self.scales: tuple[int, ...] = ()
         model = options.model
         if self.method is None:
@@ -84,11 +84,12 @@ class ImageUpscaler:
         self.size = options.output or OutputSize(float(2 if len(self.scales) != 1 else self.scales[0]))
         self.threshold = options.correct
 
-    def upscaler(self, scale: int, strength: float = 0.0) -> Upscaler:
-        """The network (blended at a denoise strength) ready to run at one of its scales, made once each."""
-        key = (scale, strength)
+    def upscaler(self, scale: int, setting: float | tuple[float, float] = 0.0) -> Upscaler:
+        """The network (at a denoise strength or damage, DenoiseChoice.setting) ready to run at one of its
+        scales, made once each."""
+        key = (scale, setting)
         if key not in self._runners:
-            net = self.pair.at(strength) if self.pair is not None else self.net
+            net = self.pair.at(setting) if self.pair is not None else self.net
             assert net is not None, "a method, not a model: resize_picture does the work"
             self._runners[key] = Upscaler(net, scale, **self.options.runner_options())
         return self._runners[key]
@@ -97,7 +98,7 @@ class ImageUpscaler:
         """The denoise strength this upscaler uses for a picture (0 where there is no photo model)."""
         if self.pair is None or self.denoise is None:
             return DenoiseChoice(0.0)
-        return auto_strength(picture) if self.denoise == "auto" else DenoiseChoice(float(self.denoise))
+        return self.pair.choose(picture) if self.denoise == "auto" else self.pair.fixed(float(self.denoise))
 
     def __call__(self, picture: Picture) -> Picture:
         return self.stream(picture).collect()
@@ -109,7 +110,8 @@ class ImageUpscaler:
         shape = self.size.shape_for(picture.size)
         if self.method is not None:
             return resize_picture(picture, shape, self.method, self.size.factor)
-        strength = (denoise or self.choose_denoise(picture)).strength
+        choice = denoise or self.choose_denoise(picture)
+        strength = choice.strength
         h, w = picture.size
         needed = max(shape[0] / h, shape[1] / w)
         if needed <= 1 and strength == 0:  # nothing to restore or enlarge: the antialiased bicubic does it all
@@ -118,7 +120,7 @@ class ImageUpscaler:
         scale = network_scale(self.scales, needed)  # below 1: the smallest scale, then resized down
         exact = shape == (h * scale, w * scale)
         source = picture if exact else replace(picture, alpha=None)  # alpha is resized straight to the size below
-        result = upscale_picture_stream(source, scale, model=self.upscaler(scale, strength))
+        result = upscale_picture_stream(source, scale, model=self.upscaler(scale, choice.setting))
         if self.threshold is not None and strength > 0:
             log.info(
                 "the correction is skipped for a denoised picture: it would pull the output back toward "

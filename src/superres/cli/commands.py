@@ -252,7 +252,8 @@ def cmd_degrade(args: argparse.Namespace) -> int:
                 if pic.pixels.dtype != np.uint8:
                     raise SuperresError(f"{path}: 16-bit; the '{preset.name}' degradation works on 8-bit images")
                 hr = pic.pixels[: pic.size[0] // n * n, : pic.size[1] // n * n]
-                lr, data = preset.apply(hr, s, image_rng(args.seed, hr))
+                degraded = preset.apply(hr, s, image_rng(args.seed, hr))
+                lr, data = degraded.pixels, degraded.jpeg
             stem = f"{path.stem}x{s:g}"
             if data is not None and alpha is None:  # the JPEG file itself, as the degradation made it
                 target = Path(args.output) / f"{stem}.jpg"

@@ -19,7 +19,7 @@ from superres.imaging.io import Picture, write_image
 from superres.imaging.quality import jpeg_file_quality
 from superres.imaging.resize import imresize
 from superres.inference.correction import DEFAULT_THRESHOLD
-from superres.inference.denoise import DenoiseChoice, PhotoPair, auto_strength
+from superres.inference.denoise import DenoiseChoice, PhotoPair
 from superres.models.handle import ModelHandle
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -103,8 +103,8 @@ def run_photo_demo(
     assert lr.jpeg is not None  # a jpeg:Q degradation ends with the JPEG file
     write_image(out / "hr.png", Picture(hr), overwrite=overwrite)
     write_bytes(out / "lr.jpg", lr.jpeg, overwrite=overwrite)
-    choice = auto_strength(Picture(lr.pixels, jpeg_quality=jpeg_file_quality(lr.jpeg)))
-    runs = {"bicubic": None, "clean model": pair.zero, f"auto (denoise {choice.strength:g})": pair.at(choice.strength)}
+    choice = pair.choose(Picture(lr.pixels, jpeg_quality=jpeg_file_quality(lr.jpeg)))
+    runs = {"bicubic": None, "clean model": pair.zero, f"auto (denoise {choice.strength:g})": pair.at(choice.setting)}
     results: list[DemoResult] = []
     outputs: dict[str, np.ndarray] = {}
     for name, net in runs.items():

@@ -25,7 +25,7 @@ from superres.imaging.io import Picture
 from superres.imaging.quality import jpeg_file_quality
 from superres.imaging.resize import METHODS, imresize, output_shape_for
 from superres.inference.correction import DEFAULT_THRESHOLD, correct
-from superres.inference.denoise import PhotoPair, auto_strength, parse_denoise
+from superres.inference.denoise import PhotoPair, parse_denoise
 from superres.inference.sizes import network_scale
 from superres.inference.upscaler import Upscaler, upscale_picture
 from superres.models.handle import ModelHandle
@@ -322,11 +322,15 @@ def _with_strength(method: Method, model, lr: np.ndarray, quality: int | None, m
     """For a denoise method: the blended network at the strength it uses on this LR, and that strength."""
     if method.denoise is None:
         return model, {}
+    pair = models.pair()
     if method.denoise == "auto":
-        strength = auto_strength(Picture(lr, jpeg_quality=quality)).strength
+        choice = pair.choose(Picture(lr, jpeg_quality=quality))
     else:
-        strength = float(method.denoise)
-    return (models.pair().at(strength), model[1]), {"denoise": strength}
+        choice = pair.fixed(float(method.denoise))
+    found: dict = {"denoise": choice.strength}
+    if choice.condition is not None:
+        found["damage"] = list(choice.condition)
+    return (pair.at(choice.setting), model[1]), found
 
 
 def _score_group(

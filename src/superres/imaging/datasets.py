@@ -79,6 +79,7 @@ class Sample:
     name: str
     lr: np.ndarray  # (h, w[, C])
     hr: np.ndarray  # (h*s, w*s[, C]), cropped from the top left to LR size x scale
+    condition: tuple[float, float] | None = None  # a degraded LR's damage (imaging.degrade.condition), if known
 
 
 def to_colors(pixels: np.ndarray, n_colors: int | None) -> np.ndarray:

@@ -10,8 +10,18 @@ colour or gray, Poisson) and JPEG (libjpeg through Pillow). They are chained as 
     blur:SIGMA           a Gaussian blur of SIGMA HR pixels, then the shrink
     blur:1+noise:5+jpeg:70   several: blurs before the shrink, the rest after it, in the order given
     real                 Real-ESRGAN's second-order random chain, with its published ranges
-    photo                what the photo model trains on: half `real`, half the shrink followed at random
+    photo                what mdsr-medium-photo trained on: half `real`, half the shrink followed at random
                          by Gaussian noise and/or JPEG
+    web                  what a picture on the web carries: maybe a camera's JPEG at full size, a resize
+                         (MATLAB bicubic, area, bilinear or bicubic), then a JPEG of quality 30-95, 4:2:0
+    camera               a phone's picture: a mild demosaic-like blur, the resize, Poisson-Gaussian noise
+                         correlated across colours and neighbours, maybe the phone's JPEG (75-95)
+    lens                 mild defocus (a disk) or motion blur (a line) before the resize, maybe a JPEG (80-95)
+    files                what people's files carry: the mixture FILES_MIX of clean, web, camera, lens, real
+    mix:clean=0.2,web=0.8   a mixture of named presets with weights (they are normalised)
+
+Each draw also says what it did as a condition (jpeg, noise), each 0..1 (`condition`): the damage that the
+conditioned photo model is told about and that `--denoise auto` estimates.
 
 Every random choice comes from the numpy Generator passed in; `image_rng(seed, pixels)` makes one from a
 seed and the image, so a degraded set is the same on every run. The arithmetic is exact: images are
@@ -39,12 +49,24 @@ KERNEL_ONE = 1 << 16  # kernels are integers that sum to this
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 
 
+JPEG_ONE, NOISE_ONE = 30, 20.0  # the JPEG quality and noise sigma (gray levels) a condition of 1 stands for
+
+
 class Degraded(NamedTuple):
-    """A degraded image: uint8 (H, W, C) pixels, and the JPEG file they decode from when the last step
-    was a JPEG save (None otherwise), so that a caller can store or inspect the real file."""
+    """A degraded image: uint8 (H, W, C) pixels, the JPEG file they decode from when the last step was a
+    JPEG save (None otherwise), so that a caller can store or inspect the real file, and the damage as a
+    condition (jpeg, noise), each 0..1 (see `condition`)."""
 
     pixels: np.ndarray
     jpeg: bytes | None = None
+    condition: tuple[float, float] = (0.0, 0.0)
+
+
+def condition(quality: float | None = None, sigma: float = 0.0) -> tuple[float, float]:
+    """The damage as two numbers from 0 to 1: jpeg = (100 - quality) / (100 - JPEG_ONE) (0 without a JPEG) and
+    noise = sigma / NOISE_ONE, each clipped. `--denoise S` stands for (S, S)."""
+    j = 0.0 if quality is None else (100 - quality) / (100 - JPEG_ONE)
+    return float(min(1.0, max(0.0, j))), float(min(1.0, max(0.0, sigma / NOISE_ONE)))
 
 
 def image_rng(seed: int, pixels: np.ndarray) -> np.random.Generator:
@@ -103,6 +125,33 @@ def sinc_kernel(size: int, cutoff: float) -> np.ndarray:
         k = cutoff * j1(cutoff * r) / (2 * np.pi * r)
     k[(size - 1) // 2, (size - 1) // 2] = cutoff**2 / (4 * np.pi)
     return k / k.sum()
+
+
+def _supersampled(size: int, inside) -> np.ndarray:
+    """A normalised (size, size) kernel whose taps are the share of each pixel's 8x8 sub-pixel points that
+    `inside(x, y)` holds (offsets from the centre), so that a small disk or line has soft, area-true edges."""
+    fine = (np.arange(size * 8) + 0.5) / 8 - size / 2  # sub-pixel centres across the kernel
+    x, y = np.meshgrid(fine, fine)
+    k = inside(x, y).astype(np.float64).reshape(size, 8, size, 8).mean(axis=(1, 3))
+    return k / k.sum()
+
+
+def disk_kernel(radius: float) -> np.ndarray:
+    """Defocus: a uniform disk of the radius (pixels), anti-aliased."""
+    size = 2 * math.ceil(radius) + 1
+    return _supersampled(size, lambda x, y: x * x + y * y <= radius * radius)
+
+
+def motion_kernel(length: float, angle: float) -> np.ndarray:
+    """Camera shake: a line of the length (pixels) at the angle (radians), half a pixel thick, anti-aliased."""
+    size = 2 * math.ceil(length / 2) + 1
+    c, s = math.cos(angle), math.sin(angle)
+
+    def inside(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        along, across = x * c + y * s, -x * s + y * c
+        return (np.abs(along) <= length / 2) & (np.abs(across) <= 0.25)
+
+    return _supersampled(size, inside)
 
 
 def quantize_kernel(kernel: np.ndarray) -> np.ndarray:
@@ -165,10 +214,39 @@ def add_poisson_noise(pixels: np.ndarray, rng: np.random.Generator, scale: float
     return np.clip(np.rint(pixels + noise * scale * 255), 0, 255).astype(np.uint8)
 
 
+def add_camera_noise(
+    pixels: np.ndarray, rng: np.random.Generator, sigma: float, shot: float, colour: float, spread: float
+) -> np.ndarray:
+    """A camera's noise, of mean standard deviation `sigma` gray levels over the picture: Poisson-Gaussian (its
+    variance a + b * level, the share `shot` of it from the signal-dependent part at the mean level),
+    correlated across colours (`colour`: the share of the variance common to the three channels, as after a
+    camera's colour matrix) and across neighbours (a 3x3 Gaussian of width `spread` pixels applied to the
+    noise field and renormalised, as after demosaicing). The field is float64 and summed in a fixed order, so
+    the result does not depend on the CPU."""
+    h, w, c = pixels.shape
+    field = rng.standard_normal((h, w, c))
+    if c > 1:
+        field = math.sqrt(colour) * rng.standard_normal((h, w, 1)) + math.sqrt(1 - colour) * field
+    if spread > 0:
+        edge = math.exp(-0.5 / spread**2)
+        norm = math.sqrt(1 + 2 * edge**2)  # the 3x3 kernel's squared taps then sum to 1: unit variance kept
+        taps = [edge / norm, 1 / norm, edge / norm]
+        padded = np.pad(field, ((1, 1), (1, 1), (0, 0)), mode="reflect")
+        rows = taps[0] * padded[:-2] + taps[1] * padded[1:-1] + taps[2] * padded[2:]
+        field = taps[0] * rows[:, :-2] + taps[1] * rows[:, 1:-1] + taps[2] * rows[:, 2:]
+    level = pixels.astype(np.float64)
+    mean = max(1.0, int(pixels.sum(dtype=np.int64)) / pixels.size)
+    variance = sigma**2 * ((1 - shot) + shot * level / mean)  # averages sigma^2 over the picture
+    return np.clip(np.rint(level + field * np.sqrt(variance)), 0, 255).astype(np.uint8)
+
+
 def jpeg(pixels: np.ndarray, quality: int) -> tuple[np.ndarray, bytes]:
-    """(decoded pixels, the file): saved by libjpeg (Pillow) at quality 1-100, 4:2:0 chroma as Pillow's default."""
+    """(decoded pixels, the file): saved by libjpeg (Pillow) at quality 1-100, chroma subsampled 4:2:0 (as
+    most encoders do)."""
     buf = io.BytesIO()
-    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(buf, "JPEG", quality=int(quality))
+    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(
+        buf, "JPEG", quality=int(quality), subsampling=2
+    )
     data = buf.getvalue()
     decoded = np.array(Image.open(io.BytesIO(data)))
     return (decoded[..., None] if decoded.ndim == 2 else decoded), data
@@ -288,19 +366,22 @@ class Preset:
 
     name: str
     steps: tuple[tuple[str, float], ...] = ()  # ("blur" | "noise" | "jpeg", value), for simple presets
+    mixture: tuple[tuple[str, float], ...] = ()  # (component, weight), for mixtures
 
     def apply(self, hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
         squeeze = hr.ndim == 2
         hr = hr[..., None] if squeeze else hr
         if hr.dtype != np.uint8:
             raise ConfigError(f"degradations work on 8-bit images, got {hr.dtype}")
-        if self.name == "real":
-            out = REAL.apply(hr, scale, rng)
-        elif self.name == "photo":
-            out = REAL.apply(hr, scale, rng) if rng.random() < 0.5 else _light(hr, scale, rng)
+        if self.mixture:
+            weights = np.array([w for _, w in self.mixture], dtype=np.float64)
+            name = self.mixture[int(rng.choice(len(weights), p=weights / weights.sum()))][0]
+            out = COMPONENTS[name](hr, scale, rng)
+        elif self.name in COMPONENTS:
+            out = COMPONENTS[self.name](hr, scale, rng)
         else:
             out = self._simple(hr, scale, rng)
-        return Degraded(out.pixels[..., 0] if squeeze else out.pixels, out.jpeg)
+        return Degraded(out.pixels[..., 0] if squeeze else out.pixels, out.jpeg, out.condition)
 
     def _simple(self, hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
         img = hr
@@ -308,12 +389,15 @@ class Preset:
             if kind == "blur":
                 img = blur(img, gaussian_kernel(2 * math.ceil(3 * value) + 1, value))
         img, data = shrink(img, scale), None
+        quality, variance = None, 0.0
         for kind, value in self.steps:
             if kind == "noise":
                 img, data = add_gaussian_noise(img, rng, value), None
+                variance += value**2
             elif kind == "jpeg":
                 img, data = jpeg(img, int(value))
-        return Degraded(img, data)
+                quality = int(value) if quality is None else min(quality, int(value))
+        return Degraded(img, data, condition(quality, math.sqrt(variance)))
 
     @property
     def is_clean(self) -> bool:
@@ -322,31 +406,131 @@ class Preset:
 
 REAL = RealChain()
 
+# What people's files carry, and the weights the photo model trains with. Web pictures first: most files people
+# enlarge were resized and saved as JPEG somewhere on the way; then phone pictures with their noise; clean ones,
+# so that a condition of 0 stays faithful to a clean input; a little lens blur, which the model must undo without
+# being told (its condition is 0, like a clean picture's, so more of it would cost clean fidelity); and
+# Real-ESRGAN's heavy chain as a minority (old, many-times-processed photos), told as the strongest condition.
+FILES_MIX: tuple[tuple[str, float], ...] = (
+    ("clean", 0.15),
+    ("web", 0.40),
+    ("camera", 0.25),
+    ("lens", 0.10),
+    ("real", 0.10),
+)
+
+
+def downscale(hr: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """The LR by a resize software would do: the MATLAB bicubic (antialiased) with chance 0.55, else area,
+    bilinear or bicubic (plain interpolation, no antialiasing) with chance 0.15 each."""
+    kind = int(rng.choice(4, p=(0.55, 0.15, 0.15, 0.15)))
+    if kind == 0:
+        return shrink(hr, scale)
+    return resize(hr, (round(hr.shape[0] / scale), round(hr.shape[1] / scale)), RESIZE_MODES[kind - 1])
+
+
+def _clean(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+    return Degraded(shrink(hr, scale))
+
+
+def _real(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+    return REAL.apply(hr, scale, rng)._replace(condition=(1.0, 1.0))
+
+
+def _photo(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+    """mdsr-medium-photo's mixture: half `real`, half `_light`."""
+    return _real(hr, scale, rng) if rng.random() < 0.5 else _light(hr, scale, rng)
+
 
 def _light(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
     """The other half of 'photo': the bicubic shrink, then Gaussian noise (sigma 1-20, gray with chance 0.4)
     with chance 0.5, then JPEG (quality 30-95) with chance 0.7; 15% of these stay clean."""
-    img, data = shrink(hr, scale), None
+    img, data, quality, sigma = shrink(hr, scale), None, None, 0.0
     if rng.random() < 0.5:
-        img = add_gaussian_noise(img, rng, rng.uniform(1, 20), gray=rng.random() < 0.4)
+        sigma = rng.uniform(1, 20)
+        img = add_gaussian_noise(img, rng, sigma, gray=rng.random() < 0.4)
     if rng.random() < 0.7:
-        img, data = jpeg(img, round(rng.uniform(30, 95)))
-    return Degraded(img, data)
+        quality = round(rng.uniform(30, 95))
+        img, data = jpeg(img, quality)
+    return Degraded(img, data, condition(quality, sigma))
+
+
+def _web(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+    """A picture from the web: with chance 0.4 first a camera's JPEG (quality 80-95) at full size, then the
+    resize (`downscale`), then the site's JPEG (quality 30-95, 4:2:0). Its condition is the last quality,
+    the one a file's tables tell."""
+    img = hr
+    if rng.random() < 0.4:
+        img, _ = jpeg(img, round(rng.uniform(80, 95)))
+    img = downscale(img, scale, rng)
+    quality = round(rng.uniform(30, 95))
+    pixels, data = jpeg(img, quality)
+    return Degraded(pixels, data, condition(quality))
+
+
+def _camera(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+    """A phone's picture: the resize, with chance 0.5 a demosaic-like Gaussian blur (0.3-0.6 px), camera noise
+    (`add_camera_noise`: sigma 1-15, shot share 0.2-0.9, colour share 0.2-0.7, spread 0.3-0.8 px), and with
+    chance 0.6 the phone's JPEG (quality 75-95)."""
+    img = downscale(hr, scale, rng)
+    if rng.random() < 0.5:
+        width = rng.uniform(0.3, 0.6)
+        img = blur(img, gaussian_kernel(2 * math.ceil(3 * width) + 1, width))
+    sigma = rng.uniform(1, 15)
+    img = add_camera_noise(img, rng, sigma, rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.7), rng.uniform(0.3, 0.8))
+    quality, data = None, None
+    if rng.random() < 0.6:
+        quality = round(rng.uniform(75, 95))
+        img, data = jpeg(img, quality)
+    return Degraded(img, data, condition(quality, sigma))
+
+
+def _lens(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+    """Mild lens trouble: defocus (a disk of radius 0.4-1.2 LR px) or, as often, camera shake (a line of 1-3
+    LR px at any angle) on the HR, the MATLAB bicubic shrink, and with chance 0.5 a JPEG (quality 80-95)."""
+    if rng.random() < 0.5:
+        kernel = disk_kernel(rng.uniform(0.4, 1.2) * scale)
+    else:
+        kernel = motion_kernel(rng.uniform(1, 3) * scale, rng.uniform(0, math.pi))
+    img, data, quality = shrink(blur(hr, kernel), scale), None, None
+    if rng.random() < 0.5:
+        quality = round(rng.uniform(80, 95))
+        img, data = jpeg(img, quality)
+    return Degraded(img, data, condition(quality))
+
+
+def _files(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+    return Preset("files", mixture=FILES_MIX).apply(hr, scale, rng)
+
+
+COMPONENTS = {
+    "clean": _clean,
+    "bicubic": _clean,
+    "real": _real,
+    "photo": _photo,
+    "web": _web,
+    "camera": _camera,
+    "lens": _lens,
+    "files": _files,
+}
 
 
 def parse_preset(text: str) -> Preset:
     """A Preset from its name: bicubic, clean, real, photo, jpeg:Q, noise:SIGMA, blur:SIGMA, or simple ones
     joined by '+'. Raises ConfigError naming what is wrong."""
     text = text.strip()
-    if text in ("bicubic", "clean", "real", "photo"):
+    if text in COMPONENTS:
         return Preset(text)
+    if text.startswith("mix:"):
+        return _parse_mixture(text)
     steps = []
     for part in text.split("+"):
         kind, _, value = part.strip().partition(":")
         if kind not in ("jpeg", "noise", "blur") or not value:
             raise ConfigError(
-                f"unknown degradation '{text}': use bicubic, clean, real, photo, jpeg:Q, noise:SIGMA, "
-                f"blur:SIGMA, or several joined by '+' (e.g. blur:1+noise:5+jpeg:70)"
+                f"unknown degradation '{text}': use {', '.join(COMPONENTS)}, jpeg:Q, noise:SIGMA, blur:SIGMA, "
+                f"several of these three joined by '+' (e.g. blur:1+noise:5+jpeg:70), or a mixture of named "
+                f"ones (e.g. mix:clean=0.2,web=0.8)"
             )
         try:
             number = float(value)
@@ -359,6 +543,26 @@ def parse_preset(text: str) -> Preset:
             raise ConfigError(f"degradation '{part}': sigma must be in (0, {limit}]")
         steps.append((kind, number))
     return Preset(text, tuple(steps))
+
+
+def _parse_mixture(text: str) -> Preset:
+    """mix:NAME=WEIGHT,...: named presets (not mixtures themselves) with weights > 0."""
+    parts = []
+    for item in text[len("mix:") :].split(","):
+        name, _, weight = item.strip().partition("=")
+        allowed = [n for n in COMPONENTS if n != "files"]
+        if name not in allowed:
+            raise ConfigError(f"degradation '{text}': '{name}' is not one of {', '.join(allowed)}")
+        try:
+            w = float(weight)
+        except ValueError:
+            raise ConfigError(
+                f"degradation '{text}': the weight of '{name}' must be a number, got '{weight}'"
+            ) from None
+        if not (math.isfinite(w) and w > 0):
+            raise ConfigError(f"degradation '{text}': the weight of '{name}' must be above 0")
+        parts.append((name, w))
+    return Preset(text, mixture=tuple(parts))
 
 
 def degrade(hr: np.ndarray, scale: float, preset: str | Preset, seed: int = 0) -> Degraded:

@@ -1,5 +1,11 @@
-"""The denoise knob: a clean model and its photo counterpart blended by one strength (0 = the clean model,
-1 = the photo model), and `auto`, which reads the strength off the picture itself.
+"""The denoise knob: a clean model and its photo counterpart, and `auto`, which reads the setting off the picture.
+
+Two kinds of photo model. A conditioned one (mspan-photo: `conditions` > 0) is told the damage (jpeg, noise),
+each 0..1: `--denoise S` tells it (S, S), and auto tells it what the damage estimator (imaging.damage) reads,
+the jpeg part from the file's quantisation tables where it is a JPEG. For each setting the network is
+specialised into a plain one (MSPAN.specialise), so it runs as fast as the clean model. A damage of (0, 0)
+runs the clean model itself. A plain photo model (mdsr-medium-photo) is blended with its clean model by one
+strength instead (0 = the clean model, 1 = the photo model), and auto chooses that strength by two ramps:
 
 auto: s = max(s_jpeg, s_noise), each a ramp clipped to [0, 1]:
     s_jpeg  = (JPEG_CLEAN - quality) / (JPEG_CLEAN - JPEG_FULL)   for a JPEG file (its quantisation tables)
@@ -14,9 +20,11 @@ texture reads as noise (5% of them read above 4.5), so only a reading of 9 or mo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from superres.errors import CheckpointError, ConfigError
+from superres.imaging.damage import estimate_damage
+from superres.imaging.degrade import JPEG_ONE, NOISE_ONE
 from superres.imaging.io import Picture
 from superres.imaging.quality import noise_sigma
 from superres.inference.warm import WARM, Lru
@@ -33,14 +41,31 @@ STEP = 0.05  # strengths are rounded to this, so a folder of similar photos shar
 
 @dataclass(frozen=True)
 class DenoiseChoice:
-    """A strength and, for auto, what it was chosen from."""
+    """A strength and, for auto, what it was chosen from; for a conditioned photo model, the damage it is told
+    (`condition`: jpeg, noise), whose larger part is then the strength."""
 
     strength: float
     quality: int | None = None  # the JPEG quality read from the file, if it is a JPEG
     sigma: float | None = None  # the noise level measured on the pixels (auto only)
+    condition: tuple[float, float] | None = None  # (jpeg, noise) for a conditioned photo model
+
+    @property
+    def setting(self) -> float | tuple[float, float]:
+        """What the photo pair runs at: the condition where there is one, else the strength."""
+        return self.condition if self.condition is not None else self.strength
 
     def describe(self) -> str:
-        """e.g. 'JPEG quality ~72, noise sigma ~2.1 -> denoise 0.8'"""
+        """e.g. 'JPEG quality ~72, noise sigma ~2.1 -> denoise 0.8', or for a conditioned photo model
+        'JPEG quality ~72 (file), noise sigma ~2.1 (estimated) -> damage jpeg 0.4, noise 0.1'"""
+        if self.condition is not None:
+            if self.sigma is None:
+                return f"denoise {self.strength:g}"
+            origin = "file" if self.quality is not None else "estimated"
+            quality = self.quality if self.quality is not None else round(100 - self.condition[0] * (100 - JPEG_ONE))
+            return (
+                f"JPEG quality ~{quality} ({origin}), noise sigma ~{self.sigma:.1f} (estimated) -> damage jpeg "
+                f"{self.condition[0]:g}, noise {self.condition[1]:g}"
+            )
         if self.sigma is None:
             return f"denoise {self.strength:g}"
         found = ([f"JPEG quality ~{self.quality}"] if self.quality is not None else ["not a JPEG"]) + [
@@ -49,8 +74,29 @@ class DenoiseChoice:
         return f"{', '.join(found)} -> denoise {self.strength:g}"
 
 
+def _step(value: float) -> float:
+    return round(round(value / STEP) * STEP, 2)
+
+
 def _ramp(value: float, zero: float, one: float) -> float:
     return min(1.0, max(0.0, (value - zero) / (one - zero)))
+
+
+def auto_damage(picture: Picture) -> DenoiseChoice:
+    """The damage a conditioned photo model is told about a picture: the estimator's (jpeg, noise), the jpeg
+    part from the file's quality where it is a JPEG, each rounded to STEP. (0, 0) where no estimator is
+    bundled."""
+    found = estimate_damage(picture.pixels, picture.jpeg_quality)
+    if found is None:
+        log.warning("no damage estimator is bundled: auto takes the picture as clean")
+        return DenoiseChoice(0.0, picture.jpeg_quality, 0.0, (0.0, 0.0))
+    condition = (_step(found[0]), _step(found[1]))
+    return DenoiseChoice(max(condition), picture.jpeg_quality, found[1] * NOISE_ONE, condition)
+
+
+def fixed_choice(strength: float, conditioned: bool) -> DenoiseChoice:
+    """`--denoise S`: the strength, told to a conditioned photo model as the damage (S, S)."""
+    return DenoiseChoice(strength, condition=(strength, strength) if conditioned else None)
 
 
 def auto_strength(picture: Picture) -> DenoiseChoice:
@@ -59,7 +105,7 @@ def auto_strength(picture: Picture) -> DenoiseChoice:
     s = _ramp(sigma, NOISE_CLEAN, NOISE_FULL)
     if picture.jpeg_quality is not None:
         s = max(s, _ramp(picture.jpeg_quality, JPEG_CLEAN, JPEG_FULL))
-    return DenoiseChoice(round(round(s / STEP) * STEP, 2), picture.jpeg_quality, sigma)
+    return DenoiseChoice(_step(s), picture.jpeg_quality, sigma)
 
 
 def parse_denoise(value: float | str | None) -> float | str | None:
@@ -90,20 +136,26 @@ class PhotoPair:
     them, the compiled models of the OpenVINO backend (keyed by their weights) serve the next call too."""
 
     def __init__(self, clean: ModelHandle, photo: ModelHandle, zero: ModelHandle | None = None) -> None:
-        """Two models of one architecture (the same tensor names and shapes); CheckpointError otherwise. `zero`:
-        the model a strength of 0 runs, where it is not `clean` (a default of another architecture than the
-        pair it keeps for denoising)."""
+        """Two models of one architecture (the same tensor names and shapes), or a clean model and a photo model
+        conditioned on (jpeg, noise); CheckpointError otherwise. `zero`: the model a strength of 0 runs, where
+        it is not `clean` (a default of another architecture than the pair it keeps for denoising)."""
         if clean.onnx is not None or photo.onnx is not None:
             raise CheckpointError("an ONNX export cannot be blended: give the weights files")
+        self.conditioned = int(getattr(photo.config, "conditions", 0) or 0) > 0
         a, b = clean.state_dict(), photo.state_dict()
-        if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
+        if self.conditioned:
+            if photo.config.conditions != 2:
+                raise CheckpointError(
+                    f"{photo.name or photo.describe()}: a photo model is conditioned on (jpeg, noise)"
+                )
+        elif a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
             raise CheckpointError(
                 f"cannot blend {clean.name or clean.describe()} with {photo.name or photo.describe()}: "
                 f"the architectures differ"
             )
         self.clean, self.photo = clean, photo
         self.zero = zero if zero is not None else clean
-        self._blends: Lru[float, ModelHandle] = Lru(BLENDS_KEPT)
+        self._blends: Lru[float | tuple[float, float], ModelHandle] = Lru(BLENDS_KEPT)
         self._sources: tuple[ModelHandle, ModelHandle] | None = None  # CPU copies, made at the first blend
 
     @classmethod
@@ -123,11 +175,32 @@ class PhotoPair:
         # keyed by the clean handle itself (kept alive by the pair, so its id is not reused while it is here)
         return WARM_PAIRS.get((name, id(clean)), make)
 
-    def at(self, strength: float) -> ModelHandle:
-        key = round(float(strength), 4)
+    def choose(self, picture: Picture) -> DenoiseChoice:
+        """auto: what this pair runs a picture at."""
+        return auto_damage(picture) if self.conditioned else auto_strength(picture)
+
+    def fixed(self, strength: float) -> DenoiseChoice:
+        """--denoise S: what this pair runs at."""
+        return fixed_choice(strength, self.conditioned)
+
+    def at(self, setting: float | tuple[float, float]) -> ModelHandle:
+        """The network for a strength, or for a conditioned photo model a damage (jpeg, noise); a strength S
+        stands for the damage (S, S), and a damage for the strength max(jpeg, noise) with a blended pair."""
+        if self.conditioned:
+            pair = setting if isinstance(setting, tuple) else (setting, setting)
+            key: float | tuple[float, float] = (round(float(pair[0]), 4), round(float(pair[1]), 4))
+            if key == (0.0, 0.0):
+                return self.zero
+            return self._blends.get(key, lambda: self._specialise(key))
+        key = round(float(max(setting) if isinstance(setting, tuple) else setting), 4)
         if key in (0.0, 1.0):
             return self.zero if key == 0.0 else self.photo
         return self._blends.get(key, lambda: self._blend(key))
+
+    def _specialise(self, condition: tuple[float, float]) -> ModelHandle:
+        net = self.photo.net.specialise(condition)  # type: ignore[operator]
+        name = f"{self.photo.name}@{condition[0]:g},{condition[1]:g}" if self.photo.name else ""
+        return replace(self.photo, net=net, config=net.config, name=name)
 
     def _blend(self, strength: float) -> ModelHandle:
         if self._sources is None:  # fp32 CPU copies, whatever device and dtype the two networks have

@@ -15,6 +15,12 @@ family.
                     upsampler.0 (3x3, F -> C*s*s) + PixelShuffle(s)    one tail per scale
     y (N, C, H*s, W*s), 0..1 (not clipped)
 
+A conditioned MSPAN (`conditions` > 0, the photo model) also takes a condition per image, e.g. (jpeg, noise)
+damage from 0 to 1: a small MLP (`modulation`) turns it into a per-channel scale and shift of conv_1's output
+and of every block's c1_r output (AdaFM/CResMD-style feature modulation). Both are linear in the conv's output,
+so for one condition they fold into those convs' kernels and biases (`specialise`): the conditioned network
+becomes a plain MSPAN that runs exactly as fast as the clean one and tiles as exactly.
+
 Every 3x3 convolution but the upsampler's is a `Conv3XC`: with gain g > 0 it trains as branches (a 1x1 skip and
 1x1 -> 3x3 -> 1x1 g times as wide) and runs as their exact fold; a saved file keeps the fold (`deploy_state_dict`).
 A deploy kernel can be put back into branches (`Conv3XC`'s fold inverted by `unfold_into_branches`), so training
@@ -23,8 +29,9 @@ can start from a published deploy file.
 
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
@@ -111,12 +118,18 @@ class MSPANConfig(FamilyConfig):
     gain: int = 0
     img_range: float = 255.0  # the body sees (x - mean) * img_range, as SPAN's (so SPAN's weights fit)
     rgb_mean: tuple[float, ...] | None = field(default=None)  # None: DIV2K's (its BT.601 luma for one channel)
+    conditions: int = 0  # inputs of the modulation (0: none, a plain network); the photo model's are (jpeg, noise)
+    cond_hidden: int = 64  # the modulation MLP's hidden width
 
     def __post_init__(self) -> None:
         scales = tuple(sorted(int(s) for s in self.scales))
         if not scales or len(set(scales)) != len(scales) or not all(1 <= s <= MAX_SCALE for s in scales):
             raise ConfigError(f"scales must be distinct values from 1 to {MAX_SCALE}, got {self.scales}")
         object.__setattr__(self, "scales", scales)
+        if self.conditions < 0 or (self.conditions and self.cond_hidden < 1):
+            raise ConfigError(
+                f"conditions must be >= 0 and cond_hidden >= 1, got {self.conditions}, {self.cond_hidden}"
+            )
         check_body(self)
 
     @property
@@ -144,6 +157,56 @@ class MSPAN(SRNet):
         for i in range(1, config.n_blocks + 1):
             self.add_module(f"block_{i}", SPAB(f, m, g))
         self.tail = nn.ModuleDict({f"x{s}": Tail(f, m, c, s, g) for s in config.scales})
+        self.modulation: nn.Sequential | None = None
+        if config.conditions:
+            self.modulation = nn.Sequential(
+                nn.Linear(config.conditions, config.cond_hidden),
+                nn.SiLU(),
+                nn.Linear(config.cond_hidden, 2 * (f + config.n_blocks * m)),
+            )
+            last = self.modulation[2]
+            assert isinstance(last, nn.Linear)
+            nn.init.zeros_(last.weight)  # starts as the plain network at every condition
+            nn.init.zeros_(last.bias)
+
+    def modulations(self, condition: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(scale, shift) pairs, each (N, width, 1, 1), for conv_1 and each block's c1_r, from conditions (N,
+        conditions)."""
+        assert self.modulation is not None, "a plain MSPAN takes no condition"
+        first = self.modulation[0]
+        assert isinstance(first, nn.Linear)
+        return self._split(self.modulation(condition.to(first.weight.dtype)))
+
+    def _split(self, out: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The modulation MLP's output (N, 2 * (F + blocks * M)) as (scale, shift) pairs per modulated conv."""
+        widths = [self.config.n_feats] + [self.config.mid_feats] * self.config.n_blocks
+        pairs, start = [], 0
+        for w in widths:
+            pairs.append((out[:, start : start + w, None, None], out[:, start + w : start + 2 * w, None, None]))
+            start += 2 * w
+        return pairs
+
+    @torch.no_grad()
+    def specialise(self, condition: tuple[float, ...]) -> MSPAN:
+        """The plain deploy-form MSPAN that computes this network at one condition: each modulation folded into
+        its conv (kernel times 1 + scale, bias times 1 + scale plus shift, in float64)."""
+        if self.modulation is None:
+            raise ConfigError("a plain MSPAN takes no condition")
+        if len(condition) != self.config.conditions:
+            raise ConfigError(f"this network takes {self.config.conditions} condition values, got {len(condition)}")
+        state = {k: v for k, v in self.deploy_state_dict().items() if not k.startswith("modulation.")}
+        mlp = copy.deepcopy(self.modulation).double().cpu()
+        mods = self._split(mlp(torch.tensor([condition], dtype=torch.float64)))
+        layers = ["conv_1"] + [f"block_{i}.c1_r" for i in range(1, self.config.n_blocks + 1)]
+        for layer, (scale, shift) in zip(layers, mods, strict=True):
+            w, b = state[f"{layer}.eval_conv.weight"], state[f"{layer}.eval_conv.bias"]
+            gain = 1 + scale.view(-1)
+            state[f"{layer}.eval_conv.weight"] = (w.double().cpu() * gain.view(-1, 1, 1, 1)).to(w)
+            state[f"{layer}.eval_conv.bias"] = (b.double().cpu() * gain + shift.view(-1)).to(b)
+        plain = MSPAN(replace(self.config, conditions=0, gain=0)).to(self.mean.device)
+        plain.load_state_dict(state)
+        plain.metadata = dict(self.metadata)
+        return plain.eval()
 
     def blocks(self) -> list[SPAB]:
         return [getattr(self, f"block_{i}") for i in range(1, self.config.n_blocks + 1)]
@@ -188,15 +251,25 @@ class MSPAN(SRNet):
                 bias_of(up).copy_(self.mean.view(-1).repeat_interleave(s * s))
         return filled
 
-    def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: int | None = None, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """condition: (N, conditions) for a conditioned network; None runs it at condition 0."""
         s = self.check_scale(scale)
+        mods: list[Any] = [None] * (self.config.n_blocks + 1)
+        if self.modulation is not None:
+            if condition is None:
+                condition = x.new_zeros(x.shape[0], self.config.conditions)
+            mods = self.modulations(condition.to(x.device))
+        elif condition is not None:
+            raise ConfigError("a plain MSPAN takes no condition")
         with full_precision(x):  # the shifted input is not integer-valued: bf16 would lose half a gray level
             x = x.to(self.conv_1.eval_conv.weight.dtype)
             feat = self.conv_1((x - self.mean.to(x.dtype)) * self.config.img_range)  # (N, F, H, W)
+            if mods[0] is not None:
+                feat = feat * (1 + mods[0][0].to(feat.dtype)) + mods[0][1].to(feat.dtype)
         feat = to_autocast(feat)
         out, first_block, last_first = feat, None, feat
-        for block in self.blocks():
-            out, last_first = block(out)
+        for block, mod in zip(self.blocks(), mods[1:], strict=True):
+            out, last_first = block(out, mod)
             first_block = out if first_block is None else first_block
         assert first_block is not None, "an MSPAN has at least one block"
         return self.tail_of(s)(feat, out, first_block, last_first)
@@ -225,6 +298,8 @@ class MSPANFamily(SPANFamily):
         "mspan": dict(n_feats=48, mid_feats=48, n_blocks=6, gain=2),
         # the same network trained in its deploy form: a third of the training cost, for fine-tuning
         "mspan-deploy": dict(n_feats=48, mid_feats=48, n_blocks=6, gain=0),
+        # the photo model: mspan-deploy conditioned on (jpeg, noise) damage, each 0..1 (imaging.degrade.condition)
+        "mspan-photo": dict(n_feats=48, mid_feats=48, n_blocks=6, gain=0, conditions=2),
     }
 
     def read_config(self, state: StateDict, meta: dict[str, Any]) -> MSPANConfig:
@@ -242,7 +317,18 @@ class MSPANFamily(SPANFamily):
             if pixel_shuffle_scale(state, f"tail.x{s}.upsampler.0.weight", c, f) != s:
                 raise CheckpointError(f"tail.x{s}.upsampler.0.weight does not make x{s}")
         saved = dict(meta.get("config", {}))
+        conditions, hidden = 0, 64
+        if "modulation.0.weight" in state:
+            hidden, conditions = shape_of(state, "modulation.0.weight")
+            widths = 2 * (f + n_blocks * m)
+            if shape_of(state, "modulation.2.weight") != (widths, hidden):
+                raise CheckpointError(
+                    f"modulation.2.weight has shape {shape_of(state, 'modulation.2.weight')}; "
+                    f"expected {(widths, hidden)}"
+                )
         return MSPANConfig(
+            conditions=conditions,
+            cond_hidden=hidden,
             scales=tuple(scales),
             n_feats=f,
             mid_feats=m,
@@ -264,7 +350,8 @@ class MSPANFamily(SPANFamily):
         layout = f"training form (gain {c.gain}, folded to 3x3 for inference)" if c.gain else "deploy form"
         mid = f" (mid {c.mid_feats})" if c.mid_feats != c.n_feats else ""
         scales = ", ".join(f"x{s}" for s in c.scales)
-        return f"MSPAN {scales}, {c.n_blocks} blocks x {c.n_feats} features{mid}, {layout}"
+        conditioned = f", conditioned on {c.conditions} values" if c.conditions else ""
+        return f"MSPAN {scales}, {c.n_blocks} blocks x {c.n_feats} features{mid}{conditioned}, {layout}"
 
     def forward(self, net: nn.Module, x: torch.Tensor, scale: int) -> torch.Tensor:
         return net(x, scale)

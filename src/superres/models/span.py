@@ -121,11 +121,18 @@ class SPAB(nn.Module):
         self.c2_r = Conv3XC(mid_feats, mid_feats, gain)
         self.c3_r = Conv3XC(mid_feats, n_feats, gain)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, modulation: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The block's output (N, F, H, W) and its first conv's output after the SiLU (N, M, H, W). (The official
         code returns that conv's output tensor, but its in-place SiLU has overwritten it with the activation by
-        then: the published weights were trained, and score, with the activated one.)"""
-        first = F.silu(self.c1_r(x))
+        then: the published weights were trained, and score, with the activated one.) `modulation`: (scale,
+        shift), each (N, M, 1, 1), applied to the first conv's output as `out * (1 + scale) + shift` (a
+        conditioned MSPAN)."""
+        first = self.c1_r(x)
+        if modulation is not None:
+            first = first * (1 + modulation[0]) + modulation[1]
+        first = F.silu(first)
         y = self.c3_r(F.silu(self.c2_r(first)))
         return (y + x) * (torch.sigmoid(y) - 0.5), first
 

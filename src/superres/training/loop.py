@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from superres.errors import ConfigError, Hint
 from superres.evaluation.metrics import psnr
 from superres.imaging.datasets import Sample, find_dataset, load_samples, load_samples_at
-from superres.imaging.degrade import degrade, parse_preset
+from superres.imaging.degrade import Preset, degrade, parse_preset
 from superres.imaging.files import atomic_path, write_text
 from superres.models.base import SRNet
 from superres.models.checkpoints import init_from, load_weights, save_weights
@@ -93,10 +93,20 @@ def load_training_data(cfg: TrainConfig) -> tuple[dict[int, list[Sample]], dict[
     preset = parse_preset(cfg.degradation)
     if not preset.is_clean:  # validation on fixed degraded LR: one draw per image, from (seed 0, image)
         val = {
-            scale: [Sample(s.name, degrade(s.hr, scale, preset, seed=0).pixels, s.hr) for s in samples]
-            for scale, samples in val.items()
+            scale: [Sample(s.name, *_degraded(s.hr, scale, preset)) for s in samples] for scale, samples in val.items()
         }
     return train_samples, val
+
+
+def _degraded(hr: np.ndarray, scale: int, preset: Preset) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """(LR, HR, condition) of a validation image: one draw, from (seed 0, image)."""
+    out = degrade(hr, scale, preset, seed=0)
+    return out.pixels, hr, out.condition
+
+
+def conditions_of(model: torch.nn.Module) -> int:
+    """How many condition values the network takes (0: none; a conditioned MSPAN's `conditions`)."""
+    return int(getattr(getattr(model, "config", None), "conditions", 0) or 0)
 
 
 def to_tensor(batch: np.ndarray | torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -118,10 +128,16 @@ def validate(model: SRNet, samples: dict[int, list[Sample]], device: torch.devic
     model.eval()
     means = {}
     k = model.rgb_range / 255.0
+    conditioned = conditions_of(model) > 0
     for scale, scale_samples in samples.items():
         scores = []
         for s in scale_samples:
-            sr = model(to_tensor(s.lr[None], device, False) * k, scale)[0] / k
+            x = to_tensor(s.lr[None], device, False) * k
+            if conditioned:
+                condition = torch.tensor([s.condition or (0.0,) * conditions_of(model)], device=device)
+                sr = model(x, scale, condition)[0] / k
+            else:
+                sr = model(x, scale)[0] / k
             sr = sr.permute(1, 2, 0).float().cpu().numpy()
             scores.append(psnr(sr, s.hr, shave=scale, channel="y"))
         means[scale] = float(np.mean(scores))
@@ -142,7 +158,7 @@ class Prefetcher:
             self.thread = threading.Thread(target=self._run, daemon=True)
             self.thread.start()
 
-    def _produce(self) -> tuple[tuple[int, np.ndarray, np.ndarray], dict]:
+    def _produce(self) -> tuple[tuple, dict]:
         batch = self.sampler.sample()
         return batch, copy.deepcopy(self.sampler.state)
 
@@ -156,7 +172,7 @@ class Prefetcher:
                 except queue.Full:
                     continue
 
-    def next(self) -> tuple[tuple[int, np.ndarray, np.ndarray], dict]:
+    def next(self) -> tuple[tuple, dict]:
         return self.queue.get() if self.thread else self._produce()
 
     def close(self) -> None:
@@ -344,8 +360,8 @@ def _prepare(cfg: TrainConfig, out: Path, ranks: _Ranks, resume: bool) -> _Run:
             if ranks.main:
                 print(f"teachers' targets for {n_images(train_samples)} training images: {teachers.seconds:.0f} s")
             teachers = None  # nothing more to run
-    sampler, on_device = _make_sampler(cfg, train_samples, ranks)
     model = build_model(cfg).to(ranks.device)
+    sampler, on_device = _make_sampler(cfg, train_samples, ranks, conditions_of(model) > 0)
     opt = torch.optim.Adam(_trained_parameters(model, cfg), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
     state = read_checkpoint(out / "last.pt") if resume else None
     if state is not None:
@@ -379,14 +395,17 @@ def n_images(samples: dict[int, list[Sample]]) -> int:
     return sum(len(v) for v in samples.values())
 
 
-def _make_sampler(cfg: TrainConfig, samples: dict[int, list[Sample]], ranks: _Ranks) -> tuple[MultiScaleSampler, bool]:
+def _make_sampler(
+    cfg: TrainConfig, samples: dict[int, list[Sample]], ranks: _Ranks, conditioned: bool
+) -> tuple[MultiScaleSampler, bool]:
     """The patch sampler of every scale (seeded by cfg.seed, the rank and the scale), and whether it cuts
-    patches on the device (cfg.data_on_device; by default on a GPU when the LR images are clean)."""
+    patches on the device (cfg.data_on_device; by default on a GPU when the LR images are clean). conditioned:
+    degraded batches come with each patch's condition (a conditioned network trains)."""
     clean = parse_preset(cfg.degradation).is_clean
     on_device = cfg.data_on_device if cfg.data_on_device is not None else ranks.device.type == "cuda" and clean
     options: dict[str, Any] = dict(flips=cfg.flips, brightness=cfg.brightness, rgb_permute=cfg.rgb_permute)
     if not clean:
-        options.update(degradation=parse_preset(cfg.degradation), cutblur=cfg.cutblur)
+        options.update(degradation=parse_preset(cfg.degradation), cutblur=cfg.cutblur, conditioned=conditioned)
 
     def one_scale(s: int) -> PatchSampler | DevicePatchSampler:
         seed = cfg.seed + 1000 * ranks.rank + s
@@ -471,13 +490,16 @@ def _optimise(
     lr_now = learning_rate(cfg, run.step)
     for group in run.opt.param_groups:
         group["lr"] = lr_now
-    (scale, lr_np, hr_np), run.sampler_state = batches.next()
+    (scale, lr_np, hr_np, *condition), run.sampler_state = batches.next()
     lr_t = to_tensor(lr_np, run.ranks.device, cfg.channels_last)
     hr_t = to_tensor(hr_np, run.ranks.device, cfg.channels_last)
     target = run.teachers.batch_targets(lr_t, hr_t, scale) if run.teachers is not None else None
     k = model.rgb_range / 255.0  # the network's white; patches, targets and the loss are in 0..255
+    inputs: tuple = (lr_t * k if k != 1 else lr_t, scale)
+    if conditions_of(model):  # the damage of each patch (all 0 for clean patches)
+        inputs += (torch.as_tensor(condition[0], device=run.ranks.device) if condition else None,)
     with autocast:
-        sr = run.net(lr_t * k if k != 1 else lr_t, scale)
+        sr = run.net(*inputs)
     sr = sr.float() / k if k != 1 else sr.float()
     if target is None:
         loss = loss_fn(sr, hr_t)

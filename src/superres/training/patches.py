@@ -41,6 +41,7 @@ class PatchSampler:
         rgb_permute: float = 0.0,
         degradation: Preset | None = None,
         cutblur: float = 0.0,
+        conditioned: bool = False,
         seed: int = 0,
     ) -> None:
         self.samples = [s for s in samples if min(s.lr.shape[:2]) >= patch_size]
@@ -59,6 +60,7 @@ class PatchSampler:
         self.flips, self.brightness, self.rgb_permute = flips, brightness, rgb_permute
         self.degradation = None if degradation is None or degradation.is_clean else degradation
         self.cutblur = cutblur
+        self.conditioned = conditioned and self.degradation is not None
         self.rng = np.random.default_rng(seed)
 
     @property
@@ -88,11 +90,12 @@ class PatchSampler:
             factors = self.rng.uniform(1 - self.brightness, 1 + self.brightness, size=(self.batch_size, 1, 1, 1))
         return choices, factors
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """(lr, hr) arrays (N, p, p, C) and (N, p*s, p*s, C): uint8, or float32 0-255 with brightness."""
+    def sample(self) -> tuple[np.ndarray, ...]:
+        """(lr, hr) arrays (N, p, p, C) and (N, p*s, p*s, C): uint8, or float32 0-255 with brightness; when
+        `conditioned`, also each patch's degradation condition (N, 2) float32."""
         p, s = self.patch_size, self.scale
         choices, factors = self._choose()
-        lrs, hrs = [], []
+        lrs, hrs, conditions = [], [], []
         for i, y, x, k, flip, order in choices:
             lr = self.samples[i].lr[y : y + p, x : x + p]
             hr = self.samples[i].hr[y * s : (y + p) * s, x * s : (x + p) * s]
@@ -102,20 +105,23 @@ class PatchSampler:
             if order is not None:
                 lr, hr = lr[..., order], hr[..., order]
             if self.degradation is not None:
-                lr = self._degrade(lr, np.ascontiguousarray(hr))
+                lr, condition = self._degrade(lr, np.ascontiguousarray(hr))
+                conditions.append(condition)
             lrs.append(lr)
             hrs.append(hr)
         lr_batch, hr_batch = np.stack(lrs), np.stack(hrs)
         if factors is not None:
             lr_batch = np.clip(lr_batch * factors, 0, 255).astype(np.float32)
             hr_batch = np.clip(hr_batch * factors, 0, 255).astype(np.float32)
+        if self.conditioned:
+            return lr_batch, hr_batch, np.array(conditions, dtype=np.float32)
         return lr_batch, hr_batch
 
-    def _degrade(self, clean: np.ndarray, hr: np.ndarray) -> np.ndarray:
-        """The degraded LR patch of an HR patch; with chance `cutblur`, a rectangle (about 0.7 of each side)
-        swapped with the clean LR patch."""
+    def _degrade(self, clean: np.ndarray, hr: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """The degraded LR patch of an HR patch and its condition; with chance `cutblur`, a rectangle (about 0.7
+        of each side) swapped with the clean LR patch."""
         assert self.degradation is not None  # sample() calls this only with a degradation
-        lr = self.degradation.apply(hr, self.scale, self.rng).pixels
+        lr, _, condition = self.degradation.apply(hr, self.scale, self.rng)
         if self.cutblur and self.rng.random() < self.cutblur:
             p = self.patch_size
             side = int(p * float(np.clip(self.rng.normal(0.7, 0.1), 0.3, 0.9)))
@@ -123,7 +129,7 @@ class PatchSampler:
             inside, outside = (clean, lr) if self.rng.random() < 0.5 else (lr, clean)
             lr = outside.copy()
             lr[y : y + side, x : x + side] = inside[y : y + side, x : x + side]
-        return lr
+        return lr, condition
 
 
 class DevicePatchSampler(PatchSampler):
@@ -186,7 +192,8 @@ class MultiScaleSampler:
         for s, sampler_state in value["scales"].items():
             self.samplers[int(s)].state = sampler_state
 
-    def sample(self) -> tuple[int, np.ndarray, np.ndarray]:
-        """(scale, lr, hr) with lr (N, p, p, C) and hr (N, p*scale, p*scale, C)."""
+    def sample(self) -> tuple:
+        """(scale, lr, hr) with lr (N, p, p, C) and hr (N, p*scale, p*scale, C), and the patches' conditions
+        (N, 2) where the samplers are `conditioned`."""
         scale = self.scales[int(self.rng.integers(len(self.scales)))]
         return (scale, *self.samplers[scale].sample())
