@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The degraded-input evaluations behind the README's real-photo table and the photo model's card (needs
-# ../shared/data; about 30 minutes on 2 CPU cores). Run from the repo root, then
+# The degraded-input evaluations of the default's photo pair on Set5, Set14 and B100 (needs ../shared/data; about
+# 30 minutes on 2 CPU cores). docs/results/degraded.json and degraded-x1.json hold its run of issue 11, when the
+# default was mdsr-medium and its photo model mdsr-medium-photo (their card and docs/photos.md show them); run
+# again it measures today's default and mspan-photo. Run from the repo root, then
 # `python benchmarks/degraded_table.py docs/results/degraded.json docs/results/degraded-x1.json`.
 set -euo pipefail
 B=../shared/data/benchmark

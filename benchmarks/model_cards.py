@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import platform
@@ -65,7 +66,10 @@ def run_facts(run: Path) -> dict:
     rows = list(csv.reader((run / "log.csv").open()))
     if rows and rows[0][0] == "step":  # step, loss, lr, steps_per_s, elapsed_s, val_psnr_y[, val_by_scale]
         data = rows[1:]
-        steps, seconds = int(data[-1][0]), float(data[-1][4])
+        steps = int(data[-1][0])
+        # elapsed_s restarts at 0 when a run is resumed: add up the segments
+        elapsed = [float(r[4]) for r in data]
+        seconds = sum(a for a, b in itertools.pairwise(elapsed) if b < a) + elapsed[-1]
         vals = [float(r[5]) for r in data if r[5]]
     else:  # first runs: step, loss, lr, val_psnr_y, elapsed_s
         steps, seconds = int(rows[-1][0]), float(rows[-1][4])
@@ -211,8 +215,9 @@ def degraded_table(results: list[dict]) -> list[str]:
         "| scale | set | input | " + " | ".join("input" if m == "bicubic" else m for m in methods) + " |",
         "|---|---|---|" + "---|" * len(methods),
     ]
+    sets = list(dict.fromkeys(r["dataset"] for r in results))
     for s in sorted({r["scale"] for r in results}):
-        for d in SETS:
+        for d in sets:
             for deg in dict.fromkeys(r["degradation"] for r in results if r["scale"] == s):
                 row = [cells.get((d, s, deg, m)) for m in methods]
                 if all(v is None for v in row):
@@ -246,11 +251,16 @@ def main() -> int:
     parser.add_argument(
         "--degraded",
         nargs="*",
-        default=["docs/results/degraded.json", "docs/results/degraded-x1.json"],
-        help="`superres eval --degrade` results, shown on the cards of photo models",
+        default=[
+            "mspan-photo=docs/results/photo-x2.json,docs/results/photo-x3.json,docs/results/photo-x4.json",
+            "mdsr-medium-photo=docs/results/degraded.json,docs/results/degraded-x1.json",
+        ],
+        metavar="NAME=JSON,...",
+        help="`superres eval --degrade` results of each photo model, shown on its card",
     )
     args = parser.parse_args()
     runs = dict(item.split("=", 1) for item in args.runs)
+    degraded_files = {name: files.split(",") for name, files in (item.split("=", 1) for item in args.degraded)}
     configs = dict(item.split("=", 1) for item in args.configs)
     results = [r for path in args.results for r in json.loads(Path(path).read_text())["results"]]
     write_manifest(results)
@@ -303,16 +313,22 @@ def main() -> int:
             out += kept_training_lines(entry.name)
         elif meta.get("steps"):
             out.append(f"- Training: {meta['steps']:,} steps (from the weights' metadata).")
-        photo_of = [e.name for e in PRETRAINED.values() if e.photo == entry.name and not e.photo_base]
+        photo_of = [e.name for e in PRETRAINED.values() if e.photo == entry.name]
         if photo_of:
-            degraded = [
-                r for p in args.degraded if Path(p).exists() for r in json.loads(Path(p).read_text())["results"]
-            ]
+            files = degraded_files.get(entry.name, [])
+            degraded = [r for p in files if Path(p).exists() for r in json.loads(Path(p).read_text())["results"]]
+            conditioned = getattr(model.config, "conditions", 0)
+            script = "benchmarks/photo_targets.sh" if conditioned else "benchmarks/eval_degraded.sh"
+            auto = (
+                "this model told the damage `--denoise auto` reads, or the clean model where it reads none"
+                if conditioned
+                else "the two blended by `--denoise auto`"
+            )
             out += [
                 "",
-                f"Scores on degraded inputs (`benchmarks/eval_degraded.sh`: Y-PSNR dB against the clean HR; "
-                f"model = {photo_of[0]}, photo = this model, auto = the two blended by `--denoise auto`; "
-                f"at x1 the input column is the degraded image itself):",
+                f"Scores on degraded inputs (`{script}`: Y-PSNR dB against the clean HR; model = {photo_of[0]}, "
+                f"photo = this model{' at full strength' if conditioned else ''}, auto = {auto}; at x1 the input "
+                f"column is the degraded image itself):",
                 "",
                 *degraded_table(degraded),
                 "",

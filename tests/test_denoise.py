@@ -12,7 +12,7 @@ from superres.imaging.io import Picture, read_image
 from superres.inference.denoise import JPEG_CLEAN, JPEG_FULL, PhotoPair, auto_strength, parse_denoise
 from superres.models import create_model, load_model
 from superres.models.checkpoints import interpolate
-from superres.models.registry import default_model_name, photo_base, photo_partner
+from superres.models.registry import default_model_name, photo_partner
 
 
 def smooth(h=80, w=96):
@@ -77,22 +77,35 @@ def test_a_jpeg_file_tells_its_quality(tmp_path):
 @pytest.fixture(scope="module")
 def pair():
     pair = PhotoPair.bundled()
-    assert pair is not None and photo_partner(None) == "mdsr-medium-photo"
+    assert pair is not None and photo_partner(None) == "mspan-photo" and pair.conditioned
     return pair
 
 
-def test_strengths_0_and_1_are_the_two_models(pair, photo):
-    """Strength 0 runs the default; above 0 the photo model blends with the model it was trained from
-    (`photo_base`: mdsr-medium, since the default is another architecture)."""
-    assert default_model_name() == "mspan" and photo_base(None) == "mdsr-medium" and pair.clean.name == "mdsr-medium"
-    for strength, name in ((0, "mspan"), (1, "mdsr-medium-photo")):
-        got = upscale(photo, 2, denoise=strength, precision="fp32")
-        assert np.array_equal(got, upscale(photo, 2, model=load_model(name), denoise=None, precision="fp32"))
-    half = upscale(photo, 2, denoise=0.5, precision="fp32")
+def test_strengths_run_the_photo_model_told_that_damage(pair, photo):
+    """Strength 0 runs the default; S above 0 runs the photo model (mspan-photo, conditioned on (jpeg, noise))
+    specialised at (S, S)."""
+    assert default_model_name() == "mspan" and pair.clean.name == "mspan"
+    assert np.array_equal(
+        upscale(photo, 2, denoise=0, precision="fp32"),
+        upscale(photo, 2, model=load_model("mspan"), denoise=None, precision="fp32"),
+    )
+    outputs = []
+    for s in (0.5, 1.0):
+        got = upscale(photo, 2, denoise=s, precision="fp32")
+        at = load_model("mspan-photo").net.eval().specialise((s, s))
+        assert np.array_equal(got, upscale(photo, 2, model=at, denoise=None, precision="fp32"))
+        outputs.append(got)
+    assert not np.array_equal(outputs[0], outputs[1])
+    assert not np.array_equal(outputs[0], upscale(photo, 2, denoise=0, precision="fp32"))
+
+
+def test_the_mdsr_pair_still_blends(photo):
+    """mdsr-medium keeps its photo model, blended by strength (network interpolation)."""
+    pair = PhotoPair.bundled("mdsr-medium")
+    assert pair is not None and not pair.conditioned and pair.photo.name == "mdsr-medium-photo"
+    half = upscale(photo, 2, model="mdsr-medium", denoise=0.5, precision="fp32")
     blend = interpolate(load_model("mdsr-medium"), load_model("mdsr-medium-photo"), 0.5)
     assert np.array_equal(half, upscale(photo, 2, model=blend, denoise=None, precision="fp32"))
-    assert not np.array_equal(half, upscale(photo, 2, denoise=0, precision="fp32"))
-    assert not np.array_equal(half, upscale(photo, 2, denoise=1, precision="fp32"))
 
 
 def test_restoring_at_the_same_size(pair):
@@ -104,43 +117,37 @@ def test_restoring_at_the_same_size(pair):
     assert np.array_equal(upscale(noisy, 1, denoise=0), noisy)  # nothing to restore: a plain copy
 
 
-def test_auto_picks_the_photo_model_for_a_poor_jpeg(pair, tmp_path, capsys, photo):
+def test_auto_reads_the_damage_of_each_file(pair, tmp_path, capsys):
+    """A poor JPEG: its tables tell quality 35, so the photo model is told jpeg 0.95 (the estimator adds the
+    noise); a clean PNG reads as little damaged; each output is the photo model at what was read."""
     from skimage import data
 
     big = np.ascontiguousarray(data.astronaut()[:128, :128])
     Image.fromarray(big).save(tmp_path / "poor.jpg", quality=35)
     Image.fromarray(big).save(tmp_path / "clean.png")
-    code = main(
-        [
-            "--verbose",
-            "upscale",
-            str(tmp_path / "poor.jpg"),
-            str(tmp_path / "clean.png"),
-            "-o",
-            str(tmp_path / "out"),
-            "--precision",
-            "fp32",
-            "--format",
-            "png",
-        ]
-    )
+    args = [
+        "--verbose",
+        "upscale",
+        str(tmp_path / "poor.jpg"),
+        str(tmp_path / "clean.png"),
+        "-o",
+        str(tmp_path / "out"),
+    ]
+    assert main([*args, "--precision", "fp32", "--format", "png"]) == 0
     err = capsys.readouterr().err
-    assert code == 0
-    assert "poor.jpg: JPEG quality ~35, noise sigma ~" in err and "-> denoise 1\n" in err
-    assert "clean.png: not a JPEG, noise sigma ~" in err and "-> denoise 0\n" in err
-    poor = read_image(tmp_path / "poor.jpg").pixels
-    assert np.array_equal(
-        read_image(tmp_path / "out" / "poor.png").pixels, upscale(poor, 2, denoise=1, precision="fp32")
-    )
-    assert np.array_equal(
-        read_image(tmp_path / "out" / "clean.png").pixels, upscale(big, 2, denoise=0, precision="fp32")
-    )
+    assert "poor.jpg: JPEG quality ~35 (file), noise sigma ~" in err and "-> damage jpeg 0.95, noise " in err
+    poor, clean = read_image(tmp_path / "poor.jpg"), read_image(tmp_path / "clean.png")
+    low, high = pair.choose(clean), pair.choose(poor)
+    assert high.condition[0] == 0.95 and low.condition[0] <= 0.1 and low.condition[1] <= 0.15
+    for name, picture, choice in (("poor", poor, high), ("clean", clean, low)):
+        want = upscale(picture.pixels, 2, model=pair.at(choice.setting), denoise=None, precision="fp32")
+        assert np.array_equal(read_image(tmp_path / "out" / f"{name}.png").pixels, want)
 
 
 def test_photo_demo(pair, tmp_path, capsys):
     assert main(["demo", "--photo", "--image", "coffee", "-o", str(tmp_path / "d"), "--precision", "fp32"]) == 0
     out = capsys.readouterr().out
-    assert "saved as JPEG quality 70" in out and "auto: JPEG quality ~70, noise sigma ~" in out
+    assert "saved as JPEG quality 70" in out and "auto: JPEG quality ~70 (file), noise sigma ~" in out
     scores = {
         line.split()[0]: float(line.split()[-4])
         for line in out.splitlines()
@@ -150,9 +157,11 @@ def test_photo_demo(pair, tmp_path, capsys):
     assert (tmp_path / "d" / "lr.jpg").read_bytes()[:2] == b"\xff\xd8" and (tmp_path / "d" / "comparison.png").is_file()
 
 
-def test_blends_do_not_depend_on_where_the_ends_ran(pair):
+def test_blends_do_not_depend_on_where_the_ends_ran():
     """An Upscaler moves the network it runs onto its device; blends are made from CPU copies, so running the
     clean model first (anywhere) cannot make a later blend mix devices."""
+    pair = PhotoPair.bundled("mdsr-medium")
+    assert pair is not None
     pair.clean.to(torch.float64)  # stands in for a move elsewhere: the ends change, the blend must not
     try:
         half = pair.at(0.35)
@@ -192,3 +201,33 @@ def test_a_user_pair_blends_like_the_bundled_one(tmp_path, capsys):
     args = ["upscale", str(tmp_path / "in.png"), "--model", str(clean), "--denoise-model", str(strong)]
     assert main([*args, "--denoise", "1", "--precision", "fp32", "-o", str(tmp_path / "out.png")]) == 0
     assert np.array_equal(read_image(tmp_path / "out.png").pixels, run(str(strong), denoise=None))
+
+
+def test_a_conditioned_photo_model_is_told_the_damage(tmp_path):
+    """A photo model conditioned on (jpeg, noise): --denoise S runs it specialised at (S, S), 0 runs the clean
+    model, auto at the damage it reads (the jpeg part from a JPEG file's tables)."""
+    from superres.imaging.degrade import condition
+    from superres.models import save_weights
+    from superres.models.mspan import MSPAN, MSPANConfig
+
+    torch.manual_seed(0)
+    small = dict(scales=(2, 3, 4), n_feats=6, mid_feats=6, n_blocks=2)
+    clean = save_weights(MSPAN(MSPANConfig(**small)), tmp_path / "clean.safetensors")
+    photo_net = MSPAN(MSPANConfig(conditions=2, cond_hidden=8, **small))
+    for p in photo_net.modulation.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    photo = save_weights(photo_net, tmp_path / "photo.safetensors")
+    img = np.random.default_rng(5).integers(0, 256, (70, 70, 3), dtype=np.uint8)
+
+    def run(model, **options):
+        return upscale(img, 2, model=model, precision="fp32", device="cpu", **options)
+
+    pair = PhotoPair(load_model(clean), load_model(photo))
+    assert pair.conditioned and pair.fixed(0.4).condition == (0.4, 0.4) and pair.at(0) is pair.clean
+    assert np.array_equal(run(str(clean), denoise_model=str(photo), denoise=0), run(str(clean), denoise=None))
+    at = load_model(photo).net.eval().specialise((0.4, 0.4))
+    assert np.array_equal(run(str(clean), denoise_model=str(photo), denoise=0.4), run(at, denoise=None))
+    assert not np.array_equal(run(at, denoise=None), run(str(clean), denoise=None))
+    choice = pair.choose(Picture(img, jpeg_quality=44))
+    assert choice.condition is not None and choice.condition[0] == round(round(condition(44)[0] / 0.05) * 0.05, 2)
+    assert choice.strength == max(choice.condition) and "JPEG quality ~44 (file)" in choice.describe()

@@ -345,7 +345,7 @@ def test_model_loading_messages_and_presets():
     with pytest.raises(
         UnknownModelError,
         match=r"'edsr-tiny' is an architecture without weights; give a weights "
-        r"file or a bundled model \(mspan, mdsr-medium, mdsr-medium-photo\)",
+        r"file or a bundled model \(mspan, mspan-photo, mdsr-medium, mdsr-medium-photo\)",
     ):
         load_model("edsr-tiny")
     for missing in ("nowhere.pt", "nowhere.pth", "nowhere.safetensors"):

@@ -42,8 +42,8 @@ def test_the_default_and_its_photo_pair_load_once(reads):
     img = np.zeros((6, 5, 3), np.uint8)
     for _ in range(3):
         superres.upscale(img, scale=2, precision="fp32")
-    # the default, and the pair its --denoise blends (the photo model and the model it was trained from)
-    assert sorted(reads) == ["mdsr-medium-photo.safetensors", "mdsr-medium.safetensors", "mspan.safetensors"]
+    # the default, and its photo model (which --denoise and auto specialise)
+    assert sorted(reads) == ["mspan-photo.safetensors", "mspan.safetensors"]
 
 
 def test_threads_asking_for_one_model_read_it_once_and_the_cache_is_bounded(tmp_path, reads):

@@ -380,15 +380,14 @@ def _list_bundled() -> int:
             gflops = 2 * sum(r.macs for r in summarize(model, (720 // s, 1280 // s), s)) / 1e9
             scores = (entry.psnr_y or {}).get(s, {})
             cells = " ".join(f"{scores[d]:>6.2f}" if d in scores else f"{'-':>6}" for d in sets)
-            partner_of = [e.name for e in PRETRAINED.values() if e.photo == entry.name and not e.photo_base]
-            denoised_by = [e.name for e in PRETRAINED.values() if e.photo_base == entry.name]
+            partner_of = [e.name for e in PRETRAINED.values() if e.photo == entry.name]
             note = (
                 "   default"
                 if entry.default
                 else f"   photo model of {partner_of[0]} (--denoise)"
                 if partner_of
-                else f"   blended with {entry.photo} for {denoised_by[0]}'s --denoise"
-                if denoised_by and entry.photo
+                else f"   --denoise S blends it with {entry.photo}"
+                if entry.photo
                 else ""
             )
             print(f"{entry.name:<18} {'x' + str(s):>5} {model.parameter_count:>9,} {gflops:>7.1f}  {cells}{note}")
@@ -576,7 +575,7 @@ def _photo_demo(args: argparse.Namespace, used: str) -> int:
     if pair is None:
         raise SuperresError("the bundled default has no photo model to show")
     results, choice = run_photo_demo(args.output, pair, args.scale, args.image, args.quality, precision=args.precision)
-    backend = get_backend("auto", pair.zero, "cpu", args.precision).name
+    backend = get_backend("auto", pair.clean, "cpu", args.precision).name
     print(
         f"{args.image}, shrunk x{args.scale} with MATLAB bicubic, saved as JPEG quality {args.quality} "
         f"({Path(args.output) / 'lr.jpg'}) and upscaled back (Y-PSNR against the original, {args.scale}-px border "

@@ -104,7 +104,7 @@ def run_photo_demo(
     write_image(out / "hr.png", Picture(hr), overwrite=overwrite)
     write_bytes(out / "lr.jpg", lr.jpeg, overwrite=overwrite)
     choice = pair.choose(Picture(lr.pixels, jpeg_quality=jpeg_file_quality(lr.jpeg)))
-    runs = {"bicubic": None, "clean model": pair.zero, f"auto (denoise {choice.strength:g})": pair.at(choice.setting)}
+    runs = {"bicubic": None, "clean model": pair.clean, f"auto (denoise {choice.strength:g})": pair.at(choice.setting)}
     results: list[DemoResult] = []
     outputs: dict[str, np.ndarray] = {}
     for name, net in runs.items():

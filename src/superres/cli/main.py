@@ -237,7 +237,8 @@ def _add_degrade(sub: Subparsers) -> None:
         "--preset",
         default="bicubic",
         help="bicubic (default), jpeg:Q, noise:SIGMA, blur:SIGMA, several "
-        "joined by '+' (e.g. blur:1+noise:5+jpeg:70), real (Real-ESRGAN's random chain) or photo",
+        "joined by '+' (e.g. blur:1+noise:5+jpeg:70), real (Real-ESRGAN's random chain), photo, web, camera, "
+        "lens, files (what people's files carry) or a mixture mix:NAME=W,...",
     )
     p.add_argument("--seed", type=_seed, default=0, help="random choices come from the seed and each image (default 0)")
     p.add_argument(
@@ -420,7 +421,8 @@ def _add_train_patch_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--degradation",
         metavar="PRESET",
-        help="how LR patches are made: bicubic (default), photo, real, jpeg:Q, noise:SIGMA, blur:SIGMA, ...",
+        help="how LR patches are made: bicubic (default), files, web, camera, lens, real, photo, jpeg:Q, "
+        "noise:SIGMA, mix:NAME=W,...",
     )
     p.add_argument(
         "--cutblur",

@@ -29,7 +29,7 @@ from superres.inference.denoise import PhotoPair, parse_denoise
 from superres.inference.sizes import network_scale
 from superres.inference.upscaler import Upscaler, upscale_picture
 from superres.models.handle import ModelHandle
-from superres.models.registry import default_model_name, default_scales, photo_base, photo_partner
+from superres.models.registry import default_model_name, default_scales, photo_partner
 
 log = logging.getLogger(__name__)
 SUFFIXES = ("+correct", "+ensemble")  # model + the correction; model with the 8-transform self-ensemble
@@ -94,9 +94,7 @@ class ModelCache:
             clean = self._models.get(name)
             if clean is None:
                 clean = self._models[name] = load_model(name).to(self.device)
-            base = photo_base(name)  # the model the photo one was trained from, where it is not the default
-            blended = clean if base is None else load_model(base).to(self.device)
-            self._pair = PhotoPair(blended, load_model(partner).to(self.device), zero=clean)
+            self._pair = PhotoPair(clean, load_model(partner).to(self.device))
         return self._pair
 
     def get(self, spec: str, factor: float) -> tuple[ModelHandle, int] | None:

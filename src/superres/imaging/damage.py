@@ -1,12 +1,16 @@
 """How damaged a picture is, read from its pixels: the JPEG quality it was saved at and the level of its noise,
 as the condition (jpeg, noise) each 0..1 that the photo model takes (imaging.degrade.condition).
 
-A tiny CNN (`DamageNet`, 67K parameters) looks at 64x64 crops taken on the 8-pixel JPEG grid and answers for
-each; the picture's damage is the median over up to CROPS crops spread over it. It was trained on the training
-images degraded by the `files` mixture (training/damage.py), so it knows PNGs that were JPEGs once, camera noise
-correlated across colours and neighbours, and tells texture from noise better than a hand-made measure: the
-held-out errors are in docs/photos.md. Where the file is a JPEG, its quantisation tables tell the quality
-exactly (imaging.quality); the network then only answers for the noise.
+- **JPEG quality**: a JPEG file's quantisation tables tell it exactly (imaging.quality). For anything else (a
+  PNG that was a JPEG once, a screenshot, a frame of video) a tiny CNN (`DamageNet`, 67K parameters) reads up
+  to CROPS crops of 64x64 taken on the 8-pixel JPEG grid, and the median of its answers is the estimate. It was
+  trained on the training images degraded by the `files` mixture (training/damage.py). Its reading less
+  JPEG_FLOOR is the estimate.
+- **Noise**: the hand-made measure of imaging.quality (`noise_sigma`: Donoho's estimate on the flattest tenth of
+  the picture), less NOISE_FLOOR, the level it reads on clean pictures (texture). The CNN's own noise answer
+  is not used: trained with the JPEG answer (L1, sigmoid outputs) it learned to answer 0 for every picture, and
+  retrained with a squared error it was worse than the hand-made measure on every kind but `real` (the
+  errors of each are in docs/photos.md).
 """
 
 from __future__ import annotations
@@ -19,15 +23,25 @@ import torch
 from torch import nn
 
 from superres.imaging.degrade import condition
+from superres.imaging.quality import noise_sigma
 
 CROP = 64  # the side of a crop the network reads (a multiple of 8: crops start on the JPEG grid)
 CROPS = 16  # at most this many crops per picture
+# what each reading gives on clean pictures (the 12 held-out training images' clean LR at x2), taken off it, so that
+# a clean PNG reads (0, 0) and runs the clean model: texture for the noise measure, fine detail for the network
+NOISE_FLOOR = 1.35  # noise_sigma's mean reading there (gray levels)
+JPEG_FLOOR = 0.088  # the network's mean jpeg answer there (quality ~94)
+# below these (after the floors), a reading from pixels counts as none: the 95th percentiles of the readings on all
+# 491 training images' clean LR at x2 (`python -m superres.training.damage --clean-readings`), so that at least 95%
+# of clean pictures run the clean model (the photo model at a small damage smooths what a clean picture has)
+JPEG_CLEAN_BELOW, NOISE_CLEAN_BELOW = 0.19, 0.13
 WEIGHTS = "damage.safetensors"  # in superres/weights
 
 
 class DamageNet(nn.Module):
-    """(N, 3, 64, 64) RGB in 0..1 -> (N, 2) damage (jpeg, noise), each 0..1. Three stride-2 convolutions bring
-    the crop to one cell per 8x8 JPEG block; the cells are averaged and a small MLP answers."""
+    """(N, 3, 64, 64) RGB in 0..1 -> (N, 2) damage (jpeg, noise), each 0..1 (only the jpeg answer is used).
+    Three stride-2 convolutions bring the crop to one cell per 8x8 JPEG block; the cells are averaged and a
+    small MLP answers."""
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
@@ -79,15 +93,27 @@ def crops(pixels: np.ndarray, n: int = CROPS) -> np.ndarray:
 
 
 @torch.inference_mode()
-def estimate_damage(
-    pixels: np.ndarray, jpeg_quality: int | None = None, net: DamageNet | None = None
-) -> tuple[float, float] | None:
-    """The picture's (jpeg, noise) condition: the median of the network's answers over its crops, the jpeg
-    part from the file's quality where it is a JPEG. None where no estimator is bundled (and none given)."""
+def estimate_jpeg(pixels: np.ndarray, net: DamageNet | None = None) -> float | None:
+    """The jpeg part of the damage read from the pixels: the median of the network's answers over the crops.
+    None where no estimator is bundled (and none given)."""
     net = net if net is not None else bundled_damage_net()
     if net is None:
         return None
     batch = torch.from_numpy(crops(pixels)).permute(0, 3, 1, 2).float() / 255
-    answers = net(batch).median(dim=0).values.tolist()
-    jpeg = condition(jpeg_quality)[0] if jpeg_quality is not None else float(answers[0])
-    return jpeg, float(answers[1])
+    return float(net(batch)[:, 0].median())
+
+
+def estimate_damage(
+    pixels: np.ndarray, jpeg_quality: int | None = None, net: DamageNet | None = None
+) -> tuple[float, float, float]:
+    """(jpeg, noise, sigma): the picture's damage, and the noise level read (gray levels, before the floor).
+    jpeg: from the file's quality where it is a JPEG, else from the pixels (0 without an estimator). A reading
+    from pixels below its CLEAN_BELOW counts as 0."""
+    if jpeg_quality is not None:
+        jpeg = condition(jpeg_quality)[0]
+    else:
+        jpeg = max(0.0, (estimate_jpeg(pixels, net) or 0.0) - JPEG_FLOOR)
+        jpeg = jpeg if jpeg >= JPEG_CLEAN_BELOW else 0.0
+    sigma = noise_sigma(pixels)
+    noise = condition(None, max(0.0, sigma - NOISE_FLOOR))[1]
+    return jpeg, noise if noise >= NOISE_CLEAN_BELOW else 0.0, sigma

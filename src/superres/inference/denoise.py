@@ -24,13 +24,13 @@ from dataclasses import dataclass, replace
 
 from superres.errors import CheckpointError, ConfigError
 from superres.imaging.damage import estimate_damage
-from superres.imaging.degrade import JPEG_ONE, NOISE_ONE
+from superres.imaging.degrade import JPEG_ONE
 from superres.imaging.io import Picture
 from superres.imaging.quality import noise_sigma
 from superres.inference.warm import WARM, Lru
 from superres.models.checkpoints import interpolate
 from superres.models.handle import ModelHandle
-from superres.models.registry import photo_base, photo_partner
+from superres.models.registry import photo_partner
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +83,12 @@ def _ramp(value: float, zero: float, one: float) -> float:
 
 
 def auto_damage(picture: Picture) -> DenoiseChoice:
-    """The damage a conditioned photo model is told about a picture: the estimator's (jpeg, noise), the jpeg
-    part from the file's quality where it is a JPEG, each rounded to STEP. (0, 0) where no estimator is
-    bundled."""
-    found = estimate_damage(picture.pixels, picture.jpeg_quality)
-    if found is None:
-        log.warning("no damage estimator is bundled: auto takes the picture as clean")
-        return DenoiseChoice(0.0, picture.jpeg_quality, 0.0, (0.0, 0.0))
-    condition = (_step(found[0]), _step(found[1]))
-    return DenoiseChoice(max(condition), picture.jpeg_quality, found[1] * NOISE_ONE, condition)
+    """The damage a conditioned photo model is told about a picture (imaging.damage): the jpeg part from the
+    file's quality where it is a JPEG, else read from the pixels; the noise part from the pixels; each
+    rounded to STEP."""
+    jpeg, noise, sigma = estimate_damage(picture.pixels, picture.jpeg_quality)
+    setting = (_step(jpeg), _step(noise))
+    return DenoiseChoice(max(setting), picture.jpeg_quality, sigma, setting)
 
 
 def fixed_choice(strength: float, conditioned: bool) -> DenoiseChoice:
@@ -135,10 +132,9 @@ class PhotoPair:
     the BLENDS_KEPT most recently used. The bundled pairs are kept warm (`bundled`), so the blends and, through
     them, the compiled models of the OpenVINO backend (keyed by their weights) serve the next call too."""
 
-    def __init__(self, clean: ModelHandle, photo: ModelHandle, zero: ModelHandle | None = None) -> None:
+    def __init__(self, clean: ModelHandle, photo: ModelHandle) -> None:
         """Two models of one architecture (the same tensor names and shapes), or a clean model and a photo model
-        conditioned on (jpeg, noise); CheckpointError otherwise. `zero`: the model a strength of 0 runs, where
-        it is not `clean` (a default of another architecture than the pair it keeps for denoising)."""
+        conditioned on (jpeg, noise); CheckpointError otherwise. A strength of 0 runs `clean`."""
         if clean.onnx is not None or photo.onnx is not None:
             raise CheckpointError("an ONNX export cannot be blended: give the weights files")
         self.conditioned = int(getattr(photo.config, "conditions", 0) or 0) > 0
@@ -154,23 +150,20 @@ class PhotoPair:
                 f"the architectures differ"
             )
         self.clean, self.photo = clean, photo
-        self.zero = zero if zero is not None else clean
         self._blends: Lru[float | tuple[float, float], ModelHandle] = Lru(BLENDS_KEPT)
         self._sources: tuple[ModelHandle, ModelHandle] | None = None  # CPU copies, made at the first blend
 
     @classmethod
     def bundled(cls, name: str | None = None, clean: ModelHandle | None = None) -> PhotoPair | None:
         """The bundled model `name` (None: the default; `clean`: that model, loaded) with its photo model, or None
-        if it has none. Where the photo model was trained from another bundled model (`photo_base`), the pair
-        blends that one, and a strength of 0 runs `name`."""
+        if it has none."""
         partner = photo_partner(name)
         if partner is None:
             return None
         clean = clean if clean is not None else WARM.load(name)
-        base = photo_base(name)
 
         def make() -> PhotoPair:
-            return cls(WARM.load(base), WARM.load(partner), zero=clean) if base else cls(clean, WARM.load(partner))
+            return cls(clean, WARM.load(partner))
 
         # keyed by the clean handle itself (kept alive by the pair, so its id is not reused while it is here)
         return WARM_PAIRS.get((name, id(clean)), make)
@@ -190,11 +183,11 @@ class PhotoPair:
             pair = setting if isinstance(setting, tuple) else (setting, setting)
             key: float | tuple[float, float] = (round(float(pair[0]), 4), round(float(pair[1]), 4))
             if key == (0.0, 0.0):
-                return self.zero
+                return self.clean
             return self._blends.get(key, lambda: self._specialise(key))
         key = round(float(max(setting) if isinstance(setting, tuple) else setting), 4)
         if key in (0.0, 1.0):
-            return self.zero if key == 0.0 else self.photo
+            return self.clean if key == 0.0 else self.photo
         return self._blends.get(key, lambda: self._blend(key))
 
     def _specialise(self, condition: tuple[float, float]) -> ModelHandle:

@@ -33,9 +33,6 @@ class Pretrained:
     description: str
     default: bool = False  # the model `load_model()` returns (for the scales it has)
     photo: str | None = None  # its photo counterpart (trained on degraded inputs): --denoise
-    # the clean model the photo model was trained from, where that is not this one (another architecture): denoise
-    # strengths above 0 blend photo_base with photo; a strength of 0 runs this model
-    photo_base: str | None = None
     # measured Y-PSNR (dB) by scale and set, e.g. {2: {"Set5": 37.63, "Set14": 33.11, "B100": 31.98}}: written
     # by benchmarks/model_cards.py from docs/results/eval.json; None where not measured
     psnr_y: dict[int, dict[str, float]] | None = None
@@ -110,12 +107,6 @@ def photo_partner(name: str | None) -> str | None:
     """The bundled photo model paired with a bundled model (None: the default), or None if it has none."""
     entry = _bundled_entry(name)
     return entry.photo if entry is not None and entry.photo in PRETRAINED else None
-
-
-def photo_base(name: str | None) -> str | None:
-    """The bundled model whose blend with `photo_partner(name)` denoising runs, where it is not `name` itself."""
-    entry = _bundled_entry(name)
-    return entry.photo_base if entry is not None and entry.photo_base in PRETRAINED else None
 
 
 def preset_arch(name: str) -> str:

@@ -2,12 +2,13 @@
 
     python -m superres.training.damage --data ../shared/data/train/T91 ../shared/data/train/BSD200 \\
         ../shared/data/train/BSDS500-test --holdout 12 --out /work/runs/damage
+    python -m superres.training.damage --data ... --weights src/superres/weights/damage.safetensors --out DIR
 
 Patches: 64x64 LR crops made from random HR crops of the training images (x2, x3 or x4) by the `files` mixture,
 each with the condition the degradation reports as its label. The held-out images (the photo model's, the same
 split) are degraded whole by each kind, once (seed 0), and the report gives, per kind, the mean absolute error of
 the estimate in JPEG quality units (the jpeg condition times 100 - JPEG_ONE) and in noise sigma (the noise
-condition times NOISE_ONE), beside the hand-made noise measure (imaging.quality.noise_sigma) for comparison.
+condition times NOISE_ONE), beside the hand-made noise measure alone and the network's own noise answer.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from superres.imaging.damage import CROP, DamageNet, estimate_damage
+from superres.imaging.damage import CROP, DamageNet, crops, estimate_damage
 from superres.imaging.datasets import Sample
 from superres.imaging.degrade import JPEG_ONE, NOISE_ONE, degrade, parse_preset
-from superres.imaging.quality import noise_sigma
 
 KINDS = ("clean", "web", "camera", "lens", "real", "jpeg:90", "jpeg:75", "jpeg:50", "noise:5", "noise:10")
 
@@ -53,7 +53,9 @@ def train_damage_net(
     patches: np.ndarray, labels: np.ndarray, steps: int, seed: int = 0, batch: int = 64, lr: float = 1e-3
 ) -> DamageNet:
     """A DamageNet fitted to the patches by L1 on the labels (Adam, cosine schedule, random quarter turns and
-    flips, which keep the 8x8 grid)."""
+    flips, which keep the 8x8 grid). Its noise answer ends at 0 for everything (most labels' noise is 0, L1's
+    optimum is the median, and the sigmoid's gradient vanishes there), so imaging.damage reads the noise with
+    the hand-made measure instead."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = DamageNet()
@@ -75,23 +77,56 @@ def train_damage_net(
 
 def measure(net: DamageNet, samples: list[Sample], scale: int = 2, kinds: tuple[str, ...] = KINDS) -> dict:
     """Per kind: the mean absolute error on the samples' HR degraded whole (seed 0, pixels only: no file's
-    tables) of the network's quality and sigma, and of the hand-made noise measure's sigma."""
+    tables) of the network's quality ("quality"), of the noise sigma that estimate_damage reads ("sigma": the
+    hand-made measure less its floor), of the hand-made measure itself ("sigma_handmade") and of the
+    network's own noise answer ("sigma_net"), and the mean hand-made reading ("reading")."""
     report = {}
     for kind in kinds:
-        errors: dict[str, list[float]] = {"quality": [], "sigma": [], "sigma_handmade": []}
+        errors: dict[str, list[float]] = {
+            "quality": [],
+            "sigma": [],
+            "sigma_handmade": [],
+            "sigma_net": [],
+            "reading": [],
+        }
         for s in samples:
             out = degrade(s.hr, scale, kind, seed=0)
-            estimate = estimate_damage(out.pixels, None, net)
-            assert estimate is not None  # a network was given
-            errors["quality"].append(abs(estimate[0] - out.condition[0]) * (100 - JPEG_ONE))
-            errors["sigma"].append(abs(estimate[1] - out.condition[1]) * NOISE_ONE)
-            errors["sigma_handmade"].append(abs(noise_sigma(out.pixels) - out.condition[1] * NOISE_ONE))
+            jpeg, noise, reading = estimate_damage(out.pixels, None, net)
+            true_sigma = out.condition[1] * NOISE_ONE
+            batch = torch.from_numpy(crops(out.pixels)).permute(0, 3, 1, 2).float() / 255
+            with torch.inference_mode():
+                net_sigma = float(net(batch)[:, 1].median()) * NOISE_ONE
+            errors["quality"].append(abs(jpeg - out.condition[0]) * (100 - JPEG_ONE))
+            errors["sigma"].append(abs(noise * NOISE_ONE - true_sigma))
+            errors["sigma_handmade"].append(abs(reading - true_sigma))
+            errors["sigma_net"].append(abs(net_sigma - true_sigma))
+            errors["reading"].append(reading)
         report[kind] = {k: round(float(np.mean(v)), 2) for k, v in errors.items()}
     return report
 
 
+def clean_readings(folders: list[str]) -> int:
+    """The 50th to 98th percentiles of the jpeg and noise readings (after the floors, before the dead zones)
+    on the clean LR at x2 of every image in the folders: where the dead zones of imaging.damage come from."""
+    from superres.imaging import damage
+    from superres.training.config import TrainConfig
+    from superres.training.loop import load_training_data
+
+    train, _ = load_training_data(TrainConfig(data=folders, scale=[2], holdout=0))
+    readings = []
+    for s in train[2]:
+        jpeg = max(0.0, (damage.estimate_jpeg(s.lr) or 0.0) - damage.JPEG_FLOOR)
+        noise = max(0.0, damage.noise_sigma(s.lr) - damage.NOISE_FLOOR) / NOISE_ONE
+        readings.append((jpeg, noise))
+    values = np.array(readings)
+    print(f"{len(values)} images' clean LR at x2: percentile, jpeg reading, noise reading")
+    for q in (50, 75, 90, 95, 98):
+        print(f"{q:>3}  {np.percentile(values[:, 0], q):.3f}  {np.percentile(values[:, 1], q):.3f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
     from superres.training.config import TrainConfig
     from superres.training.loop import load_training_data
@@ -102,24 +137,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patches", type=int, default=24000)
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weights", help="measure these weights on the held-out images instead of training")
+    parser.add_argument(
+        "--clean-readings",
+        action="store_true",
+        help="print the percentiles of the bundled estimator's readings on every image's clean LR at x2",
+    )
     parser.add_argument("--out", required=True, help="folder for damage.safetensors and report.json")
     args = parser.parse_args(argv)
+    if args.clean_readings:
+        return clean_readings(args.data)
     train, held_out = load_training_data(TrainConfig(data=args.data, scale=[2], holdout=args.holdout))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    patches, labels = make_patches(train[2], args.patches, args.seed)
-    t1 = time.time()
-    net = train_damage_net(patches, labels, args.steps, args.seed)
-    t2 = time.time()
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "damage.safetensors"))
-    report = {
-        "patches": args.patches,
-        "steps": args.steps,
-        "seconds": {"patches": round(t1 - t0, 1), "training": round(t2 - t1, 1)},
-        "held_out_images": [s.name for s in held_out[2]],
-        "mae_at_x2": measure(net, held_out[2]),
-    }
+    report: dict = {"held_out_images": [s.name for s in held_out[2]]}
+    if args.weights:
+        net = DamageNet()
+        net.load_state_dict(load_file(args.weights), strict=True)
+        net.eval()
+        report["weights"] = args.weights
+    else:
+        t0 = time.time()
+        patches, labels = make_patches(train[2], args.patches, args.seed)
+        t1 = time.time()
+        net = train_damage_net(patches, labels, args.steps, args.seed)
+        t2 = time.time()
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "damage.safetensors"))
+        report.update(
+            patches=args.patches, steps=args.steps, seconds={"patches": round(t1 - t0), "training": round(t2 - t1)}
+        )
+    report["mae_at_x2"] = measure(net, held_out[2])
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["mae_at_x2"], indent=2))
     return 0

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The photo model's targets (issue 25) on the first 25 images of B100 (sorted by name), fp32, seed 0: at x2 the
+# gain of each method over bicubic on the same degraded LR, and every fixed denoise strength, so that auto can be
+# compared with the best fixed strength per image; at x3 the default and its photo model; at x4 both against the
+# clean DIV2K models of ../shared/models and Real-ESRGAN x4plus. About 15 minutes on 2 CPU cores. Then
+# `python benchmarks/photo_table.py docs/results/photo-x2.json docs/results/photo-x3.json docs/results/photo-x4.json`.
+set -euo pipefail
+HR=../shared/data/benchmark/B100/HR
+M=../shared/models
+SR=.venv/bin/superres
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+SUB="$TMP/B100-25"
+mkdir "$SUB"
+for f in $(ls "$HR" | sort | head -25); do ln -s "$(realpath "$HR/$f")" "$SUB/$f"; done
+KINDS=clean,jpeg:75,jpeg:50,noise:10,real
+FIXED=$(seq -s, -f "denoise=%.1f" 0.1 0.1 0.9)
+date
+$SR eval --data "$SUB" --scale 2 --degrade $KINDS --seed 0 --methods "bicubic,model,photo,auto,$FIXED" \
+    --json docs/results/photo-x2.json -q
+date
+$SR eval --data "$SUB" --scale 3 --degrade $KINDS --seed 0 --methods bicubic,model,photo,auto \
+    --json docs/results/photo-x3.json -q
+date
+CLEAN="$M/span_x4_ch48.safetensors,$M/rlfn_x4.safetensors,$M/imdn_x4.safetensors,$M/smfanet_df2k_x4.safetensors,$M/carn_m.safetensors"
+$SR eval --data "$SUB" --scale 4 --degrade $KINDS --seed 0 \
+    --methods "bicubic,model,photo,auto,$CLEAN,$M/RealESRGAN_x4plus.safetensors" --json docs/results/photo-x4.json -q
+date
