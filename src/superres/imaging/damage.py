@@ -103,17 +103,26 @@ def estimate_jpeg(pixels: np.ndarray, net: DamageNet | None = None) -> float | N
     return float(net(batch)[:, 0].median())
 
 
+def pixel_readings(pixels: np.ndarray, net: DamageNet | None = None) -> tuple[float, float, float]:
+    """(jpeg, noise, sigma) read from the pixels, each damage with its clean-picture floor taken off (before
+    the cut-offs), and the noise level the hand-made measure read (gray levels). jpeg is 0 without an
+    estimator."""
+    jpeg = max(0.0, (estimate_jpeg(pixels, net) or 0.0) - JPEG_FLOOR)
+    sigma = noise_sigma(pixels)
+    return jpeg, condition(None, max(0.0, sigma - NOISE_FLOOR))[1], sigma
+
+
 def estimate_damage(
     pixels: np.ndarray, jpeg_quality: int | None = None, net: DamageNet | None = None
 ) -> tuple[float, float, float]:
     """(jpeg, noise, sigma): the picture's damage, and the noise level read (gray levels, before the floor).
-    jpeg: from the file's quality where it is a JPEG, else from the pixels (0 without an estimator). A reading
-    from pixels below its CLEAN_BELOW counts as 0."""
-    if jpeg_quality is not None:
+    jpeg: from the file's quality where it is a JPEG, else from the pixels. A reading from pixels below its
+    CLEAN_BELOW counts as 0."""
+    if jpeg_quality is not None:  # the tables are exact: the network is not run
         jpeg = condition(jpeg_quality)[0]
+        sigma = noise_sigma(pixels)
+        noise = condition(None, max(0.0, sigma - NOISE_FLOOR))[1]
     else:
-        jpeg = max(0.0, (estimate_jpeg(pixels, net) or 0.0) - JPEG_FLOOR)
+        jpeg, noise, sigma = pixel_readings(pixels, net)
         jpeg = jpeg if jpeg >= JPEG_CLEAN_BELOW else 0.0
-    sigma = noise_sigma(pixels)
-    noise = condition(None, max(0.0, sigma - NOISE_FLOOR))[1]
     return jpeg, noise if noise >= NOISE_CLEAN_BELOW else 0.0, sigma

@@ -499,10 +499,6 @@ def _lens(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
     return Degraded(img, data, condition(quality))
 
 
-def _files(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
-    return Preset("files", mixture=FILES_MIX).apply(hr, scale, rng)
-
-
 COMPONENTS = {
     "clean": _clean,
     "bicubic": _clean,
@@ -511,7 +507,6 @@ COMPONENTS = {
     "web": _web,
     "camera": _camera,
     "lens": _lens,
-    "files": _files,
 }
 
 
@@ -521,6 +516,8 @@ def parse_preset(text: str) -> Preset:
     text = text.strip()
     if text in COMPONENTS:
         return Preset(text)
+    if text == "files":
+        return Preset(text, mixture=FILES_MIX)
     if text.startswith("mix:"):
         return _parse_mixture(text)
     steps = []
@@ -528,7 +525,7 @@ def parse_preset(text: str) -> Preset:
         kind, _, value = part.strip().partition(":")
         if kind not in ("jpeg", "noise", "blur") or not value:
             raise ConfigError(
-                f"unknown degradation '{text}': use {', '.join(COMPONENTS)}, jpeg:Q, noise:SIGMA, blur:SIGMA, "
+                f"unknown degradation '{text}': use {', '.join(COMPONENTS)}, files, jpeg:Q, noise:SIGMA, blur:SIGMA, "
                 f"several of these three joined by '+' (e.g. blur:1+noise:5+jpeg:70), or a mixture of named "
                 f"ones (e.g. mix:clean=0.2,web=0.8)"
             )
@@ -550,9 +547,8 @@ def _parse_mixture(text: str) -> Preset:
     parts = []
     for item in text[len("mix:") :].split(","):
         name, _, weight = item.strip().partition("=")
-        allowed = [n for n in COMPONENTS if n != "files"]
-        if name not in allowed:
-            raise ConfigError(f"degradation '{text}': '{name}' is not one of {', '.join(allowed)}")
+        if name not in COMPONENTS:
+            raise ConfigError(f"degradation '{text}': '{name}' is not one of {', '.join(COMPONENTS)}")
         try:
             w = float(weight)
         except ValueError:

@@ -28,6 +28,7 @@ from superres.imaging.degrade import JPEG_ONE
 from superres.imaging.io import Picture
 from superres.imaging.quality import noise_sigma
 from superres.inference.warm import WARM, Lru
+from superres.models.base import conditions_of
 from superres.models.checkpoints import interpolate
 from superres.models.handle import ModelHandle
 from superres.models.registry import photo_partner
@@ -91,11 +92,6 @@ def auto_damage(picture: Picture) -> DenoiseChoice:
     return DenoiseChoice(max(setting), picture.jpeg_quality, sigma, setting)
 
 
-def fixed_choice(strength: float, conditioned: bool) -> DenoiseChoice:
-    """`--denoise S`: the strength, told to a conditioned photo model as the damage (S, S)."""
-    return DenoiseChoice(strength, condition=(strength, strength) if conditioned else None)
-
-
 def auto_strength(picture: Picture) -> DenoiseChoice:
     """The strength for a picture from its JPEG quality (if it came from a JPEG) and its measured noise."""
     sigma = noise_sigma(picture.pixels)
@@ -137,18 +133,16 @@ class PhotoPair:
         conditioned on (jpeg, noise); CheckpointError otherwise. A strength of 0 runs `clean`."""
         if clean.onnx is not None or photo.onnx is not None:
             raise CheckpointError("an ONNX export cannot be blended: give the weights files")
-        self.conditioned = int(getattr(photo.config, "conditions", 0) or 0) > 0
-        a, b = clean.state_dict(), photo.state_dict()
-        if self.conditioned:
-            if photo.config.conditions != 2:
+        self.conditioned = conditions_of(photo) > 0
+        if self.conditioned and conditions_of(photo) != 2:
+            raise CheckpointError(f"{photo.name or photo.describe()}: a photo model is conditioned on (jpeg, noise)")
+        if not self.conditioned:
+            a, b = clean.state_dict(), photo.state_dict()
+            if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
                 raise CheckpointError(
-                    f"{photo.name or photo.describe()}: a photo model is conditioned on (jpeg, noise)"
+                    f"cannot blend {clean.name or clean.describe()} with {photo.name or photo.describe()}: "
+                    f"the architectures differ"
                 )
-        elif a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
-            raise CheckpointError(
-                f"cannot blend {clean.name or clean.describe()} with {photo.name or photo.describe()}: "
-                f"the architectures differ"
-            )
         self.clean, self.photo = clean, photo
         self._blends: Lru[float | tuple[float, float], ModelHandle] = Lru(BLENDS_KEPT)
         self._sources: tuple[ModelHandle, ModelHandle] | None = None  # CPU copies, made at the first blend
@@ -173,8 +167,8 @@ class PhotoPair:
         return auto_damage(picture) if self.conditioned else auto_strength(picture)
 
     def fixed(self, strength: float) -> DenoiseChoice:
-        """--denoise S: what this pair runs at."""
-        return fixed_choice(strength, self.conditioned)
+        """--denoise S: the strength, told to a conditioned photo model as the damage (S, S)."""
+        return DenoiseChoice(strength, condition=(strength, strength) if self.conditioned else None)
 
     def at(self, setting: float | tuple[float, float]) -> ModelHandle:
         """The network for a strength, or for a conditioned photo model a damage (jpeg, noise); a strength S

@@ -83,6 +83,11 @@ class SRNet(nn.Module):
         raise NotImplementedError
 
 
+def conditions_of(model: Any) -> int:
+    """How many condition values a network or model handle takes (0: none; a conditioned MSPAN's `conditions`)."""
+    return int(getattr(getattr(model, "config", None), "conditions", 0) or 0)
+
+
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters; the mean shifts are buffers and are not counted (as in the paper)."""
     return sum(p.numel() for p in model.parameters())

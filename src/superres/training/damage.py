@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from superres.imaging.damage import CROP, DamageNet, crops, estimate_damage
+from superres.imaging.damage import CROP, DamageNet, crops, estimate_damage, pixel_readings
 from superres.imaging.datasets import Sample
 from superres.imaging.degrade import JPEG_ONE, NOISE_ONE, degrade, parse_preset
 
@@ -108,17 +108,11 @@ def measure(net: DamageNet, samples: list[Sample], scale: int = 2, kinds: tuple[
 def clean_readings(folders: list[str]) -> int:
     """The 50th to 98th percentiles of the jpeg and noise readings (after the floors, before the dead zones)
     on the clean LR at x2 of every image in the folders: where the dead zones of imaging.damage come from."""
-    from superres.imaging import damage
     from superres.training.config import TrainConfig
     from superres.training.loop import load_training_data
 
     train, _ = load_training_data(TrainConfig(data=folders, scale=[2], holdout=0))
-    readings = []
-    for s in train[2]:
-        jpeg = max(0.0, (damage.estimate_jpeg(s.lr) or 0.0) - damage.JPEG_FLOOR)
-        noise = max(0.0, damage.noise_sigma(s.lr) - damage.NOISE_FLOOR) / NOISE_ONE
-        readings.append((jpeg, noise))
-    values = np.array(readings)
+    values = np.array([pixel_readings(s.lr)[:2] for s in train[2]])
     print(f"{len(values)} images' clean LR at x2: percentile, jpeg reading, noise reading")
     for q in (50, 75, 90, 95, 98):
         print(f"{q:>3}  {np.percentile(values[:, 0], q):.3f}  {np.percentile(values[:, 1], q):.3f}")

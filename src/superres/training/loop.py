@@ -38,7 +38,7 @@ from superres.evaluation.metrics import psnr
 from superres.imaging.datasets import Sample, find_dataset, load_samples, load_samples_at
 from superres.imaging.degrade import Preset, degrade, parse_preset
 from superres.imaging.files import atomic_path, write_text
-from superres.models.base import SRNet
+from superres.models.base import SRNet, conditions_of
 from superres.models.checkpoints import init_from, load_weights, save_weights
 from superres.models.handle import ModelHandle
 from superres.models.registry import create_model
@@ -104,11 +104,6 @@ def _degraded(hr: np.ndarray, scale: int, preset: Preset) -> tuple[np.ndarray, n
     return out.pixels, hr, out.condition
 
 
-def conditions_of(model: torch.nn.Module) -> int:
-    """How many condition values the network takes (0: none; a conditioned MSPAN's `conditions`)."""
-    return int(getattr(getattr(model, "config", None), "conditions", 0) or 0)
-
-
 def to_tensor(batch: np.ndarray | torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     """(N, H, W, C) uint8 or float 0..255 -> float32 (N, C, H, W) on device. A tensor batch (from a
     DevicePatchSampler) is already (N, C, H, W) float32 on the device."""
@@ -128,13 +123,13 @@ def validate(model: SRNet, samples: dict[int, list[Sample]], device: torch.devic
     model.eval()
     means = {}
     k = model.rgb_range / 255.0
-    conditioned = conditions_of(model) > 0
+    n_conditions = conditions_of(model)
     for scale, scale_samples in samples.items():
         scores = []
         for s in scale_samples:
             x = to_tensor(s.lr[None], device, False) * k
-            if conditioned:
-                condition = torch.tensor([s.condition or (0.0,) * conditions_of(model)], device=device)
+            if n_conditions:
+                condition = torch.tensor([s.condition or (0.0,) * n_conditions], device=device)
                 sr = model(x, scale, condition)[0] / k
             else:
                 sr = model(x, scale)[0] / k
