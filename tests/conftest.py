@@ -95,15 +95,14 @@ def live_server(server, allowed_hosts=None):
     import threading
     import time
 
-    import uvicorn
-
     from superres.web.app import create_app
+    from superres.web.listener import Listener
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     app = create_app("127.0.0.1", port, server, allowed_hosts=allowed_hosts)
-    runner = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    runner = Listener(app, server)  # the protocol and limits `superres serve` has
     thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -342,3 +342,34 @@ def test_upscale_options_take_none_as_the_default_and_keep_one_spelling():
     assert options.output == superres.OutputSize(2.5) and options.but(scale=3).scale == 3
     with pytest.raises(TypeError):
         superres.UpscaleOptions(size=(10, 10))  # the API's shorthand, not a field
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_cancel_takes_effect_within_one_tile(exact):
+    """strips(cancel=event): tiles run one per network call, and once the event is set (here during the third
+    call) no further call starts: Cancelled. For exact tiles and for blended (approximate) ones."""
+    import threading
+
+    from superres.errors import Cancelled
+
+    up = Upscaler(nearest_edsr(2), 2, device="cpu", tile=MIN_TILE, overlap=None if exact else 4)
+    up.exact = exact  # the nearest EDSR has a radius; blended tiles are what a network without one gets
+    cancel, calls = threading.Event(), []
+    run = up.runner.run
+
+    def counted(x, scale):
+        calls.append(x.shape[0])
+        if len(calls) == 3:
+            cancel.set()
+        return run(x, scale)
+
+    up.runner.run = counted
+    image = np.random.default_rng(0).integers(0, 256, (4 * MIN_TILE, 4 * MIN_TILE, 3)).astype(np.uint8)
+    with pytest.raises(Cancelled):
+        for _ in up.strips(image, cancel=cancel):
+            pass
+    assert calls == [1, 1, 1]  # 16 tiles, one per call, and none after the cancel
+    up.runner.run = run
+    assert np.array_equal(  # without a cancel, the same tiles make the same picture (batched when exact)
+        up(image, cancel=threading.Event()), up(image)
+    )

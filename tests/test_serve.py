@@ -119,7 +119,7 @@ def test_bad_files_and_bodies(client):
     r = client.post("/api/upscale", content=b"{}", headers={"content-type": "application/json"})
     assert r.status_code == 415 and "multipart/form-data" in r.json()["error"]
     r = client.post("/api/upscale", files={"picture": ("a.png", b"x")})
-    assert r.status_code == 422 and "no file in the field 'image'" in r.json()["error"]
+    assert r.status_code == 422 and r.json()["error"] == "a file came in the field 'picture'; send the image in 'image'"
     assert list(client.server.queue.folder.iterdir()) == []  # nothing kept of the refused uploads
 
 
@@ -139,8 +139,8 @@ class Gate:
     def __init__(self, inner):
         self.inner, self.open, self.size = inner, threading.Event(), inner.size
 
-    def stream(self, picture, denoise=None):
-        stream = self.inner.stream(picture, denoise)
+    def stream(self, picture, denoise=None, cancel=None):
+        stream = self.inner.stream(picture, denoise, cancel)
         bands = stream.strips
 
         def gated():
@@ -214,7 +214,7 @@ def test_the_worker_outlives_an_unexpected_error(client, photo):
     class Broken:
         size = None
 
-        def stream(self, picture, denoise=None):
+        def stream(self, picture, denoise=None, cancel=None):
             raise TypeError("unexpected")
 
     real = client.server.queue.make_runner
@@ -303,6 +303,8 @@ def test_host_and_cross_site_checks(server, photo):
         assert r.status_code == 403 and r.json()["error"] == "cross-site request refused"
         r = c.post("/api/upscale", files={"image": ("a.png", data)}, headers={"sec-fetch-site": "cross-site"})
         assert r.status_code == 403
+        r = c.post("/api/upscale", files={"image": ("a.png", data)}, headers={"origin": "https://127.0.0.1:8765"})
+        assert r.status_code == 403  # the page's host, another scheme: another origin
         r = c.post("/api/upscale", files={"image": ("a.png", data)}, headers={"origin": "http://127.0.0.1:8765"})
         assert r.status_code == 200  # the page itself
     with TestClient(create_app("0.0.0.0", 8765, s), base_url="http://192.168.1.20:8765") as c:
@@ -413,3 +415,113 @@ def test_read_upload_refusals_and_names(tmp_path):
     with pytest.raises(UploadError) as e:
         asyncio.run(read_upload("text/plain", None, "image", 1000, lambda n: tmp_path / n))
     assert e.value.status == 415
+
+
+def raw_post(client, head: bytes, data: bytes = b"x", tail: bytes = b""):
+    """A multipart body with one part whose header lines are `head`, as a hostile client may write it."""
+    body = b"--b\r\n" + head + b"\r\n\r\n" + data + b"\r\n" + tail + b"--b--\r\n"
+    return client.post("/api/upscale", content=body, headers={"content-type": "multipart/form-data; boundary=b"})
+
+
+@pytest.mark.parametrize(
+    "head, status, says",
+    [
+        (
+            b'Content-Disposition: form-data; name="image"; filename="x.p\x00ng"',
+            400,
+            "the file's name 'x.p?ng' has a control",
+        ),
+        (b'Content-Disposition: form-data; name="image"; filename="a\x00b.png"', 400, "has a control character"),
+        (b'Content-Disposition: form-data; name="image"; filename="a\x1bb.png"', 400, "has a control character"),
+        (b'Content-Disposition: form-data; name="sca\x00le"', 400, "a field's name 'sca?le' has a control"),
+        (b'Content-Disposition: form-data; name="file"; filename="a.png"', 422, "a file came in the field 'file'"),
+        (b'Content-Disposition: form-data; filename="a.png"', 400, "a part of the form has no field name"),
+        (b"Content-Type: image/png", 400, "a part of the form has no field name"),
+        (b'Content-Disposition: form-data; name="image"; filename=""', 422, "no file chosen in the field 'image'"),
+    ],
+)
+def test_malformed_names_and_fields_get_4xx_with_the_reason(client, head, status, says):
+    r = raw_post(client, head)
+    assert r.status_code == status and says in r.json()["error"], r.text
+    assert list(client.server.queue.folder.iterdir()) == []
+
+
+def test_no_mangled_body_is_a_500(client, photo):
+    """A valid upload with random bytes written over its part headers and boundaries, 300 ways: each is
+    answered (4xx, or 200 where the damage left a valid request), never 500."""
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="scale"\r\n\r\n2\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="image"; filename="in.png"\r\nContent-Type: image/png\r\n\r\n'
+    )
+    tail = png(Picture(photo[:8, :8])) + b"\r\n--b--\r\n"
+    rng = np.random.default_rng(1)
+    statuses = set()
+    for _ in range(300):
+        mangled = bytearray(body)
+        for i in rng.integers(0, len(body), rng.integers(1, 4)):
+            mangled[i] = int(rng.choice([0, 10, 13, 34, 59, 61, 92, 127, 255, int(rng.integers(0, 256))]))
+        r = client.post(
+            "/api/upscale", content=bytes(mangled) + tail, headers={"content-type": "multipart/form-data; boundary=b"}
+        )
+        assert r.status_code < 500, (bytes(mangled), r.text)
+        statuses.add(r.status_code)
+    assert 200 in statuses and len(statuses) > 2  # both kinds were made
+    assert list(client.server.queue.folder.iterdir()) == []
+
+
+def test_work_is_bounded_before_it_starts(server, photo):
+    """Output pixels and the network's estimated work are checked before a job is queued: 413 with the numbers."""
+    s = server(max_work=1e9)
+    with TestClient(create_app("127.0.0.1", 8000, s, allowed_hosts=["testserver"])) as c:
+        r = post(c, png(Picture(photo)), size="20000x20000")  # a 64x80 input
+        assert r.status_code == 413 and r.json()["error"] == (
+            "in.png: the output would be 20000x20000 = 400,000,000 pixels, over this server's limit of 64,000,000"
+        )
+        r = post(c, png(Picture(np.zeros((10000, 10000), np.uint8))), scale=2)  # a small file, 100 MP decoded
+        assert r.status_code == 413 and "20000x20000 = 400,000,000 pixels" in r.json()["error"]
+        params = s.runner(superres_options()).work((1, 1))
+        r = post(c, png(Picture(photo)), self_ensemble="true")
+        work = params * 64 * 80 * 8
+        assert r.status_code == 413 and r.json()["error"] == (
+            f"in.png: 80x64 with self-ensemble is about {work / 1e12:.1f}e12 multiply-adds of network work, "
+            f"over this server's limit of 0.001e12"
+        )
+        assert post(c, png(Picture(photo[:16, :16]))).status_code == 200  # 16x16: within the limit
+        assert list(s.queue.folder.iterdir()) == []
+
+
+def test_an_upload_must_arrive_in_time_and_stops_with_the_server():
+    import asyncio
+
+    from superres.web.upload import UploadError, within
+
+    async def slow():
+        yield b"a"
+        await asyncio.sleep(5)
+        yield b"b"
+
+    async def read(stopping=lambda: False):
+        return [chunk async for chunk in within(slow(), 0.3, stopping)]
+
+    with pytest.raises(UploadError) as e:
+        asyncio.run(read())
+    assert e.value.status == 408 and str(e.value) == "the upload did not arrive within 0.3 s; send it again"
+    with pytest.raises(UploadError) as e:
+        asyncio.run(read(stopping=lambda: True))
+    assert e.value.status == 503 and str(e.value) == "the server is stopping"
+
+
+def test_the_upload_budget_counts_reservations_until_the_file_goes():
+    from superres.web.jobs import Busy, UploadBudget
+
+    budget = UploadBudget(1000)
+    a = budget.reserve(600)
+    with pytest.raises(Busy, match="hold 600 of this server's 1,000 bytes for uploads, and this one needs 500"):
+        budget.reserve(500)
+    a.shrink(300)  # the stored file is smaller than announced
+    b = budget.reserve(500)
+    a.release()
+    a.release()  # once only
+    assert budget.used == 500
+    b.release()
+    assert budget.used == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -94,6 +95,16 @@ class ImageUpscaler:
             self._runners[key] = Upscaler(net, scale, **self.options.runner_options())
         return self._runners[key]
 
+    def work(self, size: tuple[int, int]) -> int:
+        """The network's estimated multiply-adds for a picture of `size` (height, width), before it runs: its
+        parameters times the input's pixels (a convolution at the input's resolution uses each weight once
+        per pixel; layers after the upsampling make this an underestimate of a few percent), times 8 with
+        self-ensemble. 0 where no network runs (an interpolation method)."""
+        if self.net is None:
+            return 0
+        passes = 8 if self.options.self_ensemble else 1
+        return self.net.parameter_count * size[0] * size[1] * passes
+
     def choose_denoise(self, picture: Picture) -> DenoiseChoice:
         """The denoise strength this upscaler uses for a picture (0 where there is no photo model)."""
         if self.pair is None or self.denoise is None:
@@ -103,10 +114,13 @@ class ImageUpscaler:
     def __call__(self, picture: Picture) -> Picture:
         return self.stream(picture).collect()
 
-    def stream(self, picture: Picture, denoise: DenoiseChoice | None = None) -> PictureStream:
+    def stream(
+        self, picture: Picture, denoise: DenoiseChoice | None = None, cancel: threading.Event | None = None
+    ) -> PictureStream:
         """The upscaled picture as a PictureStream, made band by band while it is written (see write_image).
         Where the network's scale is not the exact output size, the output is made whole and resized.
-        denoise: the strength to use (default: choose_denoise's)."""
+        denoise: the strength to use (default: choose_denoise's). cancel: an event that stops the network
+        within one tile of being set (Upscaler.strips raises Cancelled)."""
         shape = self.size.shape_for(picture.size)
         if self.method is not None:
             return resize_picture(picture, shape, self.method, self.size.factor)
@@ -120,7 +134,7 @@ class ImageUpscaler:
         scale = network_scale(self.scales, needed)  # below 1: the smallest scale, then resized down
         exact = shape == (h * scale, w * scale)
         source = picture if exact else replace(picture, alpha=None)  # alpha is resized straight to the size below
-        result = upscale_picture_stream(source, scale, model=self.upscaler(scale, choice.setting))
+        result = upscale_picture_stream(source, scale, model=self.upscaler(scale, choice.setting), cancel=cancel)
         if self.threshold is not None and strength > 0:
             log.info(
                 "the correction is skipped for a denoised picture: it would pull the output back toward "

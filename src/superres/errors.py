@@ -40,6 +40,13 @@ class SuperresError(Exception):
         return self.message if self.hint is None else f"{self.message} ({self.hint.words()})"
 
 
+class Cancelled(SuperresError):
+    """Work stopped because its caller cancelled it (the `cancel` event of Upscaler.strips and the callers above it)."""
+
+    def __init__(self, message: str = "cancelled") -> None:
+        super().__init__(message)
+
+
 class UnknownModelError(SuperresError, KeyError):
     """A model name that is neither a preset, a bundled model, nor an existing file."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import socket
 import sys
 import threading
@@ -26,9 +28,43 @@ def add_serve_parser(sub) -> None:
         metavar="HOST[:PORT]",
         help="another Host header to accept (e.g. a name this machine has on the network)",
     )
-    p.add_argument("--max-upload-mb", type=float, default=64, help="largest upload in MB (default 64)")
-    p.add_argument("--max-pixels", type=int, default=None, help="largest input in pixels (default 200M)")
+    p.add_argument("--max-upload-mb", type=float, default=64, help="largest upload in MB (default 64); larger: 413")
+    p.add_argument(
+        "--upload-budget-mb",
+        type=float,
+        default=512,
+        help="room for uploads in MB, those arriving and those waiting for the network together (default 512); "
+        "an upload that does not fit is answered 503 before its body is read",
+    )
+    p.add_argument("--max-pixels", type=int, default=None, help="largest input in pixels (default 200M); larger: 413")
+    p.add_argument(
+        "--max-output-pixels",
+        type=int,
+        default=64_000_000,
+        help="largest output in pixels (default 64M, e.g. 8000x8000); larger: 413. 0: no limit",
+    )
+    p.add_argument(
+        "--max-work",
+        type=float,
+        default=50,
+        help="largest estimated network work per image, in 10^12 multiply-adds (the network's parameters times "
+        "the input's pixels, times 8 with self-ensemble; default 50, a 12 MP photo at x2 is about 6); "
+        "more: 413. 0: no limit",
+    )
     p.add_argument("--queue", type=int, default=8, help="jobs that may wait for the network (default 8); more get 503")
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=256,
+        help="open connections at once (default 256, and below the limit on open files); past it the oldest "
+        "idle one is closed, or a newcomer gets 503 if none is idle",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10,
+        help="seconds a connection has to send a request's headers, after opening or after an answer (default 10)",
+    )
     p.add_argument(
         "--model",
         action="append",
@@ -61,15 +97,16 @@ def page_models(files: list[str]) -> dict[str, Path]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        import uvicorn  # noqa: PLC0415
-
         from superres.web.app import Server, create_app  # noqa: PLC0415
+        from superres.web.listener import ConnectionLimits, Listener  # noqa: PLC0415
     except ImportError:
         raise SuperresError(INSTALL_HINT) from None
     from superres.imaging.io import DEFAULT_MAX_PIXELS  # noqa: PLC0415
 
-    if args.queue < 1 or args.max_upload_mb <= 0:
-        raise SuperresError("--queue must be >= 1 and --max-upload-mb > 0")
+    if args.queue < 1 or args.max_upload_mb <= 0 or args.max_connections < 1 or args.header_timeout <= 0:
+        raise SuperresError("--queue and --max-connections must be >= 1, --max-upload-mb and --header-timeout > 0")
+    if args.upload_budget_mb < args.max_upload_mb or args.max_output_pixels < 0 or args.max_work < 0:
+        raise SuperresError("--upload-budget-mb must be at least --max-upload-mb; the other limits >= 0")
     models = page_models(args.model)
     try:  # bind first, so that a port in use is a one-line error; uvicorn then serves on this socket
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
@@ -86,6 +123,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload=int(args.max_upload_mb * 2**20),
         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
         max_waiting=args.queue,
+        upload_budget=int(args.upload_budget_mb * 2**20),
+        max_output_pixels=args.max_output_pixels or None,
+        max_work=args.max_work * 1e12 or None,
     )
     app = create_app(args.host, port, server, allowed_hosts=args.allow_host)
     shown = f"[{args.host}]" if ":" in args.host else args.host
@@ -99,10 +139,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"superres: serving on {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     if args.open:
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    try:
-        uvicorn.Server(config).run(sockets=[sock])  # Ctrl-C or SIGTERM: a graceful stop, then the signal again
+    limits = ConnectionLimits(max_connections=args.max_connections, header_timeout=args.header_timeout)
+    listener = Listener(app, server, limits)
+    try:  # Ctrl-C or SIGTERM: jobs cancelled, a short graceful stop, then the signal again (KeyboardInterrupt)
+        listener.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
-    print("superres: stopped", file=sys.stderr)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # from here on, another signal leaves at once
+            signal.signal(sig, listener.exit_now)
+        stuck = not server.queue.close(timeout=0.5)  # (done already by the app's lifespan, unless it failed)
+    print("superres: stopped", file=sys.stderr, flush=True)
+    if stuck:  # the worker is still inside the network: leaving through the interpreter's shutdown would abort
+        os._exit(0)
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from numpy.typing import DTypeLike
 
-from superres.errors import ConfigError, Hint
+from superres.errors import Cancelled, ConfigError, Hint
 from superres.imaging.color import rgb_to_ycbcr, ycbcr_to_rgb
 from superres.imaging.io import Picture, PictureStream, gather_rows
 from superres.imaging.resize import METHODS, imresize, output_shape_for
@@ -164,23 +165,28 @@ class Upscaler:
         image: np.ndarray,
         post: Callable[[np.ndarray], np.ndarray] | None = None,
         out_dtype: DTypeLike = np.float32,
+        cancel: threading.Event | None = None,
     ) -> np.ndarray:
         """(H, W, C) in 0..255 with the model's C -> (H*s, W*s, C') of out_dtype. The input is float, or
         uint8, which is converted tile by tile (a float copy of a large image is 4x its size).
 
         Without `post`, C' = C and the values are the network's float32 output, unclipped. `post` maps each
         output tile (h, w, C) float32 to (h, w, C') values of out_dtype, so a large output can be stored
-        as 8-bit while it is made, never as one float image.
+        as 8-bit while it is made, never as one float image. cancel: see strips.
         """
-        return gather_rows(self.strips(image, post, out_dtype), image.shape[0] * self.scale)
+        return gather_rows(self.strips(image, post, out_dtype, cancel), image.shape[0] * self.scale)
 
     def strips(
         self,
         image: np.ndarray,
         post: Callable[[np.ndarray], np.ndarray] | None = None,
         out_dtype: DTypeLike = np.float32,
+        cancel: threading.Event | None = None,
     ) -> Iterator[np.ndarray]:
         """As __call__, but yields the output a band of tile rows at a time, top to bottom, as it is made.
+
+        cancel: an event checked before each network call; once it is set, the next check raises Cancelled.
+        With it, tiles run one per call (not batched), so that a cancel takes effect within one tile.
 
         Out of GPU memory, the band is run again with tiles half the size and a quarter of the memory
         budget (so that batching does not fill the room again), and so on down to MIN_TILE."""
@@ -195,13 +201,13 @@ class Upscaler:
             warnings.filterwarnings("ignore", "The given NumPy array is not writable")
             src = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # (C, H, W), CPU
         if not self.exact and tile != 0:
-            yield from self._blended_strips(src, tile, post or (lambda t: t))
+            yield from self._blended_strips(src, tile, post or (lambda t: t), cancel)
             return
         row = 0
         while row < h:
             rows = h - row if tile == 0 else min(tile, h - row)
             try:
-                band = self._band(src, row, rows, tile or w, budget, post or (lambda t: t), out_dtype)
+                band = self._band(src, row, rows, tile or w, budget, post or (lambda t: t), out_dtype, cancel)
             except torch.cuda.OutOfMemoryError:
                 band = None  # handled below, once the failed batch's tensors are released with the traceback
             if band is None:
@@ -212,14 +218,18 @@ class Upscaler:
                     raise ConfigError("out of GPU memory even with the smallest tile")
                 log.warning("out of GPU memory; retrying with %d px tiles", tile)
                 if not self.exact:  # (only the first, whole band can fail here: nothing was yielded yet)
-                    yield from self._blended_strips(src, tile, post or (lambda t: t))
+                    yield from self._blended_strips(src, tile, post or (lambda t: t), cancel)
                     return
                 continue
             yield band
             row += rows
 
     def _blended_strips(
-        self, src: torch.Tensor, tile: int, post: Callable[[np.ndarray], np.ndarray]
+        self,
+        src: torch.Tensor,
+        tile: int,
+        post: Callable[[np.ndarray], np.ndarray],
+        cancel: threading.Event | None = None,
     ) -> Iterator[np.ndarray]:
         """Approximate tiles (a network without an exact radius), blended: each tile's output covers its core
         widened by `b` LR pixels on every inner side, weighted by linear ramps that cross 0.5 at the core's
@@ -236,6 +246,7 @@ class Upscaler:
                 x1 = min(w, x0 + tile)
                 left, right = max(0, x0 - b), min(w, x1 + b)
                 box = (max(0, top - m), min(h, bottom + m), max(0, left - m), min(w, right + m))
+                _check(cancel)
                 x = self._batch([src[:, box[0] : box[1], box[2] : box[3]]])
                 try:
                     y = self._forward(x)[0]  # (C, box_h * s, box_w * s)
@@ -266,6 +277,7 @@ class Upscaler:
         budget: int,
         post: Callable[[np.ndarray], np.ndarray],
         out_dtype: DTypeLike,
+        cancel: threading.Event | None = None,
     ) -> np.ndarray:
         """Output rows for LR rows row..row+rows, from tiles tile_width wide, each read with its margin."""
         _, h, w = src.shape
@@ -278,9 +290,10 @@ class Upscaler:
         per_pixel = self._bytes_per_pixel() * (2 if self.self_ensemble else 1)
         out = None
         for (bh, bw), group in groups.items():
-            batch = max(1, min(MAX_TILE_BATCH, budget // (bh * bw * per_pixel)))
+            batch = 1 if cancel is not None else max(1, min(MAX_TILE_BATCH, budget // (bh * bw * per_pixel)))
             for i in range(0, len(group), batch):
                 chunk = group[i : i + batch]
+                _check(cancel)
                 y = self._forward(self._batch([src[:, p.box[0] : p.box[1], p.box[2] : p.box[3]] for p in chunk]))
                 for plan, tile_out in zip(chunk, y, strict=True):
                     by0, _, bx0, _ = plan.box
@@ -292,6 +305,11 @@ class Upscaler:
                     out[(y0 - row) * s : (y1 - row) * s, x0 * s : x1 * s] = core
         assert out is not None, "a band has at least one tile"
         return out
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled
 
 
 def _ramps(start: int, end: int, core0: int, core1: int, size: int, b: int, s: int) -> np.ndarray:
@@ -310,9 +328,11 @@ def _ramps(start: int, end: int, core0: int, core1: int, size: int, b: int, s: i
 # ---------------------------------------------------------------------------------------------- pictures
 
 
-def model_upscale_strips(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255) -> Iterator[np.ndarray]:
+def model_upscale_strips(
+    upscaler: Upscaler, pixels: np.ndarray, peak: int = 255, cancel: threading.Event | None = None
+) -> Iterator[np.ndarray]:
     """uint8/uint16 (H, W) or (H, W, 3) -> the same type and layout, upscaled by the model, a band of
-    rows at a time.
+    rows at a time. cancel: see Upscaler.strips.
 
     A grayscale image through an RGB model goes in as three equal channels and comes out as their
     mean; a colour image through a one-channel model has its luma upscaled by the model and its
@@ -328,13 +348,17 @@ def model_upscale_strips(upscaler: Upscaler, pixels: np.ndarray, peak: int = 255
 
     if x.ndim == 2:
         gray = np.repeat(x[..., None], colors, axis=2) if colors == 3 else x[..., None]
-        for strip in upscaler.strips(gray, post=lambda t: to_int(t.mean(axis=2, keepdims=True)), out_dtype=dtype):
+
+        def mean(t: np.ndarray) -> np.ndarray:
+            return to_int(t.mean(axis=2, keepdims=True))
+
+        for strip in upscaler.strips(gray, post=mean, out_dtype=dtype, cancel=cancel):
             yield strip[..., 0]
     elif colors == 3:
-        yield from upscaler.strips(x, post=to_int, out_dtype=dtype)
+        yield from upscaler.strips(x, post=to_int, out_dtype=dtype, cancel=cancel)
     else:
         ycc = rgb_to_ycbcr(x)  # the luma one-channel models are trained on (data.to_colors)
-        y = upscaler(ycc[..., :1].astype(np.float32))[..., 0]
+        y = upscaler(ycc[..., :1].astype(np.float32), cancel=cancel)[..., 0]
         chroma = imresize(ycc[..., 1:], output_shape=y.shape, method="bicubic")
         yield to_int(ycbcr_to_rgb(np.dstack([y, chroma])))
 
@@ -354,8 +378,10 @@ def upscale_picture_stream(
     scale: int | None = None,
     model: ModelHandle | SRNet | Upscaler | None = None,
     method: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> PictureStream:
-    """upscale_picture as a PictureStream: a model's output is made band by band as the stream is read."""
+    """upscale_picture as a PictureStream: a model's output is made band by band as the stream is read.
+    cancel: see Upscaler.strips."""
     if (model is None) == (method is None):
         raise ConfigError("give exactly one of a model or an interpolation method")
     if model is not None:
@@ -365,7 +391,7 @@ def upscale_picture_stream(
         if scale is not None and scale != upscaler.scale:
             raise ConfigError(f"the model upscales x{upscaler.scale}, but x{scale} was asked for")
         height, width = picture.size[0] * upscaler.scale, picture.size[1] * upscaler.scale
-        strips = model_upscale_strips(upscaler, picture.pixels, picture.peak)
+        strips = model_upscale_strips(upscaler, picture.pixels, picture.peak, cancel)
     else:
         if scale is None or not scale > 0 or method is None:
             raise ConfigError("an interpolation method needs a scale > 0")

@@ -10,7 +10,12 @@
     DELETE /api/jobs/{id}        cancel (POST /api/jobs/{id}/cancel does the same, for navigator.sendBeacon)
 
 Requests whose Host header is not the served address are refused (DNS rebinding), as are cross-site
-requests that change anything (an Origin other than the page's, or Sec-Fetch-Site: cross-site).
+requests that change anything (an Origin other than the page's, scheme included, or Sec-Fetch-Site:
+cross-site).
+
+Every job is bounded before its body is stored or its network runs: the upload's size (413), the room left
+for uploads in the private folder (503), the input's and the output's pixels and the network's estimated
+multiply-adds (413, with the numbers); an upload must arrive within a deadline that grows with its size (408).
 """
 
 from __future__ import annotations
@@ -39,8 +44,8 @@ from starlette.staticfiles import StaticFiles
 from superres.errors import ImageError, SuperresError
 from superres.imaging.io import DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_FORMATS, image_size
 from superres.inference.options import UpscaleOptions
-from superres.web.jobs import Job, JobQueue, QueueFull
-from superres.web.upload import UploadError, discard, read_upload
+from superres.web.jobs import Busy, Job, JobQueue, QueueFull
+from superres.web.upload import OVERHEAD_BYTES, Upload, UploadError, discard, read_upload, within
 
 if TYPE_CHECKING:
     from superres.api import ImageUpscaler
@@ -49,7 +54,12 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD = 64 * 2**20
-MAX_OUTPUT_PIXELS = 400_000_000
+DEFAULT_UPLOAD_BUDGET = 512 * 2**20  # uploads arriving or stored for a job, together
+DEFAULT_MAX_OUTPUT_PIXELS = 64_000_000  # e.g. 8000x8000, or a 12 MP photo at x2
+DEFAULT_MAX_WORK = 50e12  # network multiply-adds per image (ImageUpscaler.work): a 12 MP photo at x2 with the
+# default network is about 6e12, with its 8-pass self-ensemble 48e12
+UPLOAD_GRACE = 30.0  # seconds an upload may take, plus its size at UPLOAD_RATE
+UPLOAD_RATE = 64 * 1024  # bytes per second
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -70,12 +80,18 @@ class Server:
         heartbeat: float = 30.0,
         keep: float = 600.0,
         models: Mapping[str, str | os.PathLike] | None = None,
+        upload_budget: int = DEFAULT_UPLOAD_BUDGET,
+        max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
+        max_work: float | None = DEFAULT_MAX_WORK,
     ) -> None:
         """models: the user's own models the page offers beside the bundled ones, by name (their files are
-        checked by the caller; clients name them, never a path)."""
+        checked by the caller; clients name them, never a path). max_upload: the largest file; upload_budget:
+        the bytes all uploads may hold at once; max_pixels, max_output_pixels: per image; max_work: the
+        network's estimated multiply-adds per image (None: no limit)."""
         self.device, self.precision = device, precision
         self.models = {name: str(path) for name, path in (models or {}).items()}
         self.max_upload, self.max_pixels = max_upload, max_pixels
+        self.max_output_pixels, self.max_work = max_output_pixels, max_work
         self.runners: OrderedDict[UpscaleOptions, ImageUpscaler] = OrderedDict()
         self.runners_lock = threading.Lock()
         self.queue = JobQueue(
@@ -85,6 +101,7 @@ class Server:
             heartbeat=heartbeat,
             keep=keep,
             public=self.public,
+            upload_budget=upload_budget,
         )
 
     def public(self, message: str) -> str:
@@ -193,7 +210,7 @@ def _routes() -> list[Route | Mount]:
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     yield
-    app.state.server.queue.close()  # cancels what runs, deletes the private folder
+    app.state.server.queue.close(timeout=0.5)  # cancels what waits and runs, deletes the private folder
 
 
 def _accepted_hosts(host: str, port: int, allowed_hosts: list[str] | None) -> set[str]:
@@ -224,9 +241,13 @@ async def _info(request: Request) -> Response:
         {
             "models": models,
             "max_upload_bytes": server.max_upload,
+            "upload_budget_bytes": server.queue.uploads.limit,
             "max_pixels": server.max_pixels,
+            "max_output_pixels": server.max_output_pixels,
+            "max_work": server.max_work,
             "formats": sorted({s.lstrip(".") for s in READ_SUFFIXES}),
             "queue": server.queue.max_waiting,
+            "queued": server.queue.queued(),
         }
     )
 
@@ -283,39 +304,59 @@ async def _cancel(request: Request) -> Response:
 
 async def _submit(request: Request) -> Job | Response:
     """The upload read, its options parsed and the image checked, then queued: the Job, or the error's
-    response (413 over a limit, 415/400/422 for what cannot be used, 503 when the queue is full)."""
+    response (413 over a limit, 415/400/422 for what cannot be used, 408 for an upload too slow, 503 when the
+    queue or the room for uploads is full, or the server is stopping: the last two before the body is read)."""
     server = _server(request)
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > server.max_upload + 64 * 1024:
-        return error(413, f"the upload is {int(length):,} bytes, over the limit of {server.max_upload:,}")
+    size = int(length) if length is not None and length.isdigit() else None
+    largest = server.max_upload + OVERHEAD_BYTES
+    if size is not None and size > largest:
+        return error(413, f"the upload is {size:,} bytes, over the limit of {server.max_upload:,}")
     try:
+        if server.queue.stopping.is_set():
+            raise Busy("the server is stopping")
+        if server.queue.queued() >= server.queue.max_waiting:
+            raise QueueFull
+        room = server.queue.uploads.reserve(largest if size is None else size)  # chunked: the most it may be
+    except Busy as e:
+        return _busy(server, e)
+    upload: Upload | None = None
+    queued = False
+    try:
+        deadline = UPLOAD_GRACE + (largest if size is None else size) / UPLOAD_RATE
         upload = await read_upload(
             request.headers.get("content-type", ""),
-            request.stream(),
+            within(request.stream(), deadline, server.queue.stopping.is_set),
             "image",
             server.max_upload,
             server.queue.upload_path,
         )
-    except UploadError as e:
-        return error(e.status, str(e))
-    path, name = upload.path, upload.name
-    assert path is not None and name is not None, "read_upload returns only with the file, named"
-    try:
+        room.shrink(upload.bytes)  # what the stored file holds, until it is deleted
+        path, name = upload.path, upload.name
+        assert path is not None and name is not None, "read_upload returns only with the file, named"
         options = parse_options(upload.fields, server.models)
         await run_in_threadpool(check_image, path, name, server, options)
-        return server.queue.submit(Job(name, path, options))
+        job = server.queue.submit(Job(name, path, options, upload=room))
+        queued = True  # the job owns the file and its room now
+        return job
+    except UploadError as e:
+        return error(e.status, str(e))
     except _Refused as e:
-        discard(upload)
         return error(e.status, str(e))
     except SuperresError as e:
-        discard(upload)
-        return error(422, server.public(str(e).replace(str(path), name)))
-    except QueueFull:
-        discard(upload)
-        return error(503, "busy: the queue is full; try again shortly", {"Retry-After": str(server_retry(server))})
-    except BaseException:
-        discard(upload)
-        raise
+        assert upload is not None and upload.path is not None and upload.name is not None
+        return error(422, server.public(str(e).replace(str(upload.path), upload.name)))
+    except Busy as e:
+        return _busy(server, e)
+    finally:
+        if not queued:
+            if upload is not None:
+                discard(upload)
+            room.release()
+
+
+def _busy(server: Server, e: Busy) -> Response:
+    return error(503, str(e), {"Retry-After": str(server_retry(server))})
 
 
 def _result_response(server: Server, job: Job) -> Response:
@@ -324,6 +365,8 @@ def _result_response(server: Server, job: Job) -> Response:
         server.queue.cancel(job.id)
         return error(422, job.error or "failed")
     path = server.queue.take_result(job) if job.state == "done" else None
+    if path is None and server.queue.stopping.is_set():
+        return error(503, "the server is stopping; the job was cancelled")
     if path is None:
         return error(410, "the job was cancelled")
     stem = Path(job.name).stem
@@ -367,15 +410,35 @@ def check_image(path: Path, name: str, server: Server, options: UpscaleOptions) 
         raise _Refused(413, f"{name}: {w}x{h} = {w * h:,} pixels is over the limit of {server.max_pixels:,}")
     runner = server.runner(options)  # an unknown model or a bad denoise is a SuperresError here
     out_h, out_w = runner.size.shape_for((h, w))
-    if out_w * out_h > MAX_OUTPUT_PIXELS:
+    if server.max_output_pixels is not None and out_w * out_h > server.max_output_pixels:
         raise _Refused(
-            413, f"{name}: the output would be {out_w}x{out_h}, over the limit of {MAX_OUTPUT_PIXELS:,} pixels"
+            413,
+            f"{name}: the output would be {out_w}x{out_h} = {out_w * out_h:,} pixels, over this server's limit "
+            f"of {server.max_output_pixels:,}",
+        )
+    work = runner.work((h, w))
+    if server.max_work is not None and work > server.max_work:
+        ensemble = " with self-ensemble" if options.self_ensemble else ""
+        raise _Refused(
+            413,
+            f"{name}: {w}x{h}{ensemble} is about {work / 1e12:.1f}e12 multiply-adds of network work, over this "
+            f"server's limit of {server.max_work / 1e12:g}e12",
         )
 
 
 def server_retry(server: Server) -> int:
     """Seconds a client should wait before retrying, from the queue's length (at least 1)."""
     return max(1, server.queue.queued())
+
+
+def _same_origin(origin: str, scope: dict, host: str) -> bool:
+    """Whether an Origin header is the page's own: this server's scheme (http; https behind a proxy that says
+    so in the ASGI scope) and its Host."""
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    return parts.scheme.lower() == scope.get("scheme", "http") and parts.netloc.lower() == host
 
 
 class _Guard:
@@ -395,9 +458,8 @@ class _Guard:
             reason = f"host '{host}' is not this server's address; refused (DNS rebinding protection)"
         elif scope["method"] not in ("GET", "HEAD", "OPTIONS"):
             origin = headers.get("origin")
-            if headers.get("sec-fetch-site") == "cross-site" or (
-                origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != host)
-            ):
+            cross = origin is not None and not _same_origin(origin, scope, host)
+            if cross or headers.get("sec-fetch-site") == "cross-site":
                 reason = "cross-site request refused"
         if reason is None:
             return await self.app(scope, receive, send)

@@ -2,10 +2,11 @@
 and a private folder that holds uploads and results only as long as they are needed.
 
 A Job is one uploaded image and its options. `JobQueue.submit` queues it (QueueFull when the queue is full);
-one worker thread runs the jobs in order, band by band, so that progress can be read and a cancelled job
-stops between bands. A result is deleted once it has been downloaded, and every job's files once it
+one worker thread runs the jobs in order, tile by tile, so that progress can be read and a cancelled job
+stops within one tile. A result is deleted once it has been downloaded, and every job's files once it
 expires (nobody asked about it for `heartbeat` seconds while it waited or ran, or `keep` seconds after it
-ended).
+ended). Uploads are held to a byte budget (`UploadBudget`): a request reserves its size before its body is
+read, and gives it back when its file is deleted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from superres.errors import SuperresError
+from superres.errors import Cancelled, SuperresError
 from superres.imaging.io import DEFAULT_MAX_PIXELS, PictureStream, read_image, write_image
 from superres.inference.options import UpscaleOptions
 
@@ -35,12 +36,49 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class QueueFull(Exception):
-    """No room for another job; the client should retry later."""
+class Busy(Exception):
+    """No room now (the message says for what); the client should retry later."""
 
 
-class Cancelled(Exception):
-    """The job was cancelled while it ran."""
+class QueueFull(Busy):
+    def __init__(self) -> None:
+        super().__init__("busy: the queue is full; try again shortly")
+
+
+class UploadBudget:
+    """The bytes that uploads may hold in the private folder at once, counting those still arriving (by the
+    size they announce) and those stored for a job until their file is deleted."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self.lock = threading.Lock()
+
+    def reserve(self, nbytes: int) -> Reservation:
+        """nbytes of the budget, or Busy when they do not fit now."""
+        with self.lock:
+            if self.used + nbytes > self.limit:
+                raise Busy(
+                    f"busy: uploads in progress hold {self.used:,} of this server's {self.limit:,} bytes for "
+                    f"uploads, and this one needs {nbytes:,}; try again shortly"
+                )
+            self.used += nbytes
+        return Reservation(self, nbytes)
+
+
+class Reservation:
+    """A share of an UploadBudget: shrunk to the stored file's size, given back (once) when it is deleted."""
+
+    def __init__(self, budget: UploadBudget, nbytes: int) -> None:
+        self.budget, self.nbytes = budget, nbytes
+
+    def shrink(self, nbytes: int) -> None:
+        with self.budget.lock:
+            nbytes = min(nbytes, self.nbytes)
+            self.budget.used -= self.nbytes - nbytes
+            self.nbytes = nbytes
+
+    def release(self) -> None:
+        self.shrink(0)
 
 
 @dataclass
@@ -58,6 +96,13 @@ class Job:
     seen: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)
     finished: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    upload: Reservation | None = None  # the source's share of the upload budget, given back when it is deleted
+
+    def drop_source(self) -> None:
+        """Delete the uploaded file, and give back its share of the upload budget."""
+        self.source.unlink(missing_ok=True)
+        if self.upload is not None:
+            self.upload.release()
 
     @property
     def ended(self) -> bool:
@@ -92,12 +137,15 @@ class JobQueue:
         keep: float = 600.0,
         folder: Path | None = None,
         public: Callable[[str], str] = lambda message: message,
+        upload_budget: int = 2**62,
     ) -> None:
-        """public: a job's error as a client may see it (the server hides its own paths)."""
+        """public: a job's error as a client may see it (the server hides its own paths). upload_budget: the
+        bytes uploads may hold in the folder at once (UploadBudget)."""
         self.make_runner, self.max_pixels, self.public = make_runner, max_pixels, public
         self.heartbeat, self.keep = heartbeat, keep
         self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="superres-serve-"))  # mode 0700
         self.jobs: dict[str, Job] = {}
+        self.uploads = UploadBudget(upload_budget)
         self.max_waiting = max_waiting
         self.waiting: queue.Queue[Job] = queue.Queue()  # bounded by queued(), which cancelled jobs leave at once
         self.lock = threading.Lock()
@@ -116,7 +164,10 @@ class JobQueue:
         return sum(1 for job in list(self.jobs.values()) if job.state == "queued")
 
     def submit(self, job: Job) -> Job:
+        """Queue a job: QueueFull when max_waiting wait already, Busy once the server is stopping."""
         with self.lock:
+            if self.stopping.is_set():
+                raise Busy("the server is stopping")
             if self.queued() >= self.max_waiting:
                 raise QueueFull
             self.jobs[job.id] = job
@@ -147,11 +198,28 @@ class JobQueue:
                 return None
             return job.result
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """The server is stopping: refuse new jobs, and cancel every job now. Those waiting end at once,
+        marked 'the server is stopping', so that clients waiting for them are answered; the running one stops
+        within one tile."""
         self.stopping.set()
-        for job in list(self.jobs.values()):
-            job.cancel.set()
-        self.worker.join(timeout=30)
+        with self.lock:
+            for job in list(self.jobs.values()):
+                job.cancel.set()
+                if not job.ended:
+                    job.error = "the server is stopping"
+                    self._end(job, "cancelled")
+
+    def close(self, timeout: float = 1.0) -> bool:
+        """stop(), wait up to `timeout` seconds for the worker to leave its tile, and delete the folder (with
+        whatever the worker may still write into it). Returns whether the worker has stopped."""
+        self.stop()
+        self.worker.join(timeout=timeout)
+        self.remove_folder()
+        return not self.worker.is_alive()
+
+    def remove_folder(self) -> None:
+        """Delete the private folder and everything in it (safe from a signal handler: it takes no lock)."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
     # -------------------------------------------------------------------------------------------- worker
@@ -168,7 +236,7 @@ class JobQueue:
                 log.exception("job %s failed unexpectedly", job.id)
                 self._fail(job, f"{job.name}: failed ({type(e).__name__}: {e})")
             finally:
-                job.source.unlink(missing_ok=True)
+                job.drop_source()
 
     def _run_one(self, job: Job) -> None:
         if job.cancel.is_set():
@@ -194,12 +262,12 @@ class JobQueue:
     def _run(self, job: Job) -> tuple[int, int]:
         runner = self.make_runner(job.options)
         picture = read_image(job.source, self.max_pixels)
-        stream = runner.stream(picture)
+        stream = runner.stream(picture, cancel=job.cancel)
         target = self.folder / f"{job.id}{job.source.suffix}"
 
         def rows(strips) -> Iterator[np.ndarray]:
             done = 0
-            for band in strips:
+            for band in strips:  # (the network checks job.cancel before each tile, too)
                 if job.cancel.is_set():
                     raise Cancelled
                 done += len(band)
@@ -235,7 +303,7 @@ class JobQueue:
             pass
 
     def _delete(self, job: Job) -> None:
-        job.source.unlink(missing_ok=True)
+        job.drop_source()
         if job.result is not None:
             job.result.unlink(missing_ok=True)
 

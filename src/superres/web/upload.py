@@ -3,6 +3,8 @@ folder (never the system's temp folder), and the upload is refused as soon as it
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
 MAX_FIELD_BYTES = 1024  # option fields are short
 MAX_FIELDS = 16
 OVERHEAD_BYTES = 64 * 1024  # the body around the file: boundaries, part headers, fields
+POLL = 0.1  # seconds between two looks at the server's state while an upload's next chunk is awaited
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # NUL, newlines and the like: in no file's or field's name
 
 
 class UploadError(SuperresError):
@@ -114,15 +118,22 @@ class _Form:
         if self.parts > MAX_FIELDS:
             raise UploadError(413, f"more than {MAX_FIELDS} form fields")
         _, disposition = parse_options_header(self.headers.get(b"content-disposition", b""))
-        self.name = disposition.get(b"name", b"").decode("utf-8", "replace")
+        if b"name" not in disposition:
+            raise UploadError(400, "a part of the form has no field name (Content-Disposition: form-data; name=...)")
+        self.name = _text(disposition[b"name"], "a field's name")
+        filename = disposition.get(b"filename")
         if self.name == self.file_field:
-            self.open_file(disposition.get(b"filename", b"upload").decode("utf-8", "replace"))
+            self.open_file(_text(filename, "the file's name") if filename is not None else "upload")
+        elif filename is not None:
+            raise UploadError(422, f"a file came in the field '{self.name}'; send the image in '{self.file_field}'")
 
     def open_file(self, filename: str) -> None:
         """The file's part begins: a new file named after the browser's file name (its last component)."""
         upload = self.upload
         if upload.path is not None:
             raise UploadError(422, f"send one file per request in '{self.file_field}'")
+        if not filename.strip():  # what a browser sends for a file input with nothing chosen
+            raise UploadError(422, f"no file chosen in the field '{self.file_field}'")
         upload.name = Path(filename.replace("\\", "/")).name or "upload"
         upload.path = self.new_path(upload.name)
         self.file = open(upload.path, "wb")  # noqa: SIM115 - closed at the part's end, or by close_file
@@ -148,6 +159,43 @@ class _Form:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _text(raw: bytes, what: str) -> str:
+    """A name from a part's headers as text: UploadError 400 if it holds a control character (a NUL can name
+    no file, and a newline would end a header line when the name is sent back)."""
+    text = raw.decode("utf-8", "replace")
+    if CONTROL.search(text):
+        shown = CONTROL.sub("?", text)[:80]
+        raise UploadError(400, f"{what} '{shown}' has a control character (NUL, newline or the like); rename it")
+    return text
+
+
+async def within(
+    chunks: AsyncIterator[bytes], seconds: float, stopping: Callable[[], bool] = lambda: False
+) -> AsyncIterator[bytes]:
+    """`chunks` as they arrive, if they all arrive within `seconds`: UploadError 408 once the time is up, so
+    that a client that sends slowly, or stops sending, holds no connection or upload room for long; 503 as
+    soon as `stopping()` says the server is stopping (checked every POLL seconds while a chunk is awaited)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    iterator = aiter(chunks)
+    while True:
+        step = asyncio.ensure_future(anext(iterator))
+        while not step.done():
+            left = end - loop.time()
+            if left <= 0 or stopping():
+                step.cancel()
+                if left <= 0:
+                    shown = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.1f}"
+                    raise UploadError(408, f"the upload did not arrive within {shown} s; send it again")
+                raise UploadError(503, "the server is stopping")
+            await asyncio.wait({step}, timeout=min(left, POLL))
+        try:
+            chunk = step.result()
+        except StopAsyncIteration:
+            return
+        yield chunk
 
 
 def discard(upload: Upload) -> None:
