@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -26,3 +28,14 @@ def photo(h: int, w: int) -> np.ndarray:
     tile = data.astronaut()
     reps = (h // tile.shape[0] + 1, w // tile.shape[1] + 1, 1)
     return np.ascontiguousarray(np.tile(tile, reps)[:h, :w])
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo), else the machine's architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -19,14 +19,13 @@ taking turns (this machine's speed drifts), and the best is kept. The target: th
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from common import photo
+from common import cpu_name, photo
 from superres.api import ImageUpscaler
 from superres.cli.main import main as cli
 from superres.imaging.io import Picture, read_image, write_image
@@ -57,14 +56,6 @@ def main() -> None:
         torch.manual_seed(0)
         tiny = save_weights(create_model("edsr-tiny"), tmp / "edsr-tiny.safetensors")
         measure(files, tmp, args, str(tiny), "edsr-tiny, random weights")
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
 
 
 def measure(files: list[Path], tmp: Path, args: argparse.Namespace, model: str | None, title: str) -> None:

@@ -22,9 +22,10 @@ import csv
 import itertools
 import json
 import os
-import platform
 import sys
 from pathlib import Path
+
+from common import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src/superres/weights"
@@ -173,15 +174,7 @@ def training_lines(run: Path, label: str, by_scale: dict, config: str, export: s
 
 
 def hardware() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPU cores ({name}), no GPU"
+    return f"{os.cpu_count()} CPU cores ({cpu_name()}), no GPU"
 
 
 def table(results: list[dict], name: str, default: bool) -> list[str]:

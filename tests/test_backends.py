@@ -150,7 +150,7 @@ def test_approximate_tiles_out_of_gpu_memory_are_one_line(monkeypatch):
     monkeypatch.setattr(type(handle.family), "receptive_radius", lambda self, config, scale: None)
     up = Upscaler(handle, device="cpu", precision="fp32", tile=16)
 
-    def no_room(x):
+    def no_room(x, cancel=None):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(up, "_forward", no_room)

@@ -263,11 +263,11 @@ def test_sigterm_during_upscale_leaves_no_partial_file(tmp_path, monkeypatch, ca
     forward = Upscaler._forward
     calls = []
 
-    def forward_then_signal(self, x):
+    def forward_then_signal(self, x, cancel=None):
         calls.append(1)
         if len(calls) == 3:  # a few tiles in: the writer has the first bands
             os.kill(os.getpid(), signal.SIGTERM)
-        return forward(self, x)
+        return forward(self, x, cancel)
 
     monkeypatch.setattr(Upscaler, "_forward", forward_then_signal)
     out = tmp_path / "out"

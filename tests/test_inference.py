@@ -213,11 +213,11 @@ def test_out_of_gpu_memory_retries_with_smaller_tiles(monkeypatch, caplog):
     plain = up._forward
     seen = []
 
-    def small_device(x):
+    def small_device(x, cancel=None):
         if x.shape[0] * x.shape[2] * x.shape[3] > limit:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         seen.append(tuple(x.shape))
-        return plain(x)
+        return plain(x, cancel)
 
     monkeypatch.setattr(up, "_forward", small_device)
     with caplog.at_level(logging.WARNING):
@@ -226,7 +226,7 @@ def test_out_of_gpu_memory_retries_with_smaller_tiles(monkeypatch, caplog):
     assert np.abs(out - expected).max() < 1e-2
     assert seen and all(n * h * w <= limit for n, _, h, w in seen)
 
-    def no_room(x):
+    def no_room(x, cancel=None):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(up, "_forward", no_room)

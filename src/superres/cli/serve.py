@@ -97,6 +97,8 @@ def page_models(files: list[str]) -> dict[str, Path]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
+        import uvicorn  # noqa: F401, PLC0415 - the extra's marker (the modules below may be imported already)
+
         from superres.web.app import Server, create_app  # noqa: PLC0415
         from superres.web.listener import ConnectionLimits, Listener  # noqa: PLC0415
     except ImportError:
@@ -148,8 +150,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):  # from here on, another signal leaves at once
             signal.signal(sig, listener.exit_now)
-        stuck = not server.queue.close(timeout=0.5)  # (done already by the app's lifespan, unless it failed)
+        server.queue.close(timeout=0.5)  # (done already by the app's lifespan, unless that failed)
     print("superres: stopped", file=sys.stderr, flush=True)
-    if stuck:  # the worker is still inside the network: leaving through the interpreter's shutdown would abort
-        os._exit(0)
-    return 0
+    sys.stdout.flush()
+    # Nothing is left to clean up. Leave now rather than through the interpreter's teardown: it takes a while
+    # (torch, OpenVINO), a signal in it would end the process by default, and with the worker thread still
+    # inside the network it would abort ("terminate called without an active exception").
+    os._exit(0)

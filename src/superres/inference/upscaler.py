@@ -151,12 +151,15 @@ class Upscaler:
         return self.runner.run(x, self.scale)
 
     @torch.inference_mode()
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, h, w) float 0..255 on device -> float32 (N, C, h*s, w*s), self-ensembled if asked."""
+    def _forward(self, x: torch.Tensor, cancel: threading.Event | None = None) -> torch.Tensor:
+        """(N, C, h, w) float 0..255 on device -> float32 (N, C, h*s, w*s), self-ensembled if asked; `cancel` is
+        checked before each of the network's runs (Cancelled)."""
+        _check(cancel)
         if not self.self_ensemble:
             return self._net(x)
         acc = _inverse(self._net(_transforms(x, 0)), 0)
         for k in range(1, 8):
+            _check(cancel)
             acc = acc + _inverse(self._net(_transforms(x, k)), k)
         return acc / 8
 
@@ -185,8 +188,9 @@ class Upscaler:
     ) -> Iterator[np.ndarray]:
         """As __call__, but yields the output a band of tile rows at a time, top to bottom, as it is made.
 
-        cancel: an event checked before each network call; once it is set, the next check raises Cancelled.
-        With it, tiles run one per call (not batched), so that a cancel takes effect within one tile.
+        cancel: an event checked before each network run; once it is set, the next check raises Cancelled.
+        With it, tiles run one per call (not batched), so that a cancel takes effect within one tile (within
+        one of its eight runs with self-ensemble).
 
         Out of GPU memory, the band is run again with tiles half the size and a quarter of the memory
         budget (so that batching does not fill the room again), and so on down to MIN_TILE."""
@@ -246,10 +250,9 @@ class Upscaler:
                 x1 = min(w, x0 + tile)
                 left, right = max(0, x0 - b), min(w, x1 + b)
                 box = (max(0, top - m), min(h, bottom + m), max(0, left - m), min(w, right + m))
-                _check(cancel)
                 x = self._batch([src[:, box[0] : box[1], box[2] : box[3]]])
                 try:
-                    y = self._forward(x)[0]  # (C, box_h * s, box_w * s)
+                    y = self._forward(x, cancel)[0]  # (C, box_h * s, box_w * s)
                 except torch.cuda.OutOfMemoryError:
                     raise ConfigError(
                         f"out of GPU memory with {tile} px tiles", hint=Hint("tile", "give a smaller {}")
@@ -293,8 +296,9 @@ class Upscaler:
             batch = 1 if cancel is not None else max(1, min(MAX_TILE_BATCH, budget // (bh * bw * per_pixel)))
             for i in range(0, len(group), batch):
                 chunk = group[i : i + batch]
-                _check(cancel)
-                y = self._forward(self._batch([src[:, p.box[0] : p.box[1], p.box[2] : p.box[3]] for p in chunk]))
+                y = self._forward(
+                    self._batch([src[:, p.box[0] : p.box[1], p.box[2] : p.box[3]] for p in chunk]), cancel
+                )
                 for plan, tile_out in zip(chunk, y, strict=True):
                     by0, _, bx0, _ = plan.box
                     y0, y1, x0, x1 = plan.core

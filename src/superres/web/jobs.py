@@ -210,13 +210,12 @@ class JobQueue:
                     job.error = "the server is stopping"
                     self._end(job, "cancelled")
 
-    def close(self, timeout: float = 1.0) -> bool:
+    def close(self, timeout: float = 1.0) -> None:
         """stop(), wait up to `timeout` seconds for the worker to leave its tile, and delete the folder (with
-        whatever the worker may still write into it). Returns whether the worker has stopped."""
+        whatever the worker may still write into it)."""
         self.stop()
         self.worker.join(timeout=timeout)
         self.remove_folder()
-        return not self.worker.is_alive()
 
     def remove_folder(self) -> None:
         """Delete the private folder and everything in it (safe from a signal handler: it takes no lock)."""
@@ -233,7 +232,8 @@ class JobQueue:
             try:
                 self._run_one(job)
             except BaseException as e:
-                log.exception("job %s failed unexpectedly", job.id)
+                if not self.stopping.is_set():  # (while stopping, the folder may be gone under the job's feet)
+                    log.exception("job %s failed unexpectedly", job.id)
                 self._fail(job, f"{job.name}: failed ({type(e).__name__}: {e})")
             finally:
                 job.drop_source()
