@@ -1,0 +1,75 @@
+"""How much noise `--denoise auto` should tell the photo model it reads, fitted on the photo model's 12 held-out
+training images (never a benchmark set): for each kind of damage and each image, the Y-PSNR of the photo model
+told auto's jpeg part and, for the noise part, the reading less a shift (the noise reading after its clean
+floor, `imaging.damage.pixel_readings`; `cut` is the rule before this script: a reading below NOISE_CLEAN_BELOW
+counts as 0, the rest is told as read). photo_frontier.py found white noise best told at less than its damage.
+
+    python benchmarks/photo_noise_shift.py [--json docs/results/photo-noise-shift.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from superres.evaluation.metrics import psnr
+from superres.imaging.damage import NOISE_CLEAN_BELOW, NOISE_FLOOR, estimate_damage
+from superres.imaging.degrade import condition, degrade
+from superres.imaging.quality import jpeg_file_quality
+from superres.inference.denoise import PhotoPair, _step
+from superres.inference.upscaler import Upscaler
+from superres.training.config import TrainConfig
+from superres.training.loop import load_training_data
+
+DATA = ["../shared/data/train/T91", "../shared/data/train/BSD200", "../shared/data/train/BSDS500-test"]
+KINDS = ("clean", "web", "camera", "lens", "real", "jpeg:75", "jpeg:50", "noise:5", "noise:10", "noise:15")
+SHIFTS = ("cut", 0.05, 0.10, 0.13, 0.16, 0.20, 0.25)
+
+
+def told(reading: float, shift: str | float) -> float:
+    if shift == "cut":
+        return reading if reading >= NOISE_CLEAN_BELOW else 0.0
+    return max(0.0, reading - float(shift))
+
+
+def main(out: str | None) -> int:
+    pair = PhotoPair.bundled()
+    assert pair is not None and pair.conditioned, "the default's photo model is a conditioned one"
+    _, held = load_training_data(TrainConfig(data=DATA, scale=[2, 4], holdout=12))
+    report: dict = {}
+    for scale in (2, 4):
+        report[f"x{scale}"] = {}
+        print(f"x{scale}: mean Y-PSNR per kind and shift")
+        print("| kind | " + " | ".join(str(s) for s in SHIFTS) + " |")
+        print("|---|" + "---|" * len(SHIFTS))
+        for kind in KINDS:
+            scores = {s: [] for s in SHIFTS}
+            for sample in held[scale]:
+                d = degrade(sample.hr, scale, kind, seed=0)
+                quality = None if d.jpeg is None else jpeg_file_quality(d.jpeg)
+                jpeg, _, sigma = estimate_damage(d.pixels, quality)
+                reading = condition(None, max(0.0, sigma - NOISE_FLOOR))[1]
+                for shift in SHIFTS:
+                    setting = (_step(jpeg), _step(told(reading, shift)))
+                    net = pair.at(setting)
+                    up = Upscaler(net, scale, device="cpu", precision="fp32", backend="torch")
+                    sr = up(d.pixels.astype(np.float32))
+                    scores[shift].append(psnr(sr, sample.hr, shave=scale, channel="y"))
+            means = {str(s): round(float(np.mean(v)), 4) for s, v in scores.items()}
+            report[f"x{scale}"][kind] = means
+            print(f"| {kind} | " + " | ".join(f"{v:.3f}" for v in means.values()) + " |")
+        overall = {str(s): round(float(np.mean([report[f"x{scale}"][k][str(s)] for k in KINDS])), 4) for s in SHIFTS}
+        report[f"x{scale}"]["mean of kinds"] = overall
+        print("| mean of kinds | " + " | ".join(f"{v:.3f}" for v in overall.values()) + " |")
+    if out:
+        Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", default=None, help="write the means here")
+    raise SystemExit(main(parser.parse_args().json))
