@@ -89,8 +89,9 @@ def nearest_edsr(scale: int = 2, colors: int = 3, gains: tuple[float, ...] | Non
 
 
 @contextlib.contextmanager
-def live_server(server, allowed_hosts=None):
-    """superres.web's app for `server` on uvicorn, on a free port of 127.0.0.1, in a thread: yields (host, port)."""
+def live_server(server, allowed_hosts=None, limits=None):
+    """superres.web's app for `server` on uvicorn (the Listener `superres serve` uses, with its ConnectionLimits
+    `limits`), on a free port of 127.0.0.1, in a thread: yields (host, port)."""
     import socket
     import threading
     import time
@@ -102,7 +103,7 @@ def live_server(server, allowed_hosts=None):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     app = create_app("127.0.0.1", port, server, allowed_hosts=allowed_hosts)
-    runner = Listener(app, server)  # the protocol and limits `superres serve` has
+    runner = Listener(app, server, limits)  # the protocol and limits `superres serve` has
     thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

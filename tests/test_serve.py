@@ -446,6 +446,13 @@ def test_malformed_names_and_fields_get_4xx_with_the_reason(client, head, status
     assert list(client.server.queue.folder.iterdir()) == []
 
 
+def test_a_boundary_too_long_for_the_parser_is_a_400(client):
+    r = client.post(
+        "/api/upscale", content=b"x", headers={"content-type": "multipart/form-data; boundary=" + "a" * 300}
+    )
+    assert r.status_code == 400 and "could not be read as multipart/form-data" in r.json()["error"]
+
+
 def test_no_mangled_body_is_a_500(client, photo):
     """A valid upload with random bytes written over its part headers and boundaries, 300 ways: each is
     answered (4xx, or 200 where the damage left a valid request), never 500."""
@@ -509,6 +516,52 @@ def test_an_upload_must_arrive_in_time_and_stops_with_the_server():
     with pytest.raises(UploadError) as e:
         asyncio.run(read(stopping=lambda: True))
     assert e.value.status == 503 and str(e.value) == "the server is stopping"
+
+    async def stalls():
+        return [chunk async for chunk in within(slow(), 60, gap=0.3)]
+
+    with pytest.raises(UploadError) as e:  # within its time, but nothing for longer than the gap
+        asyncio.run(stalls())
+    assert e.value.status == 408 and str(e.value) == "the upload stalled: nothing arrived for 0.3 s; send it again"
+
+
+def test_a_result_is_kept_from_its_end_however_often_it_is_asked_about(server, photo):
+    s = server(keep=1.0)
+    with TestClient(create_app("127.0.0.1", 8000, s, allowed_hosts=["testserver"])) as c:
+        job = post(c, png(Picture(photo[:16, :16])), url="/api/jobs").json()["id"]
+        wait_for(lambda: c.get(f"/api/jobs/{job}").json()["state"] == "done")
+        wait_for(lambda: c.get(f"/api/jobs/{job}").status_code == 404, seconds=10)  # polled all along: gone
+        wait_for(lambda: list(s.queue.folder.iterdir()) == [])
+
+
+def test_a_client_that_never_reads_its_answers_is_dropped(server):
+    """Requests pipelined by a client that reads nothing: its answers fill the socket, writing pauses, and after
+    write_timeout the connection is dropped (it would otherwise hold its place, busy, for ever)."""
+    import socket
+
+    from conftest import live_server
+    from superres.web.listener import ConnectionLimits
+
+    s = server()
+    with live_server(s, limits=ConnectionLimits(write_timeout=1.0)) as (host, port):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, port))
+        request = f"GET /static/app.js HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+        sock.sendall(request * 2000)
+        time.sleep(3.0)  # past the write timeout, reading nothing
+        sock.settimeout(5)
+        received = 0
+        with pytest.raises((ConnectionResetError, EOFError)):
+            while True:  # what was sent before the drop, then the end
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    raise EOFError
+                received += len(chunk)
+        sock.close()
+        from superres.web.app import STATIC
+
+        assert received < 2000 * (STATIC / "app.js").stat().st_size / 2  # far from every answer
 
 
 def test_the_upload_budget_counts_reservations_until_the_file_goes():

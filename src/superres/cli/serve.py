@@ -101,14 +101,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         from superres.web.app import Server, create_app  # noqa: PLC0415
         from superres.web.listener import ConnectionLimits, Listener  # noqa: PLC0415
+        from superres.web.upload import OVERHEAD_BYTES  # noqa: PLC0415
     except ImportError:
         raise SuperresError(INSTALL_HINT) from None
     from superres.imaging.io import DEFAULT_MAX_PIXELS  # noqa: PLC0415
 
     if args.queue < 1 or args.max_upload_mb <= 0 or args.max_connections < 1 or args.header_timeout <= 0:
         raise SuperresError("--queue and --max-connections must be >= 1, --max-upload-mb and --header-timeout > 0")
-    if args.upload_budget_mb < args.max_upload_mb or args.max_output_pixels < 0 or args.max_work < 0:
-        raise SuperresError("--upload-budget-mb must be at least --max-upload-mb; the other limits >= 0")
+    if args.max_output_pixels < 0 or args.max_work < 0:
+        raise SuperresError("--max-output-pixels and --max-work must be >= 0 (0: no limit)")
+    if args.upload_budget_mb * 2**20 < args.max_upload_mb * 2**20 + OVERHEAD_BYTES:
+        raise SuperresError("--upload-budget-mb must hold the largest upload (--max-upload-mb, and 64 KB of form)")
     models = page_models(args.model)
     try:  # bind first, so that a port in use is a one-line error; uvicorn then serves on this socket
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET

@@ -312,18 +312,21 @@ async def _submit(request: Request) -> Job | Response:
     largest = server.max_upload + OVERHEAD_BYTES
     if size is not None and size > largest:
         return error(413, f"the upload is {size:,} bytes, over the limit of {server.max_upload:,}")
+    need = largest if size is None else size  # chunked: the most it may be
+    if need > server.queue.uploads.limit:
+        return error(413, f"the upload may be {need:,} bytes, more than this server's room for uploads")
     try:
         if server.queue.stopping.is_set():
             raise Busy("the server is stopping")
         if server.queue.queued() >= server.queue.max_waiting:
             raise QueueFull
-        room = server.queue.uploads.reserve(largest if size is None else size)  # chunked: the most it may be
+        room = server.queue.uploads.reserve(need)
     except Busy as e:
         return _busy(server, e)
     upload: Upload | None = None
     queued = False
     try:
-        deadline = UPLOAD_GRACE + (largest if size is None else size) / UPLOAD_RATE
+        deadline = UPLOAD_GRACE + need / UPLOAD_RATE
         upload = await read_upload(
             request.headers.get("content-type", ""),
             within(request.stream(), deadline, server.queue.stopping.is_set),

@@ -4,9 +4,9 @@ and a private folder that holds uploads and results only as long as they are nee
 A Job is one uploaded image and its options. `JobQueue.submit` queues it (QueueFull when the queue is full);
 one worker thread runs the jobs in order, tile by tile, so that progress can be read and a cancelled job
 stops within one tile. A result is deleted once it has been downloaded, and every job's files once it
-expires (nobody asked about it for `heartbeat` seconds while it waited or ran, or `keep` seconds after it
-ended). Uploads are held to a byte budget (`UploadBudget`): a request reserves its size before its body is
-read, and gives it back when its file is deleted.
+expires (nobody asked about it for `heartbeat` seconds while it waited or ran, or `keep` seconds have passed
+since it ended, asked about or not). Uploads are held to a byte budget (`UploadBudget`): a request reserves
+its size before its body is read, and gives it back when its file is deleted.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ class Job:
     result: Path | None = None
     size: tuple[int, int] | None = None  # output (width, height)
     seconds: float | None = None
-    seen: float = field(default_factory=time.monotonic)
+    seen: float = field(default_factory=time.monotonic)  # when a client last asked about it
+    ended_at: float | None = None  # when it ended: its files are kept `keep` seconds from then, polled or not
     cancel: threading.Event = field(default_factory=threading.Event)
     finished: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     upload: Reservation | None = None  # the source's share of the upload budget, given back when it is deleted
@@ -296,7 +297,7 @@ class JobQueue:
         if job.finished.done():  # ended already (cancelled while the worker finished it)
             return
         job.state = state
-        job.seen = time.monotonic()
+        job.ended_at = time.monotonic()
         try:
             job.finished.set_result(job)
         except concurrent.futures.InvalidStateError:
@@ -312,7 +313,7 @@ class JobQueue:
         while not self.stopping.wait(1.0):
             now = time.monotonic()
             for job in list(self.jobs.values()):
-                idle = now - job.seen
-                if (not job.ended and idle > self.heartbeat) or (job.ended and idle > self.keep):
+                forgotten = not job.ended and now - job.seen > self.heartbeat
+                if forgotten or (job.ended_at is not None and now - job.ended_at > self.keep):
                     log.info("job %s (%s) expired", job.id, job.name)
                     self.cancel(job.id)

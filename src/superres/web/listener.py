@@ -5,13 +5,17 @@ a stop that does not wait for the work in hand.
   opening, or of the end of its previous answer, or it is closed. (uvicorn's keep-alive timeout covers only
   a connection that has sent nothing since its last answer; one that never sends a request, or sends its
   head a byte at a time, would otherwise be kept for ever.)
-- **Connection cap.** Past `max_connections` open connections, the oldest one with no request in flight is
-  closed to make room, so that a normal request is still answered while many idle ones are open; when every
-  connection has a request in flight, the newcomer is answered 503 and closed. The cap is held below the
+- **Write deadline.** A connection that does not read its answer (its writing stays paused) for `write_timeout`
+  seconds is dropped, so that a client cannot hold requests in flight for ever by never reading.
+- **Connection cap.** Past `max_connections` open connections, the oldest one with no request in flight (or,
+  failing that, the oldest whose answer is stuck unread) is dropped to make room, so that a normal request is
+  still answered while many idle ones are open; when every connection has a request in flight, the newcomer
+  is answered 503 and closed. The cap is held below the
   process's limit on open files (less FD_RESERVE for uploads, models and logs), so that accepting a
   connection never fails for want of a descriptor; if it still does, one line is logged, not a traceback
   per attempt.
 - Each kind of refusal is logged once, when it first happens, and counted; the counts are logged at the stop.
+  uvicorn's own warning for a malformed request is counted the same way; websockets are off.
 - **Stopping.** The first SIGINT or SIGTERM cancels every job at once (waiting clients are answered 503),
   lets answers in flight finish for up to `graceful` seconds, then removes the private folder; a second
   signal removes the folder and exits at once, with status 130.
@@ -26,7 +30,6 @@ import logging
 import os
 import resource
 import socket
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -56,12 +59,14 @@ BUSY_ANSWER = (
 class ConnectionLimits:
     """max_connections: open connections at once (held below the file limit, see `cap`); header_timeout:
     seconds for a request head to arrive; keep_alive: seconds an idle connection is kept after an answer
-    (uvicorn's timeout_keep_alive); graceful: seconds the stop waits for answers in flight."""
+    (uvicorn's timeout_keep_alive); graceful: seconds the stop waits for answers in flight; write_timeout:
+    seconds a connection may leave its answer unread."""
 
     max_connections: int = 256
     header_timeout: float = 10.0
     keep_alive: float = 5.0
     graceful: float = 1.0
+    write_timeout: float = 30.0
 
     def cap(self) -> int:
         """max_connections, or less where the process may not open that many files besides FD_RESERVE and
@@ -99,6 +104,7 @@ class Guard:
         """Make room for a new connection (closing the oldest idle one if the cap is reached): whether it may stay."""
         if len(self.open) >= self.cap:
             idle = next((p for p in self.open if not p.busy), None)
+            idle = idle or next((p for p in self.open if p.flow.write_paused), None)
             if idle is None:
                 self.refusals.add("refused, every connection busy", f"{self.cap} connections, each with a "
                                   "request in flight: a new one was answered 503")  # fmt: skip
@@ -107,7 +113,7 @@ class Guard:
                 "idle closed at the connection cap",
                 f"{self.cap} connections open: the oldest idle one was closed to make room",
             )
-            idle.close()  # (and forgotten: its descriptor is given back at the loop's next step)
+            idle.drop()  # (and forgotten: its descriptor is given back at the loop's next step)
         self.open[protocol] = None
         return True
 
@@ -122,6 +128,7 @@ class GuardedProtocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self.guard = guard
         self.deadline: asyncio.TimerHandle | None = None
+        self.stall: asyncio.TimerHandle | None = None
 
     @property
     def busy(self) -> bool:
@@ -138,8 +145,18 @@ class GuardedProtocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
+        self._cancel_stall()
         self.guard.forget(self)
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.stall is None:
+            self.stall = self.loop.call_later(self.guard.limits.write_timeout, self._answer_unread)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_stall()
 
     def handle_events(self) -> None:
         super().handle_events()
@@ -151,11 +168,12 @@ class GuardedProtocol(H11Protocol):
         if not self.transport.is_closing() and not self.busy:
             self._await_head()
 
-    def close(self) -> None:
+    def drop(self) -> None:
+        """Close the connection now, whatever it has left to send (abort: its buffer is not waited for)."""
         self._cancel_deadline()
+        self._cancel_stall()
         self.guard.forget(self)
-        if not self.transport.is_closing():
-            self.transport.close()
+        self.transport.abort()
 
     def _await_head(self) -> None:
         self._cancel_deadline()
@@ -166,6 +184,19 @@ class GuardedProtocol(H11Protocol):
             self.deadline.cancel()
             self.deadline = None
 
+    def _cancel_stall(self) -> None:
+        if self.stall is not None:
+            self.stall.cancel()
+            self.stall = None
+
+    def _answer_unread(self) -> None:
+        self.stall = None
+        self.guard.refusals.add(
+            "dropped for not reading its answer",
+            f"a connection read none of its answer for {self.guard.limits.write_timeout:g} s: dropped",
+        )
+        self.drop()
+
     def _head_too_late(self) -> None:
         self.deadline = None
         if not self.busy and not self.transport.is_closing():
@@ -173,7 +204,7 @@ class GuardedProtocol(H11Protocol):
                 "closed for no request head in time",
                 f"a connection sent no whole request head within {self.guard.limits.header_timeout:g} s: closed",
             )
-            self.transport.close()
+            self.drop()
 
 
 class Listener(uvicorn.Server):
@@ -188,6 +219,7 @@ class Listener(uvicorn.Server):
         config = uvicorn.Config(
             app,
             http=cast(Any, protocol),
+            ws="none",
             log_level="warning",
             lifespan="on",
             timeout_keep_alive=max(1, round(limits.keep_alive)),
@@ -211,9 +243,12 @@ class Listener(uvicorn.Server):
                 "at most %d connections at once: the limit on open files leaves room for no more",
                 self.guard.cap,
             )
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        uvicorn_log.addFilter(self._count_invalid_requests)
         try:
             await super().serve(sockets)
         finally:
+            uvicorn_log.removeFilter(self._count_invalid_requests)
             if self.refusals.counts:
                 log.warning("connections refused or closed by the limits: %s", self.refusals.summary())
 
@@ -227,11 +262,18 @@ class Listener(uvicorn.Server):
 
     def exit_now(self, sig: int = 0, frame: Any = None) -> None:
         """Remove the private folder and exit with status 130, at once (a signal handler, for the second
-        signal; and for any signal once the server has stopped serving and the process is on its way out)."""
+        signal; and for any signal once the server has stopped serving and the process is on its way out).
+        It writes with os.write: sys.stderr may be in the middle of a write the signal interrupted."""
         self.app_server.queue.remove_folder()
-        sys.stderr.write("superres: stopped at once (second signal); its temporary folder is removed\n")
-        sys.stderr.flush()
+        os.write(2, b"superres: stopped at once (second signal); its temporary folder is removed\n")
         os._exit(130)
+
+    def _count_invalid_requests(self, record: logging.LogRecord) -> bool:
+        """uvicorn's warning for each malformed request, counted as a refusal instead (one line in all)."""
+        if record.getMessage() == "Invalid HTTP request received.":
+            self.refusals.add("invalid HTTP", "a request that is not valid HTTP was answered 400")
+            return False
+        return True
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         error = context.get("exception")

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 MAX_FIELD_BYTES = 1024  # option fields are short
 MAX_FIELDS = 16
 OVERHEAD_BYTES = 64 * 1024  # the body around the file: boundaries, part headers, fields
+UPLOAD_GAP = 30.0  # the most seconds an upload may go without sending anything
 POLL = 0.1  # seconds between two looks at the server's state while an upload's next chunk is awaited
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # NUL, newlines and the like: in no file's or field's name
 
@@ -54,8 +55,8 @@ async def read_upload(
         raise UploadError(415, "send the image as multipart/form-data, in a field named 'image'")
     upload = Upload()
     form = _Form(upload, file_field, max_bytes, new_path)
-    parser = MultipartParser(params[b"boundary"], form.callbacks())
     try:
+        parser = MultipartParser(params[b"boundary"], form.callbacks())  # (a boundary over 256 bytes: refused)
         received = 0
         async for chunk in chunks:  # the whole body counts, chunked or not
             received += len(chunk)
@@ -172,30 +173,40 @@ def _text(raw: bytes, what: str) -> str:
 
 
 async def within(
-    chunks: AsyncIterator[bytes], seconds: float, stopping: Callable[[], bool] = lambda: False
+    chunks: AsyncIterator[bytes],
+    seconds: float,
+    stopping: Callable[[], bool] = lambda: False,
+    gap: float = UPLOAD_GAP,
 ) -> AsyncIterator[bytes]:
-    """`chunks` as they arrive, if they all arrive within `seconds`: UploadError 408 once the time is up, so
-    that a client that sends slowly, or stops sending, holds no connection or upload room for long; 503 as
-    soon as `stopping()` says the server is stopping (checked every POLL seconds while a chunk is awaited)."""
+    """`chunks` as they arrive, if they all arrive within `seconds` and none comes more than `gap` seconds
+    after the one before: UploadError 408 otherwise, so that a client that sends slowly, or stops sending,
+    holds no connection or upload room for long; 503 as soon as `stopping()` says the server is stopping
+    (checked every POLL seconds while a chunk is awaited)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
     iterator = aiter(chunks)
     while True:
         step = asyncio.ensure_future(anext(iterator))
+        due = min(end, loop.time() + gap)
         while not step.done():
-            left = end - loop.time()
+            left = due - loop.time()
             if left <= 0 or stopping():
                 step.cancel()
-                if left <= 0:
-                    shown = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.1f}"
-                    raise UploadError(408, f"the upload did not arrive within {shown} s; send it again")
-                raise UploadError(503, "the server is stopping")
+                if left > 0:
+                    raise UploadError(503, "the server is stopping")
+                if due < end:
+                    raise UploadError(408, f"the upload stalled: nothing arrived for {_seconds(gap)} s; send it again")
+                raise UploadError(408, f"the upload did not arrive within {_seconds(seconds)} s; send it again")
             await asyncio.wait({step}, timeout=min(left, POLL))
         try:
             chunk = step.result()
         except StopAsyncIteration:
             return
         yield chunk
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
 def discard(upload: Upload) -> None:
