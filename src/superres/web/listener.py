@@ -28,7 +28,6 @@ import errno
 import functools
 import logging
 import os
-import resource
 import socket
 from collections import Counter
 from dataclasses import dataclass
@@ -70,7 +69,11 @@ class ConnectionLimits:
 
     def cap(self) -> int:
         """max_connections, or less where the process may not open that many files besides FD_RESERVE and
-        a BACKLOG of connections accepted at once."""
+        a BACKLOG of connections accepted at once (on Windows, which has no such limit: max_connections)."""
+        try:
+            import resource  # noqa: PLC0415 - POSIX only
+        except ImportError:
+            return self.max_connections
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY:
             return self.max_connections
