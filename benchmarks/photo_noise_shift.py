@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from superres.evaluation.metrics import psnr
-from superres.imaging.damage import NOISE_CLEAN_BELOW, NOISE_FLOOR, estimate_damage
-from superres.imaging.degrade import condition, degrade
+from superres.imaging.damage import NOISE_CLEAN_BELOW, estimate_damage, noise_damage
+from superres.imaging.degrade import degrade
 from superres.imaging.quality import jpeg_file_quality
-from superres.inference.denoise import PhotoPair, _step
+from superres.inference.denoise import PhotoPair, to_step
 from superres.inference.upscaler import Upscaler
 from superres.training.config import TrainConfig
 from superres.training.loop import load_training_data
@@ -51,13 +51,15 @@ def main(out: str | None) -> int:
                 d = degrade(sample.hr, scale, kind, seed=0)
                 quality = None if d.jpeg is None else jpeg_file_quality(d.jpeg)
                 jpeg, _, sigma = estimate_damage(d.pixels, quality)
-                reading = condition(None, max(0.0, sigma - NOISE_FLOOR))[1]
+                reading = noise_damage(sigma)
+                scored: dict[tuple[float, float], float] = {}  # shifts that give the same setting run it once
                 for shift in SHIFTS:
-                    setting = (_step(jpeg), _step(told(reading, shift)))
-                    net = pair.at(setting)
-                    up = Upscaler(net, scale, device="cpu", precision="fp32", backend="torch")
-                    sr = up(d.pixels.astype(np.float32))
-                    scores[shift].append(psnr(sr, sample.hr, shave=scale, channel="y"))
+                    setting = (to_step(jpeg), to_step(told(reading, shift)))
+                    if setting not in scored:
+                        up = Upscaler(pair.at(setting), scale, device="cpu", precision="fp32", backend="torch")
+                        sr = up(d.pixels.astype(np.float32))
+                        scored[setting] = psnr(sr, sample.hr, shave=scale, channel="y")
+                    scores[shift].append(scored[setting])
             means = {str(s): round(float(np.mean(v)), 4) for s, v in scores.items()}
             report[f"x{scale}"][kind] = means
             print(f"| {kind} | " + " | ".join(f"{v:.3f}" for v in means.values()) + " |")

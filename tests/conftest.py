@@ -88,6 +88,16 @@ def nearest_edsr(scale: int = 2, colors: int = 3, gains: tuple[float, ...] | Non
     return model
 
 
+def wait_for(condition, seconds: float = 20, what: str = "the condition") -> None:
+    """Poll `condition` until it holds; an assertion error after `seconds`."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def live_server(server, allowed_hosts=None, limits=None):
     """superres.web's app for `server` on uvicorn (the Listener `superres serve` uses, with its ConnectionLimits

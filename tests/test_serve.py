@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("starlette")
 from starlette.testclient import TestClient
 
-from conftest import live_server
+from conftest import live_server, wait_for
 from superres.api import ImageUpscaler
 from superres.imaging.io import Picture, encode_image, read_image
 from superres.web.app import Server, create_app
@@ -162,13 +162,6 @@ def superres_options():
     from superres.inference.options import UpscaleOptions
 
     return UpscaleOptions()
-
-
-def wait_for(predicate, seconds=20):
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_job_progress_result_once_and_files_removed(client, tmp_path, photo):
@@ -539,7 +532,6 @@ def test_a_client_that_never_reads_its_answers_is_dropped(server):
     write_timeout the connection is dropped (it would otherwise hold its place, busy, for ever)."""
     import socket
 
-    from conftest import live_server
     from superres.web.listener import ConnectionLimits
 
     s = server()

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("uvicorn")
+from conftest import wait_for
 from superres.imaging.io import Picture, encode_image
 
 
@@ -105,13 +106,6 @@ def big_png(side: int = 1200) -> bytes:
     return encode_image(Picture(np.repeat(np.repeat(pixels, 8, 0), 8, 1)), "PNG")
 
 
-def wait_for(condition, seconds: float = 60, what: str = "") -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def folders(tmp_path) -> list:
     return list(tmp_path.glob("superres-serve-*"))
 
@@ -124,13 +118,13 @@ def test_one_signal_cancels_answers_503_and_exits_clean_within_2s(tmp_path, phot
     with serving(tmp_path) as (proc, url):
         status, job = post(url + "api/jobs", big_png(), scale=4, self_ensemble="true")
         assert status == 202, job
-        wait_for(lambda: get(url + f"api/jobs/{job['id']}")["state"] == "running", what="the job to run")
+        wait_for(lambda: get(url + f"api/jobs/{job['id']}")["state"] == "running", seconds=60, what="the job to run")
         waiting: list = []
         thread = threading.Thread(
             target=lambda: waiting.append(post(url + "api/upscale", encode_image(Picture(photo), "PNG")))
         )
         thread.start()
-        wait_for(lambda: get(url + "api/info")["queued"] == 1, what="the second job to queue")
+        wait_for(lambda: get(url + "api/info")["queued"] == 1, seconds=60, what="the second job to queue")
         assert get(url + f"api/jobs/{job['id']}")["progress"] < 0.9, "the job ran too fast to be interrupted"
         start = time.monotonic()
         proc.send_signal(sig)
@@ -153,7 +147,7 @@ def test_a_second_signal_exits_at_once_and_still_removes_the_folder(tmp_path):
     with serving(tmp_path) as (proc, url):
         status, job = post(url + "api/jobs", big_png(), scale=4, self_ensemble="true")
         assert status == 202, job
-        wait_for(lambda: get(url + f"api/jobs/{job['id']}")["state"] == "running", what="the job to run")
+        wait_for(lambda: get(url + f"api/jobs/{job['id']}")["state"] == "running", seconds=60, what="the job to run")
         assert len(folders(tmp_path)) == 1
         proc.send_signal(signal.SIGINT)
         start = time.monotonic()
@@ -259,7 +253,7 @@ def test_past_the_cap_with_every_connection_busy_a_newcomer_gets_503(tmp_path):
         assert answer.startswith(b"HTTP/1.1 503") and b"too many connections" in answer
         for s in [*busy, newcomer]:
             s.close()
-        wait_for(lambda: get(url + "api/info")["queue"] == 8, what="room again")
+        wait_for(lambda: get(url + "api/info")["queue"] == 8, seconds=60, what="room again")
 
 
 def test_uploads_in_progress_count_against_the_budget(tmp_path):
@@ -277,7 +271,9 @@ def test_uploads_in_progress_count_against_the_budget(tmp_path):
             s.sendall(head + part + b"x" * 600_000)
             slow.append(s)
         (folder,) = folders(tmp_path)
-        wait_for(lambda: sum(f.stat().st_size for f in folder.iterdir()) >= 1_200_000, what="both uploads stored")
+        wait_for(
+            lambda: sum(f.stat().st_size for f in folder.iterdir()) >= 1_200_000, seconds=60, what="both uploads stored"
+        )
         third = socket.create_connection(("127.0.0.1", port))
         third.sendall(head)  # no body at all
         answer = answer_of(third)
@@ -285,7 +281,7 @@ def test_uploads_in_progress_count_against_the_budget(tmp_path):
         assert b"retry-after" in answer.lower()
         assert sum(f.stat().st_size for f in folder.iterdir()) <= 2 * 2**20
         slow[0].close()  # gone: its room is given back
-        wait_for(lambda: len(list(folder.iterdir())) == 1, what="the abandoned upload to be deleted")
+        wait_for(lambda: len(list(folder.iterdir())) == 1, seconds=60, what="the abandoned upload to be deleted")
         status, _ = post(url + "api/upscale", b"not an image")
         assert status == 422  # read, and refused for what it is: there was room for it
         for s in [slow[1], third]:

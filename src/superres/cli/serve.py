@@ -12,8 +12,16 @@ import webbrowser
 from pathlib import Path
 
 from superres.errors import SuperresError
+from superres.web.limits import (
+    DEFAULT_MAX_OUTPUT_PIXELS,
+    DEFAULT_MAX_UPLOAD,
+    DEFAULT_MAX_WORK,
+    DEFAULT_UPLOAD_BUDGET,
+    ConnectionLimits,
+)
 
 INSTALL_HINT = "the web page needs its extra: pip install 'superres[serve]'"
+LIMITS = ConnectionLimits()  # the defaults
 
 
 def add_serve_parser(sub) -> None:
@@ -28,42 +36,50 @@ def add_serve_parser(sub) -> None:
         metavar="HOST[:PORT]",
         help="another Host header to accept (e.g. a name this machine has on the network)",
     )
-    p.add_argument("--max-upload-mb", type=float, default=64, help="largest upload in MB (default 64); larger: 413")
+    mb = 2**20
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=DEFAULT_MAX_UPLOAD / mb,
+        help=f"largest upload in MB (default {DEFAULT_MAX_UPLOAD / mb:g}); larger: 413",
+    )
     p.add_argument(
         "--upload-budget-mb",
         type=float,
-        default=512,
-        help="room for uploads in MB, those arriving and those waiting for the network together (default 512); "
-        "an upload that does not fit is answered 503 before its body is read",
+        default=DEFAULT_UPLOAD_BUDGET / mb,
+        help="room for uploads in MB, those arriving and those waiting for the network together (default "
+        f"{DEFAULT_UPLOAD_BUDGET / mb:g}); an upload that does not fit is answered 503 before its body is read",
     )
     p.add_argument("--max-pixels", type=int, default=None, help="largest input in pixels (default 200M); larger: 413")
     p.add_argument(
         "--max-output-pixels",
         type=int,
-        default=64_000_000,
-        help="largest output in pixels (default 64M, e.g. 8000x8000); larger: 413. 0: no limit",
+        default=DEFAULT_MAX_OUTPUT_PIXELS,
+        help=f"largest output in pixels (default {DEFAULT_MAX_OUTPUT_PIXELS:,}); larger: 413. 0: no limit",
     )
     p.add_argument(
         "--max-work",
         type=float,
-        default=50,
+        default=DEFAULT_MAX_WORK / 1e12,
         help="largest estimated network work per image, in 10^12 multiply-adds (the network's parameters times "
-        "the input's pixels, times 8 with self-ensemble; default 50, a 12 MP photo at x2 is about 6); "
-        "more: 413. 0: no limit",
+        f"the input's pixels, times 8 with self-ensemble; default {DEFAULT_MAX_WORK / 1e12:g}, a 12 MP photo at "
+        "x2 with the default model is about 6); more: 413. 0: no limit",
     )
     p.add_argument("--queue", type=int, default=8, help="jobs that may wait for the network (default 8); more get 503")
     p.add_argument(
         "--max-connections",
         type=int,
-        default=256,
-        help="open connections at once (default 256, and below the limit on open files); past it the oldest "
+        default=LIMITS.max_connections,
+        help=f"open connections at once (default {LIMITS.max_connections}, and below the limit on open files); "
+        "past it the oldest "
         "idle one is closed, or a newcomer gets 503 if none is idle",
     )
     p.add_argument(
         "--header-timeout",
         type=float,
-        default=10,
-        help="seconds a connection has to send a request's headers, after opening or after an answer (default 10)",
+        default=LIMITS.header_timeout,
+        help="seconds a connection has to send a request's headers, after opening or after an answer "
+        f"(default {LIMITS.header_timeout:g})",
     )
     p.add_argument(
         "--model",
@@ -100,7 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn  # noqa: F401, PLC0415 - the extra's marker (the modules below may be imported already)
 
         from superres.web.app import Server, create_app  # noqa: PLC0415
-        from superres.web.listener import ConnectionLimits, Listener  # noqa: PLC0415
+        from superres.web.listener import Listener  # noqa: PLC0415
         from superres.web.upload import OVERHEAD_BYTES  # noqa: PLC0415
     except ImportError:
         raise SuperresError(INSTALL_HINT) from None

@@ -109,7 +109,13 @@ def pixel_readings(pixels: np.ndarray, net: DamageNet | None = None) -> tuple[fl
     estimator."""
     jpeg = max(0.0, (estimate_jpeg(pixels, net) or 0.0) - JPEG_FLOOR)
     sigma = noise_sigma(pixels)
-    return jpeg, condition(None, max(0.0, sigma - NOISE_FLOOR))[1], sigma
+    return jpeg, noise_damage(sigma), sigma
+
+
+def noise_damage(sigma: float) -> float:
+    """The noise part of the damage for a hand-made noise reading `sigma` (gray levels): less NOISE_FLOOR, as
+    a condition (before the cut-off)."""
+    return condition(None, max(0.0, sigma - NOISE_FLOOR))[1]
 
 
 def estimate_damage(
@@ -121,7 +127,7 @@ def estimate_damage(
     if jpeg_quality is not None:  # the tables are exact: the network is not run
         jpeg = condition(jpeg_quality)[0]
         sigma = noise_sigma(pixels)
-        noise = condition(None, max(0.0, sigma - NOISE_FLOOR))[1]
+        noise = noise_damage(sigma)
     else:
         jpeg, noise, sigma = pixel_readings(pixels, net)
         jpeg = jpeg if jpeg >= JPEG_CLEAN_BELOW else 0.0

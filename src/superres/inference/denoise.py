@@ -75,7 +75,8 @@ class DenoiseChoice:
         return f"{', '.join(found)} -> denoise {self.strength:g}"
 
 
-def _step(value: float) -> float:
+def to_step(value: float) -> float:
+    """A strength or a damage rounded to STEP, as auto tells it."""
     return round(round(value / STEP) * STEP, 2)
 
 
@@ -88,7 +89,7 @@ def auto_damage(picture: Picture) -> DenoiseChoice:
     file's quality where it is a JPEG, else read from the pixels; the noise part from the pixels; each
     rounded to STEP."""
     jpeg, noise, sigma = estimate_damage(picture.pixels, picture.jpeg_quality)
-    setting = (_step(jpeg), _step(noise))
+    setting = (to_step(jpeg), to_step(noise))
     return DenoiseChoice(max(setting), picture.jpeg_quality, sigma, setting)
 
 
@@ -98,7 +99,7 @@ def auto_strength(picture: Picture) -> DenoiseChoice:
     s = _ramp(sigma, NOISE_CLEAN, NOISE_FULL)
     if picture.jpeg_quality is not None:
         s = max(s, _ramp(picture.jpeg_quality, JPEG_CLEAN, JPEG_FULL))
-    return DenoiseChoice(_step(s), picture.jpeg_quality, sigma)
+    return DenoiseChoice(to_step(s), picture.jpeg_quality, sigma)
 
 
 def parse_denoise(value: float | str | None) -> float | str | None:

@@ -45,6 +45,12 @@ from superres.errors import ImageError, SuperresError
 from superres.imaging.io import DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_FORMATS, image_size
 from superres.inference.options import UpscaleOptions
 from superres.web.jobs import Busy, Job, JobQueue, QueueFull
+from superres.web.limits import (
+    DEFAULT_MAX_OUTPUT_PIXELS,
+    DEFAULT_MAX_UPLOAD,
+    DEFAULT_MAX_WORK,
+    DEFAULT_UPLOAD_BUDGET,
+)
 from superres.web.upload import OVERHEAD_BYTES, Upload, UploadError, discard, read_upload, within
 
 if TYPE_CHECKING:
@@ -53,11 +59,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-DEFAULT_MAX_UPLOAD = 64 * 2**20
-DEFAULT_UPLOAD_BUDGET = 512 * 2**20  # uploads arriving or stored for a job, together
-DEFAULT_MAX_OUTPUT_PIXELS = 64_000_000  # e.g. 8000x8000, or a 12 MP photo at x2
-DEFAULT_MAX_WORK = 50e12  # network multiply-adds per image (ImageUpscaler.work): a 12 MP photo at x2 with the
-# default network is about 6e12, with its 8-pass self-ensemble 48e12
 UPLOAD_GRACE = 30.0  # seconds an upload may take, plus its size at UPLOAD_RATE
 UPLOAD_RATE = 64 * 1024  # bytes per second
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}

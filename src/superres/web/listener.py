@@ -30,20 +30,18 @@ import logging
 import os
 import socket
 from collections import Counter
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from superres.web.limits import BACKLOG, ConnectionLimits
 
 if TYPE_CHECKING:
     from superres.web.app import Server
 
 log = logging.getLogger(__name__)
 
-FD_RESERVE = 128  # descriptors kept out of the connection cap: uploads being written, models, logs, pipes
-BACKLOG = 128  # the most connections asyncio accepts in one step (its `backlog`): those closed to make room give
-# their descriptors back only at the next step, so the cap leaves room for them too
 LISTEN_QUEUE = 2048  # the kernel's queue of connections not yet accepted, set once serving (a burst that
 # overflows it has its connection attempts dropped, and retried by the clients a second or more later)
 OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -52,32 +50,6 @@ BUSY_ANSWER = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
     b"content-length: %d\r\nretry-after: 1\r\nconnection: close\r\n\r\n%s" % (len(_BUSY), _BUSY)
 )
-
-
-@dataclass(frozen=True)
-class ConnectionLimits:
-    """max_connections: open connections at once (held below the file limit, see `cap`); header_timeout:
-    seconds for a request head to arrive; keep_alive: seconds an idle connection is kept after an answer
-    (uvicorn's timeout_keep_alive); graceful: seconds the stop waits for answers in flight; write_timeout:
-    seconds a connection may leave its answer unread."""
-
-    max_connections: int = 256
-    header_timeout: float = 10.0
-    keep_alive: float = 5.0
-    graceful: float = 1.0
-    write_timeout: float = 30.0
-
-    def cap(self) -> int:
-        """max_connections, or less where the process may not open that many files besides FD_RESERVE and
-        a BACKLOG of connections accepted at once (on Windows, which has no such limit: max_connections)."""
-        try:
-            import resource  # noqa: PLC0415 - POSIX only
-        except ImportError:
-            return self.max_connections
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft == resource.RLIM_INFINITY:
-            return self.max_connections
-        return max(1, min(self.max_connections, soft - FD_RESERVE - BACKLOG))
 
 
 class Refusals:
