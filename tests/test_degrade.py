@@ -226,7 +226,7 @@ def test_wide_blurs_are_refused():
 # ------------------------------------------------------------------------------------- what files carry
 
 
-@pytest.mark.parametrize("name", ["web", "camera", "lens", "files", "clean", "real"])
+@pytest.mark.parametrize("name", ["web", "camera", "grain", "lens", "files", "clean", "real"])
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_the_file_presets_make_the_lr_and_say_their_damage(hr, name, scale):
     a, b = degrade(hr, scale, name, seed=3), degrade(hr, scale, name, seed=3)
@@ -242,7 +242,7 @@ def test_the_file_presets_make_the_lr_and_say_their_damage(hr, name, scale):
 def test_a_jpeg_condition_is_the_quality_the_file_tells(hr):
     seen = 0
     for seed in range(12):
-        for name in ("web", "camera", "lens"):
+        for name in ("web", "camera", "grain", "lens"):
             out = degrade(hr, 2, name, seed=seed)
             if out.jpeg is None:
                 assert out.condition[0] == 0
@@ -269,6 +269,24 @@ def test_camera_noise_has_its_level_and_correlations():
     ramp = np.repeat(np.linspace(20, 235, 256).astype(np.uint8)[None, :, None], 256, axis=0).repeat(3, axis=2)
     noise = add_camera_noise(ramp, np.random.default_rng(1), 8.0, 0.9, 0.0, 0.0).astype(np.float64) - ramp
     assert noise[:, :64].std() < 0.7 * noise[:, -64:].std()
+
+
+def test_grain_is_white_noise_of_the_sigma_it_tells():
+    """On a flat gray picture, `grain` without its JPEG leaves noise of the sigma its condition says, not
+    correlated between neighbours (what sets it apart from camera noise)."""
+    flat = np.full((256, 256, 3), 128, np.uint8)
+    checked = 0
+    for seed in range(10):
+        out = degrade(flat, 2, "grain", seed=seed)
+        if out.jpeg is not None:
+            continue
+        noise = out.pixels.astype(np.float64) - 128
+        sigma = out.condition[1] * 20
+        assert noise.std() == pytest.approx(sigma, rel=0.05)
+        neighbours = np.corrcoef(noise[:, :-1, 0].ravel(), noise[:, 1:, 0].ravel())[0, 1]
+        assert abs(neighbours) < 0.05
+        checked += 1
+    assert checked >= 3
 
 
 def test_lens_kernels():

@@ -17,7 +17,10 @@ colour or gray, Poisson) and JPEG (libjpeg through Pillow). They are chained as 
     camera               a phone's picture: a mild demosaic-like blur, the resize, Poisson-Gaussian noise
                          correlated across colours and neighbours, maybe the phone's JPEG (75-95)
     lens                 mild defocus (a disk) or motion blur (a line) before the resize, maybe a JPEG (80-95)
-    files                what people's files carry: the mixture FILES_MIX of clean, web, camera, lens, real
+    grain                a noisy picture made smaller: the shrink, then white Gaussian noise (sigma 1-20),
+                         maybe a JPEG (75-95)
+    files                what people's files carry: the mixture FILES_MIX of clean, web, camera, grain,
+                         lens, real
     mix:clean=0.2,web=0.8   a mixture of named presets with weights (they are normalised)
 
 Each draw also says what it did as a condition (jpeg, noise), each 0..1 (`condition`): the damage that the
@@ -407,14 +410,19 @@ class Preset:
 REAL = RealChain()
 
 # What people's files carry, and the weights the photo model trains with. Web pictures first: most files people
-# enlarge were resized and saved as JPEG somewhere on the way; then phone pictures with their noise; clean ones,
-# so that a condition of 0 stays faithful to a clean input; a little lens blur, which the model must undo without
-# being told (its condition is 0, like a clean picture's, so more of it would cost clean fidelity); and
+# enlarge were resized and saved as JPEG somewhere on the way; then phone pictures with their noise at the
+# resolution it was made (correlated between neighbours), and noisy pictures that were made smaller since (the
+# shrink averages neighbours, so the noise left is close to white: also film grain and scanner noise); clean
+# ones, so that a condition of 0 stays faithful to a clean input; a little lens blur, which the model must undo
+# without being told (its condition is 0, like a clean picture's, so more of it would cost clean fidelity); and
 # Real-ESRGAN's heavy chain as a minority (old, many-times-processed photos), told as the strongest condition.
+# Both kinds of noise are told by their sigma, so the knob means the same for each (with camera noise alone,
+# white noise was best served at about 0.6 times its sigma: docs/photos.md).
 FILES_MIX: tuple[tuple[str, float], ...] = (
     ("clean", 0.15),
-    ("web", 0.40),
-    ("camera", 0.25),
+    ("web", 0.35),
+    ("camera", 0.20),
+    ("grain", 0.10),
     ("lens", 0.10),
     ("real", 0.10),
 )
@@ -485,6 +493,18 @@ def _camera(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
     return Degraded(img, data, condition(quality, sigma))
 
 
+def _grain(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+    """A noisy picture made smaller: the MATLAB bicubic shrink, then white Gaussian noise of sigma 1-20 (the
+    same in the three channels with chance 0.3), and with chance 0.4 a JPEG (quality 75-95)."""
+    sigma = rng.uniform(1, 20)
+    img = add_gaussian_noise(shrink(hr, scale), rng, sigma, gray=rng.random() < 0.3)
+    quality, data = None, None
+    if rng.random() < 0.4:
+        quality = round(rng.uniform(75, 95))
+        img, data = jpeg(img, quality)
+    return Degraded(img, data, condition(quality, sigma))
+
+
 def _lens(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
     """Mild lens trouble: defocus (a disk of radius 0.4-1.2 LR px) or, as often, camera shake (a line of 1-3
     LR px at any angle) on the HR, the MATLAB bicubic shrink, and with chance 0.5 a JPEG (quality 80-95)."""
@@ -506,6 +526,7 @@ COMPONENTS = {
     "photo": _photo,
     "web": _web,
     "camera": _camera,
+    "grain": _grain,
     "lens": _lens,
 }
 

@@ -26,7 +26,20 @@ from superres.imaging.damage import CROP, DamageNet, crops, estimate_damage, pix
 from superres.imaging.datasets import Sample
 from superres.imaging.degrade import JPEG_ONE, NOISE_ONE, degrade, parse_preset
 
-KINDS = ("clean", "web", "camera", "lens", "real", "jpeg:90", "jpeg:75", "jpeg:50", "noise:5", "noise:10")
+KINDS = (
+    "clean",
+    "web",
+    "camera",
+    "grain",
+    "lens",
+    "real",
+    "jpeg:90",
+    "jpeg:75",
+    "jpeg:50",
+    "noise:5",
+    "noise:10",
+    "noise:15",
+)
 
 
 def make_patches(
