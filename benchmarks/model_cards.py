@@ -87,8 +87,9 @@ def run_facts(run: Path) -> dict:
 
 
 def kept_training_lines(name: str) -> list[str]:
-    """The training part of a model's card in the MODELS.md there is: from its '- Inputs:' or '- Training:' line
-    to the end of its settings block (or of its bullets), or [] where the card has none."""
+    """The training part of a model's card in the MODELS.md there is: from its first '- Inputs' or '- Training'
+    line (one stage's '- Training:', or 'Training, stage 1 of 3:') to the end of its last settings block (or of
+    its bullets), every stage of a model trained in stages, or [] where the card has none."""
     path = WEIGHTS / "MODELS.md"
     if not path.exists():
         return []
@@ -100,13 +101,19 @@ def kept_training_lines(name: str) -> list[str]:
             section = [line] if line[3:].split(" (")[0] == name else []
         elif section:
             section.append(line)
-    starts = [i for i, line in enumerate(section) if line.startswith(("- Inputs:", "- Training:"))]
+    starts = [i for i, line in enumerate(section) if line.startswith(("- Inputs", "- Training"))]
     if not starts:
         return []
     lines = section[starts[0] :]
-    if "```json" in lines:
-        return lines[: lines.index("```", lines.index("```json")) + 1]
-    return lines[: next((i for i, line in enumerate(lines) if not line.startswith("- ")), len(lines))]
+    end, i = 0, 0
+    while i < len(lines):  # bullets, each stage's settings block after its bullets
+        if lines[i] == "```json":
+            i = end = lines.index("```", i + 1) + 1
+        elif lines[i].startswith("- ") or (lines[i] == "" and lines[i + 1 : i + 2] == ["```json"]):
+            i = end = i + 1
+        else:
+            break
+    return lines[:end]
 
 
 def teacher_lines(cfg: dict) -> list[str]:
