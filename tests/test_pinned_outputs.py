@@ -1,6 +1,7 @@
 """The bundled models' outputs, pinned: every case below must stay bit-identical. First pinned before the
 refactor of issue 20 (one file per family, model handles, one options object, backends); pinned again when
-issue 24 made `mspan` the default (the denoise cases, which run the mdsr-medium pair, kept their digests).
+issue 24 made `mspan` the default (the denoise cases, which run the mdsr-medium pair, kept their digests);
+the three denoise cases again when issue 25 replaced `mspan-photo` with its second training stage.
 
 `tests/data/pinned_outputs.npz` holds each case's output and `PINNED` its SHA-256, both made by running this
 file as a script (`python tests/test_pinned_outputs.py --pin`). fp32 only: the
@@ -70,9 +71,9 @@ PINNED = {
     "tiled": "19730219fa421b00fa317c04fe78911dd61d449f6f4c7f3e79f93dc7c93b5536",
     "ensemble": "c97745857b67be9e463693e7445c8b8fd8d63c1aedf9f6a34e97d2cbc044e11b",
     "correct": "19730219fa421b00fa317c04fe78911dd61d449f6f4c7f3e79f93dc7c93b5536",
-    "auto-noisy": "0acee3e009324ac342a5d56fc74bbd554524cdf987fbff0b201a6d3bafa84e76",
-    "denoise-0.5": "b205b468d6c988d9cf516a866391214510edda9ad1293fee355539dc76e9ccd3",
-    "denoise-1": "925be2c39654d1362390e120797b1291bf558f2e284f49d5520e0ed6be053a75",
+    "auto-noisy": "9ea9839ca043daf93dafaaca00ebe21de21016dcced8bd9c03e45122a5a8cd3f",
+    "denoise-0.5": "9d4fc2fa6086971f250bc1e28cac4d459900158f4fc761dbeaddb314bd187787",
+    "denoise-1": "a1f5375b00ccb9503c5721db1b0dc60f690e13cf2d41e532d504f791220b2f3c",
     "photo-model": "f20eff2820250939871998e2b464874e7c20e61787f922a325b6d500830ccdec",
     "gray": "4794a482ec86e020ca58255406357cfdb2aadc1dcc899d4f81931dcd64a38e7c",
     "rgba": "b0b0f29f0edc67647bcca92f23b2919b1085ea51c40c0ae5985922e8f7d5aa86",
