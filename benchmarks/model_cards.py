@@ -12,7 +12,8 @@ which `superres models` prints) comes from the same results.
     python benchmarks/model_cards.py --manifest-only   # psnr_y alone (MODELS.md needs the training runs)
 
 A model whose run is not given keeps the training part of its card from the MODELS.md already there (its run
-folder may be gone, as runs live outside the tree): the lines from "- Training:" to the results table.
+folder may be gone, as runs live outside the tree): from its first "- Inputs" or "- Training" line to the end
+of its last settings block, every stage of a model trained in stages (the results table is made anew).
 """
 
 from __future__ import annotations
@@ -106,11 +107,15 @@ def kept_training_lines(name: str) -> list[str]:
         return []
     lines = section[starts[0] :]
     end, i = 0, 0
-    while i < len(lines):  # bullets, each stage's settings block after its bullets
+    while i < len(lines):  # bullets and each stage's settings block, blank lines between them; the table ends it
         if lines[i] == "```json":
+            if "```" not in lines[i + 1 :]:
+                raise SystemExit(f"MODELS.md, card {name}: a settings block is not closed")
             i = end = lines.index("```", i + 1) + 1
-        elif lines[i].startswith("- ") or (lines[i] == "" and lines[i + 1 : i + 2] == ["```json"]):
+        elif lines[i].startswith("- "):
             i = end = i + 1
+        elif lines[i] == "" and lines[i + 1 : i + 2] and lines[i + 1].startswith(("- ", "```json")):
+            i += 1
         else:
             break
     return lines[:end]
@@ -309,8 +314,8 @@ def main() -> int:
                 config = files[k] if k < len(files) and files[k] else "CONFIG"
                 export = f"then `superres export {run_dir} -o src/superres/weights/{entry.file}`" if last else ""
                 out += training_lines(Path(run_dir), label, by_scale, config, export, args.hardware or hardware())
-        elif kept_training_lines(entry.name):
-            out += kept_training_lines(entry.name)
+        elif kept := kept_training_lines(entry.name):
+            out += kept
         elif meta.get("steps"):
             out.append(f"- Training: {meta['steps']:,} steps (from the weights' metadata).")
         photo_of = [e.name for e in PRETRAINED.values() if e.photo == entry.name]

@@ -2,13 +2,15 @@
 
     python -m superres.training.damage --data ../shared/data/train/T91 ../shared/data/train/BSD200 \\
         ../shared/data/train/BSDS500-test --holdout 12 --out /work/runs/damage
+    python -m superres.training.damage --data ... --preset mix:clean=0.15,web=0.40,camera=0.25,lens=0.10,real=0.10 \\
+        --out DIR    # the bundled damage.safetensors: trained on the first version of `files`, before `grain`
     python -m superres.training.damage --data ... --weights src/superres/weights/damage.safetensors --out DIR
 
-Patches: 64x64 LR crops made from random HR crops of the training images (x2, x3 or x4) by the `files` mixture,
-each with the condition the degradation reports as its label. The held-out images (the photo model's, the same
-split) are degraded whole by each kind, once (seed 0), and the report gives, per kind, the mean absolute error of
-the estimate in JPEG quality units (the jpeg condition times 100 - JPEG_ONE) and in noise sigma (the noise
-condition times NOISE_ONE), beside the hand-made noise measure alone and the network's own noise answer.
+Patches: 64x64 LR crops made from random HR crops of the training images (x2, x3 or x4) by the `files` mixture (or
+--preset), each with the condition the degradation reports as its label. The held-out images (the photo model's,
+the same split) are degraded whole by each kind, once (seed 0), and the report gives, per kind, the mean absolute
+error of the estimate in JPEG quality units (the jpeg condition times 100 - JPEG_ONE) and in noise sigma (the
+noise condition times NOISE_ONE), beside the hand-made noise measure alone and the network's own noise answer.
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patches", type=int, default=24000)
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", default="files", help="the degradation the training crops are made by")
     parser.add_argument("--weights", help="measure these weights on the held-out images instead of training")
     parser.add_argument(
         "--clean-readings",
@@ -165,13 +168,16 @@ def main(argv: list[str] | None = None) -> int:
         report["weights"] = args.weights
     else:
         t0 = time.time()
-        patches, labels = make_patches(train[2], args.patches, args.seed)
+        patches, labels = make_patches(train[2], args.patches, args.seed, args.preset)
         t1 = time.time()
         net = train_damage_net(patches, labels, args.steps, args.seed)
         t2 = time.time()
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "damage.safetensors"))
         report.update(
-            patches=args.patches, steps=args.steps, seconds={"patches": round(t1 - t0), "training": round(t2 - t1)}
+            preset=args.preset,
+            patches=args.patches,
+            steps=args.steps,
+            seconds={"patches": round(t1 - t0), "training": round(t2 - t1)},
         )
     report["mae_at_x2"] = measure(net, held_out[2])
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
