@@ -450,16 +450,24 @@ def _photo(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
     return _real(hr, scale, rng) if rng.random() < 0.5 else _light(hr, scale, rng)
 
 
+def _maybe_jpeg(
+    img: np.ndarray, rng: np.random.Generator, chance: float, low: int, high: int
+) -> tuple[np.ndarray, bytes | None, int | None]:
+    """(pixels, file, quality): with `chance` a JPEG save of quality low-high, else the pixels as they are."""
+    if rng.random() < chance:
+        quality = round(rng.uniform(low, high))
+        return *jpeg(img, quality), quality
+    return img, None, None
+
+
 def _light(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
     """The other half of 'photo': the bicubic shrink, then Gaussian noise (sigma 1-20, gray with chance 0.4)
     with chance 0.5, then JPEG (quality 30-95) with chance 0.7; 15% of these stay clean."""
-    img, data, quality, sigma = shrink(hr, scale), None, None, 0.0
+    img, sigma = shrink(hr, scale), 0.0
     if rng.random() < 0.5:
         sigma = rng.uniform(1, 20)
         img = add_gaussian_noise(img, rng, sigma, gray=rng.random() < 0.4)
-    if rng.random() < 0.7:
-        quality = round(rng.uniform(30, 95))
-        img, data = jpeg(img, quality)
+    img, data, quality = _maybe_jpeg(img, rng, 0.7, 30, 95)
     return Degraded(img, data, condition(quality, sigma))
 
 
@@ -486,10 +494,7 @@ def _camera(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
         img = blur(img, gaussian_kernel(2 * math.ceil(3 * width) + 1, width))
     sigma = rng.uniform(1, 15)
     img = add_camera_noise(img, rng, sigma, rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.7), rng.uniform(0.3, 0.8))
-    quality, data = None, None
-    if rng.random() < 0.6:
-        quality = round(rng.uniform(75, 95))
-        img, data = jpeg(img, quality)
+    img, data, quality = _maybe_jpeg(img, rng, 0.6, 75, 95)
     return Degraded(img, data, condition(quality, sigma))
 
 
@@ -498,10 +503,7 @@ def _grain(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
     same in the three channels with chance 0.3), and with chance 0.4 a JPEG (quality 75-95)."""
     sigma = rng.uniform(1, 20)
     img = add_gaussian_noise(shrink(hr, scale), rng, sigma, gray=rng.random() < 0.3)
-    quality, data = None, None
-    if rng.random() < 0.4:
-        quality = round(rng.uniform(75, 95))
-        img, data = jpeg(img, quality)
+    img, data, quality = _maybe_jpeg(img, rng, 0.4, 75, 95)
     return Degraded(img, data, condition(quality, sigma))
 
 
@@ -512,10 +514,7 @@ def _lens(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
         kernel = disk_kernel(rng.uniform(0.4, 1.2) * scale)
     else:
         kernel = motion_kernel(rng.uniform(1, 3) * scale, rng.uniform(0, math.pi))
-    img, data, quality = shrink(blur(hr, kernel), scale), None, None
-    if rng.random() < 0.5:
-        quality = round(rng.uniform(80, 95))
-        img, data = jpeg(img, quality)
+    img, data, quality = _maybe_jpeg(shrink(blur(hr, kernel), scale), rng, 0.5, 80, 95)
     return Degraded(img, data, condition(quality))
 
 
