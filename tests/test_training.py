@@ -230,7 +230,8 @@ def test_bad_values_give_clear_errors(hr_folder, tmp_path, capsys, args, message
 def test_config_values_are_converted_or_refused(hr_folder, tmp_path, capsys):
     cfg = TrainConfig.from_dict({"data": str(hr_folder), "lr": "1e-4", "iters": 10.0, "ema": "0.99", "flips": "false"})
     assert cfg.data == [str(hr_folder)] and cfg.lr == 1e-4 and cfg.iters == 10 and cfg.ema == 0.99 and not cfg.flips
-    for bad in ({"brightness": "lots"}, {"iters": 2.5}, {"flips": "maybe"}):
+    assert TrainConfig.from_dict({"data": ["x"], "scale_weights": "0.5,1"}).scale_weights == [0.5, 1.0]
+    for bad in ({"brightness": "lots"}, {"iters": 2.5}, {"flips": "maybe"}, {"scale_weights": "2,many"}):
         with pytest.raises(ConfigError):
             TrainConfig.from_dict({"data": ["x"], **bad})
     yaml_file = tmp_path / "c.yaml"
@@ -372,6 +373,26 @@ def test_multi_scale_sampler_draws_every_scale_and_resumes(rng):
     c.state = state
     for (s1, lr1, hr1), (s2, lr2, hr2) in zip(drawn[10:], [c.sample() for _ in range(20)], strict=False):
         assert s1 == s2 and np.array_equal(lr1, lr2) and np.array_equal(hr1, hr2)
+
+    # weighted: the draws follow the weights, a zero weight never draws its scale, and a resume continues alike
+    weighted = MultiScaleSampler(
+        {s: PatchSampler(v, s, 8, 2, seed=s) for s, v in samples.items()}, seed=1, weights={2: 3, 3: 0, 4: 1}
+    )
+    scales = [weighted.sample()[0] for _ in range(400)]
+    assert 3 not in scales and 0.65 < scales.count(2) / len(scales) < 0.85
+    state = json.loads(json.dumps(weighted.state))
+    again = MultiScaleSampler(
+        {s: PatchSampler(v, s, 8, 2, seed=s) for s, v in samples.items()}, seed=1, weights={2: 3, 3: 0, 4: 1}
+    )
+    again.state = state
+    assert [weighted.sample()[0] for _ in range(20)] == [again.sample()[0] for _ in range(20)]
+
+
+@pytest.mark.parametrize("weights", [[1.0, 2.0], [1.0, -1.0, 1.0], [0, 0, 0], [True, 1, 1]])
+def test_scale_weights_must_give_one_weight_per_scale(weights):
+    cfg = TrainConfig(data=["x"], scale=[2, 3, 4], preset="mdsr-tiny", scale_weights=weights)
+    with pytest.raises(ConfigError, match="scale_weights must be one number >= 0 per scale"):
+        cfg.validate()
 
 
 def test_init_from_an_edsr_x2_into_mdsr(hr_folder, tmp_path):

@@ -392,6 +392,9 @@ def _add_train_model_flags(p: argparse.ArgumentParser) -> None:
     """train: the data, the architecture and the optimisation."""
     p.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR images, or EDSR/DIV2K layouts")
     p.add_argument("--scale", help="factor, or several for one multi-scale network (mdsr, mspan), e.g. 2,3,4")
+    p.add_argument(
+        "--scale-weights", metavar="W,...", help="chance of each scale's batches, e.g. 0.5,0.2,0.3 (default: equal)"
+    )
     p.add_argument("--preset", help="architecture preset (default edsr-baseline)")
     p.add_argument("--n-feats", type=int)
     p.add_argument("--n-resblocks", type=int)

@@ -26,6 +26,7 @@ TRAINABLE_FAMILIES = ("edsr", "mdsr", "mspan")
 class TrainConfig:
     data: list[str] = field(default_factory=list)  # folders: HR images, or EDSR/DIV2K layouts with LR
     scale: list[int] = field(default_factory=lambda: [2])  # several (MDSR presets): one drawn per batch
+    scale_weights: list[float] | None = None  # the chance of each scale's batch (normalised); None: uniform
     preset: str = "edsr-baseline"
     n_feats: int | None = None  # overrides of the preset
     n_resblocks: int | None = None
@@ -89,6 +90,15 @@ class TrainConfig:
             raise ConfigError(f"scale must be one or more integers >= 2, got {self.scale!r}")
         if len(set(self.scale)) != len(self.scale):
             raise ConfigError(f"scale lists a factor twice: {self.scale}")
+        if self.scale_weights is not None and (
+            len(self.scale_weights) != len(self.scale)
+            or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in self.scale_weights)
+            or sum(self.scale_weights) <= 0
+        ):
+            raise ConfigError(
+                f"scale_weights must be one number >= 0 per scale ({len(self.scale)}), not all zero; "
+                f"got {self.scale_weights!r}"
+            )
         positive = ("iters", "batch_size", "val_every", "checkpoint_every", "log_every", "lr_step")
         for name in positive:
             value = getattr(self, name)
@@ -180,9 +190,9 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
     try:
         if base == "list[str]":
             return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-        if base == "list[int]":
+        if base in ("list[int]", "list[float]"):
             items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-            return [_coerce(name, v, "int") for v in items]
+            return [_coerce(name, v, base[5:-1]) for v in items]
         if base == "bool":
             if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
                 return value.lower() in ("true", "yes", "1")

@@ -169,13 +169,17 @@ class DevicePatchSampler(PatchSampler):
 
 
 class MultiScaleSampler:
-    """Batches for several scales: each batch is drawn at one scale, chosen at random (uniformly), from that
-    scale's PatchSampler. LR patches have the same size at every scale (MDSR's recipe)."""
+    """Batches for several scales: each batch is drawn at one scale, chosen at random (uniformly, or with the
+    given weight of each scale), from that scale's PatchSampler. LR patches have the same size at every scale
+    (MDSR's recipe)."""
 
-    def __init__(self, samplers: dict[int, PatchSampler], seed: int = 0) -> None:
+    def __init__(
+        self, samplers: dict[int, PatchSampler], seed: int = 0, weights: dict[int, float] | None = None
+    ) -> None:
         self.samplers = samplers
         self.scales = sorted(samplers)
         self.rng = np.random.default_rng(seed)
+        self.p = None if weights is None else np.array([weights[s] for s in self.scales]) / sum(weights.values())
 
     @property
     def state(self) -> dict:
@@ -195,5 +199,8 @@ class MultiScaleSampler:
     def sample(self) -> tuple:
         """(scale, lr, hr) with lr (N, p, p, C) and hr (N, p*scale, p*scale, C), and the patches' conditions
         (N, 2) where the samplers are `conditioned`."""
-        scale = self.scales[int(self.rng.integers(len(self.scales)))]
+        if self.p is None:  # uniform: the draws of the runs made before weights existed
+            scale = self.scales[int(self.rng.integers(len(self.scales)))]
+        else:
+            scale = self.scales[int(self.rng.choice(len(self.scales), p=self.p))]
         return (scale, *self.samplers[scale].sample())
