@@ -86,19 +86,7 @@ class TrainConfig:
                 "no training data",
                 hint=Hint("data", "give at least one folder of HR images ({})", "data=[folder, ...]"),
             )
-        if not self.scale or any(isinstance(s, bool) or not isinstance(s, int) or s < 2 for s in self.scale):
-            raise ConfigError(f"scale must be one or more integers >= 2, got {self.scale!r}")
-        if len(set(self.scale)) != len(self.scale):
-            raise ConfigError(f"scale lists a factor twice: {self.scale}")
-        if self.scale_weights is not None and (
-            len(self.scale_weights) != len(self.scale)
-            or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in self.scale_weights)
-            or sum(self.scale_weights) <= 0
-        ):
-            raise ConfigError(
-                f"scale_weights must be one number >= 0 per scale ({len(self.scale)}), not all zero; "
-                f"got {self.scale_weights!r}"
-            )
+        self._check_scales()
         positive = ("iters", "batch_size", "val_every", "checkpoint_every", "log_every", "lr_step")
         for name in positive:
             value = getattr(self, name)
@@ -148,6 +136,21 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got '{self.device}'")
         preset_config(self.preset, scale=self.scale, n_colors=self.n_colors, **self.overrides())  # checks ranges
+
+    def _check_scales(self) -> None:
+        if not self.scale or any(isinstance(s, bool) or not isinstance(s, int) or s < 2 for s in self.scale):
+            raise ConfigError(f"scale must be one or more integers >= 2, got {self.scale!r}")
+        if len(set(self.scale)) != len(self.scale):
+            raise ConfigError(f"scale lists a factor twice: {self.scale}")
+        if self.scale_weights is not None and (
+            len(self.scale_weights) != len(self.scale)
+            or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in self.scale_weights)
+            or sum(self.scale_weights) <= 0
+        ):
+            raise ConfigError(
+                f"scale_weights must be one number >= 0 per scale ({len(self.scale)}), not all zero; "
+                f"got {self.scale_weights!r}"
+            )
 
     def _check_fine_tuning(self) -> None:
         """The settings of what is trained towards what: frozen parameters, teachers."""

@@ -409,7 +409,7 @@ def _make_sampler(
         return PatchSampler(samples[s], s, cfg.patch_size, cfg.batch_size, seed=seed, **options)
 
     # every rank trains the same scale at each step (DDP reduces one set of gradients)
-    weights = None if cfg.scale_weights is None else dict(zip(cfg.scale, cfg.scale_weights))
+    weights = None if cfg.scale_weights is None else dict(zip(cfg.scale, cfg.scale_weights, strict=True))
     return MultiScaleSampler({s: one_scale(s) for s in cfg.scale}, seed=cfg.seed, weights=weights), on_device
 
 
