@@ -9,6 +9,8 @@ which `superres models` prints) comes from the same results.
     python benchmarks/model_cards.py --runs mdsr-medium=runs/mdsr --configs mdsr-medium=configs/mdsr-medium.toml
     python benchmarks/model_cards.py --runs mspan=/work/runs/mspan-p1,/work/runs/mspan-p2 \\
         --configs mspan=configs/mspan-tails.toml,configs/mspan.toml   # a model trained in stages
+    python benchmarks/model_cards.py --runs mspan-photo=kept,/work/runs/mspan-photo-x2 \\
+        --configs mspan-photo=,configs/mspan-photo-x2.toml   # a new stage after the card's earlier ones
     python benchmarks/model_cards.py --manifest-only   # psnr_y alone (MODELS.md needs the training runs)
 
 A model whose run is not given keeps the training part of its card from the MODELS.md already there (its run
@@ -23,6 +25,7 @@ import csv
 import itertools
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -32,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src/superres/weights"
 RESULTS = ROOT / "docs/results/eval.json"
 SETS = ("Set5", "Set14", "B100")
+KEPT = "kept"  # in --runs NAME=kept,RUN: the earlier stages as the card has them, then RUN as the next stage
 
 
 def psnr_y(results: list[dict], name: str, default: bool, scales: tuple[int, ...]) -> dict[str, dict[str, float]]:
@@ -121,6 +125,14 @@ def kept_training_lines(name: str) -> list[str]:
     return lines[:end]
 
 
+def renumbered(line: str, total: int) -> str:
+    """A kept card line with its stage label ('Training, stage 1 of 2', 'Inputs, stage 2') counted out of
+    `total` stages; a kept single-stage card's '- Training:' and '- Inputs:' become stage 1's."""
+    line = re.sub(r"^- Training, stage (\d+) of \d+:", rf"- Training, stage \1 of {total}:", line)
+    line = re.sub(r"^- Training:", f"- Training, stage 1 of {total}:", line)
+    return re.sub(r"^- Inputs:", "- Inputs, stage 1:", line)
+
+
 def teacher_lines(cfg: dict) -> list[str]:
     """Which teachers a distilled run had, with each one's licence from ../shared/models/MANIFEST.tsv."""
     if not cfg.get("teacher"):
@@ -158,15 +170,16 @@ def training_lines(run: Path, label: str, by_scale: dict, config: str, export: s
     lines = []
     degradation = cfg.get("degradation", "bicubic")
     if degradation not in ("bicubic", "clean"):
+        inputs = "Inputs" + label[len("Training") :].split(" of ")[0]  # "Inputs", or "Inputs, stage 3"
         lines.append(
-            f"- Inputs: LR patches made from the HR patches by the `{degradation}` degradation "
+            f"- {inputs}: LR patches made from the HR patches by the `{degradation}` degradation "
             f"(superres/imaging/degrade.py), drawn anew for every patch"
             + (f", CutBlur-style mixing with chance {cfg['cutblur']}" if cfg.get("cutblur") else "")
             + "; validation on the held-out images degraded once (seed 0)."
         )
     lines += [
         f"- {label}: {facts['steps']:,} steps{stopped} of batch {cfg['batch_size']} x {cfg['patch_size']} px "
-        f"LR patches (one scale per batch, drawn at random), {facts['seconds'] / 60:.0f} minutes on "
+        f"LR patches (one scale per batch, {drawn(cfg)}), {facts['seconds'] / 60:.0f} minutes on "
         f"{machine}; data {', '.join(Path(d).name for d in cfg['data'])} "
         f"({cfg.get('holdout', 0)} images held out); best held-out Y-PSNR {facts['best_val']:.3f} dB "
         "(mean over scales"
@@ -183,6 +196,17 @@ def training_lines(run: Path, label: str, by_scale: dict, config: str, export: s
         "```",
     ]
     return lines
+
+
+def drawn(cfg: dict) -> str:
+    """How a run drew each batch's scale: 'drawn at random', or with the chances of its scale_weights."""
+    weights = cfg.get("scale_weights")
+    if not weights or len(cfg["scale"]) < 2:
+        return "drawn at random"
+    total = sum(weights)
+    return "drawn with chances " + ", ".join(
+        f"x{s} {w / total:.2g}" for s, w in zip(cfg["scale"], weights, strict=True)
+    )
 
 
 def hardware() -> str:
@@ -307,9 +331,18 @@ def main() -> int:
         if entry.name in runs:
             stages = runs[entry.name].split(",")
             files = configs.get(entry.name, "").split(",")
+            earlier: list[str] = []
+            if stages[0] == KEPT:  # the earlier stages' lines as the card has them (their runs are gone)
+                stages, files = stages[1:], files[1:]
+                earlier = kept_training_lines(entry.name)
+            done = sum(line.startswith("- Training, stage") for line in earlier) or (1 if earlier else 0)
+            total = done + len(stages)
+            out += [renumbered(line, total) for line in earlier]
+            if earlier:
+                out.append("")
             for k, run_dir in enumerate(stages):
                 last = k == len(stages) - 1
-                label = f"Training, stage {k + 1} of {len(stages)}" if len(stages) > 1 else "Training"
+                label = f"Training, stage {done + k + 1} of {total}" if total > 1 else "Training"
                 by_scale = (meta.get("val_psnr_y_by_scale") or {}) if last else {}
                 config = files[k] if k < len(files) and files[k] else "CONFIG"
                 export = f"then `superres export {run_dir} -o src/superres/weights/{entry.file}`" if last else ""
