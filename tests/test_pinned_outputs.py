@@ -1,7 +1,8 @@
 """The bundled models' outputs, pinned: every case below must stay bit-identical. First pinned before the
 refactor of issue 20 (one file per family, model handles, one options object, backends); pinned again when
 issue 24 made `mspan` the default (the denoise cases, which run the mdsr-medium pair, kept their digests);
-the three denoise cases again when issue 25 replaced `mspan-photo` with its second training stage.
+the three denoise cases again when issue 25 replaced `mspan-photo` with its second training stage, and
+with its third.
 
 `tests/data/pinned_outputs.npz` holds each case's output and `PINNED` its SHA-256, both made by running this
 file as a script (`python tests/test_pinned_outputs.py --pin`). fp32 only: the
@@ -71,9 +72,9 @@ PINNED = {
     "tiled": "19730219fa421b00fa317c04fe78911dd61d449f6f4c7f3e79f93dc7c93b5536",
     "ensemble": "c97745857b67be9e463693e7445c8b8fd8d63c1aedf9f6a34e97d2cbc044e11b",
     "correct": "19730219fa421b00fa317c04fe78911dd61d449f6f4c7f3e79f93dc7c93b5536",
-    "auto-noisy": "9ea9839ca043daf93dafaaca00ebe21de21016dcced8bd9c03e45122a5a8cd3f",
-    "denoise-0.5": "9d4fc2fa6086971f250bc1e28cac4d459900158f4fc761dbeaddb314bd187787",
-    "denoise-1": "a1f5375b00ccb9503c5721db1b0dc60f690e13cf2d41e532d504f791220b2f3c",
+    "auto-noisy": "1c9b630f720d4900de06c2ea2c61f413b028f4feba2fc5f418d51b085271d6f6",
+    "denoise-0.5": "56f799217cb64cfa261c678fbb3c5a0e3ee8dd61b8e0aed73cf2e0bf85d07bc1",
+    "denoise-1": "762d2e88896ef38b6f375e48bef9e57a7b4ea022e5a71ffd005b4a6e464debc8",
     "photo-model": "f20eff2820250939871998e2b464874e7c20e61787f922a325b6d500830ccdec",
     "gray": "4794a482ec86e020ca58255406357cfdb2aadc1dcc899d4f81931dcd64a38e7c",
     "rgba": "b0b0f29f0edc67647bcca92f23b2919b1085ea51c40c0ae5985922e8f7d5aa86",
