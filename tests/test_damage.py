@@ -6,12 +6,14 @@ import pytest
 
 from superres.imaging.damage import (
     CROP,
+    NOISE_CLEAN_BELOW,
     NOISE_FLOOR,
     DamageNet,
     bundled_damage_net,
     crops,
     estimate_damage,
     estimate_jpeg,
+    noise_damage,
 )
 from superres.imaging.degrade import condition, degrade, shrink
 
@@ -44,8 +46,11 @@ def test_the_noise_is_read_above_the_floor():
     rng = np.random.default_rng(0)
     noisy = np.clip(flat + rng.standard_normal(flat.shape) * 10, 0, 255).round().astype(np.uint8)
     _, noise, sigma = estimate_damage(noisy, jpeg_quality=100)
-    assert sigma == pytest.approx(10, abs=0.6) and noise == pytest.approx((sigma - NOISE_FLOOR) / 20)
+    # the floor (texture) comes off in quadrature: independent texture and noise add as variances
+    assert sigma == pytest.approx(10, abs=0.6) and noise == pytest.approx((sigma**2 - NOISE_FLOOR**2) ** 0.5 / 20)
     assert estimate_damage(flat, jpeg_quality=100)[1] == 0  # below the floor: none
+    # a reading just above the cut-off is told; at the floor plus the old linear cut-off (0.13) it is not
+    assert noise_damage(NOISE_FLOOR + 20 * 0.13) < NOISE_CLEAN_BELOW < noise_damage(4.2)
 
 
 @pytest.mark.skipif(bundled_damage_net() is None, reason="no estimator weights in this install")

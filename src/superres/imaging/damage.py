@@ -7,7 +7,8 @@ as the condition (jpeg, noise) each 0..1 that the photo model takes (imaging.deg
   trained on the training images degraded by the `files` mixture (training/damage.py). Its reading less
   JPEG_FLOOR is the estimate.
 - **Noise**: the hand-made measure of imaging.quality (`noise_sigma`: Donoho's estimate on the flattest tenth of
-  the picture), less NOISE_FLOOR, the level it reads on clean pictures (texture). The CNN's own noise answer
+  the picture), less NOISE_FLOOR, the level it reads on clean pictures (texture), in quadrature: texture and
+  noise add as independent variances, sqrt(reading^2 - floor^2). The CNN's own noise answer
   is not used: trained with the JPEG answer (L1, sigmoid outputs) it learned to answer 0 for every picture, and
   retrained with a squared error it was worse than the hand-made measure on every kind but `real` (the
   errors of each are in docs/photos.md).
@@ -16,6 +17,7 @@ as the condition (jpeg, noise) each 0..1 that the photo model takes (imaging.deg
 from __future__ import annotations
 
 import functools
+import math
 from importlib import resources
 
 import numpy as np
@@ -34,7 +36,7 @@ JPEG_FLOOR = 0.088  # the network's mean jpeg answer there (quality ~94)
 # below these (after the floors), a reading from pixels counts as none: the 95th percentiles of the readings on all
 # 491 training images' clean LR at x2 (`python -m superres.training.damage --clean-readings`), so that at least 95%
 # of clean pictures run the clean model (the photo model at a small damage smooths what a clean picture has)
-JPEG_CLEAN_BELOW, NOISE_CLEAN_BELOW = 0.19, 0.13
+JPEG_CLEAN_BELOW, NOISE_CLEAN_BELOW = 0.19, 0.186  # noise: 0.13 while the floor came off linearly
 WEIGHTS = "damage.safetensors"  # in superres/weights
 
 
@@ -113,9 +115,9 @@ def pixel_readings(pixels: np.ndarray, net: DamageNet | None = None) -> tuple[fl
 
 
 def noise_damage(sigma: float) -> float:
-    """The noise part of the damage for a hand-made noise reading `sigma` (gray levels): less NOISE_FLOOR, as
-    a condition (before the cut-off)."""
-    return condition(None, max(0.0, sigma - NOISE_FLOOR))[1]
+    """The noise part of the damage for a hand-made noise reading `sigma` (gray levels): less NOISE_FLOOR in
+    quadrature (texture and noise add as variances), as a condition (before the cut-off)."""
+    return condition(None, math.sqrt(max(0.0, sigma * sigma - NOISE_FLOOR * NOISE_FLOOR)))[1]
 
 
 def estimate_damage(
