@@ -49,8 +49,9 @@ def test_the_noise_is_read_above_the_floor():
     # the floor (texture) comes off in quadrature: independent texture and noise add as variances
     assert sigma == pytest.approx(10, abs=0.6) and noise == pytest.approx((sigma**2 - NOISE_FLOOR**2) ** 0.5 / 20)
     assert estimate_damage(flat, jpeg_quality=100)[1] == 0  # below the floor: none
-    # a reading just above the cut-off is told; at the floor plus the old linear cut-off (0.13) it is not
-    assert noise_damage(NOISE_FLOOR + 20 * 0.13) < NOISE_CLEAN_BELOW < noise_damage(4.2)
+    # the cut-off sits at about the reading the linear floor's cut-off (0.13) stood for; readings either side
+    assert noise_damage(NOISE_FLOOR + 20 * 0.13) == pytest.approx(NOISE_CLEAN_BELOW, abs=1e-3)
+    assert noise_damage(3.8) < NOISE_CLEAN_BELOW < noise_damage(4.2)
 
 
 @pytest.mark.skipif(bundled_damage_net() is None, reason="no estimator weights in this install")
