@@ -2,7 +2,8 @@
 training images (never a benchmark set): for each kind of damage and each image, the Y-PSNR of the photo model
 told auto's jpeg part and, for the noise part, the reading less a shift (the noise reading after its clean
 floor, `imaging.damage.pixel_readings`; `cut` is the rule before this script: a reading below NOISE_CLEAN_BELOW
-counts as 0, the rest is told as read). photo_frontier.py found white noise best told at less than its damage (the photo model's first two stages).
+counts as 0, the rest is told as read). photo_frontier.py found white noise best told at less than its damage
+(the photo model's first two stages).
 
     python benchmarks/photo_noise_shift.py [--json docs/results/photo-noise-shift.json]
 """
