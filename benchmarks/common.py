@@ -39,3 +39,36 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# The photo benchmarks (photo_frontier, photo_noise_shift, photo_stages) score on the 12 training images the photo
+# model's runs held out: the training folders and the split of `superres train --holdout 12`.
+PHOTO_DATA = ["../shared/data/train/T91", "../shared/data/train/BSD200", "../shared/data/train/BSDS500-test"]
+
+
+def photo_held_out(scales: list[int]) -> dict:
+    """{scale: the 12 held-out training images (Samples, HR and clean LR)}, each image read once."""
+    from superres.training.config import TrainConfig
+    from superres.training.loop import load_training_data
+
+    return load_training_data(TrainConfig(data=PHOTO_DATA, scale=scales, holdout=12))[1]
+
+
+def degraded_picture(hr: np.ndarray, scale: int, kind: str):
+    """(the Degraded LR of `hr` by `kind`, seed 0; the Picture `--denoise auto` reads: its pixels and, where the
+    last step saved a JPEG, the quality of that file's tables)."""
+    from superres.imaging.degrade import degrade
+    from superres.imaging.io import Picture
+    from superres.imaging.quality import jpeg_file_quality
+
+    d = degrade(hr, scale, kind, seed=0)
+    return d, Picture(d.pixels, jpeg_quality=None if d.jpeg is None else jpeg_file_quality(d.jpeg))
+
+
+def y_psnr(handle, lr: np.ndarray, hr: np.ndarray, scale: int) -> float:
+    """Y-PSNR against `hr` of a model handle's output for `lr` (fp32, PyTorch, on the CPU), `scale` px shaved."""
+    from superres.evaluation.metrics import psnr
+    from superres.inference.upscaler import Upscaler
+
+    sr = Upscaler(handle, scale, device="cpu", precision="fp32", backend="torch")(lr.astype(np.float32))
+    return psnr(sr, hr, shave=scale, channel="y")

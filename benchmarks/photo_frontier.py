@@ -14,16 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from superres.evaluation.metrics import psnr
-from superres.imaging.degrade import degrade
-from superres.imaging.io import Picture
-from superres.imaging.quality import jpeg_file_quality
+from common import degraded_picture, photo_held_out, y_psnr
 from superres.inference.denoise import PhotoPair
-from superres.inference.upscaler import Upscaler
-from superres.training.config import TrainConfig
-from superres.training.loop import load_training_data
 
-DATA = ["../shared/data/train/T91", "../shared/data/train/BSD200", "../shared/data/train/BSDS500-test"]
 KINDS = {
     "jpeg:90": 0,
     "jpeg:75": 0,
@@ -39,23 +32,20 @@ GRID = [round(0.05 * k, 2) for k in range(0, 17)]  # 0 .. 0.8
 def main(out: str | None) -> int:
     pair = PhotoPair.bundled()
     assert pair is not None and pair.conditioned, "the default's photo model is a conditioned one"
-    _, held = load_training_data(TrainConfig(data=DATA, scale=[2], holdout=12))
+    held = photo_held_out([2])
     report = {}
     print("| kind | true damage | auto's setting | best setting | Y-PSNR at auto | at best | at the true damage |")
     print("|---|---|---|---|---|---|---|")
     for kind, axis in KINDS.items():
         rows = []
         for s in held[2]:
-            d = degrade(s.hr, 2, kind, seed=0)
-            quality = None if d.jpeg is None else jpeg_file_quality(d.jpeg)
-            auto = pair.choose(Picture(d.pixels, jpeg_quality=quality)).condition
+            d, picture = degraded_picture(s.hr, 2, kind)
+            auto = pair.choose(picture).condition
             assert auto is not None
             scores = {}
             for v in GRID:
                 setting = (v, 0.0) if axis == 0 else (0.0, v)
-                net = pair.at(setting)
-                sr = Upscaler(net, 2, device="cpu", precision="fp32", backend="torch")(d.pixels.astype(np.float32))
-                scores[v] = psnr(sr, s.hr, shave=2, channel="y")
+                scores[v] = y_psnr(pair.at(setting), d.pixels, s.hr, 2)
             best = max(scores, key=lambda v: scores[v])
             true = round(round(d.condition[axis] / 0.05) * 0.05, 2)
             at_auto = auto[axis] if auto[1 - axis] == 0 else None

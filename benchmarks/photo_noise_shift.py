@@ -16,16 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from superres.evaluation.metrics import psnr
+from common import degraded_picture, photo_held_out, y_psnr
 from superres.imaging.damage import NOISE_CLEAN_BELOW, estimate_damage, noise_damage
-from superres.imaging.degrade import degrade
-from superres.imaging.quality import jpeg_file_quality
 from superres.inference.denoise import PhotoPair, to_step
-from superres.inference.upscaler import Upscaler
-from superres.training.config import TrainConfig
-from superres.training.loop import load_training_data
 
-DATA = ["../shared/data/train/T91", "../shared/data/train/BSD200", "../shared/data/train/BSDS500-test"]
 KINDS = ("clean", "web", "camera", "lens", "real", "jpeg:75", "jpeg:50", "noise:5", "noise:10", "noise:15")
 SHIFTS = ("cut", 0.05, 0.10, 0.13, 0.16, 0.20, 0.25)
 
@@ -39,7 +33,7 @@ def told(reading: float, shift: str | float) -> float:
 def main(out: str | None) -> int:
     pair = PhotoPair.bundled()
     assert pair is not None and pair.conditioned, "the default's photo model is a conditioned one"
-    _, held = load_training_data(TrainConfig(data=DATA, scale=[2, 4], holdout=12))
+    held = photo_held_out([2, 4])
     report: dict = {}
     for scale in (2, 4):
         report[f"x{scale}"] = {}
@@ -49,17 +43,14 @@ def main(out: str | None) -> int:
         for kind in KINDS:
             scores = {s: [] for s in SHIFTS}
             for sample in held[scale]:
-                d = degrade(sample.hr, scale, kind, seed=0)
-                quality = None if d.jpeg is None else jpeg_file_quality(d.jpeg)
-                jpeg, _, sigma = estimate_damage(d.pixels, quality)
+                d, picture = degraded_picture(sample.hr, scale, kind)
+                jpeg, _, sigma = estimate_damage(picture.pixels, picture.jpeg_quality)
                 reading = noise_damage(sigma)
                 scored: dict[tuple[float, float], float] = {}  # shifts that give the same setting run it once
                 for shift in SHIFTS:
                     setting = (to_step(jpeg), to_step(told(reading, shift)))
                     if setting not in scored:
-                        up = Upscaler(pair.at(setting), scale, device="cpu", precision="fp32", backend="torch")
-                        sr = up(d.pixels.astype(np.float32))
-                        scored[setting] = psnr(sr, sample.hr, shave=scale, channel="y")
+                        scored[setting] = y_psnr(pair.at(setting), d.pixels, sample.hr, scale)
                     scores[shift].append(scored[setting])
             means = {str(s): round(float(np.mean(v)), 4) for s, v in scores.items()}
             report[f"x{scale}"][kind] = means

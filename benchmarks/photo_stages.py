@@ -17,30 +17,21 @@ from pathlib import Path
 
 import numpy as np
 
+from common import degraded_picture, photo_held_out, y_psnr
 from superres.evaluation.metrics import psnr
-from superres.imaging.degrade import degrade
-from superres.imaging.io import Picture
-from superres.imaging.quality import jpeg_file_quality
 from superres.imaging.resize import imresize
 from superres.inference.denoise import PhotoPair
-from superres.inference.upscaler import Upscaler
 from superres.inference.warm import WARM
 from superres.models import load_model
-from superres.training.config import TrainConfig
-from superres.training.loop import load_training_data
 
-DATA = ["../shared/data/train/T91", "../shared/data/train/BSD200", "../shared/data/train/BSDS500-test"]
 KINDS = ["clean", "jpeg:90", "jpeg:75", "jpeg:50", "noise:10", "camera", "web", "lens", "real"]
 
 
-def auto_gain(pair: PhotoPair, hr: np.ndarray, scale: int, kind: str) -> float:
-    """Y-PSNR of auto minus that of bicubic, for one image degraded once (seed 0) by `kind`."""
-    d = degrade(hr, scale, kind, seed=0)
-    quality = None if d.jpeg is None else jpeg_file_quality(d.jpeg)
-    net = pair.at(pair.choose(Picture(d.pixels, jpeg_quality=quality)).setting)
-    sr = Upscaler(net, scale, device="cpu", precision="fp32", backend="torch")(d.pixels.astype(np.float32))
-    bicubic = imresize(d.pixels, scale=scale)
-    return psnr(sr, hr, shave=scale, channel="y") - psnr(bicubic, hr, shave=scale, channel="y")
+def auto_gains(pairs: dict[str, PhotoPair], hr: np.ndarray, scale: int, kind: str) -> dict[str, float]:
+    """{name: Y-PSNR of the pair's auto minus that of bicubic}, for one image degraded once (seed 0) by `kind`."""
+    d, picture = degraded_picture(hr, scale, kind)
+    bicubic = psnr(imresize(d.pixels, scale=scale), hr, shave=scale, channel="y")
+    return {name: y_psnr(p.at(p.choose(picture).setting), d.pixels, hr, scale) - bicubic for name, p in pairs.items()}
 
 
 def main(files: list[str], scales: list[int], out: str | None) -> int:
@@ -53,13 +44,11 @@ def main(files: list[str], scales: list[int], out: str | None) -> int:
     report: dict = {}
     print("| scale | kind | " + " | ".join(pairs) + " |")
     print("|---|---|" + "---|" * len(pairs))
+    held = photo_held_out(scales)
     for scale in scales:
-        _, held = load_training_data(TrainConfig(data=DATA, scale=[scale], holdout=12))
         for kind in KINDS:
-            row = {
-                name: float(np.mean([auto_gain(p, s.hr, scale, kind) for s in held[scale]]))
-                for name, p in pairs.items()
-            }
+            gains = [auto_gains(pairs, s.hr, scale, kind) for s in held[scale]]
+            row = {name: float(np.mean([g[name] for g in gains])) for name in pairs}
             report.setdefault(f"x{scale}", {})[kind] = {k: round(v, 3) for k, v in row.items()}
             print(f"| x{scale} | {kind} | " + " | ".join(f"{v:+.3f}" for v in row.values()) + " |", flush=True)
     if out:

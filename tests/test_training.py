@@ -358,8 +358,10 @@ def test_multi_scale_sampler_draws_every_scale_and_resumes(rng):
         for s in (2, 3, 4)
     }
 
-    def make():
-        return MultiScaleSampler({s: PatchSampler(v, s, 8, 2, seed=s) for s, v in samples.items()}, seed=1)
+    def make(weights=None):
+        return MultiScaleSampler(
+            {s: PatchSampler(v, s, 8, 2, seed=s) for s, v in samples.items()}, seed=1, weights=weights
+        )
 
     a = make()
     drawn = [a.sample() for _ in range(30)]
@@ -375,15 +377,11 @@ def test_multi_scale_sampler_draws_every_scale_and_resumes(rng):
         assert s1 == s2 and np.array_equal(lr1, lr2) and np.array_equal(hr1, hr2)
 
     # weighted: the draws follow the weights, a zero weight never draws its scale, and a resume continues alike
-    weighted = MultiScaleSampler(
-        {s: PatchSampler(v, s, 8, 2, seed=s) for s, v in samples.items()}, seed=1, weights={2: 3, 3: 0, 4: 1}
-    )
+    weighted = make({2: 3, 3: 0, 4: 1})
     scales = [weighted.sample()[0] for _ in range(400)]
     assert 3 not in scales and 0.65 < scales.count(2) / len(scales) < 0.85
     state = json.loads(json.dumps(weighted.state))
-    again = MultiScaleSampler(
-        {s: PatchSampler(v, s, 8, 2, seed=s) for s, v in samples.items()}, seed=1, weights={2: 3, 3: 0, 4: 1}
-    )
+    again = make({2: 3, 3: 0, 4: 1})
     again.state = state
     assert [weighted.sample()[0] for _ in range(20)] == [again.sample()[0] for _ in range(20)]
 
