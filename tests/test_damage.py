@@ -3,19 +3,24 @@ readings on pictures whose damage is known (made here, from scikit-image's photo
 
 import numpy as np
 import pytest
+import torch
 
 from superres.imaging.damage import (
+    CHAIN_AT,
     CROP,
     NOISE_CLEAN_BELOW,
     NOISE_FLOOR,
     DamageNet,
+    bundled_chain_net,
     bundled_damage_net,
+    chain_chance,
     crops,
     estimate_damage,
     estimate_jpeg,
     noise_damage,
 )
 from superres.imaging.degrade import condition, degrade, shrink
+from superres.training.damage import make_chain_patches, soft, train_damage_net
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +42,7 @@ def test_crops_start_on_the_jpeg_grid_and_cover_small_pictures():
 
 def test_a_jpeg_files_quality_comes_from_its_tables(photo):
     zeros = DamageNet().eval()  # an untrained network: its answer must not matter for a JPEG file
-    jpeg, _, _ = estimate_damage(photo, jpeg_quality=58, net=zeros)
+    jpeg = estimate_damage(photo, jpeg_quality=58, net=zeros, chain=False).jpeg
     assert jpeg == pytest.approx(condition(58)[0])
 
 
@@ -45,10 +50,10 @@ def test_the_noise_is_read_above_the_floor():
     flat = np.full((256, 256, 3), 120, np.uint8)
     rng = np.random.default_rng(0)
     noisy = np.clip(flat + rng.standard_normal(flat.shape) * 10, 0, 255).round().astype(np.uint8)
-    _, noise, sigma = estimate_damage(noisy, jpeg_quality=100)
+    _, noise, sigma, _ = estimate_damage(noisy, jpeg_quality=100, chain=False)
     # the floor (texture) comes off in quadrature: independent texture and noise add as variances
     assert sigma == pytest.approx(10, abs=0.6) and noise == pytest.approx((sigma**2 - NOISE_FLOOR**2) ** 0.5 / 20)
-    assert estimate_damage(flat, jpeg_quality=100)[1] == 0  # below the floor: none
+    assert estimate_damage(flat, jpeg_quality=100, chain=False).noise == 0  # below the floor: none
     # the cut-off sits at about the reading the linear floor's cut-off (0.13) stood for; readings either side
     assert noise_damage(NOISE_FLOOR + 20 * 0.13) == pytest.approx(NOISE_CLEAN_BELOW, abs=1e-3)
     assert noise_damage(3.8) < NOISE_CLEAN_BELOW < noise_damage(4.2)
@@ -66,3 +71,57 @@ def test_the_bundled_network_reads_jpeg_damage_from_pixels(photo):
     q40 = estimate_damage(degrade(photo, 2, "jpeg:40").pixels)[0]
     assert abs(q40 - condition(40)[0]) * 70 < 20
     assert estimate_damage(clean)[:2] == (0.0, 0.0)
+
+
+def _sure(answer: float) -> DamageNet:
+    """A chain detector that answers `answer` for every crop."""
+    net = DamageNet(outputs=1).eval()
+    with torch.no_grad():
+        net.head[-1].weight.zero_()
+        net.head[-1].bias.fill_(float(np.log(answer / (1 - answer))))
+    return net
+
+
+def test_a_picture_read_as_the_chain_is_told_the_strongest_damage(photo):
+    """At a chance of CHAIN_AT or more, auto tells (1, 1) whatever the tables say; below it, or with the detector
+    off, the readings as they are."""
+    small = shrink(photo, 2)
+    high = (CHAIN_AT + 1) / 2
+    sure, unsure = _sure(high), _sure(CHAIN_AT - 0.05)
+    for quality in (None, 90):
+        told = estimate_damage(small, quality, chain_net=sure)
+        assert (told.jpeg, told.noise) == (1.0, 1.0) and told.chain == pytest.approx(high, abs=1e-4)
+        plain = estimate_damage(small, quality, chain=False)
+        assert estimate_damage(small, quality, chain_net=unsure)[:3] == plain[:3] and plain.chain is None
+    assert estimate_damage(small, 90, chain=False).jpeg == pytest.approx(condition(90)[0])
+
+
+@pytest.mark.skipif(bundled_chain_net() is None, reason="no chain detector in this install")
+def test_the_bundled_detector_tells_the_chain_from_damage_people_s_files_carry(photo):
+    """On a picture it did not train on (scikit-image's astronaut): clean, JPEG, noisy, blurred, camera, web and
+    soft camera-resolution versions all read well below CHAIN_AT; versions through Real-ESRGAN's chain (eight
+    seeds) read well above them, and some at or above CHAIN_AT."""
+    kinds = ("clean", "jpeg:90", "jpeg:50", "jpeg:30", "noise:10", "blur:1.5+jpeg:60", "camera", "web")
+    others = [chain_chance(degrade(photo, 2, kind, seed=1).pixels) for kind in kinds]
+    others += [chain_chance(soft(photo, 2, np.random.default_rng(1)).pixels), chain_chance(photo)]
+    assert max(others) < CHAIN_AT - 0.2, dict(zip((*kinds, "soft", "full size"), others, strict=True))
+    chained = [chain_chance(degrade(photo, 2, "real", seed=seed).pixels) for seed in range(8)]
+    assert np.median(chained) > max(others) + 0.2 and sum(c >= CHAIN_AT for c in chained) >= 2, chained
+
+
+def test_chain_patches_are_half_chain_and_a_detector_learns_from_them(photo):
+    """make_chain_patches labels half its crops as the chain; soft pictures keep the LR size; a one-output
+    DamageNet trained by cross-entropy on a separable toy set tells its two halves apart."""
+    from superres.imaging.datasets import Sample
+
+    sample = Sample(name="astronaut", hr=photo, lr=shrink(photo, 2))
+    patches, labels = make_chain_patches([sample], 64, seed=0, scales=(2,))
+    assert patches.shape == (64, CROP, CROP, 3) and patches.dtype == np.uint8 and labels.shape == (64, 1)
+    assert 16 <= labels.sum() <= 48 and set(np.unique(labels)) == {0.0, 1.0}
+    assert soft(photo, 2, np.random.default_rng(0)).pixels.shape == (192, 192, 3)
+    rng = np.random.default_rng(0)
+    flat = np.full((32, CROP, CROP, 3), 128, np.uint8)
+    noisy = np.clip(128 + rng.normal(0, 30, flat.shape), 0, 255).astype(np.uint8)
+    toy = np.concatenate([flat, noisy])
+    net = train_damage_net(toy, np.repeat([[0.0], [1.0]], 32, axis=0).astype(np.float32), steps=200, batch=16)
+    assert chain_chance(noisy[0], net) > 0.8 and chain_chance(flat[0], net) < 0.2

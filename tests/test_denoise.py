@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from superres.cli.main import main
 from superres.errors import CheckpointError, ConfigError
 from superres.imaging.degrade import add_gaussian_noise
 from superres.imaging.io import Picture, read_image
-from superres.inference.denoise import JPEG_CLEAN, JPEG_FULL, PhotoPair, auto_strength, parse_denoise
+from superres.inference.denoise import JPEG_CLEAN, JPEG_FULL, DenoiseChoice, PhotoPair, auto_strength, parse_denoise
 from superres.models import create_model, load_model
 from superres.models.checkpoints import interpolate
 from superres.models.registry import default_model_name, photo_partner
@@ -231,3 +233,10 @@ def test_a_conditioned_photo_model_is_told_the_damage(tmp_path):
     choice = pair.choose(Picture(img, jpeg_quality=44))
     assert choice.condition is not None and choice.condition[0] == round(round(condition(44)[0] / 0.05) * 0.05, 2)
     assert choice.strength == max(choice.condition) and "JPEG quality ~44 (file)" in choice.describe()
+
+
+def test_a_picture_read_as_the_chain_says_so():
+    """auto's line for a picture the chain detector read: what it found and the damage told, not the readings."""
+    choice = DenoiseChoice(1.0, None, 2.3, (1.0, 1.0), chain=True)
+    assert choice.describe() == "Real-ESRGAN-like damage chain (detected) -> damage jpeg 1, noise 1"
+    assert "noise sigma ~2.3" in replace(choice, chain=False).describe()

@@ -6,6 +6,9 @@ as the condition (jpeg, noise) each 0..1 that the photo model takes (imaging.deg
   to CROPS crops of 64x64 taken on the 8-pixel JPEG grid, and the median of its answers is the estimate. It was
   trained on the training images degraded by the `files` mixture (training/damage.py). Its reading less
   JPEG_FLOOR is the estimate.
+- **Real-ESRGAN's chain**: a second tiny CNN of the same shape (`chain.safetensors`, one output) reads the chance
+  that the picture went through that chain (blur, resize, noise and JPEG, twice); at CHAIN_AT or above the
+  picture is told (1, 1), the strongest damage, as the chain was in the photo model's training.
 - **Noise**: the hand-made measure of imaging.quality (`noise_sigma`: Donoho's estimate on the flattest tenth of
   the picture), less NOISE_FLOOR, the level it reads on clean pictures (texture), in quadrature: texture and
   noise add as independent variances, sqrt(reading^2 - floor^2). The CNN's own noise answer
@@ -19,6 +22,7 @@ from __future__ import annotations
 import functools
 import math
 from importlib import resources
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -38,14 +42,22 @@ JPEG_FLOOR = 0.088  # the network's mean jpeg answer there (quality ~94)
 # of clean pictures run the clean model (the photo model at a small damage smooths what a clean picture has)
 JPEG_CLEAN_BELOW, NOISE_CLEAN_BELOW = 0.19, 0.186  # noise: 0.13 while the floor came off linearly
 WEIGHTS = "damage.safetensors"  # in superres/weights
+CHAIN_WEIGHTS = "chain.safetensors"  # the chain detector, in superres/weights
+# a picture the chain detector reads at this median chance or above is told (1, 1): the lowest cut-off, in steps
+# of 0.05, above every picture that did not go through the chain, on the held-out training images (every kind of
+# training.damage at x2-x4: at most 0.85) and in benchmarks/chain_safety.py (scikit-image's photos, scans and
+# micrographs at two sizes and five JPEG qualities: at most 0.942, a micrograph the (1, 1) setting smooths
+# into patches); benchmarks/chain_cutoff.py shows the lower cut-offs would catch more of the chain
+CHAIN_AT = 0.95
 
 
 class DamageNet(nn.Module):
-    """(N, 3, 64, 64) RGB in 0..1 -> (N, 2) damage (jpeg, noise), each 0..1 (only the jpeg answer is used).
-    Three stride-2 convolutions bring the crop to one cell per 8x8 JPEG block; the cells are averaged and a
-    small MLP answers."""
+    """(N, 3, 64, 64) RGB in 0..1 -> (N, outputs) answers, each 0..1: the damage (jpeg, noise) (only the jpeg
+    answer is used), or with one output the chance that the crop went through Real-ESRGAN's chain. Three
+    stride-2 convolutions bring the crop to one cell per 8x8 JPEG block; the cells are averaged and a small MLP
+    answers."""
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, outputs: int = 2) -> None:
         super().__init__()
         w = width
         self.features = nn.Sequential(
@@ -58,23 +70,32 @@ class DamageNet(nn.Module):
             nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),
             nn.ReLU(),
         )
-        self.head = nn.Sequential(nn.Linear(2 * w, 2 * w), nn.ReLU(), nn.Linear(2 * w, 2))
+        self.head = nn.Sequential(nn.Linear(2 * w, 2 * w), nn.ReLU(), nn.Linear(2 * w, outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.head(self.features(x - 0.5).mean(dim=(2, 3))))
 
 
 @functools.cache
-def bundled_damage_net() -> DamageNet | None:
-    """The bundled estimator (fp32, CPU, eval mode), or None where the package has no weights file for it."""
+def _bundled(name: str, outputs: int) -> DamageNet | None:
     from safetensors.torch import load_file
 
-    path = resources.files("superres.weights").joinpath(WEIGHTS)
+    path = resources.files("superres.weights").joinpath(name)
     if not path.is_file():
         return None
-    net = DamageNet()
+    net = DamageNet(outputs=outputs)
     net.load_state_dict(load_file(str(path)), strict=True)
     return net.eval()
+
+
+def bundled_damage_net() -> DamageNet | None:
+    """The bundled estimator (fp32, CPU, eval mode), or None where the package has no weights file for it."""
+    return _bundled(WEIGHTS, 2)
+
+
+def bundled_chain_net() -> DamageNet | None:
+    """The bundled chain detector (one output), or None where the package has no weights file for it."""
+    return _bundled(CHAIN_WEIGHTS, 1)
 
 
 def crops(pixels: np.ndarray, n: int = CROPS) -> np.ndarray:
@@ -95,14 +116,24 @@ def crops(pixels: np.ndarray, n: int = CROPS) -> np.ndarray:
 
 
 @torch.inference_mode()
+def median_answer(pixels: np.ndarray, net: DamageNet, output: int = 0) -> float:
+    """The median over the picture's crops of one of the network's answers."""
+    batch = torch.from_numpy(crops(pixels)).permute(0, 3, 1, 2).float() / 255
+    return float(net(batch)[:, output].median())
+
+
+def chain_chance(pixels: np.ndarray, net: DamageNet | None = None) -> float | None:
+    """The chain detector's median chance over the crops that the picture went through Real-ESRGAN's chain;
+    None where no detector is bundled (and none given)."""
+    net = net if net is not None else bundled_chain_net()
+    return None if net is None else median_answer(pixels, net)
+
+
 def estimate_jpeg(pixels: np.ndarray, net: DamageNet | None = None) -> float | None:
     """The jpeg part of the damage read from the pixels: the median of the network's answers over the crops.
     None where no estimator is bundled (and none given)."""
     net = net if net is not None else bundled_damage_net()
-    if net is None:
-        return None
-    batch = torch.from_numpy(crops(pixels)).permute(0, 3, 1, 2).float() / 255
-    return float(net(batch)[:, 0].median())
+    return None if net is None else median_answer(pixels, net)
 
 
 def pixel_readings(pixels: np.ndarray, net: DamageNet | None = None) -> tuple[float, float, float]:
@@ -120,12 +151,27 @@ def noise_damage(sigma: float) -> float:
     return condition(None, math.sqrt(max(0.0, sigma * sigma - NOISE_FLOOR * NOISE_FLOOR)))[1]
 
 
+class Damage(NamedTuple):
+    """What auto reads off a picture: the damage (jpeg, noise) it tells the photo model, the noise level the
+    hand-made measure read (gray levels, before the floor), and the chain detector's chance where it ran."""
+
+    jpeg: float
+    noise: float
+    sigma: float
+    chain: float | None = None
+
+
 def estimate_damage(
-    pixels: np.ndarray, jpeg_quality: int | None = None, net: DamageNet | None = None
-) -> tuple[float, float, float]:
-    """(jpeg, noise, sigma): the picture's damage, and the noise level read (gray levels, before the floor).
-    jpeg: from the file's quality where it is a JPEG, else from the pixels. A reading from pixels below its
-    CLEAN_BELOW counts as 0."""
+    pixels: np.ndarray,
+    jpeg_quality: int | None = None,
+    net: DamageNet | None = None,
+    chain_net: DamageNet | None = None,
+    chain: bool = True,
+) -> Damage:
+    """The picture's damage. jpeg: from the file's quality where it is a JPEG, else from the pixels; a reading
+    from pixels below its CLEAN_BELOW counts as 0. A picture the chain detector (chain=True; `chain_net` or the
+    bundled one) reads at CHAIN_AT or above is told (1, 1), as Real-ESRGAN's chain was in training, whatever
+    the tables or the other readings say."""
     if jpeg_quality is not None:  # the tables are exact: the network is not run
         jpeg = condition(jpeg_quality)[0]
         sigma = noise_sigma(pixels)
@@ -133,4 +179,7 @@ def estimate_damage(
     else:
         jpeg, noise, sigma = pixel_readings(pixels, net)
         jpeg = jpeg if jpeg >= JPEG_CLEAN_BELOW else 0.0
-    return jpeg, noise if noise >= NOISE_CLEAN_BELOW else 0.0, sigma
+    chance = chain_chance(pixels, chain_net) if chain else None
+    if chance is not None and chance >= CHAIN_AT:
+        return Damage(1.0, 1.0, sigma, chance)
+    return Damage(jpeg, noise if noise >= NOISE_CLEAN_BELOW else 0.0, sigma, chance)

@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from superres.errors import CheckpointError, ConfigError
-from superres.imaging.damage import estimate_damage
+from superres.imaging.damage import CHAIN_AT, estimate_damage
 from superres.imaging.degrade import JPEG_ONE
 from superres.imaging.io import Picture
 from superres.imaging.quality import noise_sigma
@@ -49,6 +49,7 @@ class DenoiseChoice:
     quality: int | None = None  # the JPEG quality read from the file, if it is a JPEG
     sigma: float | None = None  # the noise level measured on the pixels (auto only)
     condition: tuple[float, float] | None = None  # (jpeg, noise) for a conditioned photo model
+    chain: bool = False  # auto read the picture as Real-ESRGAN's chain (told the strongest damage)
 
     @property
     def setting(self) -> float | tuple[float, float]:
@@ -61,6 +62,8 @@ class DenoiseChoice:
         if self.condition is not None:
             if self.sigma is None:
                 return f"denoise {self.strength:g}"
+            if self.chain:
+                return "Real-ESRGAN-like damage chain (detected) -> damage jpeg 1, noise 1"
             origin = "file" if self.quality is not None else "estimated"
             quality = self.quality if self.quality is not None else round(100 - self.condition[0] * (100 - JPEG_ONE))
             return (
@@ -87,10 +90,11 @@ def _ramp(value: float, zero: float, one: float) -> float:
 def auto_damage(picture: Picture) -> DenoiseChoice:
     """The damage a conditioned photo model is told about a picture (imaging.damage): the jpeg part from the
     file's quality where it is a JPEG, else read from the pixels; the noise part from the pixels; each
-    rounded to STEP."""
-    jpeg, noise, sigma = estimate_damage(picture.pixels, picture.jpeg_quality)
-    setting = (to_step(jpeg), to_step(noise))
-    return DenoiseChoice(max(setting), picture.jpeg_quality, sigma, setting)
+    rounded to STEP; (1, 1) where the chain detector reads Real-ESRGAN's chain."""
+    damage = estimate_damage(picture.pixels, picture.jpeg_quality)
+    setting = (to_step(damage.jpeg), to_step(damage.noise))
+    chain = damage.chain is not None and damage.chain >= CHAIN_AT
+    return DenoiseChoice(max(setting), picture.jpeg_quality, damage.sigma, setting, chain)
 
 
 def auto_strength(picture: Picture) -> DenoiseChoice:

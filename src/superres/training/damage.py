@@ -5,12 +5,16 @@
     python -m superres.training.damage --data ... --preset mix:clean=0.15,web=0.40,camera=0.25,lens=0.10,real=0.10 \\
         --out DIR    # the bundled damage.safetensors: trained on the first version of `files`, before `grain`
     python -m superres.training.damage --data ... --weights src/superres/weights/damage.safetensors --out DIR
+    python -m superres.training.damage --data ... --chain --patches 40000 --steps 6000 --seed 1 --out DIR
+        # the bundled chain.safetensors (--chain --weights ... measures it)
 
 Patches: 64x64 LR crops made from random HR crops of the training images (x2, x3 or x4) by the `files` mixture (or
 --preset), each with the condition the degradation reports as its label. The held-out images (the photo model's,
 the same split) are degraded whole by each kind, once (seed 0), and the report gives, per kind, the mean absolute
 error of the estimate in JPEG quality units (the jpeg condition times 100 - JPEG_ONE) and in noise sigma (the
 noise condition times NOISE_ONE), beside the hand-made noise measure alone and the network's own noise answer.
+With --chain, the chain detector instead (make_chain_patches), and the report lists the detector's chance on each
+held-out image, per kind and scale.
 """
 
 from __future__ import annotations
@@ -24,9 +28,22 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from superres.imaging.damage import CROP, DamageNet, crops, estimate_damage, pixel_readings
+from superres.imaging.damage import CROP, DamageNet, chain_chance, crops, estimate_damage, pixel_readings
 from superres.imaging.datasets import Sample
-from superres.imaging.degrade import JPEG_ONE, NOISE_ONE, degrade, parse_preset
+from superres.imaging.degrade import (
+    FILES_MIX,
+    JPEG_ONE,
+    NOISE_ONE,
+    Degraded,
+    add_camera_noise,
+    blur,
+    degrade,
+    downscale,
+    gaussian_kernel,
+    image_rng,
+    jpeg,
+    parse_preset,
+)
 
 KINDS = (
     "clean",
@@ -44,6 +61,36 @@ KINDS = (
 )
 
 
+def soft(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+    """A picture at a camera's full resolution, soft at the pixel level (its lens and demosaicing resolve less
+    than a pixel): the resize (`downscale`), a Gaussian blur of 0.5-1.5 px, with chance 0.3 mild camera noise
+    (sigma 1-4), and with chance 0.7 a JPEG of quality 30-95. Blurred, often compressed, rarely noisy: the
+    pictures a chain detector must not take for the chain (its condition is not used)."""
+    width = rng.uniform(0.5, 1.5)
+    img = blur(downscale(hr, scale, rng), gaussian_kernel(2 * int(np.ceil(3 * width)) + 1, width))
+    if rng.random() < 0.3:
+        img = add_camera_noise(img, rng, rng.uniform(1, 4), rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.7), 0.5)
+    if rng.random() < 0.7:
+        img, _ = jpeg(img, round(rng.uniform(30, 95)))
+    return Degraded(img)
+
+
+# the chain detector's negatives: the rest of the `files` mixture, and soft camera-resolution pictures
+NOT_CHAIN = "mix:" + ",".join(f"{name}={weight}" for name, weight in FILES_MIX if name != "real")
+SOFT_SHARE = 0.25  # of the negatives
+
+
+def _hr_crops(samples: list[Sample], n: int, rng: np.random.Generator, scales: tuple[int, ...]):
+    """n random (HR crop, scale): each crop CROP * scale square, from a random sample."""
+    usable = [s for s in samples if min(s.hr.shape[:2]) >= CROP * max(scales)]
+    for _ in range(n):
+        hr = usable[int(rng.integers(len(usable)))].hr
+        s = scales[int(rng.integers(len(scales)))]
+        side = CROP * s
+        y, x = int(rng.integers(hr.shape[0] - side + 1)), int(rng.integers(hr.shape[1] - side + 1))
+        yield np.ascontiguousarray(hr[y : y + side, x : x + side]), s
+
+
 def make_patches(
     samples: list[Sample], n: int, seed: int, preset: str = "files", scales: tuple[int, ...] = (2, 3, 4)
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -51,29 +98,45 @@ def make_patches(
     their conditions (n, 2) float32."""
     rng = np.random.default_rng(seed)
     degradation = parse_preset(preset)
-    usable = [s for s in samples if min(s.hr.shape[:2]) >= CROP * max(scales)]
     crops, labels = [], []
-    for _ in range(n):
-        hr = usable[int(rng.integers(len(usable)))].hr
-        s = scales[int(rng.integers(len(scales)))]
-        side = CROP * s
-        y, x = int(rng.integers(hr.shape[0] - side + 1)), int(rng.integers(hr.shape[1] - side + 1))
-        out = degradation.apply(np.ascontiguousarray(hr[y : y + side, x : x + side]), s, rng)
+    for hr, s in _hr_crops(samples, n, rng, scales):
+        out = degradation.apply(hr, s, rng)
         crops.append(out.pixels)
         labels.append(out.condition)
+    return np.stack(crops), np.array(labels, dtype=np.float32)
+
+
+def make_chain_patches(
+    samples: list[Sample], n: int, seed: int, scales: tuple[int, ...] = (2, 3, 4)
+) -> tuple[np.ndarray, np.ndarray]:
+    """n LR crops, half through Real-ESRGAN's chain (label 1), half not (label 0: NOT_CHAIN, or with chance
+    SOFT_SHARE a `soft` picture), and their labels (n, 1) float32."""
+    rng = np.random.default_rng(seed)
+    real, others = parse_preset("real"), parse_preset(NOT_CHAIN)
+    crops, labels = [], []
+    for hr, s in _hr_crops(samples, n, rng, scales):
+        chain = rng.random() < 0.5
+        if chain:
+            out = real.apply(hr, s, rng)
+        else:
+            out = soft(hr, s, rng) if rng.random() < SOFT_SHARE else others.apply(hr, s, rng)
+        crops.append(out.pixels)
+        labels.append([float(chain)])
     return np.stack(crops), np.array(labels, dtype=np.float32)
 
 
 def train_damage_net(
     patches: np.ndarray, labels: np.ndarray, steps: int, seed: int = 0, batch: int = 64, lr: float = 1e-3
 ) -> DamageNet:
-    """A DamageNet fitted to the patches by L1 on the labels (Adam, cosine schedule, random quarter turns and
-    flips, which keep the 8x8 grid). Its noise answer ends at 0 for everything (most labels' noise is 0, L1's
-    optimum is the median, and the sigmoid's gradient vanishes there), so imaging.damage reads the noise with
-    the hand-made measure instead."""
+    """A DamageNet with one output per label column fitted to the patches (Adam, cosine schedule, random
+    quarter turns and flips, which keep the 8x8 grid): by L1 on damage labels, by binary cross-entropy on one
+    column of 0/1 labels (the chain detector). The damage network's noise answer ends at 0 for everything
+    (most labels' noise is 0, L1's optimum is the median, and the sigmoid's gradient vanishes there), so
+    imaging.damage reads the noise with the hand-made measure instead."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = DamageNet()
+    net = DamageNet(outputs=labels.shape[1])
+    loss_fn = F.binary_cross_entropy if labels.shape[1] == 1 else F.l1_loss
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     x_all = torch.from_numpy(patches).permute(0, 3, 1, 2).float() / 255
     y_all = torch.from_numpy(labels)
@@ -83,7 +146,7 @@ def train_damage_net(
         index = torch.from_numpy(rng.integers(len(x_all), size=batch))
         x = torch.rot90(x_all[index], int(rng.integers(4)), dims=(2, 3))
         x = x.flip(3) if rng.random() < 0.5 else x
-        loss = F.l1_loss(net(x), y_all[index])
+        loss = loss_fn(net(x), y_all[index])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -106,7 +169,7 @@ def measure(net: DamageNet, samples: list[Sample], scale: int = 2, kinds: tuple[
         }
         for s in samples:
             out = degrade(s.hr, scale, kind, seed=0)
-            jpeg, noise, reading = estimate_damage(out.pixels, None, net)
+            jpeg, noise, reading, _ = estimate_damage(out.pixels, None, net)
             true_sigma = out.condition[1] * NOISE_ONE
             batch = torch.from_numpy(crops(out.pixels)).permute(0, 3, 1, 2).float() / 255
             with torch.inference_mode():
@@ -117,6 +180,21 @@ def measure(net: DamageNet, samples: list[Sample], scale: int = 2, kinds: tuple[
             errors["sigma_net"].append(abs(net_sigma - true_sigma))
             errors["reading"].append(reading)
         report[kind] = {k: round(float(np.mean(v)), 2) for k, v in errors.items()}
+    return report
+
+
+def measure_chain(net: DamageNet, samples: list[Sample], scales: tuple[int, ...] = (2, 3, 4)) -> dict:
+    """Per scale and kind (KINDS and `soft`), the chain detector's median chance on each sample's HR degraded
+    whole (seed 0): the chances, sorted, so a report shows how far each kind is from any cut-off."""
+    report: dict = {}
+    for scale in scales:
+        for kind in (*KINDS, "soft"):
+            chances = []
+            for s in samples:
+                hr = s.hr[: s.hr.shape[0] // scale * scale, : s.hr.shape[1] // scale * scale]
+                out = soft(hr, scale, image_rng(0, hr)) if kind == "soft" else degrade(hr, scale, kind, seed=0)
+                chances.append(round(chain_chance(out.pixels, net) or 0.0, 3))
+            report[f"x{scale} {kind}"] = sorted(chances)
     return report
 
 
@@ -149,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="files", help="the degradation the training crops are made by")
     parser.add_argument("--weights", help="measure these weights on the held-out images instead of training")
     parser.add_argument(
+        "--chain", action="store_true", help="the chain detector (chain.safetensors) instead of the damage network"
+    )
+    parser.add_argument(
         "--clean-readings",
         action="store_true",
         help="print the percentiles of the bundled estimator's readings on every image's clean LR at x2",
@@ -161,27 +242,36 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"held_out_images": [s.name for s in held_out[2]]}
+    name = "chain.safetensors" if args.chain else "damage.safetensors"
     if args.weights:
-        net = DamageNet()
+        net = DamageNet(outputs=1 if args.chain else 2)
         net.load_state_dict(load_file(args.weights), strict=True)
         net.eval()
         report["weights"] = args.weights
     else:
         t0 = time.time()
-        patches, labels = make_patches(train[2], args.patches, args.seed, args.preset)
+        if args.chain:
+            patches, labels = make_chain_patches(train[2], args.patches, args.seed)
+        else:
+            patches, labels = make_patches(train[2], args.patches, args.seed, args.preset)
         t1 = time.time()
         net = train_damage_net(patches, labels, args.steps, args.seed)
         t2 = time.time()
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "damage.safetensors"))
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / name))
         report.update(
-            preset=args.preset,
+            preset="chain: real against " + NOT_CHAIN + f" and soft ({SOFT_SHARE})" if args.chain else args.preset,
             patches=args.patches,
             steps=args.steps,
             seconds={"patches": round(t1 - t0), "training": round(t2 - t1)},
         )
-    report["mae_at_x2"] = measure(net, held_out[2])
+    if args.chain:
+        report["chances"] = measure_chain(net, held_out[2])
+        for key, chances in report["chances"].items():
+            print(f"{key:<16} {' '.join(f'{c:.2f}' for c in chances)}")
+    else:
+        report["mae_at_x2"] = measure(net, held_out[2])
+        print(json.dumps(report["mae_at_x2"], indent=2))
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report["mae_at_x2"], indent=2))
     return 0
 
 

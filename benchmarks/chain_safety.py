@@ -1,0 +1,100 @@
+"""The chain detector (imaging.damage.chain_chance) on pictures unlike its training crops: scikit-image's photos
+and scans (camera-resolution photos, micrographs, astronomy, text), each as it is and at half size (area), and
+each of those saved as a JPEG of quality 95, 75, 50 and 35. None of them went through Real-ESRGAN's chain, so
+every one read at CHAIN_AT or above is a false alarm, and the photo model then runs at its strongest setting.
+For a false alarm at half size the full-size picture is the truth: the x2 Y-PSNR of auto with and without the
+detector says what it cost. Prints the chances per picture and variant, sorted from the highest.
+
+    python benchmarks/chain_safety.py [--json docs/results/chain-safety.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from common import y_psnr
+from superres.imaging.damage import CHAIN_AT, chain_chance, estimate_damage
+from superres.inference.denoise import PhotoPair, to_step
+
+PICTURES = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
+    "cat",
+    "camera",
+    "coins",
+    "moon",
+    "page",
+    "brick",
+    "grass",
+    "gravel",
+    "text",
+    "clock",
+    "cell",
+)
+QUALITIES = (None, 95, 75, 50, 35)  # None: the pixels as they are
+
+
+def variants(name: str) -> list[tuple[str, np.ndarray, np.ndarray | None, int | None]]:
+    """(label, pixels (H, W, 3) uint8, the full-size truth for a half-size variant or None, JPEG quality)."""
+    from skimage import data
+
+    full = getattr(data, name)()
+    full = np.repeat(full[..., None], 3, axis=2) if full.ndim == 2 else full[..., :3]
+    h, w = full.shape[0] // 2 * 2, full.shape[1] // 2 * 2
+    full = np.ascontiguousarray(full[:h, :w])
+    half = np.asarray(Image.fromarray(full).resize((w // 2, h // 2), Image.Resampling.BOX))
+    out = []
+    for size, pixels, truth in (("full", full, None), ("half", half, full)):
+        for q in QUALITIES:
+            if q is None:
+                out.append((f"{name} {size} png", pixels, truth, None))
+                continue
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, "JPEG", quality=q)
+            saved = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+            out.append((f"{name} {size} q{q}", saved, truth, q))
+    return out
+
+
+def main(json_path: Path | None) -> int:
+    pair = PhotoPair.bundled()
+    assert pair is not None, "the bundled default has a photo model"
+    rows = []
+    for name in PICTURES:
+        for label, pixels, truth, quality in variants(name):
+            chance = chain_chance(pixels)
+            assert chance is not None, "no chain detector is bundled"
+            row: dict = {"picture": label, "chance": round(chance, 3)}
+            if chance >= CHAIN_AT and truth is not None:
+                without = estimate_damage(pixels, quality, chain=False)
+                setting = (to_step(without.jpeg), to_step(without.noise))
+                row["psnr_without"] = round(y_psnr(pair.at(setting), pixels, truth, 2), 2)
+                row["psnr_with"] = round(y_psnr(pair.at((1.0, 1.0)), pixels, truth, 2), 2)
+            rows.append(row)
+    rows.sort(key=lambda r: -r["chance"])
+    alarms = [r for r in rows if r["chance"] >= CHAIN_AT]
+    for r in rows[:20]:
+        cost = f"  x2 Y-PSNR {r['psnr_without']:.2f} -> {r['psnr_with']:.2f}" if "psnr_with" in r else ""
+        print(f"{r['picture']:<32} {r['chance']:.3f}{cost}")
+    print(f"{len(alarms)} of {len(rows)} pictures read as the chain (chance >= {CHAIN_AT})")
+    if json_path is not None:
+        json_path.write_text(json.dumps({"chain_at": CHAIN_AT, "false_alarms": len(alarms), "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, help="write the chances here")
+    args = parser.parse_args()
+    raise SystemExit(main(args.json))
