@@ -44,10 +44,10 @@ JPEG_CLEAN_BELOW, NOISE_CLEAN_BELOW = 0.19, 0.186  # noise: 0.13 while the floor
 WEIGHTS = "damage.safetensors"  # in superres/weights
 CHAIN_WEIGHTS = "chain.safetensors"  # the chain detector, in superres/weights
 # a picture the chain detector reads at this median chance or above is told (1, 1): the lowest cut-off, in steps
-# of 0.05, above every picture that did not go through the chain, on the held-out training images (every kind of
-# training.damage at x2-x4: at most 0.85) and in benchmarks/chain_safety.py (scikit-image's photos, scans and
-# micrographs at two sizes and five JPEG qualities: at most 0.942, a micrograph the (1, 1) setting smooths
-# into patches); benchmarks/chain_cutoff.py shows the lower cut-offs would catch more of the chain
+# of 0.05, above every picture that did not go through the chain, on the held-out training images (every kind
+# of training.damage and `soft` at x2-x4: at most 0.87) and in benchmarks/chain_safety.py (scikit-image's
+# photos, scans and micrographs at two sizes and five JPEG qualities: at most 0.942, a micrograph that the
+# (1, 1) setting smooths into patches); benchmarks/chain_cutoff.py shows lower cut-offs would catch more chain
 CHAIN_AT = 0.95
 
 

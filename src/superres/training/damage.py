@@ -183,16 +183,16 @@ def measure(net: DamageNet, samples: list[Sample], scale: int = 2, kinds: tuple[
     return report
 
 
-def measure_chain(net: DamageNet, samples: list[Sample], scales: tuple[int, ...] = (2, 3, 4)) -> dict:
-    """Per scale and kind (KINDS and `soft`), the chain detector's median chance on each sample's HR degraded
-    whole (seed 0): the chances, sorted, so a report shows how far each kind is from any cut-off."""
+def measure_chain(net: DamageNet, held_out: dict[int, list[Sample]]) -> dict:
+    """Per scale and kind (KINDS and `soft`), the chain detector's median chance on each held-out sample's HR
+    degraded whole (seed 0; the samples of that scale, as benchmarks/chain_cutoff.py reads them): the chances,
+    sorted, so a report shows how far each kind is from any cut-off."""
     report: dict = {}
-    for scale in scales:
+    for scale, samples in held_out.items():
         for kind in (*KINDS, "soft"):
             chances = []
             for s in samples:
-                hr = s.hr[: s.hr.shape[0] // scale * scale, : s.hr.shape[1] // scale * scale]
-                out = soft(hr, scale, image_rng(0, hr)) if kind == "soft" else degrade(hr, scale, kind, seed=0)
+                out = soft(s.hr, scale, image_rng(0, s.hr)) if kind == "soft" else degrade(s.hr, scale, kind, seed=0)
                 chances.append(round(chain_chance(out.pixels, net) or 0.0, 3))
             report[f"x{scale} {kind}"] = sorted(chances)
     return report
@@ -238,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.clean_readings:
         return clean_readings(args.data)
-    train, held_out = load_training_data(TrainConfig(data=args.data, scale=[2], holdout=args.holdout))
+    scales = [2, 3, 4] if args.chain else [2]
+    train, held_out = load_training_data(TrainConfig(data=args.data, scale=scales, holdout=args.holdout))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"held_out_images": [s.name for s in held_out[2]]}
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds={"patches": round(t1 - t0), "training": round(t2 - t1)},
         )
     if args.chain:
-        report["chances"] = measure_chain(net, held_out[2])
+        report["chances"] = measure_chain(net, held_out)
         for key, chances in report["chances"].items():
             print(f"{key:<16} {' '.join(f'{c:.2f}' for c in chances)}")
     else:
