@@ -3,7 +3,8 @@ degraded whole once (seed 0) by each kind of training.damage (and `soft`) at x2,
 chance, and for each picture it reads at the lowest candidate cut-off or above, the Y-PSNR of the photo model
 at what auto reads without the detector and at (1, 1). For each candidate cut-off it prints what auto would gain
 per kind (mean over the pictures of that kind, dB) by telling (1, 1) to every picture at or above it, and how
-many pictures that is: the cut-off is chosen where no kind but the chain loses.
+many pictures that is. The cut-off (CHAIN_AT) is the lowest step above every picture outside the chain, here
+and in benchmarks/chain_safety.py; this table shows what that gives up.
 
     python benchmarks/chain_cutoff.py [--json docs/results/chain-cutoff.json]
 """

@@ -44,8 +44,7 @@ def main(out: str | None) -> int:
             scores = {s: [] for s in SHIFTS}
             for sample in held[scale]:
                 d, picture = degraded_picture(sample.hr, scale, kind)
-                # the noise reading alone (the chain detector's (1, 1) would hide it)
-                jpeg, _, sigma, _ = estimate_damage(picture.pixels, picture.jpeg_quality, chain=False)
+                jpeg, _, sigma, _ = estimate_damage(picture.pixels, picture.jpeg_quality)
                 reading = noise_damage(sigma)
                 scored: dict[tuple[float, float], float] = {}  # shifts that give the same setting run it once
                 for shift in SHIFTS:

@@ -66,6 +66,19 @@ def photo():
     return np.ascontiguousarray(data.astronaut()[100:164, 180:260])
 
 
+def answering_chain_net(answer: float):
+    """A chain detector (imaging.damage.DamageNet, one output) that answers `answer` for every crop."""
+    import torch
+
+    from superres.imaging.damage import DamageNet
+
+    net = DamageNet(outputs=1).eval()
+    with torch.no_grad():
+        net.head[-1].weight.zero_()
+        net.head[-1].bias.fill_(float(np.log(answer / (1 - answer))))
+    return net
+
+
 def nearest_edsr(scale: int = 2, colors: int = 3, gains: tuple[float, ...] | None = None):
     """An EDSR whose weights make it nearest-neighbour upscaling: an exact, hand-checkable model.
 

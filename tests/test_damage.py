@@ -3,8 +3,8 @@ readings on pictures whose damage is known (made here, from scikit-image's photo
 
 import numpy as np
 import pytest
-import torch
 
+from conftest import answering_chain_net
 from superres.imaging.damage import (
     CHAIN_AT,
     CROP,
@@ -73,26 +73,18 @@ def test_the_bundled_network_reads_jpeg_damage_from_pixels(photo):
     assert estimate_damage(clean)[:2] == (0.0, 0.0)
 
 
-def _sure(answer: float) -> DamageNet:
-    """A chain detector that answers `answer` for every crop."""
-    net = DamageNet(outputs=1).eval()
-    with torch.no_grad():
-        net.head[-1].weight.zero_()
-        net.head[-1].bias.fill_(float(np.log(answer / (1 - answer))))
-    return net
-
-
 def test_a_picture_read_as_the_chain_is_told_the_strongest_damage(photo):
-    """At a chance of CHAIN_AT or more, auto tells (1, 1) whatever the tables say; below it, or with the detector
-    off, the readings as they are."""
+    """With the detector on (auto+chain), at a chance of CHAIN_AT or more (1, 1) is told whatever the tables
+    say; below it, or with the detector off (plain auto, the default), the readings as they are."""
     small = shrink(photo, 2)
     high = (CHAIN_AT + 1) / 2
-    sure, unsure = _sure(high), _sure(CHAIN_AT - 0.05)
+    sure, unsure = answering_chain_net(high), answering_chain_net(CHAIN_AT - 0.05)
     for quality in (None, 90):
-        told = estimate_damage(small, quality, chain_net=sure)
+        told = estimate_damage(small, quality, chain_net=sure, chain=True)
         assert (told.jpeg, told.noise) == (1.0, 1.0) and told.chain == pytest.approx(high, abs=1e-4)
         plain = estimate_damage(small, quality, chain=False)
-        assert estimate_damage(small, quality, chain_net=unsure)[:3] == plain[:3] and plain.chain is None
+        assert estimate_damage(small, quality, chain_net=unsure, chain=True)[:3] == plain[:3]
+        assert estimate_damage(small, quality, chain_net=sure) == plain and plain.chain is None  # off by default
     assert estimate_damage(small, 90, chain=False).jpeg == pytest.approx(condition(90)[0])
 
 

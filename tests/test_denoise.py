@@ -235,8 +235,27 @@ def test_a_conditioned_photo_model_is_told_the_damage(tmp_path):
     assert choice.strength == max(choice.condition) and "JPEG quality ~44 (file)" in choice.describe()
 
 
-def test_a_picture_read_as_the_chain_says_so():
-    """auto's line for a picture the chain detector read: what it found and the damage told, not the readings."""
-    choice = DenoiseChoice(1.0, None, 2.3, (1.0, 1.0), chain=True)
-    assert choice.describe() == "Real-ESRGAN-like damage chain (detected) -> damage jpeg 1, noise 1"
-    assert "noise sigma ~2.3" in replace(choice, chain=False).describe()
+def test_auto_chain_tells_what_the_chain_detector_is_sure_of(tmp_path, capsys, monkeypatch):
+    """--denoise auto+chain: a picture the chain detector is sure of is told (1, 1) and the line says so; plain
+    auto (the default) never asks the detector; a picture smaller than its crop is not read."""
+    from skimage import data
+
+    from conftest import answering_chain_net
+    from superres.imaging import damage
+
+    monkeypatch.setattr(damage, "bundled_chain_net", lambda: answering_chain_net(0.99))
+    Image.fromarray(np.ascontiguousarray(data.astronaut()[:96, :96])).save(tmp_path / "old.png")
+    Image.fromarray(np.ascontiguousarray(data.astronaut()[:48, :48])).save(tmp_path / "tiny.png")
+    files = [str(tmp_path / "old.png"), str(tmp_path / "tiny.png")]
+    common = ["--precision", "fp32", "--format", "png", "-o", str(tmp_path / "out")]
+    assert main(["--verbose", "upscale", *files, "--denoise", "auto+chain", *common]) == 0
+    err = capsys.readouterr().err
+    assert "old.png: Real-ESRGAN-like damage chain (detected, chance 0.99) -> damage jpeg 1, noise 1" in err
+    assert "tiny.png: Real-ESRGAN" not in err and "tiny.png: JPEG quality" in err
+    assert main(["--verbose", "upscale", files[0], "--denoise", "auto", "--overwrite", *common]) == 0
+    assert "Real-ESRGAN" not in capsys.readouterr().err
+    assert parse_denoise("auto+chain") == "auto+chain"
+    with pytest.raises(ConfigError, match="auto\\+chain"):
+        parse_denoise("auto+chains")
+    plain = DenoiseChoice(0.2, None, 2.3, (0.2, 0.1))
+    assert "noise sigma ~2.3" in plain.describe() and replace(plain, chain=0.97).describe().startswith("Real-ESRGAN")

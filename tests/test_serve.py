@@ -91,6 +91,8 @@ def test_scale_and_size_fields(client, tmp_path, photo):
     r = post(client, data, size="50x34", denoise="0.5", self_ensemble="true")
     assert r.status_code == 200 and decoded(r, tmp_path, "b.png").size == (34, 50)
     assert 'filename="in_50x34.png"' in r.headers["content-disposition"]
+    r = post(client, data, scale=2, denoise="auto+chain")  # the chain detector's auto (a small picture: not read)
+    assert r.status_code == 200 and decoded(r, tmp_path, "c.png").size == (40, 60)
 
 
 @pytest.mark.parametrize(

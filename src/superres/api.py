@@ -17,7 +17,7 @@ from superres.imaging.io import Picture, PictureStream, from_pil, to_pil
 from superres.imaging.resize import imresize
 from superres.inference.backends import get_backend, same_device
 from superres.inference.correction import DEFAULT_THRESHOLD, correct_strips
-from superres.inference.denoise import DenoiseChoice, PhotoPair
+from superres.inference.denoise import AUTO_CHAIN, AUTOS, DenoiseChoice, PhotoPair
 from superres.inference.options import UpscaleOptions
 from superres.inference.sizes import OutputSize, network_scale
 from superres.inference.upscaler import Upscaler, resize_picture, upscale_picture_stream
@@ -56,7 +56,7 @@ class ImageUpscaler:
         self.pair: PhotoPair | None = None
         self.denoise = options.denoise
         if options.precision == "int8" and self.denoise is not None:  # int8 files exist for the clean model only
-            if self.denoise != "auto" and float(self.denoise) > 0:
+            if self.denoise not in AUTOS and float(self.denoise) > 0:
                 raise ConfigError(f"denoise {self.denoise} needs fp32 or bf16: int8 runs a clean bundled model only")
             log.info("denoise is off under int8: the quantised files are of a clean bundled model only")
             self.denoise = None
@@ -109,7 +109,9 @@ class ImageUpscaler:
         """The denoise strength this upscaler uses for a picture (0 where there is no photo model)."""
         if self.pair is None or self.denoise is None:
             return DenoiseChoice(0.0)
-        return self.pair.choose(picture) if self.denoise == "auto" else self.pair.fixed(float(self.denoise))
+        if self.denoise in AUTOS:
+            return self.pair.choose(picture, chain=self.denoise == AUTO_CHAIN)
+        return self.pair.fixed(float(self.denoise))
 
     def __call__(self, picture: Picture) -> Picture:
         return self.stream(picture).collect()

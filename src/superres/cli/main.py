@@ -155,9 +155,11 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--denoise",
         default="auto",
-        metavar="S|auto",
+        metavar="S|auto|auto+chain",
         help="0: the clean model, 1: its photo model (JPEG and noise removed), between: the two blended; "
-        "auto (default): from each file's JPEG quality and noise level (--verbose says what it chose). "
+        "auto (default): from each file's JPEG quality and noise level (--verbose says what it chose); "
+        "auto+chain: auto, and the strongest setting for pictures that read as many times degraded "
+        "(Real-ESRGAN's chain: old, reprocessed pictures; it misreads micrographs and fine textures). "
         "With --scale 1 (or a smaller size) and a strength above 0, restores without enlarging",
     )
     p.add_argument(
@@ -289,7 +291,7 @@ def _add_eval(sub: Subparsers) -> None:
         default=None,
         help="comma-separated: bicubic, bilinear, nearest, lanczos, "
         "model (bundled default), a model name or weights path, and any of those + '+correct'; photo "
-        "(its photo model), denoise=S (the two blended), auto (as upscale's --denoise auto). Default: "
+        "(its photo model), denoise=S (the two blended), auto and auto+chain (as upscale's --denoise). Default: "
         "bicubic, or with --degrade: bicubic,model,photo,auto",
     )
     p.add_argument(

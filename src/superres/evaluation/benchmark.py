@@ -25,7 +25,7 @@ from superres.imaging.io import Picture
 from superres.imaging.quality import jpeg_file_quality
 from superres.imaging.resize import METHODS, imresize, output_shape_for
 from superres.inference.correction import DEFAULT_THRESHOLD, correct
-from superres.inference.denoise import PhotoPair, parse_denoise
+from superres.inference.denoise import AUTO_CHAIN, AUTOS, PhotoPair, parse_denoise
 from superres.inference.sizes import network_scale
 from superres.inference.upscaler import Upscaler, upscale_picture
 from superres.models.handle import ModelHandle
@@ -57,8 +57,8 @@ class Method:
             raise ConfigError("empty method name")
         if text in METHODS:
             return cls(text, interpolation=text)
-        if text in ("photo", "auto") or text.startswith("denoise="):
-            value = {"photo": 1.0, "auto": "auto"}.get(text, text[len("denoise=") :])
+        if text in ("photo", *AUTOS) or text.startswith("denoise="):
+            value = {"photo": 1.0, **{a: a for a in AUTOS}}.get(text, text[len("denoise=") :])
             return cls(text, model="model", denoise=parse_denoise(value))
         base, found = text, set()
         while base.endswith(SUFFIXES):
@@ -321,8 +321,8 @@ def _with_strength(method: Method, model, lr: np.ndarray, quality: int | None, m
     if method.denoise is None:
         return model, {}
     pair = models.pair()
-    if method.denoise == "auto":
-        choice = pair.choose(Picture(lr, jpeg_quality=quality))
+    if method.denoise in AUTOS:
+        choice = pair.choose(Picture(lr, jpeg_quality=quality), chain=method.denoise == AUTO_CHAIN)
     else:
         choice = pair.fixed(float(method.denoise))
     found: dict = {"denoise": choice.strength}

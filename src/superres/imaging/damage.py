@@ -2,13 +2,15 @@
 as the condition (jpeg, noise) each 0..1 that the photo model takes (imaging.degrade.condition).
 
 - **JPEG quality**: a JPEG file's quantisation tables tell it exactly (imaging.quality). For anything else (a
-  PNG that was a JPEG once, a screenshot, a frame of video) a tiny CNN (`DamageNet`, 67K parameters) reads up
+  PNG that was a JPEG once, a screenshot, a frame of video) a tiny CNN (`DamageNet`, 70K parameters) reads up
   to CROPS crops of 64x64 taken on the 8-pixel JPEG grid, and the median of its answers is the estimate. It was
   trained on the training images degraded by the `files` mixture (training/damage.py). Its reading less
   JPEG_FLOOR is the estimate.
-- **Real-ESRGAN's chain**: a second tiny CNN of the same shape (`chain.safetensors`, one output) reads the chance
-  that the picture went through that chain (blur, resize, noise and JPEG, twice); at CHAIN_AT or above the
-  picture is told (1, 1), the strongest damage, as the chain was in the photo model's training.
+- **Real-ESRGAN's chain** (`--denoise auto+chain` only): a second tiny CNN of the same shape
+  (`chain.safetensors`, one output) reads the chance that the picture went through that chain (blur, resize,
+  noise and JPEG, twice); at CHAIN_AT or above the picture is told (1, 1), the strongest damage, as the chain
+  was in the photo model's training. Not part of plain auto: it reads a stained-tissue micrograph as the
+  chain at any useful cut-off (docs/photos.md).
 - **Noise**: the hand-made measure of imaging.quality (`noise_sigma`: Donoho's estimate on the flattest tenth of
   the picture), less NOISE_FLOOR, the level it reads on clean pictures (texture), in quadrature: texture and
   noise add as independent variances, sqrt(reading^2 - floor^2). The CNN's own noise answer
@@ -46,8 +48,9 @@ CHAIN_WEIGHTS = "chain.safetensors"  # the chain detector, in superres/weights
 # a picture the chain detector reads at this median chance or above is told (1, 1): the lowest cut-off, in steps
 # of 0.05, above every picture that did not go through the chain, on the held-out training images (every kind
 # of training.damage and `soft` at x2-x4: at most 0.87) and in benchmarks/chain_safety.py (scikit-image's
-# photos, scans and micrographs at two sizes and five JPEG qualities: at most 0.942, a micrograph that the
-# (1, 1) setting smooths into patches); benchmarks/chain_cutoff.py shows lower cut-offs would catch more chain
+# photos, scans and micrographs at full and half size and five JPEG qualities: at most 0.942, a micrograph that
+# the (1, 1) setting smooths into patches; its 128-pixel crops read 0.97-0.98, which is why auto does not use
+# the detector); benchmarks/chain_cutoff.py shows lower cut-offs would catch more of the chain
 CHAIN_AT = 0.95
 
 
@@ -124,7 +127,10 @@ def median_answer(pixels: np.ndarray, net: DamageNet, output: int = 0) -> float:
 
 def chain_chance(pixels: np.ndarray, net: DamageNet | None = None) -> float | None:
     """The chain detector's median chance over the crops that the picture went through Real-ESRGAN's chain;
-    None where no detector is bundled (and none given)."""
+    None where no detector is bundled (and none given), and for a picture smaller than a crop either way (one
+    padded crop is too little to tell the chain by)."""
+    if min(pixels.shape[:2]) < CROP:
+        return None
     net = net if net is not None else bundled_chain_net()
     return None if net is None else median_answer(pixels, net)
 
@@ -166,12 +172,12 @@ def estimate_damage(
     jpeg_quality: int | None = None,
     net: DamageNet | None = None,
     chain_net: DamageNet | None = None,
-    chain: bool = True,
+    chain: bool = False,
 ) -> Damage:
     """The picture's damage. jpeg: from the file's quality where it is a JPEG, else from the pixels; a reading
-    from pixels below its CLEAN_BELOW counts as 0. A picture the chain detector (chain=True; `chain_net` or the
-    bundled one) reads at CHAIN_AT or above is told (1, 1), as Real-ESRGAN's chain was in training, whatever
-    the tables or the other readings say."""
+    from pixels below its CLEAN_BELOW counts as 0. With `chain` (--denoise auto+chain), a picture the chain
+    detector (`chain_net` or the bundled one) reads at CHAIN_AT or above is told (1, 1), as Real-ESRGAN's chain
+    was in training, whatever the tables or the other readings say."""
     if jpeg_quality is not None:  # the tables are exact: the network is not run
         jpeg = condition(jpeg_quality)[0]
         sigma = noise_sigma(pixels)

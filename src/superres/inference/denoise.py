@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 JPEG_CLEAN, JPEG_FULL = 100, 50  # quality at and above which the clean model is used; at and below, full strength
 NOISE_CLEAN, NOISE_FULL = 9.0, 10.25  # measured sigma (8-bit levels) at and below: clean; at and above: full
 STEP = 0.05  # strengths are rounded to this, so a folder of similar photos shares a few blended networks
+AUTO_CHAIN = "auto+chain"  # auto, and a picture the chain detector reads as Real-ESRGAN's chain told (1, 1)
+AUTOS = ("auto", AUTO_CHAIN)
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class DenoiseChoice:
     quality: int | None = None  # the JPEG quality read from the file, if it is a JPEG
     sigma: float | None = None  # the noise level measured on the pixels (auto only)
     condition: tuple[float, float] | None = None  # (jpeg, noise) for a conditioned photo model
-    chain: bool = False  # auto read the picture as Real-ESRGAN's chain (told the strongest damage)
+    chain: float | None = None  # the chain detector's chance where it read Real-ESRGAN's chain (told (1, 1))
 
     @property
     def setting(self) -> float | tuple[float, float]:
@@ -62,8 +64,9 @@ class DenoiseChoice:
         if self.condition is not None:
             if self.sigma is None:
                 return f"denoise {self.strength:g}"
-            if self.chain:
-                return "Real-ESRGAN-like damage chain (detected) -> damage jpeg 1, noise 1"
+            if self.chain is not None:
+                told = f"damage jpeg {self.condition[0]:g}, noise {self.condition[1]:g}"
+                return f"Real-ESRGAN-like damage chain (detected, chance {self.chain:.2f}) -> {told}"
             origin = "file" if self.quality is not None else "estimated"
             quality = self.quality if self.quality is not None else round(100 - self.condition[0] * (100 - JPEG_ONE))
             return (
@@ -87,14 +90,14 @@ def _ramp(value: float, zero: float, one: float) -> float:
     return min(1.0, max(0.0, (value - zero) / (one - zero)))
 
 
-def auto_damage(picture: Picture) -> DenoiseChoice:
+def auto_damage(picture: Picture, chain: bool = False) -> DenoiseChoice:
     """The damage a conditioned photo model is told about a picture (imaging.damage): the jpeg part from the
     file's quality where it is a JPEG, else read from the pixels; the noise part from the pixels; each
-    rounded to STEP; (1, 1) where the chain detector reads Real-ESRGAN's chain."""
-    damage = estimate_damage(picture.pixels, picture.jpeg_quality)
+    rounded to STEP. With `chain` (auto+chain), (1, 1) where the chain detector reads Real-ESRGAN's chain."""
+    damage = estimate_damage(picture.pixels, picture.jpeg_quality, chain=chain)
     setting = (to_step(damage.jpeg), to_step(damage.noise))
-    chain = damage.chain is not None and damage.chain >= CHAIN_AT
-    return DenoiseChoice(max(setting), picture.jpeg_quality, damage.sigma, setting, chain)
+    detected = damage.chain if damage.chain is not None and damage.chain >= CHAIN_AT else None
+    return DenoiseChoice(max(setting), picture.jpeg_quality, damage.sigma, setting, detected)
 
 
 def auto_strength(picture: Picture) -> DenoiseChoice:
@@ -107,15 +110,16 @@ def auto_strength(picture: Picture) -> DenoiseChoice:
 
 
 def parse_denoise(value: float | str | None) -> float | str | None:
-    """'auto', a strength in [0, 1] (number or text), or None (off). Raises ConfigError otherwise."""
-    if value is None or value == "auto":
+    """'auto', 'auto+chain', a strength in [0, 1] (number or text), or None (off). Raises ConfigError
+    otherwise."""
+    if value is None or value in AUTOS:
         return value
     try:
         s = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"denoise must be 'auto' or a strength from 0 to 1, got {value!r}") from None
+        raise ConfigError(f"denoise must be 'auto', '{AUTO_CHAIN}' or a strength from 0 to 1, got {value!r}") from None
     if not 0 <= s <= 1:
-        raise ConfigError(f"denoise must be 'auto' or a strength from 0 to 1, got {value!r}")
+        raise ConfigError(f"denoise must be 'auto', '{AUTO_CHAIN}' or a strength from 0 to 1, got {value!r}")
     return s
 
 
@@ -167,9 +171,10 @@ class PhotoPair:
         # keyed by the clean handle itself (kept alive by the pair, so its id is not reused while it is here)
         return WARM_PAIRS.get((name, id(clean)), make)
 
-    def choose(self, picture: Picture) -> DenoiseChoice:
-        """auto: what this pair runs a picture at."""
-        return auto_damage(picture) if self.conditioned else auto_strength(picture)
+    def choose(self, picture: Picture, chain: bool = False) -> DenoiseChoice:
+        """auto (with `chain`, auto+chain): what this pair runs a picture at. A blended pair has no chain
+        setting: auto+chain is auto there."""
+        return auto_damage(picture, chain) if self.conditioned else auto_strength(picture)
 
     def fixed(self, strength: float) -> DenoiseChoice:
         """--denoise S: the strength, told to a conditioned photo model as the damage (S, S)."""

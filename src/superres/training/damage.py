@@ -157,7 +157,8 @@ def measure(net: DamageNet, samples: list[Sample], scale: int = 2, kinds: tuple[
     """Per kind: the mean absolute error on the samples' HR degraded whole (seed 0, pixels only: no file's
     tables) of the network's quality ("quality"), of the noise sigma that estimate_damage reads ("sigma": the
     hand-made measure less its floor), of the hand-made measure itself ("sigma_handmade") and of the
-    network's own noise answer ("sigma_net"), and the mean hand-made reading ("reading")."""
+    network's own noise answer ("sigma_net"), and the mean hand-made reading ("reading"); as `--denoise auto`
+    reads, without the chain detector."""
     report = {}
     for kind in kinds:
         errors: dict[str, list[float]] = {

@@ -158,11 +158,13 @@ def parse_options(fields: dict[str, str], models: Mapping[str, str] | None = Non
     if size is not None and min(size) < 1:
         raise SuperresError(f"size must be positive, got {text['size']}")
     denoise: float | str | None = text.get("denoise", "auto")
-    if denoise not in ("auto", "off"):
+    if denoise not in ("auto", "auto+chain", "off"):
         try:
             denoise = float(denoise)
         except ValueError:
-            raise SuperresError(f"denoise must be auto, off or a strength from 0 to 1, got {denoise}") from None
+            raise SuperresError(
+                f"denoise must be auto, auto+chain, off or a strength from 0 to 1, got {denoise}"
+            ) from None
     ensemble = text.get("self_ensemble", "false").lower()
     if ensemble not in ("1", "0", "true", "false", "on", "off", "yes", "no"):
         raise SuperresError(f"self_ensemble must be true or false, got {ensemble}")
