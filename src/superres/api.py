@@ -36,7 +36,8 @@ class ImageUpscaler:
     keywords change the options). The network runs at the smallest of its scales at or above the needed
     factor (else its largest), and its output is resized to the exact size with the MATLAB bicubic.
 
-    denoise: 'auto' (default), a strength from 0 (the clean model) to 1 (its photo model), or None (off).
+    denoise: 'auto' (default), 'auto+chain' (auto, and the strongest setting where the chain detector reads
+    Real-ESRGAN's chain), a strength from 0 (the clean model) to 1 (its photo model), or None (off).
     Strengths between blend the two networks' weights; auto reads the strength off each picture (its JPEG
     quality and noise level, inference.denoise). It applies to bundled models that have a photo counterpart;
     auto leaves any other model alone, a strength above 0 is an error there. A picture no larger than the

@@ -159,7 +159,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
         help="0: the clean model, 1: its photo model (JPEG and noise removed), between: the two blended; "
         "auto (default): from each file's JPEG quality and noise level (--verbose says what it chose); "
         "auto+chain: auto, and the strongest setting for pictures that read as many times degraded "
-        "(Real-ESRGAN's chain: old, reprocessed pictures; it misreads micrographs and fine textures). "
+        "(Real-ESRGAN's chain: old, reprocessed pictures; it misreads a stained-tissue micrograph). "
         "With --scale 1 (or a smaller size) and a strength above 0, restores without enlarging",
     )
     p.add_argument(

@@ -48,7 +48,7 @@ CHAIN_WEIGHTS = "chain.safetensors"  # the chain detector, in superres/weights
 # a picture the chain detector reads at this median chance or above is told (1, 1): the lowest cut-off, in steps
 # of 0.05, above every picture that did not go through the chain, on the held-out training images (every kind
 # of training.damage and `soft` at x2-x4: at most 0.87) and in benchmarks/chain_safety.py (scikit-image's
-# photos, scans and micrographs at full and half size and five JPEG qualities: at most 0.942, a micrograph that
+# photos, scans and micrographs at full and half size, as PNG and four JPEG qualities: at most 0.942, a micrograph that
 # the (1, 1) setting smooths into patches; its 128-pixel crops read 0.97-0.98, which is why auto does not use
 # the detector); benchmarks/chain_cutoff.py shows lower cut-offs would catch more of the chain
 CHAIN_AT = 0.95

@@ -35,7 +35,8 @@ class UpscaleOptions:
     Neither: x2, or the model's only scale.
     What upscales: `model` (a handle, a superres network, a bundled name or preset, a weights or .onnx path;
     None: the bundled default), or `method` (an interpolation: 'bicubic', 'bilinear', ...) instead.
-    `correct`: the correction threshold in gray levels (None: off). `denoise`: 'auto', a strength 0..1, or None:
+    `correct`: the correction threshold in gray levels (None: off). `denoise`: 'auto', 'auto+chain' (auto and the
+    chain detector, docs/photos.md), a strength 0..1, or None:
     it blends a clean model with its photo counterpart (the bundled pair, or `model` with `denoise_model`, a
     network of the same architecture trained to remove noise and JPEG artefacts).
     How it runs: `backend` ('auto', 'torch', 'onnxruntime', 'openvino'), `device` ('auto', 'cpu', 'cuda', 'mps'),
@@ -93,7 +94,10 @@ class UpscaleOptions:
             raise ConfigError(f"the correction threshold must be a number >= 0, got {self.correct!r}")
         object.__setattr__(self, "denoise", parse_denoise(self.denoise) if self.method is None else None)
         if self.denoise_model is not None and (self.model is None or self.denoise is None):
-            raise ConfigError("denoise_model blends with a model of yours: give model too, and denoise 'auto' or 0..1")
+            raise ConfigError(
+                "denoise_model blends with a model of yours: give model too, and denoise 'auto' (or 'auto+chain') "
+                "or 0..1"
+            )
 
     def _check_how(self) -> None:
         if self.backend != "auto" and self.backend not in BACKENDS:
