@@ -16,10 +16,9 @@ import json
 from pathlib import Path
 
 from common import degraded_picture, photo_held_out, y_psnr
-from superres.imaging.damage import chain_chance, estimate_damage
-from superres.imaging.degrade import image_rng
-from superres.inference.denoise import PhotoPair, to_step
-from superres.training.damage import KINDS, soft
+from superres.imaging.damage import bundled_chain_net, chain_chance
+from superres.inference.denoise import PhotoPair
+from superres.training.damage import KINDS
 
 CUTOFFS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 SCALES = (2, 3, 4)
@@ -27,25 +26,19 @@ SCALES = (2, 3, 4)
 
 def main(json_path: Path | None) -> int:
     pair = PhotoPair.bundled()
-    assert pair is not None, "the bundled default has a photo model"
+    assert pair is not None and bundled_chain_net() is not None, "the bundled default has a photo model and a detector"
     held = photo_held_out(list(SCALES))
     rows = []
     for scale in SCALES:
         for kind in (*KINDS, "soft"):
             for sample in held[scale]:
-                if kind == "soft":
-                    pixels, quality = soft(sample.hr, scale, image_rng(0, sample.hr)).pixels, None
-                else:
-                    _, picture = degraded_picture(sample.hr, scale, kind)
-                    pixels, quality = picture.pixels, picture.jpeg_quality
-                chance = chain_chance(pixels)
-                assert chance is not None, "no chain detector is bundled"
+                _, picture = degraded_picture(sample.hr, scale, kind)
+                pixels = picture.pixels
+                chance = chain_chance(pixels) or 0.0  # a picture smaller than a crop is not read
                 row: dict = {"scale": scale, "kind": kind, "image": sample.name, "chance": round(chance, 3)}
                 if chance >= CUTOFFS[0]:
-                    plain = estimate_damage(pixels, quality, chain=False)
-                    row["psnr_reading"] = y_psnr(
-                        pair.at((to_step(plain.jpeg), to_step(plain.noise))), pixels, sample.hr, scale
-                    )
+                    auto = pair.at(pair.choose(picture).setting)
+                    row["psnr_reading"] = y_psnr(auto, pixels, sample.hr, scale)
                     row["psnr_chain"] = y_psnr(pair.at((1.0, 1.0)), pixels, sample.hr, scale)
                 rows.append(row)
     table = {}

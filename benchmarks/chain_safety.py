@@ -13,7 +13,6 @@ the chances per picture and variant, sorted from the highest.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 from pathlib import Path
 
@@ -21,8 +20,10 @@ import numpy as np
 from PIL import Image
 
 from common import y_psnr
-from superres.imaging.damage import CHAIN_AT, chain_chance, estimate_damage
-from superres.inference.denoise import PhotoPair, to_step
+from superres.imaging.damage import CHAIN_AT, chain_chance
+from superres.imaging.degrade import jpeg
+from superres.imaging.io import Picture
+from superres.inference.denoise import PhotoPair
 
 PICTURES = (
     "astronaut",
@@ -64,10 +65,7 @@ def variants(name: str) -> list[tuple[str, np.ndarray, np.ndarray | None, int | 
             if q is None:
                 out.append((f"{name} {size} png", pixels, truth, None))
                 continue
-            buffer = io.BytesIO()
-            Image.fromarray(pixels).save(buffer, "JPEG", quality=q)
-            saved = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-            out.append((f"{name} {size} q{q}", saved, truth, q))
+            out.append((f"{name} {size} q{q}", jpeg(pixels, q)[0], truth, q))
     return out
 
 
@@ -81,9 +79,8 @@ def main(json_path: Path | None) -> int:
             assert chance is not None, "no chain detector is bundled"
             row: dict = {"picture": label, "chance": round(chance, 3)}
             if chance >= LOOK_FROM and truth is not None:
-                without = estimate_damage(pixels, quality, chain=False)
-                setting = (to_step(without.jpeg), to_step(without.noise))
-                row["psnr_without"] = round(y_psnr(pair.at(setting), pixels, truth, 2), 2)
+                auto = pair.choose(Picture(pixels, jpeg_quality=quality)).setting
+                row["psnr_without"] = round(y_psnr(pair.at(auto), pixels, truth, 2), 2)
                 row["psnr_with"] = round(y_psnr(pair.at((1.0, 1.0)), pixels, truth, 2), 2)
             rows.append(row)
     rows.sort(key=lambda r: -r["chance"])

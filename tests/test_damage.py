@@ -19,8 +19,8 @@ from superres.imaging.damage import (
     estimate_jpeg,
     noise_damage,
 )
-from superres.imaging.degrade import condition, degrade, shrink
-from superres.training.damage import make_chain_patches, soft, train_damage_net
+from superres.imaging.degrade import condition, degrade, parse_preset, shrink
+from superres.training.damage import make_chain_patches, train_damage_net
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_the_bundled_detector_tells_the_chain_from_damage_people_s_files_carry(p
     seeds) read well above them, and some at or above CHAIN_AT."""
     kinds = ("clean", "jpeg:90", "jpeg:50", "jpeg:30", "noise:10", "blur:1.5+jpeg:60", "camera", "web")
     others = [chain_chance(degrade(photo, 2, kind, seed=1).pixels) for kind in kinds]
-    others += [chain_chance(soft(photo, 2, np.random.default_rng(1)).pixels), chain_chance(photo)]
+    others += [chain_chance(parse_preset("soft").apply(photo, 2, np.random.default_rng(1)).pixels), chain_chance(photo)]
     assert max(others) < CHAIN_AT - 0.2, dict(zip((*kinds, "soft", "full size"), others, strict=True))
     chained = [chain_chance(degrade(photo, 2, "real", seed=seed).pixels) for seed in range(8)]
     assert np.median(chained) > max(others) + 0.2 and sum(c >= CHAIN_AT for c in chained) >= 2, chained
@@ -110,7 +110,7 @@ def test_chain_patches_are_half_chain_and_a_detector_learns_from_them(photo):
     patches, labels = make_chain_patches([sample], 64, seed=0, scales=(2,))
     assert patches.shape == (64, CROP, CROP, 3) and patches.dtype == np.uint8 and labels.shape == (64, 1)
     assert 16 <= labels.sum() <= 48 and set(np.unique(labels)) == {0.0, 1.0}
-    assert soft(photo, 2, np.random.default_rng(0)).pixels.shape == (192, 192, 3)
+    assert degrade(photo, 2, "soft").pixels.shape == (192, 192, 3)
     rng = np.random.default_rng(0)
     flat = np.full((32, CROP, CROP, 3), 128, np.uint8)
     noisy = np.clip(128 + rng.normal(0, 30, flat.shape), 0, 255).astype(np.uint8)

@@ -17,7 +17,7 @@ from superres.imaging.io import Picture, PictureStream, from_pil, to_pil
 from superres.imaging.resize import imresize
 from superres.inference.backends import get_backend, same_device
 from superres.inference.correction import DEFAULT_THRESHOLD, correct_strips
-from superres.inference.denoise import AUTO_CHAIN, AUTOS, DenoiseChoice, PhotoPair
+from superres.inference.denoise import AUTOS, DenoiseChoice, PhotoPair
 from superres.inference.options import UpscaleOptions
 from superres.inference.sizes import OutputSize, network_scale
 from superres.inference.upscaler import Upscaler, resize_picture, upscale_picture_stream
@@ -110,9 +110,7 @@ class ImageUpscaler:
         """The denoise strength this upscaler uses for a picture (0 where there is no photo model)."""
         if self.pair is None or self.denoise is None:
             return DenoiseChoice(0.0)
-        if self.denoise in AUTOS:
-            return self.pair.choose(picture, chain=self.denoise == AUTO_CHAIN)
-        return self.pair.fixed(float(self.denoise))
+        return self.pair.choose(picture, self.denoise)
 
     def __call__(self, picture: Picture) -> Picture:
         return self.stream(picture).collect()

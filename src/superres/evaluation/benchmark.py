@@ -25,7 +25,7 @@ from superres.imaging.io import Picture
 from superres.imaging.quality import jpeg_file_quality
 from superres.imaging.resize import METHODS, imresize, output_shape_for
 from superres.inference.correction import DEFAULT_THRESHOLD, correct
-from superres.inference.denoise import AUTO_CHAIN, AUTOS, PhotoPair, parse_denoise
+from superres.inference.denoise import AUTOS, PhotoPair, parse_denoise
 from superres.inference.sizes import network_scale
 from superres.inference.upscaler import Upscaler, upscale_picture
 from superres.models.handle import ModelHandle
@@ -58,7 +58,7 @@ class Method:
         if text in METHODS:
             return cls(text, interpolation=text)
         if text in ("photo", *AUTOS) or text.startswith("denoise="):
-            value = {"photo": 1.0, **{a: a for a in AUTOS}}.get(text, text[len("denoise=") :])
+            value = 1.0 if text == "photo" else text if text in AUTOS else text[len("denoise=") :]
             return cls(text, model="model", denoise=parse_denoise(value))
         base, found = text, set()
         while base.endswith(SUFFIXES):
@@ -321,10 +321,7 @@ def _with_strength(method: Method, model, lr: np.ndarray, quality: int | None, m
     if method.denoise is None:
         return model, {}
     pair = models.pair()
-    if method.denoise in AUTOS:
-        choice = pair.choose(Picture(lr, jpeg_quality=quality), chain=method.denoise == AUTO_CHAIN)
-    else:
-        choice = pair.fixed(float(method.denoise))
+    choice = pair.choose(Picture(lr, jpeg_quality=quality), method.denoise)
     found: dict = {"denoise": choice.strength}
     if choice.condition is not None:
         found["damage"] = list(choice.condition)

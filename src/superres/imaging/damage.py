@@ -119,10 +119,10 @@ def crops(pixels: np.ndarray, n: int = CROPS) -> np.ndarray:
 
 
 @torch.inference_mode()
-def median_answer(pixels: np.ndarray, net: DamageNet, output: int = 0) -> float:
-    """The median over the picture's crops of one of the network's answers."""
+def median_answer(pixels: np.ndarray, net: DamageNet) -> float:
+    """The median over the picture's crops of the network's first answer."""
     batch = torch.from_numpy(crops(pixels)).permute(0, 3, 1, 2).float() / 255
-    return float(net(batch)[:, output].median())
+    return float(net(batch)[:, 0].median())
 
 
 def chain_chance(pixels: np.ndarray, net: DamageNet | None = None) -> float | None:
@@ -166,6 +166,16 @@ class Damage(NamedTuple):
     sigma: float
     chain: float | None = None
 
+    @property
+    def is_chain(self) -> bool:
+        """The chain detector ran and read Real-ESRGAN's chain (the damage is then (1, 1))."""
+        return reads_as_chain(self.chain)
+
+
+def reads_as_chain(chance: float | None) -> bool:
+    """A chain detector's chance (None: it did not run) that counts as Real-ESRGAN's chain."""
+    return chance is not None and chance >= CHAIN_AT
+
 
 def estimate_damage(
     pixels: np.ndarray,
@@ -178,6 +188,9 @@ def estimate_damage(
     from pixels below its CLEAN_BELOW counts as 0. With `chain` (--denoise auto+chain), a picture the chain
     detector (`chain_net` or the bundled one) reads at CHAIN_AT or above is told (1, 1), as Real-ESRGAN's chain
     was in training, whatever the tables or the other readings say."""
+    chance = chain_chance(pixels, chain_net) if chain else None
+    if reads_as_chain(chance):  # the other readings would go unused: only the noise level is read
+        return Damage(1.0, 1.0, noise_sigma(pixels), chance)
     if jpeg_quality is not None:  # the tables are exact: the network is not run
         jpeg = condition(jpeg_quality)[0]
         sigma = noise_sigma(pixels)
@@ -185,7 +198,4 @@ def estimate_damage(
     else:
         jpeg, noise, sigma = pixel_readings(pixels, net)
         jpeg = jpeg if jpeg >= JPEG_CLEAN_BELOW else 0.0
-    chance = chain_chance(pixels, chain_net) if chain else None
-    if chance is not None and chance >= CHAIN_AT:
-        return Damage(1.0, 1.0, sigma, chance)
     return Damage(jpeg, noise if noise >= NOISE_CLEAN_BELOW else 0.0, sigma, chance)

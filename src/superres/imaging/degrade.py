@@ -17,6 +17,8 @@ colour or gray, Poisson) and JPEG (libjpeg through Pillow). They are chained as 
     camera               a phone's picture: a mild demosaic-like blur, the resize, Poisson-Gaussian noise
                          correlated across colours and neighbours, maybe the phone's JPEG (75-95)
     lens                 mild defocus (a disk) or motion blur (a line) before the resize, maybe a JPEG (80-95)
+    soft                 a camera-resolution picture: the resize, a 0.5-1.5 px blur, maybe mild camera noise,
+                         maybe a JPEG (30-95); not in `files` (the chain detector's negatives)
     grain                a noisy picture made smaller: the shrink, then white Gaussian noise (sigma 1-20),
                          maybe a JPEG (75-95)
     files                what people's files carry: the mixture FILES_MIX of clean, web, camera, grain,
@@ -507,6 +509,22 @@ def _grain(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
     return Degraded(img, data, condition(quality, sigma))
 
 
+def _soft(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
+    """A picture at a camera's full resolution, soft at the pixel level (its lens and demosaicing resolve less
+    than a pixel): the resize (`downscale`), a Gaussian blur of 0.5-1.5 px, with chance 0.3 mild camera noise
+    (sigma 1-4), and with chance 0.7 a JPEG of quality 30-95. Blurred, often compressed, rarely noisy: what the
+    chain detector (training.damage) must not take for Real-ESRGAN's chain. Its condition is the JPEG and the
+    noise; the blur is not told."""
+    width = rng.uniform(0.5, 1.5)
+    img = blur(downscale(hr, scale, rng), gaussian_kernel(2 * math.ceil(3 * width) + 1, width))
+    sigma = 0.0
+    if rng.random() < 0.3:
+        sigma = rng.uniform(1, 4)
+        img = add_camera_noise(img, rng, sigma, rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.7), 0.5)
+    img, data, quality = _maybe_jpeg(img, rng, 0.7, 30, 95)
+    return Degraded(img, data, condition(quality, sigma))
+
+
 def _lens(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
     """Mild lens trouble: defocus (a disk of radius 0.4-1.2 LR px) or, as often, camera shake (a line of 1-3
     LR px at any angle) on the HR, the MATLAB bicubic shrink, and with chance 0.5 a JPEG (quality 80-95)."""
@@ -527,6 +545,7 @@ COMPONENTS = {
     "camera": _camera,
     "grain": _grain,
     "lens": _lens,
+    "soft": _soft,
 }
 
 

@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from superres.errors import CheckpointError, ConfigError
-from superres.imaging.damage import CHAIN_AT, estimate_damage
+from superres.imaging.damage import estimate_damage
 from superres.imaging.degrade import JPEG_ONE
 from superres.imaging.io import Picture
 from superres.imaging.quality import noise_sigma
@@ -96,7 +96,7 @@ def auto_damage(picture: Picture, chain: bool = False) -> DenoiseChoice:
     rounded to STEP. With `chain` (auto+chain), (1, 1) where the chain detector reads Real-ESRGAN's chain."""
     damage = estimate_damage(picture.pixels, picture.jpeg_quality, chain=chain)
     setting = (to_step(damage.jpeg), to_step(damage.noise))
-    detected = damage.chain if damage.chain is not None and damage.chain >= CHAIN_AT else None
+    detected = damage.chain if damage.is_chain else None
     return DenoiseChoice(max(setting), picture.jpeg_quality, damage.sigma, setting, detected)
 
 
@@ -171,10 +171,13 @@ class PhotoPair:
         # keyed by the clean handle itself (kept alive by the pair, so its id is not reused while it is here)
         return WARM_PAIRS.get((name, id(clean)), make)
 
-    def choose(self, picture: Picture, chain: bool = False) -> DenoiseChoice:
-        """auto (with `chain`, auto+chain): what this pair runs a picture at. A blended pair has no chain
-        setting: auto+chain is auto there."""
-        return auto_damage(picture, chain) if self.conditioned else auto_strength(picture)
+    def choose(self, picture: Picture, denoise: float | str = "auto") -> DenoiseChoice:
+        """What this pair runs a picture at under a denoise setting (parse_denoise's, not None): auto and
+        auto+chain read it off the picture (a blended pair has no chain setting: auto+chain is auto there), a
+        strength is fixed."""
+        if denoise not in AUTOS:
+            return self.fixed(float(denoise))
+        return auto_damage(picture, denoise == AUTO_CHAIN) if self.conditioned else auto_strength(picture)
 
     def fixed(self, strength: float) -> DenoiseChoice:
         """--denoise S: the strength, told to a conditioned photo model as the damage (S, S)."""

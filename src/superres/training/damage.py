@@ -28,20 +28,22 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from superres.imaging.damage import CROP, DamageNet, chain_chance, crops, estimate_damage, pixel_readings
+from superres.imaging.damage import (
+    CHAIN_WEIGHTS,
+    CROP,
+    WEIGHTS,
+    DamageNet,
+    chain_chance,
+    crops,
+    estimate_damage,
+    pixel_readings,
+)
 from superres.imaging.datasets import Sample
 from superres.imaging.degrade import (
     FILES_MIX,
     JPEG_ONE,
     NOISE_ONE,
-    Degraded,
-    add_camera_noise,
-    blur,
     degrade,
-    downscale,
-    gaussian_kernel,
-    image_rng,
-    jpeg,
     parse_preset,
 )
 
@@ -59,20 +61,6 @@ KINDS = (
     "noise:10",
     "noise:15",
 )
-
-
-def soft(hr: np.ndarray, scale: float, rng: np.random.Generator) -> Degraded:
-    """A picture at a camera's full resolution, soft at the pixel level (its lens and demosaicing resolve less
-    than a pixel): the resize (`downscale`), a Gaussian blur of 0.5-1.5 px, with chance 0.3 mild camera noise
-    (sigma 1-4), and with chance 0.7 a JPEG of quality 30-95. Blurred, often compressed, rarely noisy: the
-    pictures a chain detector must not take for the chain (its condition is not used)."""
-    width = rng.uniform(0.5, 1.5)
-    img = blur(downscale(hr, scale, rng), gaussian_kernel(2 * int(np.ceil(3 * width)) + 1, width))
-    if rng.random() < 0.3:
-        img = add_camera_noise(img, rng, rng.uniform(1, 4), rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.7), 0.5)
-    if rng.random() < 0.7:
-        img, _ = jpeg(img, round(rng.uniform(30, 95)))
-    return Degraded(img)
 
 
 # the chain detector's negatives: the rest of the `files` mixture, and soft camera-resolution pictures
@@ -112,14 +100,14 @@ def make_chain_patches(
     """n LR crops, half through Real-ESRGAN's chain (label 1), half not (label 0: NOT_CHAIN, or with chance
     SOFT_SHARE a `soft` picture), and their labels (n, 1) float32."""
     rng = np.random.default_rng(seed)
-    real, others = parse_preset("real"), parse_preset(NOT_CHAIN)
+    real, soft, others = parse_preset("real"), parse_preset("soft"), parse_preset(NOT_CHAIN)
     crops, labels = [], []
     for hr, s in _hr_crops(samples, n, rng, scales):
         chain = rng.random() < 0.5
         if chain:
             out = real.apply(hr, s, rng)
         else:
-            out = soft(hr, s, rng) if rng.random() < SOFT_SHARE else others.apply(hr, s, rng)
+            out = (soft if rng.random() < SOFT_SHARE else others).apply(hr, s, rng)
         crops.append(out.pixels)
         labels.append([float(chain)])
     return np.stack(crops), np.array(labels, dtype=np.float32)
@@ -193,7 +181,7 @@ def measure_chain(net: DamageNet, held_out: dict[int, list[Sample]]) -> dict:
         for kind in (*KINDS, "soft"):
             chances = []
             for s in samples:
-                out = soft(s.hr, scale, image_rng(0, s.hr)) if kind == "soft" else degrade(s.hr, scale, kind, seed=0)
+                out = degrade(s.hr, scale, kind, seed=0)
                 chances.append(round(chain_chance(out.pixels, net) or 0.0, 3))
             report[f"x{scale} {kind}"] = sorted(chances)
     return report
@@ -244,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"held_out_images": [s.name for s in held_out[2]]}
-    name = "chain.safetensors" if args.chain else "damage.safetensors"
+    name = CHAIN_WEIGHTS if args.chain else WEIGHTS
     if args.weights:
         net = DamageNet(outputs=1 if args.chain else 2)
         net.load_state_dict(load_file(args.weights), strict=True)

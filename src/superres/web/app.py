@@ -41,8 +41,9 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from superres.errors import ImageError, SuperresError
+from superres.errors import ConfigError, ImageError, SuperresError
 from superres.imaging.io import DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_FORMATS, image_size
+from superres.inference.denoise import parse_denoise
 from superres.inference.options import UpscaleOptions
 from superres.web.jobs import Busy, Job, JobQueue, QueueFull
 from superres.web.limits import (
@@ -157,14 +158,11 @@ def parse_options(fields: dict[str, str], models: Mapping[str, str] | None = Non
         raise SuperresError(f"scale must be above 0 and at most 16, got {text['scale']}")
     if size is not None and min(size) < 1:
         raise SuperresError(f"size must be positive, got {text['size']}")
-    denoise: float | str | None = text.get("denoise", "auto")
-    if denoise not in ("auto", "auto+chain", "off"):
-        try:
-            denoise = float(denoise)
-        except ValueError:
-            raise SuperresError(
-                f"denoise must be auto, auto+chain, off or a strength from 0 to 1, got {denoise}"
-            ) from None
+    asked = text.get("denoise", "auto")
+    try:
+        denoise = None if asked == "off" else parse_denoise(asked)
+    except ConfigError:
+        raise SuperresError(f"denoise must be auto, auto+chain, off or a strength from 0 to 1, got {asked}") from None
     ensemble = text.get("self_ensemble", "false").lower()
     if ensemble not in ("1", "0", "true", "false", "on", "off", "yes", "no"):
         raise SuperresError(f"self_ensemble must be true or false, got {ensemble}")
@@ -180,7 +178,7 @@ def parse_options(fields: dict[str, str], models: Mapping[str, str] | None = Non
         scale=scale,
         width=None if size is None else size[0],
         height=None if size is None else size[1],
-        denoise=None if denoise == "off" else denoise,
+        denoise=denoise,
         self_ensemble=ensemble in ("1", "true", "on", "yes"),
     )
 
