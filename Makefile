@@ -21,8 +21,8 @@ test: $(STAMP)
 # ruff (lint rules and formatting) and pyright, as configured in pyproject.toml; all three run, any finding fails
 lint: $(STAMP)
 	status=0; \
-	$(BIN)/ruff check src tests benchmarks || status=1; \
-	$(BIN)/ruff format --check src tests benchmarks || status=1; \
+	$(BIN)/ruff check src tests benchmarks scripts || status=1; \
+	$(BIN)/ruff format --check src tests benchmarks scripts || status=1; \
 	$(BIN)/pyright || status=1; \
 	exit $$status
 

@@ -177,11 +177,14 @@ def training_lines(run: Path, label: str, by_scale: dict, config: str, export: s
             + (f", CutBlur-style mixing with chance {cfg['cutblur']}" if cfg.get("cutblur") else "")
             + "; validation on the held-out images degraded once (seed 0)."
         )
+    extra = [Path(d).name for d in cfg.get("train_only", [])]
     lines += [
         f"- {label}: {facts['steps']:,} steps{stopped} of batch {cfg['batch_size']} x {cfg['patch_size']} px "
         f"LR patches (one scale per batch, {drawn(cfg)}), {facts['seconds'] / 60:.0f} minutes on "
         f"{machine}; data {', '.join(Path(d).name for d in cfg['data'])} "
-        f"({cfg.get('holdout', 0)} images held out); best held-out Y-PSNR {facts['best_val']:.3f} dB "
+        f"({cfg.get('holdout', 0)} images held out)"
+        + (f", and for training only {', '.join(extra)}" if extra else "")
+        + f"; best held-out Y-PSNR {facts['best_val']:.3f} dB "
         "(mean over scales"
         + (": " + ", ".join(f"x{k} {v:.3f}" for k, v in by_scale.items()) if by_scale else "")
         + ")"

@@ -1,10 +1,12 @@
-"""Side-by-side crops of one real JPEG photo enlarged x4: bicubic, superres's default (`--denoise auto`, which
-runs the photo model at the damage it reads), SPAN x4 (a clean DIV2K model, as a user would otherwise pick) and
-Real-ESRGAN x4plus (the GAN most people run on old photos). There is no ground truth at x4 of a real photo: the
-crops show what each method does with the file's JPEG blocks and noise. Writes docs/photo-crops.png and prints the
-seconds each method took (fp32, torch, this machine).
+"""Side-by-side crops of one real JPEG photo enlarged x4: bicubic, superres's default (`--denoise auto`, which runs the
+photo model at the damage it reads), SPAN x4 (a clean DIV2K model, as a user would otherwise pick), Real-ESRGAN
+x4plus (the GAN most people run on old photos) and, where staged in --general, Real-ESRGAN's compact
+realesr-general-x4v3 at its default `-dn 0.5` (benchmarks/ncnn_srvgg.py; docs/photos.md). There is no ground truth
+at x4 of a real photo: the crops show what each method does with the file's JPEG blocks and noise. Writes
+docs/photo-crops.png and prints the seconds each method took (fp32, torch, this machine).
 
-    python benchmarks/photo_crops.py [--photo PATH] [--models ../shared/models] [-o docs/photo-crops.png]
+    python benchmarks/photo_crops.py [--photo PATH] [--models ../shared/models] [--general /work/staging/models]
+                                     [-o docs/photo-crops.png]
 
 The default photo is scikit-image's rocket.jpg (NASA, public domain; a real JPEG as published, 640x427).
 """
@@ -35,7 +37,20 @@ def default_photo() -> Path:
     return Path(skimage.__file__).parent / "data" / "rocket.jpg"
 
 
-def main(photo: Path, models: Path, out: Path) -> int:
+def general_dn(folder: Path, dn: float = 0.5):
+    """realesr-general-x4v3 blended with its wdn twin as Real-ESRGAN's `-dn` does (dn * general + (1 - dn) * wdn),
+    or None where the two are not staged in `folder`."""
+    from superres.models import load_model
+    from superres.models.checkpoints import interpolate
+
+    general, wdn = folder / "realesr-general-x4v3.safetensors", folder / "realesr-general-wdn-x4v3.safetensors"
+    if not (general.is_file() and wdn.is_file()):
+        print(f"realesr-general-x4v3 and its wdn twin are not staged in {folder}: left out")
+        return None
+    return interpolate(load_model(wdn), load_model(general), dn)
+
+
+def main(photo: Path, models: Path, general: Path, out: Path) -> int:
     picture = read_image(photo)
     pair = PhotoPair.bundled()
     assert pair is not None, "the bundled default has a photo model"
@@ -51,6 +66,9 @@ def main(photo: Path, models: Path, out: Path) -> int:
         "SPAN x4": dict(model=str(models / "span_x4_ch48.safetensors"), denoise=None),
         "Real-ESRGAN x4plus": dict(model=str(models / "RealESRGAN_x4plus.safetensors"), denoise=None),
     }
+    compact = general_dn(general)
+    if compact is not None:
+        methods["realesr-general-x4v3 -dn 0.5"] = dict(model=compact, denoise=None)
     tiles = []
     for name, options in methods.items():
         t0 = time.perf_counter()
@@ -82,6 +100,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photo", type=Path, default=None, help="a JPEG photo (default: scikit-image's rocket.jpg)")
     parser.add_argument("--models", type=Path, default=Path("../shared/models"))
+    parser.add_argument("--general", type=Path, default=Path("/work/staging/models"), help="realesr-general's files")
     parser.add_argument("-o", "--output", type=Path, default=Path("docs/photo-crops.png"))
     args = parser.parse_args()
-    raise SystemExit(main(args.photo or default_photo(), args.models, args.output))
+    raise SystemExit(main(args.photo or default_photo(), args.models, args.general, args.output))

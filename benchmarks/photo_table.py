@@ -63,11 +63,15 @@ def x4_table(data: dict) -> None:
             text = f"{r['psnr']:.2f} / {r['ssim']:.3f}"
             cells.append(f"**{text}**" if r["psnr"] == best else text)
         print(f"| {kind} | " + " | ".join(cells) + " |")
-    clean_models = [m for m in methods if "/" in m and "RealESRGAN" not in m]
-    if clean_models and "auto" in methods:
-        print("\nauto - the best clean model of ../shared/models (x4):")
+    real_world = [m for m in methods if "realesr" in short(m).lower()]  # Real-ESRGAN's, trained on degradations
+    clean_models = [m for m in methods if "/" in m and m not in real_world]
+    general = [m for m in real_world if "general" in short(m)]
+    for title, group in (("the best clean model of ../shared/models", clean_models), ("realesr-general", general)):
+        if not group or "auto" not in methods:
+            continue
+        print(f"\nauto - {title} (x4):")
         for kind in kinds:
-            top = max(clean_models, key=lambda m: by[(kind, m)]["psnr"])
+            top = max(group, key=lambda m: by[(kind, m)]["psnr"])
             print(f"  {kind}: {by[(kind, 'auto')]['psnr'] - by[(kind, top)]['psnr']:+.2f} dB (best: {short(top)})")
 
 

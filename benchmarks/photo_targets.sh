@@ -23,6 +23,23 @@ $SR eval --data "$SUB" --scale 3 --degrade $KINDS --seed 0 --methods bicubic,mod
     --json docs/results/photo-x3.json -q
 date
 CLEAN="$M/span_x4_ch48.safetensors,$M/rlfn_x4.safetensors,$M/imdn_x4.safetensors,$M/smfanet_df2k_x4.safetensors,$M/carn_m.safetensors"
+# Real-ESRGAN's compact realesr-general-x4v3, its wdn twin and their blend at -dn 0.5 (Real-ESRGAN's default), where
+# they are staged (GENERAL, default /work/staging/models: benchmarks/ncnn_srvgg.py rebuilds them from their ncnn
+# export; docs/photos.md says where that is)
+GENERAL=${GENERAL:-/work/staging/models}
+EXTRA=""
+if [ -f "$GENERAL/realesr-general-x4v3.safetensors" ] && [ -f "$GENERAL/realesr-general-wdn-x4v3.safetensors" ]; then
+    .venv/bin/python -c "import sys; from superres.models import load_model, save_weights
+from superres.models.checkpoints import interpolate
+save_weights(interpolate(load_model(sys.argv[2]), load_model(sys.argv[1]), 0.5), sys.argv[3])" \
+        "$GENERAL/realesr-general-x4v3.safetensors" "$GENERAL/realesr-general-wdn-x4v3.safetensors" \
+        "$TMP/realesr-general-x4v3-dn0.5.safetensors"
+    EXTRA=",$GENERAL/realesr-general-x4v3.safetensors,$TMP/realesr-general-x4v3-dn0.5.safetensors"
+    EXTRA="$EXTRA,$GENERAL/realesr-general-wdn-x4v3.safetensors"
+else
+    echo "realesr-general-x4v3 and its wdn twin are not staged in $GENERAL: left out" >&2
+fi
 $SR eval --data "$SUB" --scale 4 --degrade $KINDS --seed 0 \
-    --methods "bicubic,model,photo,auto,$CLEAN,$M/RealESRGAN_x4plus.safetensors" --json docs/results/photo-x4.json -q
+    --methods "bicubic,model,photo,auto,$CLEAN,$M/RealESRGAN_x4plus.safetensors$EXTRA" \
+    --json docs/results/photo-x4.json -q
 date

@@ -102,14 +102,19 @@ def test_the_bundled_detector_tells_the_chain_from_damage_people_s_files_carry(p
 
 
 def test_chain_patches_are_half_chain_and_a_detector_learns_from_them(photo):
-    """make_chain_patches labels half its crops as the chain; soft pictures keep the LR size; a one-output
-    DamageNet trained by cross-entropy on a separable toy set tells its two halves apart."""
+    """make_chain_patches labels half its crops as the chain, and those are the chain's (the bundled detector reads
+    them far above the rest); soft pictures keep the LR size; a one-output DamageNet trained by cross-entropy on a
+    separable toy set tells its two halves apart."""
     from superres.imaging.datasets import Sample
 
     sample = Sample(name="astronaut", hr=photo, lr=shrink(photo, 2))
     patches, labels = make_chain_patches([sample], 64, seed=0, scales=(2,))
     assert patches.shape == (64, CROP, CROP, 3) and patches.dtype == np.uint8 and labels.shape == (64, 1)
     assert 16 <= labels.sum() <= 48 and set(np.unique(labels)) == {0.0, 1.0}
+    if bundled_chain_net() is not None:
+        chances = np.array([chain_chance(p) for p in patches])
+        chain, rest = chances[labels[:, 0] == 1], chances[labels[:, 0] == 0]
+        assert np.median(chain) > np.median(rest) + 0.3 and np.mean(chain > rest.max()) > 0.25, (chain, rest)
     assert degrade(photo, 2, "soft").pixels.shape == (192, 192, 3)
     rng = np.random.default_rng(0)
     flat = np.full((32, CROP, CROP, 3), 128, np.uint8)
@@ -117,3 +122,13 @@ def test_chain_patches_are_half_chain_and_a_detector_learns_from_them(photo):
     toy = np.concatenate([flat, noisy])
     net = train_damage_net(toy, np.repeat([[0.0], [1.0]], 32, axis=0).astype(np.float32), steps=200, batch=16)
     assert chain_chance(noisy[0], net) > 0.8 and chain_chance(flat[0], net) < 0.2
+
+
+def test_the_detector_is_fitted_by_cross_entropy_so_its_answer_is_a_chance():
+    """One picture labelled 1 a quarter of the time: cross-entropy's optimum is the share, 0.25 (L1's, the median,
+    would be 0), so a detector trained on it answers about 0.25."""
+    picture = np.clip(128 + np.random.default_rng(1).normal(0, 20, (40, CROP, CROP, 3)), 0, 255).astype(np.uint8)
+    picture[:] = picture[0]  # one picture, 40 times
+    labels = (np.arange(40) % 4 == 0).astype(np.float32)[:, None]
+    net = train_damage_net(picture, labels, steps=300, batch=16)
+    assert 0.15 < chain_chance(picture[0], net) < 0.35

@@ -503,3 +503,20 @@ def test_presets_of_families_the_loop_cannot_train_are_refused_by_name():
 
     with pytest.raises(ConfigError, match="'rrdbnet' is a rrdbnet network: superres loads and runs it"):
         TrainConfig(data=["hr"], preset="rrdbnet").validate()
+
+
+def test_train_only_folders_are_trained_on_and_leave_the_held_out_split_unchanged(hr_folder, tmp_path):
+    from superres.training.loop import load_training_data
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    for i in range(3):
+        write_image(extra / f"x{i}.png", Picture(np.full((40, 40, 3), 60 * i, np.uint8)))
+    train_before, val_before = load_training_data(tiny_config(hr_folder, tmp_path / "a"))
+    train_after, val_after = load_training_data(tiny_config(hr_folder, tmp_path / "b", train_only=[str(extra)]))
+    assert [s.name for s in val_after[2]] == [s.name for s in val_before[2]]  # the same image held out
+    assert [s.name for s in train_after[2]] == [s.name for s in train_before[2]] + ["x0", "x1", "x2"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="empty: no images"):
+        load_training_data(tiny_config(hr_folder, tmp_path / "c", train_only=[str(empty)]))

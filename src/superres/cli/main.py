@@ -393,6 +393,9 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
 def _add_train_model_flags(p: argparse.ArgumentParser) -> None:
     """train: the data, the architecture and the optimisation."""
     p.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR images, or EDSR/DIV2K layouts")
+    p.add_argument(
+        "--train-only", nargs="+", metavar="DIR", help="more folders for training only (never held out by --holdout)"
+    )
     p.add_argument("--scale", help="factor, or several for one multi-scale network (mdsr, mspan), e.g. 2,3,4")
     p.add_argument(
         "--scale-weights", metavar="W,...", help="chance of each scale's batches, e.g. 0.5,0.2,0.3 (default: equal)"

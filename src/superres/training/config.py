@@ -25,6 +25,8 @@ TRAINABLE_FAMILIES = ("edsr", "mdsr", "mspan")
 @dataclass
 class TrainConfig:
     data: list[str] = field(default_factory=list)  # folders: HR images, or EDSR/DIV2K layouts with LR
+    # more folders, for training only: never held out, so adding them leaves the hold-out split of `data` unchanged
+    train_only: list[str] = field(default_factory=list)
     scale: list[int] = field(default_factory=lambda: [2])  # several (MDSR presets): one drawn per batch
     scale_weights: list[float] | None = None  # the chance of each scale's batch (normalised); None: uniform
     preset: str = "edsr-baseline"

@@ -73,20 +73,21 @@ def load_training_data(cfg: TrainConfig) -> tuple[dict[int, list[Sample]], dict[
     train_samples: dict[int, list[Sample]] = {}
     val: dict[int, list[Sample]] = {}
     paths_by_folder = []
-    for folder in cfg.data:
+    for folder in cfg.data + cfg.train_only:
         dataset = find_dataset(folder, split="train")
         paths = dataset.hr_paths()
         if not paths:
             raise ConfigError(f"{folder}: no images")
         paths_by_folder.append((dataset, paths))
-    loaded = [load_samples_at(dataset, cfg.scale, cfg.n_colors, paths) for dataset, paths in paths_by_folder]
+    read = [load_samples_at(dataset, cfg.scale, cfg.n_colors, paths) for dataset, paths in paths_by_folder]
+    loaded, extra = read[: len(cfg.data)], read[len(cfg.data) :]
     for scale in cfg.scale:
         samples = [s for by_scale in loaded for s in by_scale[scale]]
         held_out: list[Sample] = []
         if cfg.holdout:  # the same images at every scale: the split depends only on their number
             keep, out = split_holdout(list(range(len(samples))), cfg.holdout)
             samples, held_out = [samples[i] for i in keep], [samples[i] for i in out]
-        train_samples[scale] = samples
+        train_samples[scale] = samples + [s for by_scale in extra for s in by_scale[scale]]
         val[scale] = held_out + [
             s for folder in cfg.val for s in load_samples(find_dataset(folder), scale, cfg.n_colors)
         ]
@@ -697,6 +698,7 @@ def _weights_metadata(
         "val_psnr_y_by_scale": {str(k): round(v, 4) for k, v in (by_scale or {}).items()},
         "training": {
             "data": [Path(d).name for d in cfg.data],
+            "train_only": [Path(d).name for d in cfg.train_only],
             "images": n_images,
             "holdout": cfg.holdout,
             "val": [Path(d).name for d in cfg.val],
