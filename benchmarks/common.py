@@ -72,3 +72,15 @@ def y_psnr(handle, lr: np.ndarray, hr: np.ndarray, scale: int) -> float:
 
     sr = Upscaler(handle, scale, device="cpu", precision="fp32", backend="torch")(lr.astype(np.float32))
     return psnr(sr, hr, shave=scale, channel="y")
+
+
+def realesr_general_dn(folder: Path, dn: float = 0.5):
+    """realesr-general-x4v3 blended with its wdn twin as Real-ESRGAN's `-dn` does (dn * general + (1 - dn) * wdn;
+    its default is 0.5), from the files benchmarks/ncnn_srvgg.py wrote to `folder`; None where they are not there."""
+    from superres.models import load_model
+    from superres.models.checkpoints import interpolate
+
+    general, wdn = folder / "realesr-general-x4v3.safetensors", folder / "realesr-general-wdn-x4v3.safetensors"
+    if not (general.is_file() and wdn.is_file()):
+        return None
+    return interpolate(load_model(wdn), load_model(general), dn)

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from superres.models.srvgg import SRVGGConfig, SRVGGNetCompact
+from superres.models.checkpoints import read_model
+from superres.models.handle import ModelHandle
 
 MAGIC = 7767517
 FP16_TAG = 0x01306B47
@@ -84,8 +85,9 @@ def read_weights(layers: list[tuple[str, dict[int, str]]], data: bytes) -> list[
     return out
 
 
-def to_compact(layers: list[tuple[str, dict[int, str]]], weights: list[tuple[str, list[np.ndarray]]]):
-    """The SRVGGNetCompact these layers are, or SystemExit saying why not."""
+def to_compact(layers: list[tuple[str, dict[int, str]]], weights: list[tuple[str, list[np.ndarray]]]) -> ModelHandle:
+    """The SRVGGNetCompact these layers are (its config read off the shapes by the srvgg family, as for a .pth),
+    or SystemExit saying why not."""
     kinds = [kind for kind, _ in weights]
     n_convs = (len(kinds) - 3) // 2
     if len(kinds) < 3 or kinds != ["Convolution", "PReLU"] * (n_convs + 1) + ["Convolution"]:
@@ -94,19 +96,17 @@ def to_compact(layers: list[tuple[str, dict[int, str]]], weights: list[tuple[str
     interps = [s for kind, s in layers if kind == "Interp"]
     if len(shuffles) != 1 or len(interps) != 1 or interps[0].get(0) != "1":  # Interp 0=1: nearest
         raise SystemExit("expected one pixel shuffle and one nearest upsampling of the input")
-    scale = int(shuffles[0][0])
-    first = weights[0][1][0]
-    config = SRVGGConfig(scale=scale, n_feats=first.shape[0], n_convs=n_convs, n_colors=first.shape[1], act="prelu")
-    net = SRVGGNetCompact(config)
     state = {}
     for i, (_, arrays) in enumerate(weights):
         names = ("weight", "bias")[: len(arrays)]
         state.update({f"body.{i}.{name}": torch.from_numpy(a.copy()) for name, a in zip(names, arrays, strict=True)})
-    net.load_state_dict(state, strict=True)  # shapes checked against the config read off them
-    return net
+    handle = read_model(state, {"arch": "srvgg"})
+    if handle.scale != int(shuffles[0][0]):
+        raise SystemExit(f"the last conv makes x{handle.scale}; the pixel shuffle is x{shuffles[0][0]}")
+    return handle
 
 
-def compare(net: SRVGGNetCompact, official: Path) -> None:
+def compare(net: ModelHandle, official: Path) -> None:
     """Print how many tensors equal the official file's, and the largest difference relative to a tensor's range."""
     from superres.models import load_model
 
@@ -126,8 +126,8 @@ def main(param: Path, binary: Path, out: Path, official: Path | None) -> int:
     if official is not None:
         compare(net, official)
     source = {"source": f"ncnn export {param.name} + {binary.name}, float16 weights widened to float32"}
-    save_weights(net.eval(), out, metadata=source)
-    print(f"{out}: SRVGGNetCompact x{net.config.scale}, {net.config.n_convs} convs of {net.config.n_feats} features")
+    save_weights(net, out, metadata=source)
+    print(f"{out}: {net.describe()}")
     return 0
 
 

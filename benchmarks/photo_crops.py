@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import superres
+from common import realesr_general_dn
 from superres.api import ImageUpscaler
 from superres.imaging.io import read_image
 from superres.inference.denoise import PhotoPair
@@ -35,19 +36,6 @@ def default_photo() -> Path:
     import skimage
 
     return Path(skimage.__file__).parent / "data" / "rocket.jpg"
-
-
-def general_dn(folder: Path, dn: float = 0.5):
-    """realesr-general-x4v3 blended with its wdn twin as Real-ESRGAN's `-dn` does (dn * general + (1 - dn) * wdn),
-    or None where the two are not staged in `folder`."""
-    from superres.models import load_model
-    from superres.models.checkpoints import interpolate
-
-    general, wdn = folder / "realesr-general-x4v3.safetensors", folder / "realesr-general-wdn-x4v3.safetensors"
-    if not (general.is_file() and wdn.is_file()):
-        print(f"realesr-general-x4v3 and its wdn twin are not staged in {folder}: left out")
-        return None
-    return interpolate(load_model(wdn), load_model(general), dn)
 
 
 def main(photo: Path, models: Path, general: Path, out: Path) -> int:
@@ -66,9 +54,11 @@ def main(photo: Path, models: Path, general: Path, out: Path) -> int:
         "SPAN x4": dict(model=str(models / "span_x4_ch48.safetensors"), denoise=None),
         "Real-ESRGAN x4plus": dict(model=str(models / "RealESRGAN_x4plus.safetensors"), denoise=None),
     }
-    compact = general_dn(general)
+    compact = realesr_general_dn(general)
     if compact is not None:
         methods["realesr-general-x4v3 -dn 0.5"] = dict(model=compact, denoise=None)
+    else:
+        print(f"realesr-general-x4v3 and its wdn twin are not staged in {general}: left out")
     tiles = []
     for name, options in methods.items():
         t0 = time.perf_counter()

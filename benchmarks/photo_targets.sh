@@ -36,12 +36,11 @@ CLEAN="$M/span_x4_ch48.safetensors,$M/rlfn_x4.safetensors,$M/imdn_x4.safetensors
 # export; docs/photos.md says where that is)
 GENERAL=${GENERAL:-/work/staging/models}
 EXTRA=""
-if [ -f "$GENERAL/realesr-general-x4v3.safetensors" ] && [ -f "$GENERAL/realesr-general-wdn-x4v3.safetensors" ]; then
-    .venv/bin/python -c "import sys; from superres.models import load_model, save_weights
-from superres.models.checkpoints import interpolate
-save_weights(interpolate(load_model(sys.argv[2]), load_model(sys.argv[1]), 0.5), sys.argv[3])" \
-        "$GENERAL/realesr-general-x4v3.safetensors" "$GENERAL/realesr-general-wdn-x4v3.safetensors" \
-        "$TMP/realesr-general-x4v3-dn0.5.safetensors"
+if .venv/bin/python -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path
+from common import realesr_general_dn; from superres.models import save_weights
+blend = realesr_general_dn(Path(sys.argv[1]))
+sys.exit(1) if blend is None else save_weights(blend, sys.argv[2])" "$GENERAL" "$TMP/realesr-general-x4v3-dn0.5.safetensors"
+then
     EXTRA=",$GENERAL/realesr-general-x4v3.safetensors,$TMP/realesr-general-x4v3-dn0.5.safetensors"
     EXTRA="$EXTRA,$GENERAL/realesr-general-wdn-x4v3.safetensors"
 else

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from superres.imaging.io import Picture, write_image
+from superres.imaging.io import Picture, read_image, write_image
 from superres.imaging.resize import imresize
 
 # (repository as the fetch tool names its folder, commit, folder, licence)
@@ -71,7 +71,7 @@ def benchmark_thumbnails(folder: Path | None) -> list[np.ndarray]:
         return []
     out = []
     for path in sorted(folder.glob("*/HR/*.png")):
-        pixels = np.asarray(Image.open(path).convert("RGB"))
+        pixels = read_image(path).pixels
         out += [thumbnail(np.ascontiguousarray(np.rot90(pixels, k))) for k in range(4)]
     return out
 
